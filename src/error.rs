@@ -1,0 +1,170 @@
+//! The registry of `error-code` trailer strings.
+//!
+//! Owns: [`ErrorCode`], the wire string of every code we have ever shipped.
+//! Must not: name tonic types; the mapping to gRPC statuses lives in `api/status.rs`.
+//!
+//! The list is append-only: a shipped string is never renamed or reused, and
+//! a retired one stays here, marked, so nobody gives it a new meaning.
+
+/// The prefix Salesforce puts before every Pub/Sub API error code.
+pub const SFDC_PREFIX: &str = "sfdc.platform.eventbus.grpc.";
+
+/// Every error code eventbus can put in the `error-code` trailer.
+///
+/// Codes that Salesforce defines keep Salesforce's exact string, because real
+/// clients match on it (the Java example looks for `fetch.replayid.corrupted`
+/// and `service.unavailable`). Codes of our own use the same prefix and style.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The service cannot take the request now; retry later.
+    ServiceUnavailable,
+    /// Something broke inside the server.
+    ServiceInternal,
+    /// Topic name blank on GetTopic or Subscribe.
+    TopicValidationEmpty,
+    /// The topic does not exist.
+    TopicNotFound,
+    /// The topic name is not well formed.
+    TopicValidationInvalid,
+    /// Schema id blank on GetSchema.
+    SchemaValidationFailed,
+    /// The schema id is unknown.
+    SchemaMetaPermission,
+    /// A PublishRequest carried no events.
+    PublishEventCountInvalid,
+    /// The topic changed between requests of one PublishStream.
+    PublishTopicMismatch,
+    /// Publish topic blank.
+    PublishTopicValidationEmpty,
+    /// `num_requested` is not positive.
+    SubscriptionFetchRequestedEventsInvalid,
+    /// The topic changed between requests of one Subscribe stream.
+    SubscriptionFetchTopicMismatch,
+    /// CUSTOM preset without a replay id.
+    SubscriptionFetchReplayIdValidationFailed,
+    /// Replay id malformed, unknown, or outside retention.
+    SubscriptionFetchReplayIdCorrupted,
+    /// The request is larger than the server accepts.
+    RequestTooLarge,
+    /// The RPC exists on the wire but this server does not offer it yet.
+    MethodUnimplemented,
+    /// The subscription's first request was not understood.
+    SubscriptionFetchRequestInvalid,
+}
+
+impl ErrorCode {
+    /// Every code, in the order they were added. Append only.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::ServiceInternal,
+        ErrorCode::TopicValidationEmpty,
+        ErrorCode::TopicNotFound,
+        ErrorCode::TopicValidationInvalid,
+        ErrorCode::SchemaValidationFailed,
+        ErrorCode::SchemaMetaPermission,
+        ErrorCode::PublishEventCountInvalid,
+        ErrorCode::PublishTopicMismatch,
+        ErrorCode::PublishTopicValidationEmpty,
+        ErrorCode::SubscriptionFetchRequestedEventsInvalid,
+        ErrorCode::SubscriptionFetchTopicMismatch,
+        ErrorCode::SubscriptionFetchReplayIdValidationFailed,
+        ErrorCode::SubscriptionFetchReplayIdCorrupted,
+        ErrorCode::RequestTooLarge,
+        ErrorCode::MethodUnimplemented,
+        ErrorCode::SubscriptionFetchRequestInvalid,
+    ];
+
+    /// The exact trailer string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ServiceUnavailable => "sfdc.platform.eventbus.grpc.service.unavailable",
+            ErrorCode::ServiceInternal => "sfdc.platform.eventbus.grpc.service.internal.error",
+            ErrorCode::TopicValidationEmpty => "sfdc.platform.eventbus.grpc.topic.validation.empty",
+            ErrorCode::TopicNotFound => "sfdc.platform.eventbus.grpc.topic.not.found",
+            ErrorCode::TopicValidationInvalid => {
+                "sfdc.platform.eventbus.grpc.topic.validation.invalid"
+            }
+            ErrorCode::SchemaValidationFailed => {
+                "sfdc.platform.eventbus.grpc.schema.validation.failed"
+            }
+            ErrorCode::SchemaMetaPermission => "sfdc.platform.eventbus.grpc.schema.meta.permission",
+            ErrorCode::PublishEventCountInvalid => {
+                "sfdc.platform.eventbus.grpc.publish.event.count.invalid"
+            }
+            ErrorCode::PublishTopicMismatch => "sfdc.platform.eventbus.grpc.publish.topic.mismatch",
+            ErrorCode::PublishTopicValidationEmpty => {
+                "sfdc.platform.eventbus.grpc.publish.topic.validation.empty"
+            }
+            ErrorCode::SubscriptionFetchRequestedEventsInvalid => {
+                "sfdc.platform.eventbus.grpc.subscription.fetch.requested.events.invalid"
+            }
+            ErrorCode::SubscriptionFetchTopicMismatch => {
+                "sfdc.platform.eventbus.grpc.subscription.fetch.topic.mismatch"
+            }
+            ErrorCode::SubscriptionFetchReplayIdValidationFailed => {
+                "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.validation.failed"
+            }
+            ErrorCode::SubscriptionFetchReplayIdCorrupted => {
+                "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted"
+            }
+            ErrorCode::RequestTooLarge => "sfdc.platform.eventbus.grpc.service.request.too.large",
+            ErrorCode::MethodUnimplemented => {
+                "sfdc.platform.eventbus.grpc.service.method.unimplemented"
+            }
+            ErrorCode::SubscriptionFetchRequestInvalid => {
+                "sfdc.platform.eventbus.grpc.subscription.fetch.request.invalid"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_prefixed() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate {code}");
+            assert!(code.as_str().starts_with(SFDC_PREFIX));
+            assert!(code.as_str().is_ascii());
+        }
+    }
+
+    /// The shipped list. Changing or removing a line breaks clients: append only.
+    #[test]
+    fn codes_match_the_shipped_snapshot() {
+        let snapshot = "\
+service.unavailable
+service.internal.error
+topic.validation.empty
+topic.not.found
+topic.validation.invalid
+schema.validation.failed
+schema.meta.permission
+publish.event.count.invalid
+publish.topic.mismatch
+publish.topic.validation.empty
+subscription.fetch.requested.events.invalid
+subscription.fetch.topic.mismatch
+subscription.fetch.replayid.validation.failed
+subscription.fetch.replayid.corrupted
+service.request.too.large
+service.method.unimplemented
+subscription.fetch.request.invalid";
+        let now: Vec<&str> = ErrorCode::ALL
+            .iter()
+            .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))
+            .collect();
+        assert_eq!(now.join("\n"), snapshot);
+    }
+}

@@ -1,0 +1,23 @@
+//! eventbus: an event bus server that speaks the Salesforce Pub/Sub API.
+//!
+//! Module map and dependency rule (no upward edges, no cycles):
+//! - [`api`] (gRPC protocol layer) uses [`broker`] and [`schema`];
+//! - [`broker`] (engine) uses [`log`] and [`schema`];
+//! - [`log`] (topic log trait and backends) uses [`store`];
+//! - [`schema`] (Avro) and [`store`] (RocksDB) are leaves;
+//! - [`server`] composes everything; [`config`], [`types`], [`error`] and
+//!   [`telemetry`] may be used by any module.
+//!
+//! `tonic`/`prost` appear only in `api/` and `server.rs`, `apache_avro` only
+//! in `schema/`, `rocksdb` only in `store/` and the log's RocksDB files.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod schema;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod types;
