@@ -1,0 +1,272 @@
+//! Behaviour every [`TopicLog`] backend must show, as reusable async checks.
+//!
+//! Owns: one async fn per behaviour and the `contract_tests!` macro that
+//! turns them into `#[tokio::test]`s for a backend. Must not: depend on a
+//! particular backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{NewEvent, TopicLog, TopicRecord};
+use crate::types::{EventId, Offset, SchemaId, TopicId};
+
+/// A small event whose payload encodes `n`.
+pub fn event(n: u64) -> NewEvent {
+    NewEvent {
+        id: EventId::new(format!("ev-{n}")),
+        schema_id: SchemaId::new("AAAAAAAAAAAAAAAAAAAAAA"),
+        payload: Bytes::from(n.to_be_bytes().to_vec()),
+        headers: Vec::new(),
+    }
+}
+
+/// Registers `topic` and appends `n` events one call each; returns offsets.
+pub async fn fill(log: &dyn TopicLog, topic: TopicId, n: u64) -> Vec<Offset> {
+    log.register_topic(topic).await.expect("register");
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.extend(log.append(topic, vec![event(i)]).await.expect("append"));
+    }
+    out
+}
+
+/// Offsets start at 1 and grow by one per event, across calls.
+pub async fn offsets_start_at_one_and_are_dense(log: &dyn TopicLog) {
+    log.register_topic(TopicId(7)).await.expect("register");
+    let a = log
+        .append(TopicId(7), vec![event(1), event(2)])
+        .await
+        .expect("append");
+    let b = log
+        .append(TopicId(7), vec![event(3)])
+        .await
+        .expect("append");
+    assert_eq!(a, vec![Offset(1), Offset(2)]);
+    assert_eq!(b, vec![Offset(3)]);
+    let bounds = log.bounds(TopicId(7)).expect("bounds");
+    assert_eq!(bounds.latest, Offset(3));
+    assert_eq!(bounds.trimmed, Offset(0));
+}
+
+/// Topics have independent offsets.
+pub async fn topics_are_independent(log: &dyn TopicLog) {
+    fill(log, TopicId(1), 3).await;
+    let b = fill(log, TopicId(2), 2).await;
+    assert_eq!(b, vec![Offset(1), Offset(2)]);
+    let evs = log
+        .read(TopicId(2), Offset(0), 10, usize::MAX)
+        .await
+        .expect("read");
+    assert_eq!(evs.len(), 2);
+}
+
+/// Reads return events after the given offset, in order, with their bytes.
+pub async fn read_returns_events_after_offset_in_order(log: &dyn TopicLog) {
+    fill(log, TopicId(1), 10).await;
+    let evs = log
+        .read(TopicId(1), Offset(4), 100, usize::MAX)
+        .await
+        .expect("read");
+    let offs: Vec<u64> = evs.iter().map(|e| e.offset.0).collect();
+    assert_eq!(offs, (5..=10).collect::<Vec<_>>());
+    assert_eq!(evs[0].event, event(4));
+    assert!(
+        log.read(TopicId(1), Offset(10), 100, usize::MAX)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+/// Reads stop at the event and byte limits but return at least one event.
+pub async fn read_respects_limits(log: &dyn TopicLog) {
+    fill(log, TopicId(1), 10).await;
+    let evs = log
+        .read(TopicId(1), Offset(0), 3, usize::MAX)
+        .await
+        .expect("read");
+    assert_eq!(evs.len(), 3);
+    let evs = log.read(TopicId(1), Offset(0), 100, 1).await.expect("read");
+    assert_eq!(
+        evs.len(),
+        1,
+        "one event even when it exceeds the byte budget"
+    );
+}
+
+/// The tail watch moves after an append commits.
+pub async fn watch_tail_wakes_on_append(log: Arc<dyn TopicLog>) {
+    log.register_topic(TopicId(9)).await.expect("register");
+    let mut rx = log.watch_tail(TopicId(9)).expect("watch");
+    assert_eq!(*rx.borrow_and_update(), Offset(0));
+    let writer = log.clone();
+    let task = tokio::spawn(async move { writer.append(TopicId(9), vec![event(0)]).await });
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .expect("tail moved within 10 s")
+        .expect("sender alive");
+    assert_eq!(*rx.borrow(), Offset(1));
+    task.await.expect("join").expect("append");
+}
+
+/// Concurrent appenders get unique, dense offsets, each call contiguous.
+pub async fn concurrent_appends_get_unique_dense_offsets(log: Arc<dyn TopicLog>) {
+    log.register_topic(TopicId(4)).await.expect("register");
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..25u64 {
+                let offs = log
+                    .append(TopicId(4), vec![event(w * 1000 + i), event(w * 1000 + i)])
+                    .await
+                    .expect("append");
+                assert_eq!(
+                    offs[1].0,
+                    offs[0].0 + 1,
+                    "one call's offsets are contiguous"
+                );
+                mine.extend(offs);
+            }
+            mine
+        }));
+    }
+    let mut all = HashSet::new();
+    for t in tasks {
+        for o in t.await.expect("join") {
+            assert!(all.insert(o), "offset {o:?} assigned twice");
+        }
+    }
+    assert_eq!(all.len(), 400);
+    assert!((1..=400).all(|o| all.contains(&Offset(o))), "no gaps");
+}
+
+/// Trimming deletes old events, keeps offsets, and moves the trim point.
+pub async fn trim_deletes_old_events_only(log: &dyn TopicLog) {
+    fill(log, TopicId(1), 4).await;
+    assert_eq!(log.trim_older_than(TopicId(1), 0).await.expect("trim"), 0);
+    let n = log
+        .trim_older_than(TopicId(1), u64::MAX)
+        .await
+        .expect("trim");
+    assert_eq!(n, 4);
+    let b = log.bounds(TopicId(1)).expect("bounds");
+    assert_eq!((b.trimmed, b.latest), (Offset(4), Offset(4)));
+    assert!(
+        log.read(TopicId(1), Offset(0), 10, usize::MAX)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let next = log
+        .append(TopicId(1), vec![event(9)])
+        .await
+        .expect("append");
+    assert_eq!(next, vec![Offset(5)], "offsets are never reused");
+}
+
+/// Catalog records round-trip.
+pub async fn catalog_round_trips(log: &dyn TopicLog) {
+    let rec = TopicRecord {
+        id: 3,
+        name: "/event/A__e".into(),
+        schema_ids: vec!["x".into(), "y".into()],
+        retention_ms: 1000,
+        created_ms: 5,
+    };
+    log.put_topic(rec.clone()).await.expect("put topic");
+    log.put_schema(SchemaId::new("y"), "{}".into())
+        .await
+        .expect("put schema");
+    let cat = log.load_catalog().await.expect("load");
+    assert_eq!(cat.topics, vec![rec]);
+    assert_eq!(cat.schemas, vec![(SchemaId::new("y"), "{}".to_owned())]);
+}
+
+/// Appends to an unregistered topic fail instead of inventing offsets.
+pub async fn unknown_topic_is_an_error(log: &dyn TopicLog) {
+    assert!(log.append(TopicId(999), vec![event(0)]).await.is_err());
+    assert!(log.bounds(TopicId(999)).is_err());
+}
+
+/// After close, appends fail.
+pub async fn close_refuses_appends(log: &dyn TopicLog) {
+    log.register_topic(TopicId(1)).await.expect("register");
+    log.close().await.expect("close");
+    assert!(log.append(TopicId(1), vec![event(0)]).await.is_err());
+}
+
+/// Expands to one `#[tokio::test]` per contract behaviour. The argument is a
+/// block returning `(log, guard)`; the guard (for example a temp dir) lives
+/// as long as the test.
+macro_rules! contract_tests {
+    ($make:block) => {
+        mod contract_suite {
+            #[allow(unused_imports)] // the block may name items of the parent
+            use super::*;
+            use std::sync::Arc;
+            use $crate::log::TopicLog;
+
+            fn make() -> (Arc<dyn TopicLog>, impl Sized) {
+                let (log, guard) = $make;
+                (Arc::new(log) as Arc<dyn TopicLog>, guard)
+            }
+
+            #[tokio::test]
+            async fn offsets_start_at_one_and_are_dense() {
+                let (log, _g) = make();
+                $crate::log::contract::offsets_start_at_one_and_are_dense(&*log).await;
+            }
+            #[tokio::test]
+            async fn topics_are_independent() {
+                let (log, _g) = make();
+                $crate::log::contract::topics_are_independent(&*log).await;
+            }
+            #[tokio::test]
+            async fn read_returns_events_after_offset_in_order() {
+                let (log, _g) = make();
+                $crate::log::contract::read_returns_events_after_offset_in_order(&*log).await;
+            }
+            #[tokio::test]
+            async fn read_respects_limits() {
+                let (log, _g) = make();
+                $crate::log::contract::read_respects_limits(&*log).await;
+            }
+            #[tokio::test]
+            async fn watch_tail_wakes_on_append() {
+                let (log, _g) = make();
+                $crate::log::contract::watch_tail_wakes_on_append(log).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_appends_get_unique_dense_offsets() {
+                let (log, _g) = make();
+                $crate::log::contract::concurrent_appends_get_unique_dense_offsets(log).await;
+            }
+            #[tokio::test]
+            async fn trim_deletes_old_events_only() {
+                let (log, _g) = make();
+                $crate::log::contract::trim_deletes_old_events_only(&*log).await;
+            }
+            #[tokio::test]
+            async fn catalog_round_trips() {
+                let (log, _g) = make();
+                $crate::log::contract::catalog_round_trips(&*log).await;
+            }
+            #[tokio::test]
+            async fn unknown_topic_is_an_error() {
+                let (log, _g) = make();
+                $crate::log::contract::unknown_topic_is_an_error(&*log).await;
+            }
+            #[tokio::test]
+            async fn close_refuses_appends() {
+                let (log, _g) = make();
+                $crate::log::contract::close_refuses_appends(&*log).await;
+            }
+        }
+    };
+}
+pub(crate) use contract_tests;

@@ -1,0 +1,110 @@
+//! Key layouts of the RocksDB backend.
+//!
+//! Owns: the byte layout of every key. Must not: touch the database.
+//!
+//! A one-byte kind prefix, then fixed-width big-endian ids, so byte order
+//! equals numeric order and one topic's events are one contiguous range.
+
+use crate::types::{Offset, TopicId};
+
+/// Kind byte of event keys (events column family).
+pub const KIND_EVENT: u8 = b'e';
+/// Kind byte of topic records (meta column family), followed by the name.
+pub const KIND_TOPIC: u8 = b't';
+/// Kind byte of schema records (meta column family), followed by the id.
+pub const KIND_SCHEMA: u8 = b's';
+/// Kind byte of trim points (meta column family), followed by the topic id.
+pub const KIND_TRIM: u8 = b'm';
+
+/// Length of an event key.
+pub const EVENT_KEY_LEN: usize = 1 + 4 + 8;
+
+/// `e | topic_id:u32 | offset:u64`.
+pub fn event_key(topic: TopicId, offset: Offset) -> [u8; EVENT_KEY_LEN] {
+    let mut k = [0u8; EVENT_KEY_LEN];
+    k[0] = KIND_EVENT;
+    k[1..5].copy_from_slice(&topic.0.to_be_bytes());
+    k[5..13].copy_from_slice(&offset.0.to_be_bytes());
+    k
+}
+
+/// The exclusive upper bound of a topic's event keys: the first key of the
+/// next topic id (or one past the kind byte for the last id).
+pub fn event_key_upper_bound(topic: TopicId) -> Vec<u8> {
+    match topic.0.checked_add(1) {
+        Some(next) => {
+            let mut k = vec![KIND_EVENT];
+            k.extend_from_slice(&next.to_be_bytes());
+            k
+        }
+        None => vec![KIND_EVENT + 1],
+    }
+}
+
+/// Splits an event key into topic and offset.
+pub fn parse_event_key(key: &[u8]) -> Option<(TopicId, Offset)> {
+    if key.len() != EVENT_KEY_LEN || key[0] != KIND_EVENT {
+        return None;
+    }
+    let topic = u32::from_be_bytes(key[1..5].try_into().ok()?);
+    let offset = u64::from_be_bytes(key[5..13].try_into().ok()?);
+    Some((TopicId(topic), Offset(offset)))
+}
+
+/// `t | name`.
+pub fn topic_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(KIND_TOPIC);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `s | schema id`.
+pub fn schema_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(KIND_SCHEMA);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `m | topic_id:u32`.
+pub fn trim_key(topic: TopicId) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = KIND_TRIM;
+    k[1..5].copy_from_slice(&topic.0.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn event_keys_sort_like_offsets(t: u32, a: u64, b: u64) {
+            prop_assert_eq!(a.cmp(&b), event_key(TopicId(t), Offset(a)).cmp(&event_key(TopicId(t), Offset(b))));
+        }
+
+        #[test]
+        fn event_keys_group_by_topic(t1: u32, t2: u32, a: u64, b: u64) {
+            prop_assume!(t1 != t2);
+            let (k1, k2) = (event_key(TopicId(t1), Offset(a)), event_key(TopicId(t2), Offset(b)));
+            prop_assert_eq!(t1.cmp(&t2), k1.cmp(&k2));
+        }
+
+        #[test]
+        fn event_keys_round_trip(t: u32, o: u64) {
+            prop_assert_eq!(parse_event_key(&event_key(TopicId(t), Offset(o))), Some((TopicId(t), Offset(o))));
+        }
+
+        #[test]
+        fn upper_bound_is_above_every_key_of_the_topic(t: u32, o: u64) {
+            let ub = event_key_upper_bound(TopicId(t));
+            prop_assert!(event_key(TopicId(t), Offset(o)).as_slice() < ub.as_slice());
+            if let Some(n) = t.checked_add(1) {
+                prop_assert!(event_key(TopicId(n), Offset(0)).as_slice() >= ub.as_slice());
+            }
+        }
+    }
+}

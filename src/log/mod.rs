@@ -1,0 +1,233 @@
+//! The per-topic append-only event log and its small metadata catalog.
+//!
+//! Owns: the [`TopicLog`] trait, the event and catalog record types, the
+//! RocksDB backend ([`rocks::RocksTopicLog`]) and its in-memory twin
+//! ([`memory::MemoryTopicLog`]), and the contract tests both must pass.
+//! Must not: know about Avro, authentication or the wire format; this file
+//! must not name RocksDB (only the backend files do), so a distributed
+//! backend can sit behind the same trait.
+//!
+//! Ordering and durability, for every backend:
+//! - offsets of one topic start at 1, are assigned by one writer, increase by
+//!   one per event and are never reused, not after a restart and not after
+//!   retention deleted events;
+//! - `append` returns only once its events are durable as configured
+//!   ([`Durability`]); readers never see an event before its append returned
+//!   to at least the writer (the tail watch moves after the commit).
+
+pub mod codec;
+pub mod keys;
+pub mod memory;
+pub mod rocks;
+mod tail;
+mod writer;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod contract;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::types::{EventId, Offset, SchemaId, TopicId};
+
+/// How hard `append` works before it acknowledges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledge after the write-ahead log is fsynced: an acknowledged event
+    /// survives a crash of the process and of the machine.
+    #[default]
+    Sync,
+    /// Acknowledge after the write reaches the operating system; the WAL is
+    /// fsynced in the background. Survives a crash of the process, but a
+    /// power loss or kernel crash can lose the last moments of acknowledged
+    /// events.
+    Buffered,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sync" => Ok(Self::Sync),
+            "buffered" => Ok(Self::Buffered),
+            other => Err(format!(
+                "unknown durability `{other}`: use `sync` (default) or `buffered`"
+            )),
+        }
+    }
+}
+
+/// A key/value header carried with an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// Header key.
+    pub key: String,
+    /// Header value.
+    pub value: Bytes,
+}
+
+/// An event as the broker hands it to the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The event id (client-supplied or generated).
+    pub id: EventId,
+    /// The writer schema of `payload`.
+    pub schema_id: SchemaId,
+    /// The Avro datum, stored and delivered unmodified.
+    pub payload: Bytes,
+    /// Reserved headers, stored as given.
+    pub headers: Vec<EventHeader>,
+}
+
+impl NewEvent {
+    /// Approximate encoded size, used to bound read batches.
+    pub fn approx_size(&self) -> usize {
+        self.payload.len()
+            + self.id.as_str().len()
+            + self.schema_id.as_str().len()
+            + self
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.len() + 8)
+                .sum::<usize>()
+            + 32
+    }
+}
+
+/// An event read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its position in the topic.
+    pub offset: Offset,
+    /// When the writer committed it, epoch milliseconds (drives retention).
+    pub time_ms: u64,
+    /// The event itself.
+    pub event: NewEvent,
+}
+
+/// What a topic's log currently holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogBounds {
+    /// The highest offset that retention deleted (0 when none was): events
+    /// after it are still readable.
+    pub trimmed: Offset,
+    /// The highest offset ever assigned (0 when the topic is empty).
+    pub latest: Offset,
+}
+
+/// A topic as the catalog stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    /// Interned id used in event keys.
+    pub id: u32,
+    /// The topic name.
+    pub name: String,
+    /// Every schema id the topic ever had, oldest first; the last is current.
+    pub schema_ids: Vec<String>,
+    /// Retention by age, milliseconds.
+    pub retention_ms: u64,
+    /// Creation time, epoch milliseconds.
+    pub created_ms: u64,
+}
+
+/// Everything the catalog holds, as loaded at startup.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// All topics.
+    pub topics: Vec<TopicRecord>,
+    /// All schemas: id and JSON text.
+    pub schemas: Vec<(SchemaId, String)>,
+}
+
+/// Errors of the log layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The storage engine failed; the message is for logs, not clients.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A stored record could not be decoded (corruption or a bug).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The log is closing; the call may be retried against a new server.
+    #[error("the log is shutting down")]
+    Closed,
+    /// The topic id is not known to this log.
+    #[error("unknown topic id {0}")]
+    UnknownTopic(u32),
+}
+
+impl LogError {
+    /// Whether the same call might succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(self, LogError::Storage(_) | LogError::Closed)
+    }
+}
+
+/// The per-topic append-only log.
+///
+/// Every method is required: there is no sensible default for storage.
+#[async_trait::async_trait]
+pub trait TopicLog: Send + Sync + 'static {
+    /// Makes `topic` known to the log so it can take appends and be watched.
+    /// Idempotent. Called for every catalog topic at startup and for every
+    /// new topic before its first append.
+    async fn register_topic(&self, topic: TopicId) -> Result<(), LogError>;
+
+    /// Appends `events` in order and returns their offsets once durable.
+    /// Concurrent appends to one topic are serialised by one writer; their
+    /// offsets never interleave within one call.
+    ///
+    /// # Cancel safety
+    /// Dropping the future after the events were queued does not withdraw
+    /// them: they are still written, only the acknowledgement is lost.
+    async fn append(&self, topic: TopicId, events: Vec<NewEvent>) -> Result<Vec<Offset>, LogError>;
+
+    /// Reads events with offsets after `after`, in order, stopping at
+    /// `max_events` or once `max_bytes` (approximate) is reached; at least
+    /// one event is returned when any exists.
+    async fn read(
+        &self,
+        topic: TopicId,
+        after: Offset,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, LogError>;
+
+    /// The current bounds of the topic's log.
+    fn bounds(&self, topic: TopicId) -> Result<LogBounds, LogError>;
+
+    /// A watch on the latest committed offset; it changes after every commit.
+    fn watch_tail(&self, topic: TopicId) -> Result<watch::Receiver<Offset>, LogError>;
+
+    /// Deletes the events committed before `cutoff_ms` (epoch ms) and
+    /// returns how many were deleted. Never blocks appends.
+    async fn trim_older_than(&self, topic: TopicId, cutoff_ms: u64) -> Result<u64, LogError>;
+
+    /// Loads the catalog.
+    async fn load_catalog(&self) -> Result<Catalog, LogError>;
+
+    /// Durably stores a topic record (insert or replace).
+    async fn put_topic(&self, record: TopicRecord) -> Result<(), LogError>;
+
+    /// Durably stores a schema's JSON under its id.
+    async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError>;
+
+    /// Makes everything acknowledged so far durable and stops the writer;
+    /// later appends fail with [`LogError::Closed`].
+    async fn close(&self) -> Result<(), LogError>;
+}
+
+/// A shared, type-erased log.
+pub type SharedLog = Arc<dyn TopicLog>;
+
+/// Current wall-clock time, epoch milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

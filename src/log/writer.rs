@@ -1,0 +1,170 @@
+//! The single writer of the RocksDB backend.
+//!
+//! Owns: offset assignment and group commit. Must not: read events.
+//!
+//! One dedicated OS thread drains whatever appends are queued (up to
+//! [`MAX_GROUP_EVENTS`] events or [`MAX_GROUP_BYTES`]), writes them as one
+//! `WriteBatch` and, with [`Durability::Sync`], fsyncs the WAL once for the
+//! whole group. Only then does it move each topic's tail and answer every
+//! caller. Concurrent publishers therefore share fsyncs, and nothing else in
+//! the process assigns offsets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::tail::Tails;
+use super::{Durability, LogError, NewEvent, codec, keys, now_ms};
+use crate::store::CF_EVENTS;
+use crate::types::{Offset, TopicId};
+
+/// Most events in one group commit: large enough that 50 concurrent callers
+/// with 100-event batches share one fsync, small enough that one WriteBatch
+/// stays a few MiB.
+pub(crate) const MAX_GROUP_EVENTS: usize = 8192;
+/// Most payload bytes in one group commit (approximate).
+pub(crate) const MAX_GROUP_BYTES: usize = 16 << 20;
+/// Queue depth between callers and the writer. Callers wait (async) when it
+/// is full, which is the backpressure publishers feel.
+pub(crate) const QUEUE_DEPTH: usize = 1024;
+
+/// One queued append: topic, events, and where to send the offsets.
+type PendingAppend = (
+    TopicId,
+    Vec<NewEvent>,
+    oneshot::Sender<Result<Vec<Offset>, LogError>>,
+);
+
+/// A request to the writer.
+pub(crate) enum WriterMsg {
+    /// Append these events to this topic.
+    Append {
+        topic: TopicId,
+        events: Vec<NewEvent>,
+        reply: oneshot::Sender<Result<Vec<Offset>, LogError>>,
+    },
+    /// Sync the WAL and stop.
+    Close {
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+}
+
+/// Runs the writer loop on the current (dedicated) thread until the queue
+/// closes or a `Close` arrives.
+pub(crate) fn run(
+    db: Arc<DB>,
+    tails: Arc<Tails>,
+    durability: Durability,
+    mut rx: mpsc::Receiver<WriterMsg>,
+) {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(durability == Durability::Sync);
+    let mut group: Vec<PendingAppend> = Vec::new();
+    let mut value = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut close = None;
+        let mut n_events = 0usize;
+        let mut n_bytes = 0usize;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                WriterMsg::Append {
+                    topic,
+                    events,
+                    reply,
+                } => {
+                    n_events += events.len();
+                    n_bytes += events.iter().map(NewEvent::approx_size).sum::<usize>();
+                    group.push((topic, events, reply));
+                }
+                WriterMsg::Close { reply } => {
+                    close = Some(reply);
+                    break;
+                }
+            }
+            if n_events >= MAX_GROUP_EVENTS || n_bytes >= MAX_GROUP_BYTES {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !group.is_empty() {
+            commit(&db, &tails, &wo, &mut group, &mut value);
+        }
+        if let Some(reply) = close {
+            let res = db
+                .flush_wal(true)
+                .map_err(|e| LogError::Storage(e.to_string()));
+            let _ = reply.send(res);
+            rx.close();
+            // Fail whatever raced in behind the close.
+            while let Ok(msg) = rx.try_recv() {
+                if let WriterMsg::Append { reply, .. } = msg {
+                    let _ = reply.send(Err(LogError::Closed));
+                }
+            }
+            return;
+        }
+    }
+}
+
+fn commit(
+    db: &DB,
+    tails: &Tails,
+    wo: &WriteOptions,
+    group: &mut Vec<PendingAppend>,
+    value: &mut Vec<u8>,
+) {
+    let Some(cf) = db.cf_handle(CF_EVENTS) else {
+        for (_, _, reply) in group.drain(..) {
+            let _ = reply.send(Err(LogError::Storage(
+                "events column family missing".into(),
+            )));
+        }
+        return;
+    };
+    let time_ms = now_ms();
+    let mut batch = WriteBatch::default();
+    // Next offset per topic inside this group; starts from the published tail.
+    let mut latest: HashMap<TopicId, Offset> = HashMap::new();
+    let mut outcomes: Vec<Result<Vec<Offset>, LogError>> = Vec::with_capacity(group.len());
+    for (topic, events, _) in group.iter() {
+        let tail = match tails.get(*topic) {
+            Ok(t) => t,
+            Err(e) => {
+                outcomes.push(Err(e));
+                continue;
+            }
+        };
+        let cur = latest.entry(*topic).or_insert_with(|| tail.latest());
+        let mut offsets = Vec::with_capacity(events.len());
+        for ev in events {
+            *cur = cur.next();
+            value.clear();
+            codec::encode(time_ms, ev, value);
+            batch.put_cf(&cf, keys::event_key(*topic, *cur), &value[..]);
+            offsets.push(*cur);
+        }
+        outcomes.push(Ok(offsets));
+    }
+    match db.write_opt(batch, wo) {
+        Ok(()) => {
+            for (topic, off) in &latest {
+                if let Ok(t) = tails.get(*topic) {
+                    t.publish(*off);
+                }
+            }
+            for ((_, _, reply), outcome) in group.drain(..).zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; no offsets were assigned");
+            let msg = e.to_string();
+            for (_, _, reply) in group.drain(..) {
+                let _ = reply.send(Err(LogError::Storage(msg.clone())));
+            }
+        }
+    }
+}
