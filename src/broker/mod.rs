@@ -1,0 +1,457 @@
+//! The engine: topics, the publish pipeline, subscriptions, retention.
+//!
+//! Owns: the topic table (name → id, schema versions, retention), publish
+//! validation and acknowledgement, per-subscription cursors and credit,
+//! keepalives and tail wake-ups, the retention task.
+//! Must not: import tonic, prost or rocksdb; it speaks domain types only.
+//!
+//! Lock order: `provision_lock` (async, held across log writes so two
+//! provisioning calls cannot both assign a topic id) is taken before
+//! `topics`; `topics` is never held across an `.await`.
+
+pub mod credits;
+pub mod provision;
+pub mod publisher;
+pub mod subscription;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ErrorCode;
+use crate::log::{LogError, SharedLog, TopicRecord, now_ms};
+use crate::schema::{ParsedSchema, SchemaRegistry};
+use crate::types::{SchemaId, TopicId, TopicName};
+
+pub use publisher::{PublishEvent, PublishOutcome, PublishReceipt};
+pub use subscription::{Control, Delivery, Start, Subscription};
+
+/// The tenant every topic belongs to until authentication brings tenants:
+/// an 18-character id in the shape of a Salesforce org id.
+pub const DEFAULT_TENANT_GUID: &str = "00D000000000000EAA";
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Cap on a subscription's outstanding credit (the Pub/Sub API uses 100).
+    pub max_credit: u32,
+    /// Most events in one response.
+    pub max_batch_events: usize,
+    /// Most event bytes in one response; keeps responses under the 4 MiB
+    /// default gRPC inbound limit of every client.
+    pub max_response_bytes: usize,
+    /// Keepalive interval of a subscription with credit and nothing new.
+    pub keepalive: Duration,
+    /// Largest accepted event payload.
+    pub max_event_bytes: usize,
+    /// Retention by age for new topics.
+    pub default_retention: Duration,
+    /// How often the retention task looks for expired events.
+    pub retention_check_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            max_credit: 100,
+            max_batch_events: 100,
+            max_response_bytes: 3 * 1024 * 1024,
+            keepalive: Duration::from_secs(60),
+            max_event_bytes: 1024 * 1024,
+            default_retention: Duration::from_secs(72 * 3600),
+            retention_check_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Errors of the engine. Each maps to one [`ErrorCode`].
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The request named no topic.
+    #[error("The topic name is blank. Provide a topic name such as /event/Order_Event__e.")]
+    TopicNameBlank,
+    /// Publish named no topic.
+    #[error(
+        "The publish request has no topic name. Provide a topic name such as /event/Order_Event__e."
+    )]
+    PublishTopicBlank,
+    /// The topic name is malformed.
+    #[error("The topic name is not valid: {0}.")]
+    TopicNameInvalid(String),
+    /// The topic does not exist.
+    #[error("The topic {0} was not found.")]
+    TopicNotFound(String),
+    /// GetSchema without an id.
+    #[error("The schema ID is blank. Provide the schema_id of a topic or event.")]
+    SchemaIdBlank,
+    /// The schema id is unknown.
+    #[error("The schema {0} was not found.")]
+    SchemaNotFound(String),
+    /// Publish with no events.
+    #[error("The publish request contains no events. Send at least one event.")]
+    EmptyBatch,
+    /// A later PublishStream request named another topic.
+    #[error(
+        "This publish stream is for topic {first}, but a request named {got}. Open a new stream to publish to another topic."
+    )]
+    PublishTopicMismatch {
+        /// The stream's topic.
+        first: String,
+        /// The topic in the offending request.
+        got: String,
+    },
+    /// A later FetchRequest named another topic.
+    #[error(
+        "This subscription is for topic {first}, but a request named {got}. Open a new subscription to read another topic."
+    )]
+    SubscribeTopicMismatch {
+        /// The stream's topic.
+        first: String,
+        /// The topic in the offending request.
+        got: String,
+    },
+    /// `num_requested` out of range.
+    #[error(
+        "num_requested must be greater than 0 in the first request and not negative after it; got {0}."
+    )]
+    CreditInvalid(i32),
+    /// CUSTOM without a replay id.
+    #[error(
+        "The replay preset is CUSTOM but no replay ID was given. Provide the replay ID to resume after."
+    )]
+    ReplayIdMissing,
+    /// The replay id cannot be used.
+    #[error("The Replay ID validation failed: {0}. Ensure that the Replay ID is valid.")]
+    ReplayIdCorrupted(String),
+    /// The server is shutting down.
+    #[error("The server is shutting down. Reconnect and resume from your last replay ID.")]
+    ShuttingDown,
+    /// A topics-folder or schema problem at provisioning time.
+    #[error("{0}")]
+    Provision(String),
+    /// The log failed.
+    #[error("storage failure")]
+    Log(#[from] LogError),
+}
+
+impl BrokerError {
+    /// The `error-code` trailer for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BrokerError::TopicNameBlank => ErrorCode::TopicValidationEmpty,
+            BrokerError::PublishTopicBlank => ErrorCode::PublishTopicValidationEmpty,
+            BrokerError::TopicNameInvalid(_) => ErrorCode::TopicValidationInvalid,
+            BrokerError::TopicNotFound(_) => ErrorCode::TopicNotFound,
+            BrokerError::SchemaIdBlank => ErrorCode::SchemaValidationFailed,
+            BrokerError::SchemaNotFound(_) => ErrorCode::SchemaMetaPermission,
+            BrokerError::EmptyBatch => ErrorCode::PublishEventCountInvalid,
+            BrokerError::PublishTopicMismatch { .. } => ErrorCode::PublishTopicMismatch,
+            BrokerError::SubscribeTopicMismatch { .. } => ErrorCode::SubscriptionFetchTopicMismatch,
+            BrokerError::CreditInvalid(_) => ErrorCode::SubscriptionFetchRequestedEventsInvalid,
+            BrokerError::ReplayIdMissing => ErrorCode::SubscriptionFetchReplayIdValidationFailed,
+            BrokerError::ReplayIdCorrupted(_) => ErrorCode::SubscriptionFetchReplayIdCorrupted,
+            BrokerError::ShuttingDown => ErrorCode::ServiceUnavailable,
+            BrokerError::Provision(_) => ErrorCode::ServiceInternal,
+            BrokerError::Log(e) if e.retryable() => ErrorCode::ServiceUnavailable,
+            BrokerError::Log(_) => ErrorCode::ServiceInternal,
+        }
+    }
+
+    /// Whether retrying the same call later could succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            BrokerError::ShuttingDown => true,
+            BrokerError::Log(e) => e.retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// One topic as the engine knows it.
+#[derive(Clone, Debug)]
+pub struct Topic {
+    /// Interned id.
+    pub id: TopicId,
+    /// Name.
+    pub name: TopicName,
+    /// Every schema id the topic ever had, oldest first; the last is current.
+    pub schema_ids: Vec<SchemaId>,
+    /// Retention by age.
+    pub retention: Duration,
+    /// Creation time, epoch ms.
+    pub created_ms: u64,
+}
+
+impl Topic {
+    /// The current schema id.
+    pub fn current_schema(&self) -> &SchemaId {
+        // Every topic is created with a schema and versions are only added.
+        self.schema_ids
+            .last()
+            .expect("a topic always has at least one schema")
+    }
+
+    fn to_record(&self) -> TopicRecord {
+        TopicRecord {
+            id: self.id.0,
+            name: self.name.as_str().to_owned(),
+            schema_ids: self
+                .schema_ids
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            retention_ms: u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX),
+            created_ms: self.created_ms,
+        }
+    }
+}
+
+/// Counters the engine keeps about itself (exported as metrics later).
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// Subscriptions currently running.
+    pub open_subscriptions: AtomicI64,
+    /// Events read from the log on behalf of subscriptions.
+    pub events_read_for_subscribers: AtomicU64,
+    /// Events handed to subscribers' outbound streams.
+    pub events_delivered: AtomicU64,
+    /// Events acknowledged to publishers.
+    pub events_published: AtomicU64,
+}
+
+/// The engine.
+pub struct Broker {
+    log: SharedLog,
+    schemas: SchemaRegistry,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    // Held across log writes while provisioning (see the module docs).
+    provision_lock: tokio::sync::Mutex<()>,
+    cfg: BrokerConfig,
+    stats: BrokerStats,
+}
+
+impl Broker {
+    /// Loads the catalog from `log` and builds the engine.
+    ///
+    /// # Errors
+    /// [`BrokerError::Log`] when the catalog cannot be read, or
+    /// [`BrokerError::Provision`] when a stored schema no longer parses.
+    pub async fn open(log: SharedLog, cfg: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+        let catalog = log.load_catalog().await?;
+        let schemas = SchemaRegistry::new();
+        for (id, json) in &catalog.schemas {
+            let parsed = ParsedSchema::parse(json).map_err(|e| {
+                BrokerError::Provision(format!("stored schema {id} does not parse: {e}"))
+            })?;
+            schemas.insert(parsed);
+        }
+        let mut topics = HashMap::new();
+        for rec in catalog.topics {
+            let name = TopicName::parse(&rec.name).map_err(|e| {
+                BrokerError::Provision(format!("stored topic {:?} is invalid: {e}", rec.name))
+            })?;
+            log.register_topic(TopicId(rec.id)).await?;
+            topics.insert(
+                rec.name.clone(),
+                Arc::new(Topic {
+                    id: TopicId(rec.id),
+                    name,
+                    schema_ids: rec.schema_ids.into_iter().map(SchemaId::new).collect(),
+                    retention: Duration::from_millis(rec.retention_ms),
+                    created_ms: rec.created_ms,
+                }),
+            );
+        }
+        Ok(Arc::new(Self {
+            log,
+            schemas,
+            topics: RwLock::new(topics),
+            provision_lock: tokio::sync::Mutex::new(()),
+            cfg,
+            stats: BrokerStats::default(),
+        }))
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.cfg
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &BrokerStats {
+        &self.stats
+    }
+
+    /// Looks a topic up by the name a client sent.
+    ///
+    /// # Errors
+    /// Blank, malformed or unknown names.
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        if name.trim().is_empty() {
+            return Err(BrokerError::TopicNameBlank);
+        }
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = topics.get(name) {
+            return Ok(t.clone());
+        }
+        drop(topics);
+        TopicName::parse(name).map_err(BrokerError::TopicNameInvalid)?;
+        Err(BrokerError::TopicNotFound(name.to_owned()))
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = topics.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Resolves a schema id.
+    ///
+    /// # Errors
+    /// Blank or unknown ids.
+    pub fn schema(&self, id: &str) -> Result<Arc<ParsedSchema>, BrokerError> {
+        if id.trim().is_empty() {
+            return Err(BrokerError::SchemaIdBlank);
+        }
+        self.schemas
+            .get(&SchemaId::new(id))
+            .ok_or_else(|| BrokerError::SchemaNotFound(id.to_owned()))
+    }
+
+    /// Creates `name` with `schema`, or makes `schema` the topic's current
+    /// version if it is not already. Idempotent.
+    ///
+    /// # Errors
+    /// [`BrokerError::Log`] when the catalog cannot be written.
+    pub async fn provision(
+        &self,
+        name: &TopicName,
+        schema: ParsedSchema,
+    ) -> Result<provision::Outcome, BrokerError> {
+        let _guard = self.provision_lock.lock().await;
+        let id = schema.id().clone();
+        if self.schemas.get(&id).is_none() {
+            self.log
+                .put_schema(id.clone(), schema.json().to_owned())
+                .await?;
+        }
+        self.schemas.insert(schema);
+        let existing = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name.as_str())
+            .cloned();
+        let (topic, outcome) = match existing {
+            Some(t) if t.current_schema() == &id => return Ok(provision::Outcome::Unchanged),
+            Some(t) => {
+                let mut t = (*t).clone();
+                t.schema_ids.retain(|s| s != &id);
+                t.schema_ids.push(id);
+                (t, provision::Outcome::NewVersion)
+            }
+            None => {
+                let next_id = self
+                    .topics
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .map(|t| t.id.0)
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                (
+                    Topic {
+                        id: TopicId(next_id),
+                        name: name.clone(),
+                        schema_ids: vec![id],
+                        retention: self.cfg.default_retention,
+                        created_ms: now_ms(),
+                    },
+                    provision::Outcome::Created,
+                )
+            }
+        };
+        self.log.put_topic(topic.to_record()).await?;
+        self.log.register_topic(topic.id).await?;
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.as_str().to_owned(), Arc::new(topic));
+        Ok(outcome)
+    }
+
+    /// Deletes expired events of every topic once.
+    ///
+    /// # Errors
+    /// The first log error; other topics are still tried.
+    pub async fn enforce_retention(&self) -> Result<u64, BrokerError> {
+        let mut deleted = 0;
+        let mut first_err = None;
+        for t in self.topics() {
+            let age = u64::try_from(t.retention.as_millis()).unwrap_or(u64::MAX);
+            let cutoff = now_ms().saturating_sub(age);
+            match self.log.trim_older_than(t.id, cutoff).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(topic = %t.name, deleted = n, "retention deleted expired events");
+                    }
+                    deleted += n;
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %t.name, error = %e, "retention pass failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(deleted),
+        }
+    }
+
+    /// Runs [`Broker::enforce_retention`] every `retention_check_interval`
+    /// until `stop` is cancelled. Retention runs on its own task and deletes
+    /// with range deletes, so publishers are never stalled by it.
+    pub async fn run_retention(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.cfg.retention_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    let _ = self.enforce_retention().await;
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes the log.
+    ///
+    /// # Errors
+    /// The log's error when the final sync fails.
+    pub async fn close(&self) -> Result<(), BrokerError> {
+        self.log.close().await.map_err(BrokerError::from)
+    }
+
+    /// What a topic's log holds now.
+    ///
+    /// # Errors
+    /// [`BrokerError::Log`] for a topic the log does not know.
+    pub fn bounds(&self, topic: TopicId) -> Result<crate::log::LogBounds, BrokerError> {
+        Ok(self.log.bounds(topic)?)
+    }
+
+    pub(crate) fn log(&self) -> &SharedLog {
+        &self.log
+    }
+
+    pub(crate) fn count(&self, counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,147 @@
+//! The publish pipeline: validate each event, append the valid ones, answer
+//! one outcome per event in order.
+//!
+//! Owns: per-event checks (id length, size, schema membership, Avro payload)
+//! and correlation keys. Must not: know the wire types.
+
+use bytes::Bytes;
+
+use super::{Broker, BrokerError};
+use crate::log::{EventHeader, NewEvent};
+use crate::types::{EventId, MAX_EVENT_ID_CHARS, ReplayId, SchemaId};
+
+/// One event as a publisher sent it.
+#[derive(Clone, Debug)]
+pub struct PublishEvent {
+    /// Client id, or empty for a generated one.
+    pub id: String,
+    /// Writer schema id of the payload.
+    pub schema_id: String,
+    /// Avro datum.
+    pub payload: Bytes,
+    /// Reserved headers.
+    pub headers: Vec<EventHeader>,
+}
+
+/// The outcome of one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// The client's id, the generated id on success, or empty when an event
+    /// without an id failed (spec §6.4).
+    pub correlation_key: String,
+    /// The replay id, or a message a person understands.
+    pub result: Result<ReplayId, String>,
+}
+
+/// The outcome of a whole publish request.
+#[derive(Clone, Debug)]
+pub struct PublishReceipt {
+    /// The topic's current schema id.
+    pub schema_id: SchemaId,
+    /// One outcome per event, in request order.
+    pub outcomes: Vec<PublishOutcome>,
+}
+
+impl Broker {
+    /// Publishes a batch to `topic`. Returns once every valid event is
+    /// durable. Invalid events get their own error outcome and do not stop
+    /// the rest of the batch.
+    ///
+    /// # Errors
+    /// Failures of the request as a whole: blank, malformed or unknown
+    /// topic, an empty batch, or a storage failure (nothing was acknowledged).
+    pub async fn publish(
+        &self,
+        topic: &str,
+        events: Vec<PublishEvent>,
+    ) -> Result<PublishReceipt, BrokerError> {
+        if topic.trim().is_empty() {
+            return Err(BrokerError::PublishTopicBlank);
+        }
+        let topic = self.topic(topic)?;
+        if events.is_empty() {
+            return Err(BrokerError::EmptyBatch);
+        }
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut valid = Vec::with_capacity(events.len());
+        let mut slots = Vec::with_capacity(events.len());
+        for (i, ev) in events.into_iter().enumerate() {
+            match self.check(&topic, &ev) {
+                Ok(()) => {
+                    let id = if ev.id.is_empty() {
+                        EventId::generate()
+                    } else {
+                        EventId::new(ev.id)
+                    };
+                    outcomes.push(PublishOutcome {
+                        correlation_key: id.as_str().to_owned(),
+                        result: Err(String::new()), // filled after the append
+                    });
+                    slots.push(i);
+                    valid.push(NewEvent {
+                        id,
+                        schema_id: SchemaId::new(ev.schema_id),
+                        payload: ev.payload,
+                        headers: ev.headers,
+                    });
+                }
+                Err(msg) => outcomes.push(PublishOutcome {
+                    correlation_key: ev.id,
+                    result: Err(msg),
+                }),
+            }
+        }
+        if !valid.is_empty() {
+            let offsets = self.log().append(topic.id, valid).await?;
+            self.count(&self.stats().events_published, offsets.len());
+            for (slot, offset) in slots.into_iter().zip(offsets) {
+                outcomes[slot].result = Ok(ReplayId::from(offset));
+            }
+        }
+        Ok(PublishReceipt {
+            schema_id: topic.current_schema().clone(),
+            outcomes,
+        })
+    }
+
+    fn check(&self, topic: &super::Topic, ev: &PublishEvent) -> Result<(), String> {
+        let id_chars = ev.id.chars().count();
+        if id_chars > MAX_EVENT_ID_CHARS {
+            return Err(format!(
+                "The event ID is {id_chars} characters long; at most {MAX_EVENT_ID_CHARS} are allowed. Use a UUID or leave it empty."
+            ));
+        }
+        if ev.payload.len() > self.config().max_event_bytes {
+            return Err(format!(
+                "The event payload is {} bytes; the limit is {} bytes per event.",
+                ev.payload.len(),
+                self.config().max_event_bytes
+            ));
+        }
+        if ev.schema_id.is_empty() {
+            return Err(
+                "The event has no schema_id. Set it to the topic's schema ID from GetTopic."
+                    .to_owned(),
+            );
+        }
+        let sid = SchemaId::new(ev.schema_id.as_str());
+        if !topic.schema_ids.contains(&sid) {
+            return Err(format!(
+                "The schema ID {} is not a schema of topic {}. Use the schema ID from GetTopic (current: {}).",
+                ev.schema_id,
+                topic.name,
+                topic.current_schema()
+            ));
+        }
+        let schema = self
+            .schemas
+            .get(&sid)
+            .ok_or_else(|| format!("The schema {} is not registered.", ev.schema_id))?;
+        schema.validate(&ev.payload).map_err(|e| {
+            format!(
+                "The payload is not a valid Avro record for schema {}: {e}.",
+                ev.schema_id
+            )
+        })
+    }
+}

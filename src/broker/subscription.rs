@@ -1,0 +1,276 @@
+//! One subscription: a cursor, a credit count and a wake-up on the tail.
+//!
+//! Owns: start positions, the delivery loop, keepalives. Must not: queue
+//! events. The log is the buffer: a subscription holds a cursor and reads
+//! only as many events as it has credit for, so a client that stops asking
+//! costs a few bytes of state, not a growing queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::credits::Credits;
+use super::{Broker, BrokerError, Topic};
+use crate::log::StoredEvent;
+use crate::types::{Offset, ReplayId};
+
+/// How long a stopping subscription waits to hand its shutdown error to a
+/// client that is not reading.
+const SHUTDOWN_NOTICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a subscription starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// After the newest event: only events published from now on.
+    Latest,
+    /// At the oldest retained event.
+    Earliest,
+    /// After the event with this replay id (raw bytes as the client sent them).
+    Custom(Vec<u8>),
+}
+
+/// Input from the client side of a subscription.
+#[derive(Debug)]
+pub enum Control {
+    /// More credit.
+    Grant(u32),
+    /// The client sent something that ends the stream with this error.
+    Fail(BrokerError),
+}
+
+/// One response's worth of events (empty for a keepalive).
+#[derive(Debug)]
+pub struct Delivery {
+    /// The events, in offset order.
+    pub events: Vec<StoredEvent>,
+    /// The subscription's position after this response; valid as a CUSTOM
+    /// start point even when it names no delivered event.
+    pub latest: ReplayId,
+    /// Credit left after this response.
+    pub pending: u32,
+}
+
+/// A subscription ready to run.
+pub struct Subscription {
+    broker: Arc<Broker>,
+    topic: Arc<Topic>,
+    cursor: Offset,
+}
+
+impl Broker {
+    /// Resolves the topic and start position of a new subscription.
+    ///
+    /// # Errors
+    /// Blank, malformed or unknown topic; a missing, malformed, unknown or
+    /// expired replay id for [`Start::Custom`].
+    pub fn subscribe(
+        self: &Arc<Self>,
+        topic: &str,
+        start: Start,
+    ) -> Result<Subscription, BrokerError> {
+        let topic = self.topic(topic)?;
+        let bounds = self.log().bounds(topic.id)?;
+        let cursor = match start {
+            Start::Latest => bounds.latest,
+            Start::Earliest => bounds.trimmed,
+            Start::Custom(bytes) => {
+                if bytes.is_empty() {
+                    return Err(BrokerError::ReplayIdMissing);
+                }
+                let id = ReplayId::decode(&bytes).map_err(BrokerError::ReplayIdCorrupted)?;
+                let at = id.offset();
+                if at > bounds.latest {
+                    return Err(BrokerError::ReplayIdCorrupted(format!(
+                        "replay ID {id} is not a position of topic {} (its newest is {})",
+                        topic.name,
+                        ReplayId::from(bounds.latest)
+                    )));
+                }
+                if at < bounds.trimmed {
+                    return Err(BrokerError::ReplayIdCorrupted(format!(
+                        "replay ID {id} is older than the retention window of topic {}; resubscribe with EARLIEST",
+                        topic.name
+                    )));
+                }
+                at
+            }
+        };
+        Ok(Subscription {
+            broker: self.clone(),
+            topic,
+            cursor,
+        })
+    }
+}
+
+/// Decrements the open-subscriptions gauge however the loop ends.
+struct OpenGuard<'a>(&'a Broker);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .stats()
+            .open_subscriptions
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Subscription {
+    /// The subscribed topic.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// The position the subscription starts after.
+    pub fn cursor(&self) -> ReplayId {
+        ReplayId::from(self.cursor)
+    }
+
+    /// Delivers events until the client goes away, half-closes (the
+    /// controls channel closes), sends a bad request, or `stop` fires.
+    /// Errors are sent on `out` before returning.
+    pub async fn run(
+        mut self,
+        initial_credit: u32,
+        mut controls: mpsc::Receiver<Control>,
+        out: mpsc::Sender<Result<Delivery, BrokerError>>,
+        stop: CancellationToken,
+    ) {
+        let broker = self.broker.clone();
+        broker
+            .stats()
+            .open_subscriptions
+            .fetch_add(1, Ordering::Relaxed);
+        let _open = OpenGuard(&broker);
+        let cfg = broker.config().clone();
+        let mut credits = Credits::new(cfg.max_credit);
+        credits.grant(initial_credit);
+        let mut tail = match broker.log().watch_tail(self.topic.id) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = out.send(Err(e.into())).await;
+                return;
+            }
+        };
+        let mut keepalive_at = Instant::now() + cfg.keepalive;
+        loop {
+            let latest = *tail.borrow_and_update();
+            if credits.available() > 0 && self.cursor < latest {
+                let want = (credits.available() as usize).min(cfg.max_batch_events);
+                let events = match broker
+                    .log()
+                    .read(self.topic.id, self.cursor, want, cfg.max_response_bytes)
+                    .await
+                {
+                    Ok(evs) => evs,
+                    Err(e) => {
+                        let _ = out.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let Some(last) = events.last().map(|e| e.offset) else {
+                    // Everything after the cursor was trimmed by retention
+                    // while we waited: continue from the trim point.
+                    match broker.log().bounds(self.topic.id) {
+                        Ok(b) if b.trimmed > self.cursor => {
+                            self.cursor = b.trimmed;
+                            continue;
+                        }
+                        _ => {
+                            // Nothing readable yet; wait for the tail to move.
+                            if tail.changed().await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                };
+                let n = events.len();
+                broker.count(&broker.stats().events_read_for_subscribers, n);
+                self.cursor = last;
+                credits.take(u32::try_from(n).unwrap_or(u32::MAX));
+                let delivery = Delivery {
+                    events,
+                    latest: ReplayId::from(self.cursor),
+                    pending: credits.available(),
+                };
+                if !send(&out, Ok(delivery), &stop).await {
+                    return self.shutdown(&out, &stop).await;
+                }
+                broker.count(&broker.stats().events_delivered, n);
+                keepalive_at = Instant::now() + cfg.keepalive;
+                continue;
+            }
+            let had_credit = credits.available() > 0;
+            tokio::select! {
+                // Shutdown first, then client input, so a stream that is
+                // both busy and asked to stop stops.
+                biased;
+                _ = stop.cancelled() => return self.shutdown(&out, &stop).await,
+                _ = out.closed() => return,
+                ctl = controls.recv() => match ctl {
+                    Some(Control::Grant(n)) => {
+                        credits.grant(n);
+                        if !had_credit {
+                            keepalive_at = Instant::now() + cfg.keepalive;
+                        }
+                    }
+                    Some(Control::Fail(e)) => {
+                        let _ = out.send(Err(e)).await;
+                        return;
+                    }
+                    // The client half-closed: end the stream with OK now.
+                    None => return,
+                },
+                changed = tail.changed(), if had_credit => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(keepalive_at), if had_credit => {
+                    let ka = Delivery {
+                        events: Vec::new(),
+                        latest: ReplayId::from(self.cursor),
+                        pending: credits.available(),
+                    };
+                    if !send(&out, Ok(ka), &stop).await {
+                        return self.shutdown(&out, &stop).await;
+                    }
+                    keepalive_at = Instant::now() + cfg.keepalive;
+                }
+            }
+        }
+    }
+
+    async fn shutdown(
+        &self,
+        out: &mpsc::Sender<Result<Delivery, BrokerError>>,
+        stop: &CancellationToken,
+    ) {
+        if stop.is_cancelled() {
+            // Tell the client why, so it reconnects instead of treating the
+            // end as final; give up after a second if it is not reading.
+            let _ = tokio::time::timeout(
+                SHUTDOWN_NOTICE_TIMEOUT,
+                out.send(Err(BrokerError::ShuttingDown)),
+            )
+            .await;
+        }
+    }
+}
+
+/// Sends unless `stop` fires first; false when the item was not sent.
+async fn send(
+    out: &mpsc::Sender<Result<Delivery, BrokerError>>,
+    item: Result<Delivery, BrokerError>,
+    stop: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => false,
+        r = out.send(item) => r.is_ok(),
+    }
+}
