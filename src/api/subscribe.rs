@@ -1,0 +1,118 @@
+//! The Subscribe RPC: first request, credit reader, delivery stream.
+//!
+//! Owns: turning a `Streaming<FetchRequest>` into broker controls and a
+//! broker delivery channel into a `FetchResponse` stream.
+//! Must not: decide what to deliver (the broker's subscription does).
+
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Code, Status, Streaming};
+use tracing::Instrument;
+
+use super::{PubSubService, convert, pb, status};
+use crate::broker::{BrokerError, Control};
+use crate::error::ErrorCode;
+use crate::types::RpcId;
+
+/// The response stream of Subscribe.
+pub type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchResponse, Status>> + Send>>;
+
+/// Credit messages buffered between the request reader and the delivery
+/// loop; beyond this the reader stops reading and HTTP/2 flow control
+/// pushes back on the client.
+const CONTROL_QUEUE: usize = 16;
+/// Responses buffered towards tonic: one being written and one ready, so a
+/// slow client stalls the delivery loop instead of growing memory.
+const OUTBOUND_QUEUE: usize = 2;
+
+/// Reads the first request, opens the subscription and starts its tasks.
+pub(super) async fn start(
+    svc: &PubSubService,
+    mut inbound: Streaming<pb::FetchRequest>,
+    rpc: RpcId,
+    span: tracing::Span,
+) -> Result<FetchStream, Status> {
+    let first = match inbound.message().await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return Err(status::status(
+                Code::InvalidArgument,
+                ErrorCode::SubscriptionFetchRequestInvalid,
+                "The subscription ended before its first FetchRequest. Send a FetchRequest with a topic name and num_requested.",
+                rpc,
+            ));
+        }
+        Err(st) => return Err(st),
+    };
+    span.record("topic", first.topic_name.as_str());
+    if first.num_requested <= 0 {
+        return Err(status::to_status(
+            &BrokerError::CreditInvalid(first.num_requested),
+            rpc,
+        ));
+    }
+    let sub = svc
+        .broker
+        .subscribe(&first.topic_name, convert::start(&first))
+        .map_err(|e| status::to_status(&e, rpc))?;
+    tracing::debug!(start_after = %sub.cursor(), "subscription opened");
+    let topic = sub.topic().name.to_string();
+
+    let (ctl_tx, ctl_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let done = svc.stop.child_token();
+
+    let reader_done = done.clone();
+    svc.tasks.spawn(
+        async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = reader_done.cancelled() => break,
+                    m = inbound.message() => m,
+                };
+                let req = match msg {
+                    Ok(Some(req)) => req,
+                    // Half-close or a broken transport: closing the control
+                    // channel ends the subscription.
+                    Ok(None) | Err(_) => break,
+                };
+                let ctl = if !req.topic_name.is_empty() && req.topic_name != topic {
+                    Control::Fail(BrokerError::SubscribeTopicMismatch {
+                        first: topic.clone(),
+                        got: req.topic_name,
+                    })
+                } else if req.num_requested < 0 {
+                    Control::Fail(BrokerError::CreditInvalid(req.num_requested))
+                } else if req.num_requested == 0 {
+                    continue;
+                } else {
+                    Control::Grant(req.num_requested.unsigned_abs())
+                };
+                let fatal = matches!(ctl, Control::Fail(_));
+                if ctl_tx.send(ctl).await.is_err() || fatal {
+                    break;
+                }
+            }
+        }
+        .instrument(span.clone()),
+    );
+
+    let stop = svc.stop.clone();
+    let initial = first.num_requested.unsigned_abs();
+    svc.tasks.spawn(
+        async move {
+            sub.run(initial, ctl_rx, out_tx, stop).await;
+            done.cancel();
+        }
+        .instrument(span),
+    );
+
+    let stream = ReceiverStream::new(out_rx).map(move |item| {
+        item.map(|d| convert::fetch_response(d, rpc))
+            .map_err(|e| status::to_status(&e, rpc))
+    });
+    Ok(Box::pin(stream))
+}

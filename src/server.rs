@@ -1,0 +1,176 @@
+//! Composition root: opens the store, builds log, broker and services,
+//! serves gRPC and runs the shutdown sequence.
+//!
+//! Owns: wiring and lifecycle. Must not: hold request logic.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic_health::ServingStatus;
+
+use crate::api::{PubSubService, pb};
+use crate::broker::{Broker, BrokerError};
+use crate::config::ServeArgs;
+use crate::log::SharedLog;
+use crate::log::rocks::RocksTopicLog;
+use crate::store::{Store, StoreError};
+
+/// The gRPC service name health reports on besides the empty name.
+pub const PUBSUB_SERVICE_NAME: &str = "eventbus.v1.PubSub";
+
+/// HTTP/2 receive window per stream. Large enough that a 1 MiB event moves
+/// in a few round trips on loopback, small enough that a stream the server
+/// has stopped reading (PublishStream backpressure) buffers little.
+const HTTP2_STREAM_WINDOW: u32 = 512 * 1024;
+
+/// HTTP/2 receive window per connection. h2 sizes its small-DATA-frame flood
+/// budget at half of this: with the 64 KiB default, a PublishStream client
+/// pipelining ~100-byte requests into a stream the server has paused for
+/// backpressure gets the whole connection closed with ENHANCE_YOUR_CALM after
+/// about 220 buffered requests. 16 MiB gives room for dozens of such paused
+/// streams while a real flood of tiny frames is still cut off.
+const HTTP2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// Errors that stop the server from starting or serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Invalid settings.
+    #[error("{0}")]
+    Config(String),
+    /// The data folder could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log could not start.
+    #[error("could not start the topic log: {0}")]
+    Log(#[from] crate::log::LogError),
+    /// The broker could not load or provision topics.
+    #[error("{0}")]
+    Broker(#[from] BrokerError),
+    /// The gRPC transport failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A built server: storage open, topics provisioned, not yet serving.
+pub struct Server {
+    args: ServeArgs,
+    broker: Arc<Broker>,
+}
+
+impl Server {
+    /// Validates settings, opens the data folder and provisions the topics
+    /// folder.
+    ///
+    /// # Errors
+    /// [`ServerError`] describing what is wrong (bad setting, locked or
+    /// unreadable data folder, invalid schema file named by path).
+    pub async fn build(args: ServeArgs) -> Result<Self, ServerError> {
+        args.validate().map_err(ServerError::Config)?;
+        let store = Store::open(&args.data_dir)?;
+        let log: SharedLog = Arc::new(RocksTopicLog::open(
+            &store,
+            args.durability,
+            args.wal_sync_interval,
+        )?);
+        let broker = Broker::open(log, args.broker()).await?;
+        if let Some(dir) = &args.topics
+            && let Err(e) = broker.provision_dir(dir).await
+        {
+            let _ = broker.close().await;
+            return Err(e.into());
+        }
+        tracing::info!(
+            data_dir = %args.data_dir.display(),
+            topics = broker.topics().len(),
+            durability = ?args.durability,
+            "storage open"
+        );
+        Ok(Self { args, broker })
+    }
+
+    /// The engine, for tests and tools in the same process.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves on `listener` until `stop` is cancelled, then shuts down:
+    /// health turns NOT_SERVING, streams end, open calls get up to
+    /// `shutdown_deadline`, the log is synced and closed.
+    ///
+    /// # Errors
+    /// [`ServerError::Transport`] when serving fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> Result<(), ServerError> {
+        let Server { args, broker } = self;
+        let tasks = TaskTracker::new();
+        let (health, health_svc) = tonic_health::server::health_reporter();
+        let pubsub = PubSubService::new(broker.clone(), args.api(), stop.clone(), tasks.clone());
+        let pubsub = pb::pub_sub_server::PubSubServer::new(pubsub)
+            .max_decoding_message_size(args.max_request_bytes)
+            // Responses are bounded by the broker (max_response_bytes) well
+            // below this; the cap guards against a bug, not a client.
+            .max_encoding_message_size(4 * 1024 * 1024 + 64 * 1024);
+        health.set_service_status("", ServingStatus::Serving).await;
+        health
+            .set_service_status(PUBSUB_SERVICE_NAME, ServingStatus::Serving)
+            .await;
+        tasks.spawn(broker.clone().run_retention(stop.clone()));
+
+        if let Ok(local) = listener.local_addr() {
+            // Tools and tests read the port from this line when started on :0.
+            tracing::info!("eventbus listening on {local}");
+        }
+        let health_on_stop = health.clone();
+        let signal = {
+            let stop = stop.clone();
+            async move {
+                stop.cancelled().await;
+                health_on_stop
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+                health_on_stop
+                    .set_service_status(PUBSUB_SERVICE_NAME, ServingStatus::NotServing)
+                    .await;
+                tracing::info!("shutting down: no new calls; ending streams");
+            }
+        };
+        let keepalive = (!args.http2_keepalive.is_zero()).then_some(args.http2_keepalive);
+        let serve = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
+            .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
+            .max_concurrent_streams(Some(args.max_concurrent_streams))
+            .http2_keepalive_interval(keepalive)
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+            .add_service(health_svc)
+            .add_service(pubsub)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        let mut serve = std::pin::pin!(serve);
+        let result = tokio::select! {
+            r = &mut serve => r.map_err(ServerError::from),
+            _ = async { stop.cancelled().await; tokio::time::sleep(args.shutdown_deadline).await } => {
+                tracing::warn!(deadline = ?args.shutdown_deadline, "open calls outlived the shutdown deadline; abandoning them");
+                Ok(())
+            }
+        };
+        stop.cancel();
+        tasks.close();
+        if tokio::time::timeout(args.shutdown_deadline, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some stream tasks did not finish in time");
+        }
+        if let Err(e) = broker.close().await {
+            tracing::error!(error = %e, "final log sync failed");
+            return Err(e.into());
+        }
+        tracing::info!("log synced and closed");
+        result
+    }
+}
