@@ -8,5 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 cargo test --all-targets
-cargo build --bin eventbus
+# cargo test built target/debug/eventbus (the integration tests run it);
+# a separate `cargo build` would resolve features without dev-dependencies
+# and compile RocksDB once more.
 scripts/e2e.sh target/debug/eventbus
