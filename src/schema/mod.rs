@@ -14,6 +14,8 @@
 //! below writes the form from the parsed schema; it reproduces the Salesforce id of spec §9
 //! and the Avro project's shared canonical-form test vectors.
 
+pub mod compat;
+pub mod json;
 pub mod registry;
 pub mod validate;
 
@@ -63,6 +65,9 @@ pub struct ParsedSchema {
     canonical_form: String,
     record_name: String,
     program: validate::Program,
+    /// The parsed schema tree, kept for the modules that need names, symbols, defaults and
+    /// aliases, which the compiled `program` drops ([`json`], [`compat`]).
+    schema: Schema,
 }
 
 impl ParsedSchema {
@@ -96,6 +101,7 @@ impl ParsedSchema {
             canonical_form,
             record_name,
             program,
+            schema,
         })
     }
 
@@ -133,6 +139,12 @@ impl ParsedSchema {
     /// A [`validate::PayloadError`] naming the field path and what is wrong.
     pub fn validate(&self, payload: &[u8]) -> Result<(), validate::PayloadError> {
         self.program.validate(payload)
+    }
+
+    /// The parsed apache-avro schema tree; crate-private so no `apache_avro` type leaves
+    /// `schema/`.
+    pub(crate) fn avro_schema(&self) -> &Schema {
+        &self.schema
     }
 }
 
