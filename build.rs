@@ -9,7 +9,10 @@ fn main() -> anyhow::Result<()> {
     // variable cannot race with another thread reading the environment.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["proto/eventbus/v1/pubsub_api.proto"];
+    let protos = [
+        "proto/eventbus/v1/pubsub_api.proto",
+        "proto/eventbus/admin/v1/admin.proto",
+    ];
     tonic_prost_build::configure()
         .bytes(".")
         .file_descriptor_set_path(out.join("eventbus_descriptor.bin"))

@@ -1,13 +1,18 @@
-//! Typed settings, from flags and `EVENTBUS_*` environment variables.
+//! Typed settings: built-in defaults, then a TOML file (`--config`), then
+//! `EVENTBUS_*` environment variables, then flags; each layer overrides the
+//! one before.
 //!
-//! Owns: every setting, its default, its flag and variable, and `validate()`.
+//! Owns: every setting, its default, its flag, variable and file key,
+//! the layering and `validate()`.
 //! Must not: be a global; the environment is read only while parsing.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::api::ApiConfig;
 use crate::broker::BrokerConfig;
@@ -17,6 +22,7 @@ use crate::log::Durability;
 #[derive(Debug, Parser)]
 #[command(
     name = "eventbus",
+    args_conflicts_with_subcommands = true,
     version,
     about = "An event bus server that speaks the Salesforce Pub/Sub API (eventbus.v1.PubSub).",
     long_about = "An event bus server that speaks the Salesforce Pub/Sub API (eventbus.v1.PubSub) \
@@ -36,6 +42,158 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Create, list, describe, change or delete topics (Admin API).
+    #[command(subcommand)]
+    Topic(crate::cli::TopicCommand),
+    /// Register, get or list schema versions.
+    #[command(subcommand)]
+    Schema(crate::cli::SchemaCommand),
+    /// Publish JSON events, encoded to Avro with the topic's schema.
+    Publish(crate::cli::PublishArgs),
+    /// Subscribe and print events as JSON lines.
+    Subscribe(crate::cli::SubscribeArgs),
+}
+
+/// What the binary was asked to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Run the server with these settings.
+    Serve(Box<ServeArgs>),
+    /// Run a client command.
+    Client(Box<Command>),
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Bad flags, or `--help`/`--version` (clap prints and exits).
+    Clap(clap::Error),
+    /// Problems in the config file, all of them.
+    File(String),
+}
+
+impl From<clap::Error> for LoadError {
+    fn from(e: clap::Error) -> Self {
+        LoadError::Clap(e)
+    }
+}
+
+impl Cli {
+    /// Parses `args` with the config file layered under environment and
+    /// flags: a file value applies only where neither a variable nor a flag
+    /// set the setting.
+    ///
+    /// # Errors
+    /// [`LoadError::Clap`] for bad flags; [`LoadError::File`] listing every
+    /// unknown key and invalid value of the file at once.
+    pub fn load_from<I, T>(args: I) -> Result<Cli, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Cli::command().try_get_matches_from(&args)?;
+        let (serve, explicit) = match matches.subcommand() {
+            Some(("serve", m)) => (m, true),
+            Some(_) => return Ok(Cli::from_arg_matches(&matches)?),
+            None => (&matches, false),
+        };
+        let Some(path) = serve.get_one::<PathBuf>("config").cloned() else {
+            return Ok(Cli::from_arg_matches(&matches)?);
+        };
+        let from_file = file_flags(&path, |id| {
+            serve.value_source(id) == Some(ValueSource::DefaultValue)
+        })?;
+        let mut layered: Vec<OsString> = Vec::with_capacity(args.len() + from_file.len() + 1);
+        layered.push(args.first().cloned().unwrap_or_else(|| "eventbus".into()));
+        layered.push("serve".into());
+        layered.extend(from_file.into_iter().map(OsString::from));
+        layered.extend(args.into_iter().skip(if explicit { 2 } else { 1 }));
+        let matches = Cli::command().try_get_matches_from(layered)?;
+        Ok(Cli::from_arg_matches(&matches)?)
+    }
+
+    /// The serve settings, whether given with or without `serve`.
+    pub fn into_serve(self) -> Option<ServeArgs> {
+        match self.command {
+            Some(Command::Serve(a)) => Some(a),
+            None => Some(self.serve),
+            Some(_) => None,
+        }
+    }
+
+    /// Serve settings, or the client command to run.
+    pub fn into_action(self) -> Action {
+        match self.command {
+            Some(Command::Serve(a)) => Action::Serve(Box::new(a)),
+            None => Action::Serve(Box::new(self.serve)),
+            Some(other) => Action::Client(Box::new(other)),
+        }
+    }
+}
+
+/// Reads the TOML file and turns each key whose setting is still at its
+/// default (`is_default(id)`) into a `--flag=value` argument, checking every
+/// key and value and reporting all problems together.
+fn file_flags(path: &Path, is_default: impl Fn(&str) -> bool) -> Result<Vec<String>, LoadError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError::File(format!("config file {shown}: cannot read: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| LoadError::File(format!("config file {shown}: not valid TOML: {e}")))?;
+    let cmd = Cli::command();
+    let serve = cmd
+        .find_subcommand("serve")
+        .expect("the serve subcommand is declared above");
+    let known: Vec<(String, String)> = serve
+        .get_arguments()
+        .filter_map(|a| Some((a.get_id().to_string(), a.get_long()?.to_owned())))
+        .filter(|(id, _)| id != "config")
+        .collect();
+    let mut problems = Vec::new();
+    let mut flags = Vec::new();
+    for (key, value) in &table {
+        let Some((id, long)) = known.iter().find(|(id, _)| id == key) else {
+            problems.push(format!("unknown key `{key}`"));
+            continue;
+        };
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                problems.push(format!(
+                    "key `{key}`: expected a string or a number, found {}",
+                    other.type_str()
+                ));
+                continue;
+            }
+        };
+        let flag = format!("--{long}={text}");
+        if let Err(e) = Cli::command().try_get_matches_from(["eventbus", "serve", flag.as_str()]) {
+            let first = e.to_string();
+            let first = first
+                .lines()
+                .next()
+                .unwrap_or("invalid value")
+                .trim_start_matches("error: ");
+            problems.push(format!("key `{key}`: {first}"));
+            continue;
+        }
+        if is_default(id) {
+            flags.push(flag);
+        }
+    }
+    if problems.is_empty() {
+        Ok(flags)
+    } else {
+        Err(LoadError::File(format!(
+            "config file {shown} has problems:\n  - {}",
+            problems.join("\n  - ")
+        )))
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -44,9 +202,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Settings of `eventbus serve`. Every flag also reads the environment
-/// variable named in its help.
+/// variable named in its help, and every setting but `config` can be set in
+/// the TOML file under its field name (`max_credit = 100`).
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
+    /// TOML file of settings (keys as in config.example.toml); environment
+    /// variables and flags override it.
+    #[arg(long, env = "EVENTBUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "EVENTBUS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Address of the Prometheus metrics endpoint (`/metrics`, plain HTTP);
+    /// empty turns it off.
+    #[arg(long, env = "EVENTBUS_METRICS_LISTEN", default_value = "")]
+    pub metrics_listen: String,
     /// Address to listen on for gRPC (plaintext).
     #[arg(long, env = "EVENTBUS_LISTEN", default_value = "127.0.0.1:7011")]
     pub listen: SocketAddr,
@@ -92,6 +262,10 @@ pub struct ServeArgs {
     /// HTTP/2 keepalive ping interval (0s turns pings off).
     #[arg(long, env = "EVENTBUS_HTTP2_KEEPALIVE", default_value = "30s", value_parser = parse_duration)]
     pub http2_keepalive: Duration,
+    /// After SIGTERM, how long health reports NOT_SERVING before streams
+    /// are ended (time for load balancers to stop routing here).
+    #[arg(long, env = "EVENTBUS_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
     /// How long shutdown waits for open calls before abandoning them.
     #[arg(long, env = "EVENTBUS_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_deadline: Duration,
@@ -158,6 +332,9 @@ impl ServeArgs {
                     .to_owned(),
             );
         }
+        if let Err(e) = self.metrics_addr() {
+            problems.push(e);
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -166,6 +343,22 @@ impl ServeArgs {
                 problems.join("\n  - ")
             ))
         }
+    }
+
+    /// The metrics address, if metrics are on.
+    ///
+    /// # Errors
+    /// A message when the address does not parse.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.metrics_listen.trim().is_empty() {
+            return Ok(None);
+        }
+        self.metrics_listen.parse().map(Some).map_err(|e| {
+            format!(
+                "EVENTBUS_METRICS_LISTEN (--metrics-listen) `{}` is not an address like 127.0.0.1:9090: {e}",
+                self.metrics_listen
+            )
+        })
     }
 
     /// Defaults with `data_dir` set: what tests use.
@@ -222,6 +415,84 @@ mod tests {
         );
     }
 
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("eventbus.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    #[test]
+    fn the_example_config_loads_and_documents_every_setting() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = root.join("config.example.toml");
+        let cli = Cli::load_from(
+            ["eventbus", "serve", "--config"]
+                .map(OsString::from)
+                .into_iter()
+                .chain([example.clone().into_os_string()]),
+        )
+        .unwrap_or_else(|e| panic!("config.example.toml must load: {e:?}"));
+        let args = cli.into_serve().expect("serve");
+        args.validate().expect("example settings validate");
+        let text = std::fs::read_to_string(&example).expect("read example");
+        let table: toml::Table = text.parse().expect("toml");
+        let cmd = Cli::command();
+        let serve = cmd.find_subcommand("serve").expect("serve");
+        for arg in serve.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "config" && arg.get_long().is_some() {
+                assert!(table.contains_key(id), "config.example.toml lacks `{id}`");
+            }
+        }
+    }
+
+    #[test]
+    fn the_file_sits_under_environment_and_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "max_credit = 50\nkeepalive = \"5s\"\ndurability = \"buffered\"\n",
+        );
+        let p = path.display().to_string();
+        let a = Cli::load_from(["eventbus", "serve", "--config", &p, "--max-credit", "7"])
+            .map_err(|e| format!("{e:?}"))
+            .expect("loads")
+            .into_serve()
+            .expect("serve");
+        assert_eq!(a.max_credit, 7, "a flag beats the file");
+        assert_eq!(
+            a.keepalive,
+            Duration::from_secs(5),
+            "the file beats the default"
+        );
+        assert_eq!(a.durability, Durability::Buffered);
+        // Without the subcommand too.
+        let a = Cli::load_from(["eventbus", "--config", &p])
+            .map_err(|e| format!("{e:?}"))
+            .expect("loads")
+            .into_serve()
+            .expect("serve");
+        assert_eq!(a.max_credit, 50);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_reported_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "max_credits = 5\nkeepalive = \"soon\"\ndurability = \"maybe\"\nlisten = [1]\n",
+        );
+        let p = path.display().to_string();
+        match Cli::load_from(["eventbus", "serve", "--config", &p]) {
+            Err(LoadError::File(msg)) => {
+                for needle in ["max_credits", "keepalive", "durability", "listen"] {
+                    assert!(msg.contains(needle), "{needle} missing from: {msg}");
+                }
+            }
+            other => panic!("expected file problems, got {other:?}"),
+        }
+    }
+
     #[test]
     fn bad_values_are_rejected_by_the_parser() {
         assert!(Cli::try_parse_from(["eventbus", "serve", "--durability", "maybe"]).is_err());
@@ -240,7 +511,7 @@ mod tests {
                 assert_eq!(a.durability, Durability::Buffered);
                 assert_eq!(a.keepalive, Duration::from_secs(5));
             }
-            None => panic!("serve subcommand expected"),
+            _ => panic!("serve subcommand expected"),
         }
     }
 }

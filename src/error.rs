@@ -51,6 +51,14 @@ pub enum ErrorCode {
     MethodUnimplemented,
     /// The subscription's first request was not understood.
     SubscriptionFetchRequestInvalid,
+    /// CreateTopic for a topic that exists.
+    TopicAlreadyExists,
+    /// A schema given through the admin API is not valid Avro.
+    SchemaInvalid,
+    /// A new schema version cannot read the current version's events.
+    SchemaIncompatible,
+    /// A retention value out of range.
+    TopicRetentionInvalid,
 }
 
 impl ErrorCode {
@@ -73,6 +81,10 @@ impl ErrorCode {
         ErrorCode::RequestTooLarge,
         ErrorCode::MethodUnimplemented,
         ErrorCode::SubscriptionFetchRequestInvalid,
+        ErrorCode::TopicAlreadyExists,
+        ErrorCode::SchemaInvalid,
+        ErrorCode::SchemaIncompatible,
+        ErrorCode::TopicRetentionInvalid,
     ];
 
     /// The exact trailer string.
@@ -114,6 +126,12 @@ impl ErrorCode {
             }
             ErrorCode::SubscriptionFetchRequestInvalid => {
                 "sfdc.platform.eventbus.grpc.subscription.fetch.request.invalid"
+            }
+            ErrorCode::TopicAlreadyExists => "sfdc.platform.eventbus.grpc.topic.already.exists",
+            ErrorCode::SchemaInvalid => "sfdc.platform.eventbus.grpc.schema.invalid",
+            ErrorCode::SchemaIncompatible => "sfdc.platform.eventbus.grpc.schema.incompatible",
+            ErrorCode::TopicRetentionInvalid => {
+                "sfdc.platform.eventbus.grpc.topic.retention.invalid"
             }
         }
     }
@@ -160,7 +178,11 @@ subscription.fetch.replayid.validation.failed
 subscription.fetch.replayid.corrupted
 service.request.too.large
 service.method.unimplemented
-subscription.fetch.request.invalid";
+subscription.fetch.request.invalid
+topic.already.exists
+schema.invalid
+schema.incompatible
+topic.retention.invalid";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))

@@ -6,13 +6,17 @@
 //! - [`log`] (topic log trait and backends) uses [`store`];
 //! - [`schema`] (Avro) and [`store`] (RocksDB) are leaves;
 //! - [`server`] composes everything; [`config`], [`types`], [`error`] and
-//!   [`telemetry`] may be used by any module.
+//!   [`telemetry`] may be used by any module;
+//! - [`cli`] is a gRPC client of the server (uses [`api`]'s generated types
+//!   and [`schema`] for JSON ⇄ Avro), never the broker or storage.
 //!
-//! `tonic`/`prost` appear only in `api/` and `server.rs`, `apache_avro` only
-//! in `schema/`, `rocksdb` only in `store/` and the log's RocksDB files.
+//! `tonic`/`prost` appear only in `api/`, `cli/` and `server.rs`,
+//! `apache_avro` only in `schema/`, `rocksdb` only in `store/` and the log's
+//! RocksDB files.
 
 pub mod api;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod log;

@@ -2,18 +2,19 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use eventbus::config::{Cli, Command};
+use eventbus::config::{Action, Cli, LoadError};
 use eventbus::server::Server;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(a)) => a,
-        None => cli.serve,
+    let cli = match Cli::load_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(LoadError::Clap(e)) => e.exit(),
+        Err(LoadError::File(msg)) => {
+            eprintln!("eventbus: {msg}");
+            return ExitCode::from(2);
+        }
     };
-    eventbus::telemetry::init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -24,7 +25,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(args)) {
+    let result = match cli.into_action() {
+        Action::Serve(args) => {
+            eventbus::telemetry::init(&args.log_format);
+            rt.block_on(serve(*args))
+        }
+        Action::Client(command) => rt.block_on(eventbus::cli::run(*command)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("eventbus: {e:#}");

@@ -9,17 +9,53 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::codec::CompressionEncoding;
 use tonic_health::ServingStatus;
 
+use crate::api::admin::{AdminService, pb as admin_pb};
 use crate::api::{PubSubService, pb};
 use crate::broker::{Broker, BrokerError};
 use crate::config::ServeArgs;
 use crate::log::SharedLog;
 use crate::log::rocks::RocksTopicLog;
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 /// The gRPC service name health reports on besides the empty name.
 pub const PUBSUB_SERVICE_NAME: &str = "eventbus.v1.PubSub";
+/// The admin service's name, also reported by health.
+pub const ADMIN_SERVICE_NAME: &str = "eventbus.admin.v1.Admin";
+
+/// Content type of the OpenMetrics text exposition that Prometheus scrapes.
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves `GET /metrics` until `stop` is cancelled.
+async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>, stop: CancellationToken) {
+    use axum::routing::get;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("metrics listening on {addr}");
+    }
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let broker = broker.clone();
+            async move {
+                broker.refresh_gauges();
+                (
+                    [(axum::http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+                    broker.metrics().encode(),
+                )
+            }
+        }),
+    );
+    let shutdown = async move { stop.cancelled().await };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::warn!(error = %e, "metrics endpoint failed");
+    }
+}
 
 /// HTTP/2 receive window per stream. Large enough that a 1 MiB event moves
 /// in a few round trips on loopback, small enough that a stream the server
@@ -58,6 +94,7 @@ pub enum ServerError {
 pub struct Server {
     args: ServeArgs,
     broker: Arc<Broker>,
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -70,12 +107,14 @@ impl Server {
     pub async fn build(args: ServeArgs) -> Result<Self, ServerError> {
         args.validate().map_err(ServerError::Config)?;
         let store = Store::open(&args.data_dir)?;
+        let metrics = Arc::new(Metrics::new());
         let log: SharedLog = Arc::new(RocksTopicLog::open(
             &store,
             args.durability,
             args.wal_sync_interval,
+            metrics.clone(),
         )?);
-        let broker = Broker::open(log, args.broker()).await?;
+        let broker = Broker::open(log, args.broker(), metrics).await?;
         if let Some(dir) = &args.topics
             && let Err(e) = broker.provision_dir(dir).await
         {
@@ -88,7 +127,28 @@ impl Server {
             durability = ?args.durability,
             "storage open"
         );
-        Ok(Self { args, broker })
+        let metrics = match args.metrics_addr().map_err(ServerError::Config)? {
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    let _ = broker.close().await;
+                    return Err(ServerError::Config(format!(
+                        "cannot listen for metrics on {addr}: {e}"
+                    )));
+                }
+            },
+            None => None,
+        };
+        Ok(Self {
+            args,
+            broker,
+            metrics,
+        })
+    }
+
+    /// The bound address of the metrics endpoint, when it is on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The engine, for tests and tools in the same process.
@@ -107,37 +167,69 @@ impl Server {
         listener: TcpListener,
         stop: CancellationToken,
     ) -> Result<(), ServerError> {
-        let Server { args, broker } = self;
+        let Server {
+            args,
+            broker,
+            metrics,
+        } = self;
         let tasks = TaskTracker::new();
+        // `stop` starts the shutdown; `streams` ends the streams after the
+        // drain delay, so load balancers see NOT_SERVING before anything closes.
+        let streams = CancellationToken::new();
         let (health, health_svc) = tonic_health::server::health_reporter();
-        let pubsub = PubSubService::new(broker.clone(), args.api(), stop.clone(), tasks.clone());
+        let pubsub = PubSubService::new(broker.clone(), args.api(), streams.clone(), tasks.clone());
         let pubsub = pb::pub_sub_server::PubSubServer::new(pubsub)
             .max_decoding_message_size(args.max_request_bytes)
             // Responses are bounded by the broker (max_response_bytes) well
             // below this; the cap guards against a bug, not a client.
-            .max_encoding_message_size(4 * 1024 * 1024 + 64 * 1024);
-        health.set_service_status("", ServingStatus::Serving).await;
-        health
-            .set_service_status(PUBSUB_SERVICE_NAME, ServingStatus::Serving)
-            .await;
-        tasks.spawn(broker.clone().run_retention(stop.clone()));
+            .max_encoding_message_size(4 * 1024 * 1024 + 64 * 1024)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip);
+        let admin = admin_pb::admin_server::AdminServer::new(AdminService::new(broker.clone()))
+            .max_decoding_message_size(args.max_request_bytes)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip);
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
+        for name in ["", PUBSUB_SERVICE_NAME, ADMIN_SERVICE_NAME] {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        tasks.spawn(broker.clone().run_retention(streams.clone()));
+        if let Some(listener) = metrics {
+            tasks.spawn(serve_metrics(listener, broker.clone(), stop.clone()));
+        }
 
         if let Ok(local) = listener.local_addr() {
             // Tools and tests read the port from this line when started on :0.
             tracing::info!("eventbus listening on {local}");
         }
-        let health_on_stop = health.clone();
         let signal = {
-            let stop = stop.clone();
+            let (stop, streams, health) = (stop.clone(), streams.clone(), health.clone());
+            let drain_delay = args.drain_delay;
             async move {
                 stop.cancelled().await;
-                health_on_stop
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
-                health_on_stop
-                    .set_service_status(PUBSUB_SERVICE_NAME, ServingStatus::NotServing)
-                    .await;
-                tracing::info!("shutting down: no new calls; ending streams");
+                for name in ["", PUBSUB_SERVICE_NAME, ADMIN_SERVICE_NAME] {
+                    health
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
+                }
+                tracing::info!(
+                    ?drain_delay,
+                    "shutting down: health is NOT_SERVING; draining"
+                );
+                tokio::time::sleep(drain_delay).await;
+                tracing::info!("ending streams; no new calls");
+                streams.cancel();
             }
         };
         let keepalive = (!args.http2_keepalive.is_zero()).then_some(args.http2_keepalive);
@@ -148,17 +240,21 @@ impl Server {
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
             .add_service(health_svc)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(pubsub)
+            .add_service(admin)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
         let mut serve = std::pin::pin!(serve);
         let result = tokio::select! {
             r = &mut serve => r.map_err(ServerError::from),
-            _ = async { stop.cancelled().await; tokio::time::sleep(args.shutdown_deadline).await } => {
+            _ = async { streams.cancelled().await; tokio::time::sleep(args.shutdown_deadline).await } => {
                 tracing::warn!(deadline = ?args.shutdown_deadline, "open calls outlived the shutdown deadline; abandoning them");
                 Ok(())
             }
         };
         stop.cancel();
+        streams.cancel();
         tasks.close();
         if tokio::time::timeout(args.shutdown_deadline, tasks.wait())
             .await

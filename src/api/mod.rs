@@ -4,6 +4,7 @@
 //! conversions and status mapping. Must not: touch RocksDB, Avro or key
 //! layouts; everything goes through [`crate::broker::Broker`].
 
+pub mod admin;
 pub mod convert;
 pub mod publish;
 pub mod status;
@@ -25,7 +26,8 @@ use crate::types::RpcId;
 pub mod pb {
     tonic::include_proto!("eventbus.v1");
 
-    /// Encoded file descriptor set of our protos, for server reflection.
+    /// Encoded file descriptor set of our protos (PubSub and Admin), for
+    /// server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("eventbus_descriptor");
 }
@@ -105,7 +107,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let schema = self
             .broker
             .schema(&req.schema_id)
-            .map_err(|e| status::to_status(&e, rpc))?;
+            .map_err(|e| status::fail(self.broker.metrics(), &e, rpc))?;
         Ok(Response::new(convert::schema_info(&schema, rpc)))
     }
 
@@ -121,7 +123,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let topic = self
             .broker
             .topic(&req.topic_name)
-            .map_err(|e| status::to_status(&e, rpc))?;
+            .map_err(|e| status::fail(self.broker.metrics(), &e, rpc))?;
         Ok(Response::new(convert::topic_info(
             &topic,
             DEFAULT_TENANT_GUID,
@@ -142,7 +144,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
             let receipt = broker
                 .publish(&req.topic_name, convert::publish_events(req.events))
                 .await
-                .map_err(|e| status::to_status(&e, rpc))?;
+                .map_err(|e| status::fail(broker.metrics(), &e, rpc))?;
             Ok(Response::new(convert::publish_response(receipt, rpc)))
         }
         .instrument(span)
@@ -168,11 +170,14 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         _request: Request<tonic::Streaming<pb::ManagedFetchRequest>>,
     ) -> Result<Response<Self::ManagedSubscribeStream>, Status> {
         let rpc = RpcId::generate();
-        Err(status::status(
-            Code::Unimplemented,
-            ErrorCode::MethodUnimplemented,
-            "ManagedSubscribe is not available on this server yet. Use Subscribe with a stored replay ID.",
-            rpc,
+        Err(status::counted(
+            self.broker.metrics(),
+            status::status(
+                Code::Unimplemented,
+                ErrorCode::MethodUnimplemented,
+                "ManagedSubscribe is not available on this server yet. Use Subscribe with a stored replay ID.",
+                rpc,
+            ),
         ))
     }
 }

@@ -61,6 +61,16 @@ async fn run(
     rpc: RpcId,
     span: tracing::Span,
 ) {
+    let streams_open = broker.metrics().publish_streams_open.clone();
+    streams_open.inc();
+    // Decrements the gauge however this function returns.
+    struct Open(prometheus_client::metrics::gauge::Gauge);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    let _open = Open(streams_open);
     let mut topic: Option<String> = None;
     let mut inflight: FuturesOrdered<InFlight> = FuturesOrdered::new();
     let mut reading = true;
@@ -79,20 +89,20 @@ async fn run(
                     }
                 }
                 Err(e) => {
-                    end.get_or_insert_with(|| status::to_status(&e, rpc));
+                    end.get_or_insert_with(|| status::fail(broker.metrics(), &e, rpc));
                     reading = false;
                 }
             },
             _ = stop.cancelled(), if reading => {
                 reading = false;
-                end.get_or_insert_with(|| status::to_status(&BrokerError::ShuttingDown, rpc));
+                end.get_or_insert_with(|| status::fail(broker.metrics(), &BrokerError::ShuttingDown, rpc));
             }
             msg = inbound.message(), if reading && inflight.len() < window => match msg {
                 Ok(Some(req)) => {
                     let name = match &topic {
                         None => {
                             if req.topic_name.trim().is_empty() {
-                                end = Some(status::to_status(&BrokerError::PublishTopicBlank, rpc));
+                                end = Some(status::fail(broker.metrics(), &BrokerError::PublishTopicBlank, rpc));
                                 reading = false;
                                 continue;
                             }
@@ -101,7 +111,7 @@ async fn run(
                             req.topic_name
                         }
                         Some(t) if !req.topic_name.is_empty() && &req.topic_name != t => {
-                            end = Some(status::to_status(
+                            end = Some(status::fail(broker.metrics(),
                                 &BrokerError::PublishTopicMismatch { first: t.clone(), got: req.topic_name },
                                 rpc,
                             ));

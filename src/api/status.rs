@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 
 use crate::broker::BrokerError;
 use crate::error::ErrorCode;
+use crate::telemetry::metrics::Metrics;
 use crate::types::RpcId;
 
 /// Trailer carrying the error code.
@@ -30,6 +31,24 @@ pub fn status(code: Code, error_code: ErrorCode, message: &str, rpc: RpcId) -> S
     st
 }
 
+/// [`to_status`], counted in `pubsub_errors_total`.
+pub fn fail(metrics: &Metrics, err: &BrokerError, rpc: RpcId) -> Status {
+    metrics.count_error(err.code().as_str());
+    to_status(err, rpc)
+}
+
+/// Counts a status built with [`status`] and returns it.
+pub fn counted(metrics: &Metrics, st: Status) -> Status {
+    if let Some(code) = st
+        .metadata()
+        .get(ERROR_CODE_KEY)
+        .and_then(|v| v.to_str().ok())
+    {
+        metrics.count_error(code);
+    }
+    st
+}
+
 /// The gRPC status for an engine error.
 pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
     // Exhaustive on purpose: a new variant must not compile until someone
@@ -44,8 +63,14 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         | BrokerError::SubscribeTopicMismatch { .. }
         | BrokerError::CreditInvalid(_)
         | BrokerError::ReplayIdMissing
-        | BrokerError::ReplayIdCorrupted(_) => Code::InvalidArgument,
-        BrokerError::TopicNotFound(_) | BrokerError::SchemaNotFound(_) => Code::NotFound,
+        | BrokerError::ReplayIdCorrupted(_)
+        | BrokerError::SchemaInvalid(_)
+        | BrokerError::RetentionInvalid(_) => Code::InvalidArgument,
+        BrokerError::SchemaIncompatible { .. } => Code::FailedPrecondition,
+        BrokerError::TopicExists(_) => Code::AlreadyExists,
+        BrokerError::TopicNotFound(_)
+        | BrokerError::SchemaNotFound(_)
+        | BrokerError::TopicDeleted(_) => Code::NotFound,
         BrokerError::ShuttingDown => Code::Unavailable,
         BrokerError::Provision(_) => Code::Internal,
         BrokerError::Log(e) if e.retryable() => Code::Unavailable,

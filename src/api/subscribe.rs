@@ -38,18 +38,22 @@ pub(super) async fn start(
     let first = match inbound.message().await {
         Ok(Some(m)) => m,
         Ok(None) => {
-            return Err(status::status(
-                Code::InvalidArgument,
-                ErrorCode::SubscriptionFetchRequestInvalid,
-                "The subscription ended before its first FetchRequest. Send a FetchRequest with a topic name and num_requested.",
-                rpc,
+            return Err(status::counted(
+                svc.broker.metrics(),
+                status::status(
+                    Code::InvalidArgument,
+                    ErrorCode::SubscriptionFetchRequestInvalid,
+                    "The subscription ended before its first FetchRequest. Send a FetchRequest with a topic name and num_requested.",
+                    rpc,
+                ),
             ));
         }
         Err(st) => return Err(st),
     };
     span.record("topic", first.topic_name.as_str());
     if first.num_requested <= 0 {
-        return Err(status::to_status(
+        return Err(status::fail(
+            svc.broker.metrics(),
             &BrokerError::CreditInvalid(first.num_requested),
             rpc,
         ));
@@ -57,7 +61,7 @@ pub(super) async fn start(
     let sub = svc
         .broker
         .subscribe(&first.topic_name, convert::start(&first))
-        .map_err(|e| status::to_status(&e, rpc))?;
+        .map_err(|e| status::fail(svc.broker.metrics(), &e, rpc))?;
     tracing::debug!(start_after = %sub.cursor(), "subscription opened");
     let topic = sub.topic().name.to_string();
 
@@ -110,9 +114,10 @@ pub(super) async fn start(
         .instrument(span),
     );
 
+    let metrics = svc.broker.metrics().clone();
     let stream = ReceiverStream::new(out_rx).map(move |item| {
         item.map(|d| convert::fetch_response(d, rpc))
-            .map_err(|e| status::to_status(&e, rpc))
+            .map_err(|e| status::fail(&metrics, &e, rpc))
     });
     Ok(Box::pin(stream))
 }

@@ -9,6 +9,7 @@
 //! provisioning calls cannot both assign a topic id) is taken before
 //! `topics`; `topics` is never held across an `.await`.
 
+pub mod admin;
 pub mod credits;
 pub mod provision;
 pub mod publisher;
@@ -16,7 +17,7 @@ pub mod subscription;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,10 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ErrorCode;
 use crate::log::{LogError, SharedLog, TopicRecord, now_ms};
 use crate::schema::{ParsedSchema, SchemaRegistry};
+use crate::telemetry::metrics::{self, Metrics};
 use crate::types::{SchemaId, TopicId, TopicName};
+
+pub use admin::TopicSummary;
 
 pub use publisher::{PublishEvent, PublishOutcome, PublishReceipt};
 pub use subscription::{Control, Delivery, Start, Subscription};
@@ -129,6 +133,26 @@ pub enum BrokerError {
     /// The server is shutting down.
     #[error("The server is shutting down. Reconnect and resume from your last replay ID.")]
     ShuttingDown,
+    /// CreateTopic for a name that exists.
+    #[error("The topic {0} already exists.")]
+    TopicExists(String),
+    /// A schema given through the admin API does not parse.
+    #[error("The schema is not a valid Avro record schema: {0}")]
+    SchemaInvalid(String),
+    /// A new schema version cannot read events written with the current one.
+    #[error("The schema is not backward compatible with the current version {current}: {reason}")]
+    SchemaIncompatible {
+        /// The topic's current schema id.
+        current: String,
+        /// Which field and why.
+        reason: String,
+    },
+    /// A retention value out of range.
+    #[error("The retention must be greater than 0 ms; got {0} ms.")]
+    RetentionInvalid(u64),
+    /// The topic was deleted while a subscription read it.
+    #[error("The topic {0} was deleted.")]
+    TopicDeleted(String),
     /// A topics-folder or schema problem at provisioning time.
     #[error("{0}")]
     Provision(String),
@@ -154,6 +178,11 @@ impl BrokerError {
             BrokerError::ReplayIdMissing => ErrorCode::SubscriptionFetchReplayIdValidationFailed,
             BrokerError::ReplayIdCorrupted(_) => ErrorCode::SubscriptionFetchReplayIdCorrupted,
             BrokerError::ShuttingDown => ErrorCode::ServiceUnavailable,
+            BrokerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+            BrokerError::SchemaInvalid(_) => ErrorCode::SchemaInvalid,
+            BrokerError::SchemaIncompatible { .. } => ErrorCode::SchemaIncompatible,
+            BrokerError::RetentionInvalid(_) => ErrorCode::TopicRetentionInvalid,
+            BrokerError::TopicDeleted(_) => ErrorCode::TopicNotFound,
             BrokerError::Provision(_) => ErrorCode::ServiceInternal,
             BrokerError::Log(e) if e.retryable() => ErrorCode::ServiceUnavailable,
             BrokerError::Log(_) => ErrorCode::ServiceInternal,
@@ -203,7 +232,7 @@ impl Topic {
                 .iter()
                 .map(|s| s.as_str().to_owned())
                 .collect(),
-            retention_ms: u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX),
+            retention_ms: Broker::retention_ms(self),
             created_ms: self.created_ms,
         }
     }
@@ -227,10 +256,25 @@ pub struct Broker {
     log: SharedLog,
     schemas: SchemaRegistry,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    // Held across log writes while provisioning (see the module docs).
-    provision_lock: tokio::sync::Mutex<()>,
+    // Held across log writes while topics are created, changed or deleted
+    // (see the module docs); guards the next topic id to hand out.
+    provision_lock: tokio::sync::Mutex<u32>,
     cfg: BrokerConfig,
     stats: BrokerStats,
+    metrics: Arc<Metrics>,
+    // Running subscriptions' positions and credit, read when metrics are
+    // scraped. Short critical sections, never held across `.await`.
+    live: Mutex<HashMap<u64, Arc<LiveSubscription>>>,
+    next_live_id: AtomicU64,
+}
+
+/// What a running subscription publishes about itself for metrics.
+#[derive(Debug)]
+pub(crate) struct LiveSubscription {
+    pub(crate) topic: TopicId,
+    pub(crate) topic_name: String,
+    pub(crate) cursor: AtomicU64,
+    pub(crate) credit: AtomicU64,
 }
 
 impl Broker {
@@ -239,8 +283,13 @@ impl Broker {
     /// # Errors
     /// [`BrokerError::Log`] when the catalog cannot be read, or
     /// [`BrokerError::Provision`] when a stored schema no longer parses.
-    pub async fn open(log: SharedLog, cfg: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+    pub async fn open(
+        log: SharedLog,
+        cfg: BrokerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, BrokerError> {
         let catalog = log.load_catalog().await?;
+        let next_topic_id = catalog.next_topic_id;
         let schemas = SchemaRegistry::new();
         for (id, json) in &catalog.schemas {
             let parsed = ParsedSchema::parse(json).map_err(|e| {
@@ -269,15 +318,79 @@ impl Broker {
             log,
             schemas,
             topics: RwLock::new(topics),
-            provision_lock: tokio::sync::Mutex::new(()),
+            provision_lock: tokio::sync::Mutex::new(next_topic_id.max(1)),
             cfg,
             stats: BrokerStats::default(),
+            metrics,
+            live: Mutex::new(HashMap::new()),
+            next_live_id: AtomicU64::new(0),
         }))
     }
 
     /// The engine's settings.
     pub fn config(&self) -> &BrokerConfig {
         &self.cfg
+    }
+
+    /// The metrics handles.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Brings the gauges that are computed rather than counted up to date:
+    /// subscriber lag per topic, outstanding credit, storage figures. Called
+    /// before each scrape.
+    pub fn refresh_gauges(&self) {
+        let live: Vec<Arc<LiveSubscription>> = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut lag: HashMap<String, i64> = HashMap::new();
+        let mut credit = 0i64;
+        for sub in &live {
+            credit += i64::try_from(sub.credit.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+            let latest = self.log.bounds(sub.topic).map(|b| b.latest.0).unwrap_or(0);
+            let behind = latest.saturating_sub(sub.cursor.load(Ordering::Relaxed));
+            let e = lag.entry(sub.topic_name.clone()).or_insert(0);
+            *e = (*e).max(i64::try_from(behind).unwrap_or(i64::MAX));
+        }
+        self.metrics.subscriber_lag.clear();
+        for (topic, behind) in lag {
+            self.metrics
+                .subscriber_lag
+                .get_or_create(&metrics::topic(&topic))
+                .set(behind);
+        }
+        self.metrics.credit_outstanding.set(credit);
+        self.metrics
+            .subscriptions_open
+            .set(i64::try_from(live.len()).unwrap_or(i64::MAX));
+        let st = self.log.storage_stats();
+        self.metrics
+            .storage_size
+            .set(i64::try_from(st.size_bytes).unwrap_or(i64::MAX));
+        self.metrics
+            .storage_pending_compaction
+            .set(i64::try_from(st.pending_compaction_bytes).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn register_live(&self, sub: Arc<LiveSubscription>) -> u64 {
+        let id = self.next_live_id.fetch_add(1, Ordering::Relaxed);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, sub);
+        id
+    }
+
+    pub(crate) fn unregister_live(&self, id: u64) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     /// The engine's counters.
@@ -321,69 +434,6 @@ impl Broker {
         self.schemas
             .get(&SchemaId::new(id))
             .ok_or_else(|| BrokerError::SchemaNotFound(id.to_owned()))
-    }
-
-    /// Creates `name` with `schema`, or makes `schema` the topic's current
-    /// version if it is not already. Idempotent.
-    ///
-    /// # Errors
-    /// [`BrokerError::Log`] when the catalog cannot be written.
-    pub async fn provision(
-        &self,
-        name: &TopicName,
-        schema: ParsedSchema,
-    ) -> Result<provision::Outcome, BrokerError> {
-        let _guard = self.provision_lock.lock().await;
-        let id = schema.id().clone();
-        if self.schemas.get(&id).is_none() {
-            self.log
-                .put_schema(id.clone(), schema.json().to_owned())
-                .await?;
-        }
-        self.schemas.insert(schema);
-        let existing = self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name.as_str())
-            .cloned();
-        let (topic, outcome) = match existing {
-            Some(t) if t.current_schema() == &id => return Ok(provision::Outcome::Unchanged),
-            Some(t) => {
-                let mut t = (*t).clone();
-                t.schema_ids.retain(|s| s != &id);
-                t.schema_ids.push(id);
-                (t, provision::Outcome::NewVersion)
-            }
-            None => {
-                let next_id = self
-                    .topics
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .map(|t| t.id.0)
-                    .max()
-                    .unwrap_or(0)
-                    + 1;
-                (
-                    Topic {
-                        id: TopicId(next_id),
-                        name: name.clone(),
-                        schema_ids: vec![id],
-                        retention: self.cfg.default_retention,
-                        created_ms: now_ms(),
-                    },
-                    provision::Outcome::Created,
-                )
-            }
-        };
-        self.log.put_topic(topic.to_record()).await?;
-        self.log.register_topic(topic.id).await?;
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.as_str().to_owned(), Arc::new(topic));
-        Ok(outcome)
     }
 
     /// Deletes expired events of every topic once.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::{Broker, BrokerError};
 use crate::log::{EventHeader, NewEvent};
+use crate::telemetry::metrics;
 use crate::types::{EventId, MAX_EVENT_ID_CHARS, ReplayId, SchemaId};
 
 /// One event as a publisher sent it.
@@ -55,6 +56,7 @@ impl Broker {
         topic: &str,
         events: Vec<PublishEvent>,
     ) -> Result<PublishReceipt, BrokerError> {
+        let started = std::time::Instant::now();
         if topic.trim().is_empty() {
             return Err(BrokerError::PublishTopicBlank);
         }
@@ -91,9 +93,24 @@ impl Broker {
                 }),
             }
         }
+        let label = metrics::topic(topic.name.as_str());
+        let rejected = outcomes.len() - valid.len();
+        if rejected > 0 {
+            self.metrics()
+                .publish_rejected
+                .get_or_create(&label)
+                .inc_by(rejected as u64);
+        }
         if !valid.is_empty() {
+            let bytes: usize = valid.iter().map(|e| e.payload.len()).sum();
             let offsets = self.log().append(topic.id, valid).await?;
             self.count(&self.stats().events_published, offsets.len());
+            let m = self.metrics();
+            m.publish_events
+                .get_or_create(&label)
+                .inc_by(offsets.len() as u64);
+            m.publish_bytes.get_or_create(&label).inc_by(bytes as u64);
+            m.publish_latency.observe(started.elapsed().as_secs_f64());
             for (slot, offset) in slots.into_iter().zip(offsets) {
                 outcomes[slot].result = Ok(ReplayId::from(offset));
             }

@@ -6,15 +6,16 @@
 //! costs a few bytes of state, not a growing queue.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::credits::Credits;
-use super::{Broker, BrokerError, Topic};
+use super::{Broker, BrokerError, LiveSubscription, Topic};
 use crate::log::StoredEvent;
+use crate::telemetry::metrics;
 use crate::types::{Offset, ReplayId};
 
 /// How long a stopping subscription waits to hand its shutdown error to a
@@ -106,15 +107,19 @@ impl Broker {
     }
 }
 
-/// Decrements the open-subscriptions gauge however the loop ends.
-struct OpenGuard<'a>(&'a Broker);
+/// Unregisters the subscription however the loop ends.
+struct OpenGuard<'a> {
+    broker: &'a Broker,
+    live_id: u64,
+}
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        self.0
+        self.broker
             .stats()
             .open_subscriptions
             .fetch_sub(1, Ordering::Relaxed);
+        self.broker.unregister_live(self.live_id);
     }
 }
 
@@ -144,10 +149,24 @@ impl Subscription {
             .stats()
             .open_subscriptions
             .fetch_add(1, Ordering::Relaxed);
-        let _open = OpenGuard(&broker);
         let cfg = broker.config().clone();
         let mut credits = Credits::new(cfg.max_credit);
         credits.grant(initial_credit);
+        let live = Arc::new(LiveSubscription {
+            topic: self.topic.id,
+            topic_name: self.topic.name.to_string(),
+            cursor: AtomicU64::new(self.cursor.0),
+            credit: AtomicU64::new(u64::from(credits.available())),
+        });
+        let _open = OpenGuard {
+            broker: &broker,
+            live_id: broker.register_live(live.clone()),
+        };
+        let delivered = broker
+            .metrics()
+            .delivered_events
+            .get_or_create(&metrics::topic(self.topic.name.as_str()))
+            .clone();
         let mut tail = match broker.log().watch_tail(self.topic.id) {
             Ok(t) => t,
             Err(e) => {
@@ -182,7 +201,7 @@ impl Subscription {
                         _ => {
                             // Nothing readable yet; wait for the tail to move.
                             if tail.changed().await.is_err() {
-                                return;
+                                return self.deleted(&out).await;
                             }
                             continue;
                         }
@@ -201,6 +220,10 @@ impl Subscription {
                     return self.shutdown(&out, &stop).await;
                 }
                 broker.count(&broker.stats().events_delivered, n);
+                delivered.inc_by(n as u64);
+                live.cursor.store(self.cursor.0, Ordering::Relaxed);
+                live.credit
+                    .store(u64::from(credits.available()), Ordering::Relaxed);
                 keepalive_at = Instant::now() + cfg.keepalive;
                 continue;
             }
@@ -214,6 +237,7 @@ impl Subscription {
                 ctl = controls.recv() => match ctl {
                     Some(Control::Grant(n)) => {
                         credits.grant(n);
+                        live.credit.store(u64::from(credits.available()), Ordering::Relaxed);
                         if !had_credit {
                             keepalive_at = Instant::now() + cfg.keepalive;
                         }
@@ -227,7 +251,7 @@ impl Subscription {
                 },
                 changed = tail.changed(), if had_credit => {
                     if changed.is_err() {
-                        return;
+                        return self.deleted(&out).await;
                     }
                 }
                 _ = tokio::time::sleep_until(keepalive_at), if had_credit => {
@@ -243,6 +267,13 @@ impl Subscription {
                 }
             }
         }
+    }
+
+    /// The tail watch closed: the topic was deleted.
+    async fn deleted(&self, out: &mpsc::Sender<Result<Delivery, BrokerError>>) {
+        let _ = out
+            .send(Err(BrokerError::TopicDeleted(self.topic.name.to_string())))
+            .await;
     }
 
     async fn shutdown(

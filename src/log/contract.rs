@@ -185,6 +185,41 @@ pub async fn catalog_round_trips(log: &dyn TopicLog) {
     let cat = log.load_catalog().await.expect("load");
     assert_eq!(cat.topics, vec![rec]);
     assert_eq!(cat.schemas, vec![(SchemaId::new("y"), "{}".to_owned())]);
+    assert_eq!(cat.next_topic_id, 4);
+}
+
+/// Deleting a topic removes its events and record, and its id is not reused.
+pub async fn delete_topic_removes_everything(log: &dyn TopicLog) {
+    let rec = TopicRecord {
+        id: 5,
+        name: "/event/Gone__e".into(),
+        schema_ids: vec!["x".into()],
+        retention_ms: 1000,
+        created_ms: 5,
+    };
+    log.put_topic(rec).await.expect("put topic");
+    fill(log, TopicId(5), 3).await;
+    fill(log, TopicId(6), 2).await;
+    assert_eq!(
+        log.delete_topic(TopicId(5), "/event/Gone__e")
+            .await
+            .expect("delete"),
+        3
+    );
+    let cat = log.load_catalog().await.expect("load");
+    assert!(cat.topics.is_empty());
+    assert_eq!(
+        cat.next_topic_id, 6,
+        "a deleted topic's id is not handed out again"
+    );
+    assert!(log.bounds(TopicId(5)).is_err());
+    assert_eq!(log.disk_size(TopicId(5)).await.expect("size"), 0);
+    // Other topics are untouched.
+    let evs = log
+        .read(TopicId(6), Offset(0), 10, usize::MAX)
+        .await
+        .expect("read");
+    assert_eq!(evs.len(), 2);
 }
 
 /// Appends to an unregistered topic fail instead of inventing offsets.
@@ -255,6 +290,11 @@ macro_rules! contract_tests {
             async fn catalog_round_trips() {
                 let (log, _g) = make();
                 $crate::log::contract::catalog_round_trips(&*log).await;
+            }
+            #[tokio::test]
+            async fn delete_topic_removes_everything() {
+                let (log, _g) = make();
+                $crate::log::contract::delete_topic_removes_everything(&*log).await;
             }
             #[tokio::test]
             async fn unknown_topic_is_an_error() {

@@ -16,6 +16,9 @@ pub const KIND_SCHEMA: u8 = b's';
 /// Kind byte of trim points (meta column family), followed by the topic id.
 pub const KIND_TRIM: u8 = b'm';
 
+/// Key of the next-topic-id counter (meta column family).
+pub const NEXT_TOPIC_ID_KEY: &[u8] = b"n";
+
 /// Length of an event key.
 pub const EVENT_KEY_LEN: usize = 1 + 4 + 8;
 

@@ -22,6 +22,7 @@ pub struct MemoryTopicLog {
     events: Mutex<HashMap<TopicId, VecDeque<StoredEvent>>>,
     topics: Mutex<HashMap<String, TopicRecord>>,
     schemas: Mutex<HashMap<SchemaId, String>>,
+    next_topic_id: Mutex<u32>,
     closed: AtomicBool,
 }
 
@@ -117,6 +118,19 @@ impl TopicLog for MemoryTopicLog {
         Ok(deleted)
     }
 
+    fn storage_stats(&self) -> super::StorageStats {
+        let all = lock(&self.events);
+        let size_bytes = all
+            .values()
+            .flat_map(|l| l.iter())
+            .map(|e| e.event.approx_size() as u64)
+            .sum();
+        super::StorageStats {
+            size_bytes,
+            pending_compaction_bytes: 0,
+        }
+    }
+
     async fn load_catalog(&self) -> Result<Catalog, LogError> {
         let mut topics: Vec<_> = lock(&self.topics).values().cloned().collect();
         topics.sort_by_key(|t| t.id);
@@ -124,12 +138,36 @@ impl TopicLog for MemoryTopicLog {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Ok(Catalog { topics, schemas })
+        Ok(Catalog {
+            topics,
+            schemas,
+            next_topic_id: (*lock(&self.next_topic_id)).max(1),
+        })
     }
 
     async fn put_topic(&self, record: TopicRecord) -> Result<(), LogError> {
+        {
+            let mut next = lock(&self.next_topic_id);
+            *next = (*next).max(record.id.saturating_add(1));
+        }
         lock(&self.topics).insert(record.name.clone(), record);
         Ok(())
+    }
+
+    async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError> {
+        let removed = lock(&self.events)
+            .remove(&topic)
+            .map_or(0, |l| l.len() as u64);
+        lock(&self.topics).remove(name);
+        self.tails.remove(topic);
+        Ok(removed)
+    }
+
+    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
+        let all = lock(&self.events);
+        Ok(all
+            .get(&topic)
+            .map_or(0, |l| l.iter().map(|e| e.event.approx_size() as u64).sum()))
     }
 
     async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError> {

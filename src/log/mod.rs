@@ -109,6 +109,15 @@ pub struct StoredEvent {
     pub event: NewEvent,
 }
 
+/// Storage-wide figures for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Bytes of live data files.
+    pub size_bytes: u64,
+    /// Bytes compaction estimates it still has to rewrite.
+    pub pending_compaction_bytes: u64,
+}
+
 /// What a topic's log currently holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogBounds {
@@ -141,6 +150,9 @@ pub struct Catalog {
     pub topics: Vec<TopicRecord>,
     /// All schemas: id and JSON text.
     pub schemas: Vec<(SchemaId, String)>,
+    /// The smallest topic id never used: ids of deleted topics are not
+    /// handed out again.
+    pub next_topic_id: u32,
 }
 
 /// Errors of the log layer.
@@ -210,8 +222,20 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Loads the catalog.
     async fn load_catalog(&self) -> Result<Catalog, LogError>;
 
-    /// Durably stores a topic record (insert or replace).
+    /// Durably stores a topic record (insert or replace) and raises the
+    /// catalog's `next_topic_id` above its id.
     async fn put_topic(&self, record: TopicRecord) -> Result<(), LogError>;
+
+    /// Deletes a topic: its events, trim point and catalog record, in one
+    /// durable write. Watchers of its tail see the watch close. Returns the
+    /// number of events that were retained.
+    async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError>;
+
+    /// Approximate bytes the topic's events take in storage.
+    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError>;
+
+    /// Storage-wide figures; cheap (reads in-memory counters).
+    fn storage_stats(&self) -> StorageStats;
 
     /// Durably stores a schema's JSON under its id.
     async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError>;

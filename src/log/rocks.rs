@@ -17,6 +17,7 @@ use super::{
     keys,
 };
 use crate::store::{CF_EVENTS, CF_META, Store};
+use crate::telemetry::metrics::Metrics;
 use crate::types::{Offset, SchemaId, TopicId};
 
 /// The RocksDB-backed topic log.
@@ -60,6 +61,7 @@ impl RocksTopicLog {
         store: &Store,
         durability: Durability,
         sync_interval: Duration,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, LogError> {
         let db = store.db().clone();
         let tails = Arc::new(Tails::default());
@@ -69,7 +71,7 @@ impl RocksTopicLog {
         threads.push(
             std::thread::Builder::new()
                 .name("eventbus-writer".into())
-                .spawn(move || writer::run(w_db, w_tails, durability, rx))
+                .spawn(move || writer::run(w_db, w_tails, durability, rx, &metrics))
                 .map_err(storage)?,
         );
         let mut stop_syncer = None;
@@ -278,6 +280,20 @@ impl TopicLog for RocksTopicLog {
         })
     }
 
+    fn storage_stats(&self) -> super::StorageStats {
+        let prop = |name: &str| -> u64 {
+            [CF_EVENTS, CF_META]
+                .iter()
+                .filter_map(|cf_name| self.db.cf_handle(cf_name))
+                .filter_map(|cf| self.db.property_int_value_cf(&cf, name).ok().flatten())
+                .sum()
+        };
+        super::StorageStats {
+            size_bytes: prop("rocksdb.live-sst-files-size"),
+            pending_compaction_bytes: prop("rocksdb.estimate-pending-compaction-bytes"),
+        }
+    }
+
     async fn load_catalog(&self) -> Result<Catalog, LogError> {
         let db = self.db.clone();
         joined(
@@ -296,6 +312,12 @@ impl TopicLog for RocksTopicLog {
                                 .map_err(|e| LogError::Corrupt(format!("topic record: {e}")))?;
                             cat.topics.push(rec);
                         }
+                        _ if k == keys::NEXT_TOPIC_ID_KEY => {
+                            let b: [u8; 4] = v.try_into().map_err(|_| {
+                                LogError::Corrupt("next topic id is not 4 bytes".into())
+                            })?;
+                            cat.next_topic_id = u32::from_be_bytes(b);
+                        }
                         Some(&keys::KIND_SCHEMA) => {
                             let id = String::from_utf8_lossy(&k[1..]).into_owned();
                             let json = String::from_utf8(v.to_vec()).map_err(|_| {
@@ -308,6 +330,8 @@ impl TopicLog for RocksTopicLog {
                     it.next();
                 }
                 it.status().map_err(storage)?;
+                let max_used = cat.topics.iter().map(|t| t.id).max().unwrap_or(0);
+                cat.next_topic_id = cat.next_topic_id.max(max_used.saturating_add(1)).max(1);
                 Ok(cat)
             })
             .await,
@@ -320,8 +344,71 @@ impl TopicLog for RocksTopicLog {
         joined(
             tokio::task::spawn_blocking(move || {
                 let meta = cf(&db, CF_META)?;
-                db.put_cf_opt(&meta, keys::topic_key(&record.name), value, &synced())
-                    .map_err(storage)
+                let next = match db.get_cf(&meta, keys::NEXT_TOPIC_ID_KEY).map_err(storage)? {
+                    Some(v) => v
+                        .as_slice()
+                        .try_into()
+                        .map(u32::from_be_bytes)
+                        .map_err(|_| LogError::Corrupt("next topic id is not 4 bytes".into()))?,
+                    None => 1,
+                };
+                let mut batch = WriteBatch::default();
+                batch.put_cf(&meta, keys::topic_key(&record.name), value);
+                batch.put_cf(
+                    &meta,
+                    keys::NEXT_TOPIC_ID_KEY,
+                    next.max(record.id.saturating_add(1)).to_be_bytes(),
+                );
+                db.write_opt(batch, &synced()).map_err(storage)
+            })
+            .await,
+        )
+    }
+
+    async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError> {
+        let bounds = self
+            .tails
+            .get(topic)
+            .map(|t| t.bounds())
+            .unwrap_or_default();
+        let db = self.db.clone();
+        let name = name.to_owned();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let events = cf(&db, CF_EVENTS)?;
+                let meta = cf(&db, CF_META)?;
+                let mut batch = WriteBatch::default();
+                batch.delete_range_cf(
+                    &events,
+                    &keys::event_key(topic, Offset(0))[..],
+                    &keys::event_key_upper_bound(topic)[..],
+                );
+                batch.delete_cf(&meta, keys::trim_key(topic));
+                batch.delete_cf(&meta, keys::topic_key(&name));
+                db.write_opt(batch, &synced()).map_err(storage)?;
+                db.compact_range_cf(
+                    &events,
+                    Some(keys::event_key(topic, Offset(0))),
+                    Some(keys::event_key_upper_bound(topic)),
+                );
+                Ok(())
+            })
+            .await,
+        )?;
+        self.tails.remove(topic);
+        Ok(bounds.latest.0 - bounds.trimmed.0)
+    }
+
+    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
+        let db = self.db.clone();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let events = cf(&db, CF_EVENTS)?;
+                let from = keys::event_key(topic, Offset(0));
+                let to = keys::event_key_upper_bound(topic);
+                let sizes = db
+                    .get_approximate_sizes_cf(&events, &[rocksdb::Range::new(&from[..], &to[..])]);
+                Ok(sizes.first().copied().unwrap_or(0))
             })
             .await,
         )
@@ -374,8 +461,13 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> RocksTopicLog {
         let store = Store::open(dir).expect("temp dir opens");
-        RocksTopicLog::open(&store, Durability::Sync, Duration::from_millis(50))
-            .expect("writer starts")
+        RocksTopicLog::open(
+            &store,
+            Durability::Sync,
+            Duration::from_millis(50),
+            Arc::new(Metrics::new()),
+        )
+        .expect("writer starts")
     }
 
     contract::contract_tests!({
@@ -416,8 +508,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let store = Store::open(dir.path()).expect("open");
-            let log = RocksTopicLog::open(&store, Durability::Buffered, Duration::from_millis(10))
-                .expect("open");
+            let log = RocksTopicLog::open(
+                &store,
+                Durability::Buffered,
+                Duration::from_millis(10),
+                Arc::new(Metrics::new()),
+            )
+            .expect("open");
             contract::fill(&log, TopicId(3), 10).await;
             log.close().await.expect("close");
         }

@@ -64,6 +64,12 @@ impl Tails {
             .clone()
     }
 
+    /// Forgets a topic; its watchers see the watch close.
+    pub(crate) fn remove(&self, topic: TopicId) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(&topic);
+    }
+
     /// Whether the topic is registered.
     pub(crate) fn contains(&self, topic: TopicId) -> bool {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::tail::Tails;
 use super::{Durability, LogError, NewEvent, codec, keys, now_ms};
 use crate::store::CF_EVENTS;
+use crate::telemetry::metrics::Metrics;
 use crate::types::{Offset, TopicId};
 
 /// Most events in one group commit: large enough that 50 concurrent callers
@@ -58,6 +59,7 @@ pub(crate) fn run(
     tails: Arc<Tails>,
     durability: Durability,
     mut rx: mpsc::Receiver<WriterMsg>,
+    metrics: &Metrics,
 ) {
     let mut wo = WriteOptions::default();
     wo.set_sync(durability == Durability::Sync);
@@ -90,7 +92,12 @@ pub(crate) fn run(
             next = rx.try_recv().ok();
         }
         if !group.is_empty() {
+            let started = std::time::Instant::now();
             commit(&db, &tails, &wo, &mut group, &mut value);
+            metrics
+                .commit_latency
+                .observe(started.elapsed().as_secs_f64());
+            metrics.commit_batch_events.observe(n_events as f64);
         }
         if let Some(reply) = close {
             let res = db

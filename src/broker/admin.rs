@@ -1,0 +1,241 @@
+//! Topic administration: create, register schema versions, retention,
+//! delete, describe. The topics folder and the Admin API share this code.
+//!
+//! Owns: the rules for changing topics (names, compatibility of new schema
+//! versions, id assignment). Must not: know the wire types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::provision::Outcome;
+use super::{Broker, BrokerError, Topic};
+use crate::log::{LogBounds, now_ms};
+use crate::schema::{ParsedSchema, compat};
+use crate::types::{TopicId, TopicName};
+
+/// A topic with what its log holds now.
+#[derive(Clone, Debug)]
+pub struct TopicSummary {
+    /// The topic.
+    pub topic: Arc<Topic>,
+    /// Trim point and newest offset.
+    pub bounds: LogBounds,
+    /// Approximate bytes its events take in storage.
+    pub disk_bytes: u64,
+}
+
+impl TopicSummary {
+    /// Events currently retained (offsets are dense).
+    pub fn event_count(&self) -> u64 {
+        self.bounds.latest.0.saturating_sub(self.bounds.trimmed.0)
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Broker {
+    /// Parses a schema given as text through the Admin API.
+    ///
+    /// # Errors
+    /// [`BrokerError::SchemaInvalid`] saying what is wrong.
+    pub fn parse_schema(json: &str) -> Result<ParsedSchema, BrokerError> {
+        ParsedSchema::parse(json).map_err(|e| BrokerError::SchemaInvalid(e.to_string()))
+    }
+
+    /// Creates a topic with its first schema.
+    ///
+    /// # Errors
+    /// Malformed name, existing topic, zero retention, storage failure.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        schema: ParsedSchema,
+        retention: Option<Duration>,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        if name.trim().is_empty() {
+            return Err(BrokerError::TopicNameBlank);
+        }
+        let name = TopicName::parse(name).map_err(BrokerError::TopicNameInvalid)?;
+        let retention = retention.unwrap_or(self.cfg.default_retention);
+        if retention.is_zero() {
+            return Err(BrokerError::RetentionInvalid(0));
+        }
+        let mut next_id = self.provision_lock.lock().await;
+        if self.lookup(name.as_str()).is_some() {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        let schema_id = schema.id().clone();
+        self.store_schema(schema).await?;
+        let topic = Topic {
+            id: TopicId(*next_id),
+            name,
+            schema_ids: vec![schema_id],
+            retention,
+            created_ms: now_ms(),
+        };
+        self.log.put_topic(topic.to_record()).await?;
+        *next_id = next_id.saturating_add(1);
+        self.log.register_topic(topic.id).await?;
+        Ok(self.install(topic))
+    }
+
+    /// Makes `schema` the topic's current version. It must be able to read
+    /// events written with the current version (Avro backward compatibility).
+    /// Returns whether a new version was added (false when `schema` already
+    /// is the current version).
+    ///
+    /// # Errors
+    /// Unknown topic, incompatible schema, storage failure.
+    pub async fn register_schema(
+        &self,
+        name: &str,
+        schema: ParsedSchema,
+    ) -> Result<bool, BrokerError> {
+        let _guard = self.provision_lock.lock().await;
+        let topic = self.topic(name)?;
+        let current_id = topic.current_schema().clone();
+        if schema.id() == &current_id {
+            return Ok(false);
+        }
+        let current = self
+            .schemas
+            .get(&current_id)
+            .ok_or_else(|| BrokerError::SchemaNotFound(current_id.to_string()))?;
+        compat::check_backward(&schema, &current).map_err(|e| BrokerError::SchemaIncompatible {
+            current: current_id.to_string(),
+            reason: e.to_string(),
+        })?;
+        let id = schema.id().clone();
+        self.store_schema(schema).await?;
+        let mut t = (*topic).clone();
+        t.schema_ids.retain(|s| s != &id);
+        t.schema_ids.push(id);
+        self.log.put_topic(t.to_record()).await?;
+        self.install(t);
+        Ok(true)
+    }
+
+    /// Creates the topic, or registers `schema` as its new current version.
+    /// The topics folder provisions through this.
+    ///
+    /// # Errors
+    /// As [`Broker::create_topic`] and [`Broker::register_schema`].
+    pub async fn provision(
+        &self,
+        name: &TopicName,
+        schema: ParsedSchema,
+    ) -> Result<Outcome, BrokerError> {
+        if self.lookup(name.as_str()).is_none() {
+            self.create_topic(name.as_str(), schema, None).await?;
+            return Ok(Outcome::Created);
+        }
+        Ok(if self.register_schema(name.as_str(), schema).await? {
+            Outcome::NewVersion
+        } else {
+            Outcome::Unchanged
+        })
+    }
+
+    /// Changes a topic's retention; the retention task applies it on its
+    /// next pass.
+    ///
+    /// # Errors
+    /// Unknown topic, zero retention, storage failure.
+    pub async fn update_retention(
+        &self,
+        name: &str,
+        retention: Duration,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        if retention.is_zero() {
+            return Err(BrokerError::RetentionInvalid(0));
+        }
+        let _guard = self.provision_lock.lock().await;
+        let mut t = (*self.topic(name)?).clone();
+        t.retention = retention;
+        self.log.put_topic(t.to_record()).await?;
+        Ok(self.install(t))
+    }
+
+    /// Deletes a topic and its events; its subscriptions end with NOT_FOUND.
+    /// Its schemas stay resolvable by id. Returns the number of events
+    /// deleted.
+    ///
+    /// # Errors
+    /// Unknown topic, storage failure.
+    pub async fn delete_topic(&self, name: &str) -> Result<u64, BrokerError> {
+        let _guard = self.provision_lock.lock().await;
+        let topic = self.topic(name)?;
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(topic.name.as_str());
+        let deleted = self.log.delete_topic(topic.id, topic.name.as_str()).await?;
+        tracing::info!(topic = %topic.name, deleted, "topic deleted");
+        Ok(deleted)
+    }
+
+    /// Describes a topic.
+    ///
+    /// # Errors
+    /// Unknown topic, storage failure.
+    pub async fn describe(&self, name: &str) -> Result<TopicSummary, BrokerError> {
+        let topic = self.topic(name)?;
+        self.summarize(topic).await
+    }
+
+    /// Describes every topic, sorted by name.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub async fn describe_all(&self) -> Result<Vec<TopicSummary>, BrokerError> {
+        let mut out = Vec::new();
+        for t in self.topics() {
+            out.push(self.summarize(t).await?);
+        }
+        Ok(out)
+    }
+
+    async fn summarize(&self, topic: Arc<Topic>) -> Result<TopicSummary, BrokerError> {
+        let bounds = self.log.bounds(topic.id)?;
+        let disk_bytes = self.log.disk_size(topic.id).await?;
+        Ok(TopicSummary {
+            topic,
+            bounds,
+            disk_bytes,
+        })
+    }
+
+    /// The retention of a topic in milliseconds (for the wire).
+    pub fn retention_ms(topic: &Topic) -> u64 {
+        duration_ms(topic.retention)
+    }
+
+    fn lookup(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    async fn store_schema(&self, schema: ParsedSchema) -> Result<(), BrokerError> {
+        if self.schemas.get(schema.id()).is_none() {
+            self.log
+                .put_schema(schema.id().clone(), schema.json().to_owned())
+                .await?;
+        }
+        self.schemas.insert(schema);
+        Ok(())
+    }
+
+    fn install(&self, topic: Topic) -> Arc<Topic> {
+        let topic = Arc::new(topic);
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.name.as_str().to_owned(), topic.clone());
+        topic
+    }
+}

@@ -1,0 +1,177 @@
+//! The client commands of the `eventbus` binary: `topic`, `schema`,
+//! `publish`, `subscribe`.
+//!
+//! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
+//! Admin services), JSON ⇄ Avro through the schema module, output formats.
+//! Must not: touch storage or the broker directly; it is a client like any
+//! other and sees only what the wire shows.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+pub use commands::run;
+
+/// Connection settings shared by every client command.
+#[derive(Clone, Debug, Args)]
+pub struct ConnArgs {
+    /// Server address, `host:port` or `http://host:port` (plaintext).
+    #[arg(long, env = "EVENTBUS_SERVER", default_value = "127.0.0.1:7011")]
+    pub server: String,
+    /// Deadline for connecting and for each unary call.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 72h: {e}"))
+}
+
+/// `eventbus topic …`
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic from an Avro schema file.
+    Create {
+        /// Topic name, for example /event/Order_Event__e.
+        name: String,
+        /// The Avro schema (.avsc) file.
+        #[arg(long)]
+        schema: PathBuf,
+        /// Retention by age (for example 72h); default: the server's.
+        #[arg(long, value_parser = parse_duration)]
+        retention: Option<Duration>,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List topics with their event counts.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Show one topic: schema versions, replay id range (hex), counts, size.
+    Describe {
+        /// Topic name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Change a topic's retention.
+    Retention {
+        /// Topic name.
+        name: String,
+        /// New retention by age, for example 24h.
+        #[arg(value_parser = parse_duration)]
+        retention: Duration,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Delete a topic and all its events.
+    Delete {
+        /// Topic name.
+        name: String,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+/// `eventbus schema …`
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Register a new schema version for a topic. It must be able to read
+    /// events written with the current version (backward compatible).
+    Register {
+        /// Topic name.
+        topic: String,
+        /// The Avro schema (.avsc) file.
+        #[arg(long)]
+        schema: PathBuf,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Print the schema JSON of a schema id (GetSchema).
+    Get {
+        /// The 22-character schema id.
+        schema_id: String,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List a topic's schema versions, oldest first.
+    List {
+        /// Topic name.
+        topic: String,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+/// `eventbus publish …`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Input is JSON in the shape a person writes it: nullable fields as plain values \
+({\"Amount__c\": 12.5}) or null/absent; the Avro form {\"Amount__c\": {\"double\": 12.5}} works too. \
+CreatedDate (epoch ms, now) and CreatedById are filled in when the schema has them and the input \
+does not. Each published event's replay id is printed on its own line, in hex: the form \
+`eventbus subscribe --from` accepts."
+)]
+pub struct PublishArgs {
+    /// Topic name.
+    pub topic: String,
+    /// One event as a JSON object. Without it, JSON lines are read from
+    /// --file or standard input.
+    pub event: Option<String>,
+    /// A file of JSON lines (one event per line).
+    #[arg(long, conflicts_with = "event")]
+    pub file: Option<PathBuf>,
+    /// Events per PublishStream request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// CreatedById to fill in when the input has none.
+    #[arg(long, default_value = "005000000000000AAA")]
+    pub created_by: String,
+    /// Connection settings.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `eventbus subscribe …`
+#[derive(Debug, Args)]
+#[command(after_help = "Each event is printed as one JSON line: \
+{\"replay_id\": \"<16 hex digits>\", \"event_id\": ..., \"schema_id\": ..., \"payload\": {...}}. \
+Replay ids are printed in hex; --from takes that hex form (or the base64 of the 8 bytes, as some \
+clients store them). Flow control is real: the command asks for --credit events at a time and \
+asks again when the server reports none pending.")]
+pub struct SubscribeArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Where to start: latest, earliest, or a replay id (hex or base64) to
+    /// resume after.
+    #[arg(long, default_value = "latest")]
+    pub from: String,
+    /// Stop after this many events (default: run until interrupted).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Events to ask for at a time (the server caps outstanding credit).
+    #[arg(long, default_value_t = 100)]
+    pub credit: i32,
+    /// Connection settings.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
