@@ -50,6 +50,7 @@ pub const ORDER_SCHEMA_V2: &str = r#"{
 /// A running test server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     pub stop: CancellationToken,
     pub task: JoinHandle<Result<(), ServerError>>,
@@ -74,7 +75,6 @@ pub async fn start() -> TestServer {
 
 /// Starts a server after letting the caller adjust settings.
 pub async fn start_with(adjust: impl FnOnce(&mut ServeArgs)) -> TestServer {
-    eventbus::telemetry::init();
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let topics = write_topics(dir.path(), ORDER_SCHEMA);
     let mut args = ServeArgs::for_tests(dir.path().join("data"));
@@ -91,11 +91,13 @@ async fn launch(args: ServeArgs, dir: Arc<TempDir>) -> TestServer {
     let addr = listener.local_addr().expect("local addr");
     let server = Server::build(args.clone()).await.expect("server builds");
     let broker = server.broker().clone();
+    let metrics = server.metrics_addr();
     let stop = CancellationToken::new();
     let task = tokio::spawn(server.serve(listener, stop.clone()));
     wait_until_serving(addr).await;
     TestServer {
         addr,
+        metrics,
         broker,
         stop,
         task,

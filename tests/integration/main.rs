@@ -4,6 +4,8 @@
 // Helpers are `pub` for use across the test modules of this one crate.
 #![allow(unreachable_pub)]
 
+mod admin;
+mod cli;
 mod common;
 mod durability;
 mod publish;

@@ -1,0 +1,322 @@
+//! The `eventbus` client commands, driven as a process against a real server.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const SHIPMENT_SCHEMA: &str = r#"{"type":"record","name":"Shipment__e","namespace":"com.sforce.eventbus","fields":[{"name":"CreatedDate","type":"long"},{"name":"CreatedById","type":"string"},{"name":"Carrier__c","type":["null","string"],"default":null},{"name":"Weight__c","type":["null","double"],"default":null}]}"#;
+
+/// Runs `eventbus ARGS --server ADDR` with optional stdin; returns its output.
+async fn eventbus(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
+    cmd.args(args)
+        .arg("--server")
+        .arg(server.addr.to_string())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = stdin.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn eventbus");
+        if let Some(text) = input {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("join")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn topic_and_schema_commands_manage_a_running_server() {
+    let server = start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = dir.path().join("shipment.avsc");
+    std::fs::write(&schema, SHIPMENT_SCHEMA).expect("write");
+    let schema = schema.to_str().expect("utf-8 path");
+
+    let out = ok(&eventbus(
+        &server,
+        &[
+            "topic",
+            "create",
+            "/event/Shipment__e",
+            "--schema",
+            schema,
+            "--retention",
+            "24h",
+        ],
+        None,
+    )
+    .await);
+    assert!(out.contains("created /event/Shipment__e"), "{out}");
+    let out = ok(&eventbus(&server, &["topic", "list"], None).await);
+    assert!(
+        out.contains("/event/Shipment__e") && out.contains(ORDER_TOPIC),
+        "{out}"
+    );
+    let out = ok(&eventbus(
+        &server,
+        &["topic", "describe", "/event/Shipment__e", "--json"],
+        None,
+    )
+    .await);
+    let d: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(d["retention"], "1day");
+    assert_eq!(d["event_count"], 0);
+    let out = ok(&eventbus(
+        &server,
+        &["topic", "retention", "/event/Shipment__e", "2h"],
+        None,
+    )
+    .await);
+    assert!(out.contains("2h"), "{out}");
+
+    // Schema versions: a compatible one registers, an incompatible one names the field.
+    let v2 = dir.path().join("v2.avsc");
+    std::fs::write(&v2, SHIPMENT_SCHEMA.replace(r#"{"name":"Weight__c","type":["null","double"],"default":null}"#, r#"{"name":"Weight__c","type":["null","double"],"default":null},{"name":"Eta__c","type":["null","long"],"default":null}"#)).expect("write");
+    let out = ok(&eventbus(
+        &server,
+        &[
+            "schema",
+            "register",
+            "/event/Shipment__e",
+            "--schema",
+            v2.to_str().expect("path"),
+        ],
+        None,
+    )
+    .await);
+    assert!(out.contains("registered"), "{out}");
+    let bad = dir.path().join("bad.avsc");
+    std::fs::write(
+        &bad,
+        SHIPMENT_SCHEMA.replace(
+            r#"{"name":"Weight__c","type":["null","double"],"default":null}"#,
+            r#"{"name":"Weight__c","type":"string"}"#,
+        ),
+    )
+    .expect("write");
+    let err = failed(
+        &eventbus(
+            &server,
+            &[
+                "schema",
+                "register",
+                "/event/Shipment__e",
+                "--schema",
+                bad.to_str().expect("path"),
+            ],
+            None,
+        )
+        .await,
+    );
+    assert!(
+        err.contains("Weight__c") && err.contains("schema.incompatible"),
+        "{err}"
+    );
+    let out = ok(&eventbus(&server, &["schema", "list", "/event/Shipment__e"], None).await);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[1].ends_with("current"), "{out}");
+    let id = lines[0].split('\t').nth(1).expect("schema id");
+    let out = ok(&eventbus(&server, &["schema", "get", id], None).await);
+    assert_eq!(out.trim(), SHIPMENT_SCHEMA);
+
+    let out = ok(&eventbus(&server, &["topic", "delete", "/event/Shipment__e"], None).await);
+    assert!(out.contains("deleted /event/Shipment__e"), "{out}");
+    let err = failed(&eventbus(&server, &["topic", "describe", "/event/Shipment__e"], None).await);
+    assert!(
+        err.contains("NotFound") && err.contains("topic.not.found"),
+        "{err}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn publish_and_subscribe_speak_json_and_share_replay_ids() {
+    let server = start().await;
+    // One event as an argument, in the form a person writes.
+    let out = ok(&eventbus(
+        &server,
+        &[
+            "publish",
+            ORDER_TOPIC,
+            r#"{"OrderNumber__c":"A-1","Amount__c":12.5}"#,
+        ],
+        None,
+    )
+    .await);
+    let first: Vec<&str> = out.lines().collect();
+    assert_eq!(first.len(), 1, "{out}");
+    assert_eq!(first[0].len(), 16, "a hex replay id: {out}");
+    // JSON lines on stdin, including the Avro union form.
+    let lines = "{\"OrderNumber__c\":\"A-2\"}\n\n{\"OrderNumber__c\":{\"string\":\"A-3\"},\"Amount__c\":null,\"CreatedDate\":5}\n";
+    let out = ok(&eventbus(&server, &["publish", ORDER_TOPIC], Some(lines)).await);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // And from a file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("orders.jsonl");
+    std::fs::write(
+        &file,
+        (4..=9)
+            .map(|i| format!("{{\"OrderNumber__c\":\"A-{i}\"}}\n"))
+            .collect::<String>(),
+    )
+    .expect("write");
+    let out = ok(&eventbus(
+        &server,
+        &[
+            "publish",
+            ORDER_TOPIC,
+            "--file",
+            file.to_str().expect("path"),
+            "--batch",
+            "4",
+        ],
+        None,
+    )
+    .await);
+    let ids: Vec<String> = out.lines().map(str::to_owned).collect();
+    assert_eq!(ids.len(), 6);
+
+    // Bad input names the field and publishes nothing.
+    let err = failed(
+        &eventbus(
+            &server,
+            &["publish", ORDER_TOPIC],
+            Some("{\"Amount__c\":\"abc\"}\n{\"Nope__c\":1}\n"),
+        )
+        .await,
+    );
+    assert!(err.contains("line 1") && err.contains("Amount__c"), "{err}");
+    assert!(err.contains("line 2") && err.contains("Nope__c"), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+
+    // Subscribe from earliest with small credit: every event, in order, decoded.
+    let out = ok(&eventbus(
+        &server,
+        &[
+            "subscribe",
+            ORDER_TOPIC,
+            "--from",
+            "earliest",
+            "--count",
+            "9",
+            "--credit",
+            "2",
+        ],
+        None,
+    )
+    .await);
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(events.len(), 9);
+    assert_eq!(events[0]["replay_id"], first[0]);
+    assert_eq!(events[0]["payload"]["OrderNumber__c"], "A-1");
+    assert_eq!(events[0]["payload"]["Amount__c"], 12.5);
+    assert_eq!(events[0]["payload"]["CreatedById"], "005000000000000AAA");
+    assert!(
+        events[0]["payload"]["CreatedDate"].as_i64().unwrap_or(0) > 1_600_000_000_000,
+        "filled with now in ms"
+    );
+    assert_eq!(events[2]["payload"]["CreatedDate"], 5);
+    assert_eq!(events[2]["payload"]["OrderNumber__c"], "A-3");
+    assert!(events[2]["payload"]["Amount__c"].is_null());
+    // A replay id printed by publish resumes a subscription right after it.
+    let out = ok(&eventbus(
+        &server,
+        &["subscribe", ORDER_TOPIC, "--from", &ids[2], "--count", "3"],
+        None,
+    )
+    .await);
+    let resumed: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let got: Vec<&str> = resumed
+        .iter()
+        .map(|e| e["replay_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(got, vec![ids[3].as_str(), ids[4].as_str(), ids[5].as_str()]);
+    // A bad --from is a clear error.
+    let err = failed(
+        &eventbus(
+            &server,
+            &["subscribe", ORDER_TOPIC, "--from", "12", "--count", "1"],
+            None,
+        )
+        .await,
+    );
+    assert!(err.contains("--from"), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_command_explains_itself() {
+    let server = start().await;
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["topic", "--help"],
+        vec!["topic", "create", "--help"],
+        vec!["schema", "register", "--help"],
+        vec!["publish", "--help"],
+        vec!["subscribe", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+            .args(&args)
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("Usage"),
+            "{args:?}: {text}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["subscribe", "--help"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hex"));
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["publish", "--help"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CreatedDate"));
+    server.shutdown().await;
+}
