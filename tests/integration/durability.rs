@@ -118,7 +118,14 @@ async fn sigterm_finishes_streams_and_exits_zero() {
     let dir = tempfile::tempdir().expect("temp dir");
     let topics = write_topics(dir.path(), ORDER_SCHEMA);
     let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--topics"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--topics",
+        ])
         .arg(&topics)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
@@ -129,12 +136,20 @@ async fn sigterm_finishes_streams_and_exits_zero() {
         .expect("spawn eventbus");
     let stderr = child.stderr.take().expect("stderr");
     let (addr_tx, mut addr_rx) = mpsc::unbounded_channel(); // bounded by the child's log lines
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
+        let mut not_json = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = addr_tx.send(rest.trim().to_owned());
+            match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(v) => {
+                    let msg = v["fields"]["message"].as_str().unwrap_or("");
+                    if let Some(rest) = msg.split("listening on ").nth(1) {
+                        let _ = addr_tx.send(rest.trim().to_owned());
+                    }
+                }
+                Err(_) => not_json.push(line),
             }
         }
+        not_json
     });
     let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx.recv())
         .await
@@ -183,4 +198,9 @@ async fn sigterm_finishes_streams_and_exits_zero() {
         .expect("join")
         .expect("wait");
     assert!(exit.success(), "exit status {exit:?}");
+    let not_json = reader.join().expect("log reader");
+    assert!(
+        not_json.is_empty(),
+        "--log-format json printed non-JSON lines: {not_json:?}"
+    );
 }
