@@ -25,13 +25,12 @@
 //! (any map value); unions add nothing to the path.
 
 use std::collections::HashSet;
-use std::fmt;
 
 use apache_avro::Schema;
 use apache_avro::schema::{Alias, EnumSchema, Name, RecordSchema};
 
-use super::ParsedSchema;
-use super::json::{Base, NamedTypes};
+use super::kinds::{Base, NamedTypes};
+use super::{FieldAt, ParsedSchema};
 
 /// Why events written with the old schema cannot be read with the new one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,20 +121,12 @@ pub enum CompatError {
     },
 }
 
-fn at(field: &str) -> At<'_> {
-    At(field)
-}
-
 /// Formats a field path for messages: `field a.b`, or `the record` at the top level.
-struct At<'a>(&'a str);
-
-impl fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("the record")
-        } else {
-            write!(f, "field {}", self.0)
-        }
+fn at(field: &str) -> FieldAt<'_> {
+    FieldAt {
+        path: field,
+        top_level: "the record",
+        quote: "",
     }
 }
 
@@ -349,7 +340,8 @@ impl<'r, 'w> Checker<'r, 'w> {
             }
             (r, w) if same_kind(r, w) => CompatError::Renamed {
                 field,
-                kind: kind_word(r),
+                // `same_kind`: a record, enum or fixed, so one of those three words.
+                kind: r.kind_name(),
                 from: w.name().map(|n| n.name().to_owned()).unwrap_or_default(),
                 to: r.name().map(|n| n.name().to_owned()).unwrap_or_default(),
             },
@@ -410,14 +402,6 @@ fn names_match(reader: &Name, aliases: Option<&[Alias]>, writer: &Name) -> bool 
             .unwrap_or_default()
             .iter()
             .any(|a| a.name() == writer.name())
-}
-
-fn kind_word(base: &Base<'_>) -> &'static str {
-    match base {
-        Base::Record(_) => "record",
-        Base::Enum(_) => "enum",
-        _ => "fixed",
-    }
 }
 
 /// A type for messages: `double`, `nullable string`, `record Address`, `array of long`,

@@ -1,9 +1,8 @@
 //! JSON ⇄ Avro binary for the command line: `eventbus publish` reads an event as JSON,
 //! `eventbus subscribe` prints events as JSON.
 //!
-//! Owns: [`ParsedSchema::encode_json`], [`ParsedSchema::decode_to_json`], [`JsonDefaults`],
-//! [`JsonError`], and the base-type view of a parsed schema (`Base`, `NamedTypes`) that
-//! [`compat`](super::compat) shares.
+//! Owns: [`ParsedSchema::encode_json`], [`ParsedSchema::decode_to_json`], [`JsonDefaults`]
+//! and [`JsonError`].
 //! Must not: let an `apache_avro` type out of `schema/`, decode a payload the validator has
 //! not accepted, or panic on any JSON value or payload.
 //!
@@ -38,17 +37,13 @@
 //! [`ParsedSchema::validate`]. Decoding runs the validator first, so every length and count
 //! it reads has already been checked against the payload size.
 
-use std::collections::HashMap;
-use std::fmt;
-
 use apache_avro::Schema;
-use apache_avro::schema::{
-    DecimalSchema, EnumSchema, FixedSchema, InnerDecimalSchema, Name, RecordSchema, UuidSchema,
-};
+use apache_avro::schema::RecordSchema;
 use serde_json::{Map, Number, Value};
 
-use super::ParsedSchema;
+use super::kinds::{Base, NamedTypes};
 use super::validate::{MAX_DEPTH, MAX_ZERO_WIDTH_ITEMS, PayloadError};
+use super::{FieldAt, ParsedSchema};
 
 /// Values for the fields Salesforce sets on publish, used when the JSON leaves them out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,19 +175,11 @@ pub enum JsonError {
 }
 
 /// Formats a field path for messages: `field a.b`, or `the event` at the top level.
-fn at(field: &str) -> At<'_> {
-    At(field)
-}
-
-struct At<'a>(&'a str);
-
-impl fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("the event")
-        } else {
-            write!(f, "field {}", self.0)
-        }
+fn at(field: &str) -> FieldAt<'_> {
+    FieldAt {
+        path: field,
+        top_level: "the event",
+        quote: "",
     }
 }
 
@@ -250,159 +237,6 @@ impl ParsedSchema {
             Ok(value) if decoder.input.is_empty() => Ok(value),
             Ok(_) | Err(Undecodable) => Err(JsonError::Undecodable),
         }
-    }
-}
-
-// ---- the base-type view shared with `compat` ----
-
-/// A schema with its logical type dropped and, through [`NamedTypes::base`], its named
-/// reference resolved: the shape that decides how a value is encoded.
-#[derive(Clone, Copy)]
-pub(super) enum Base<'s> {
-    Null,
-    Boolean,
-    Int,
-    Long,
-    Float,
-    Double,
-    Bytes,
-    String,
-    Fixed(&'s FixedSchema),
-    Enum(&'s EnumSchema),
-    Array(&'s Schema),
-    Map(&'s Schema),
-    Union(&'s [Schema]),
-    Record(&'s RecordSchema),
-}
-
-impl Base<'_> {
-    /// The Avro type name of an unnamed type, or the full name of a named one.
-    pub(super) fn type_name(&self) -> String {
-        match self {
-            Base::Null => "null".into(),
-            Base::Boolean => "boolean".into(),
-            Base::Int => "int".into(),
-            Base::Long => "long".into(),
-            Base::Float => "float".into(),
-            Base::Double => "double".into(),
-            Base::Bytes => "bytes".into(),
-            Base::String => "string".into(),
-            Base::Array(_) => "array".into(),
-            Base::Map(_) => "map".into(),
-            Base::Union(_) => "union".into(),
-            Base::Fixed(f) => f.name.fullname(None),
-            Base::Enum(e) => e.name.fullname(None),
-            Base::Record(r) => r.name.fullname(None),
-        }
-    }
-
-    /// The name of a named type (record, enum, fixed).
-    pub(super) fn name(&self) -> Option<&Name> {
-        match self {
-            Base::Fixed(f) => Some(&f.name),
-            Base::Enum(e) => Some(&e.name),
-            Base::Record(r) => Some(&r.name),
-            _ => None,
-        }
-    }
-}
-
-/// Every named type of one schema by full name, to resolve `Schema::Ref`s.
-pub(super) struct NamedTypes<'s> {
-    by_name: HashMap<String, &'s Schema>,
-}
-
-impl<'s> NamedTypes<'s> {
-    /// Collects the named types defined anywhere in `schema`.
-    pub(super) fn of(schema: &'s Schema) -> Self {
-        let mut by_name = HashMap::new();
-        collect_named(schema, &mut by_name);
-        NamedTypes { by_name }
-    }
-
-    /// The base type of `schema`, following a named reference to its definition.
-    ///
-    /// # Errors
-    /// The referenced full name when a reference does not resolve.
-    pub(super) fn base(&self, schema: &'s Schema) -> Result<Base<'s>, String> {
-        if let Schema::Ref { name } = schema {
-            let full = name.fullname(None);
-            return match self.by_name.get(&full) {
-                // A definition is never itself a reference, so one step suffices.
-                Some(definition) if !matches!(definition, Schema::Ref { .. }) => {
-                    self.base(definition)
-                }
-                _ => Err(full),
-            };
-        }
-        Ok(base_of(schema))
-    }
-}
-
-fn collect_named<'s>(schema: &'s Schema, out: &mut HashMap<String, &'s Schema>) {
-    match schema {
-        Schema::Record(record) => {
-            out.insert(record.name.fullname(None), schema);
-            for field in &record.fields {
-                collect_named(&field.schema, out);
-            }
-        }
-        Schema::Enum(e) => {
-            out.insert(e.name.fullname(None), schema);
-        }
-        Schema::Fixed(fixed)
-        | Schema::Duration(fixed)
-        | Schema::Uuid(UuidSchema::Fixed(fixed))
-        | Schema::Decimal(DecimalSchema {
-            inner: InnerDecimalSchema::Fixed(fixed),
-            ..
-        }) => {
-            out.insert(fixed.name.fullname(None), schema);
-        }
-        Schema::Array(array) => collect_named(&array.items, out),
-        Schema::Map(map) => collect_named(&map.types, out),
-        Schema::Union(union) => union.variants().iter().for_each(|v| collect_named(v, out)),
-        _ => {}
-    }
-}
-
-/// The base type of a schema that is not a reference (a reference maps to `Null` here;
-/// [`NamedTypes::base`] handles references before calling this).
-fn base_of(schema: &Schema) -> Base<'_> {
-    match schema {
-        Schema::Null | Schema::Ref { .. } => Base::Null,
-        Schema::Boolean => Base::Boolean,
-        Schema::Int | Schema::Date | Schema::TimeMillis => Base::Int,
-        Schema::Long
-        | Schema::TimeMicros
-        | Schema::TimestampMillis
-        | Schema::TimestampMicros
-        | Schema::TimestampNanos
-        | Schema::LocalTimestampMillis
-        | Schema::LocalTimestampMicros
-        | Schema::LocalTimestampNanos => Base::Long,
-        Schema::Float => Base::Float,
-        Schema::Double => Base::Double,
-        Schema::Bytes
-        | Schema::BigDecimal
-        | Schema::Uuid(UuidSchema::Bytes)
-        | Schema::Decimal(DecimalSchema {
-            inner: InnerDecimalSchema::Bytes,
-            ..
-        }) => Base::Bytes,
-        Schema::String | Schema::Uuid(UuidSchema::String) => Base::String,
-        Schema::Fixed(fixed)
-        | Schema::Duration(fixed)
-        | Schema::Uuid(UuidSchema::Fixed(fixed))
-        | Schema::Decimal(DecimalSchema {
-            inner: InnerDecimalSchema::Fixed(fixed),
-            ..
-        }) => Base::Fixed(fixed),
-        Schema::Enum(e) => Base::Enum(e),
-        Schema::Array(array) => Base::Array(&array.items),
-        Schema::Map(map) => Base::Map(&map.types),
-        Schema::Union(union) => Base::Union(union.variants()),
-        Schema::Record(record) => Base::Record(record),
     }
 }
 
@@ -1146,6 +980,7 @@ fn code_point_string(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::testutil::{LINKED_LIST, Rng, one_field, parsed};
     use apache_avro::reader::datum::GenericDatumReader;
     use apache_avro::types::Value as AvroValue;
     use apache_avro::writer::datum::GenericDatumWriter;
@@ -1180,11 +1015,6 @@ mod tests {
             {"name":"Price","type":["null","double"],"default":null}]}},"default":[]}
     ]}"#;
 
-    /// A linked list: the classic recursive schema.
-    const LINKED_LIST: &str = r#"{"type":"record","name":"Node","fields":[
-        {"name":"value","type":"long"},
-        {"name":"next","type":["null","Node"],"default":null}]}"#;
-
     /// Unions of every shape, to exercise branch picking.
     const UNIONS: &str = r#"{"type":"record","name":"U","fields":[
         {"name":"n","type":["null","int","long","float","double"]},
@@ -1195,16 +1025,6 @@ mod tests {
         {"name":"f","type":["null","float"]}]}"#;
 
     const ALL_SCHEMAS: [&str; 3] = [ORDER_EVENT, LINKED_LIST, UNIONS];
-
-    fn parsed(json: &str) -> ParsedSchema {
-        ParsedSchema::parse(json).expect("test schema parses")
-    }
-
-    fn one_field(name: &str, ty: &str) -> ParsedSchema {
-        parsed(&format!(
-            r#"{{"type":"record","name":"R","fields":[{{"name":"{name}","type":{ty}}}]}}"#
-        ))
-    }
 
     fn defaults() -> JsonDefaults {
         JsonDefaults {
@@ -1870,38 +1690,8 @@ mod tests {
 
     // ---- property tests ----
 
-    /// splitmix64: a tiny deterministic generator so random values can follow any schema,
-    /// including recursive ones, from one proptest-chosen seed.
-    struct Rng(u64);
-
+    /// The JSON codec's own draws, on top of the shared generator.
     impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            if n == 0 {
-                0
-            } else {
-                (self.next() % n as u64) as usize
-            }
-        }
-
-        fn long(&mut self) -> i64 {
-            (self.next() as i64) >> self.below(64)
-        }
-
-        fn string(&mut self) -> String {
-            const CHARS: &[char] = &['a', 'Z', '0', ' ', 'é', 'ß', '中', '😀', '\0', '"'];
-            (0..self.below(12))
-                .map(|_| CHARS[self.below(CHARS.len())])
-                .collect()
-        }
-
         fn byte_string(&mut self, n: usize) -> String {
             (0..n).map(|_| char::from(self.next() as u8)).collect()
         }

@@ -16,19 +16,23 @@
 
 pub mod compat;
 pub mod json;
+mod kinds;
 pub mod registry;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod validate;
 
 use std::collections::HashSet;
 use std::fmt;
 
 use apache_avro::Schema;
-use apache_avro::schema::{DecimalSchema, FixedSchema, InnerDecimalSchema, Name, UuidSchema};
+use apache_avro::schema::Name;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use md5::{Digest as _, Md5};
 
 use crate::types::SchemaId;
+use kinds::Base;
 
 pub use registry::SchemaRegistry;
 
@@ -88,7 +92,9 @@ impl ParsedSchema {
         })?;
         let Schema::Record(record) = &schema else {
             return Err(SchemaError::NotRecord {
-                kind: kind_name(&schema).to_owned(),
+                kind: Base::of(&schema)
+                    .map_or("named type reference", |base| base.kind_name())
+                    .to_owned(),
             });
         };
         let record_name = record.name.fullname(None);
@@ -174,43 +180,25 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// The Avro type name of a schema, for error messages.
-fn kind_name(schema: &Schema) -> &'static str {
-    match schema {
-        Schema::Null => "null",
-        Schema::Boolean => "boolean",
-        Schema::Int | Schema::Date | Schema::TimeMillis => "int",
-        Schema::Long
-        | Schema::TimeMicros
-        | Schema::TimestampMillis
-        | Schema::TimestampMicros
-        | Schema::TimestampNanos
-        | Schema::LocalTimestampMillis
-        | Schema::LocalTimestampMicros
-        | Schema::LocalTimestampNanos => "long",
-        Schema::Float => "float",
-        Schema::Double => "double",
-        Schema::Bytes
-        | Schema::BigDecimal
-        | Schema::Uuid(UuidSchema::Bytes)
-        | Schema::Decimal(DecimalSchema {
-            inner: InnerDecimalSchema::Bytes,
-            ..
-        }) => "bytes",
-        Schema::String | Schema::Uuid(UuidSchema::String) => "string",
-        Schema::Array(_) => "array",
-        Schema::Map(_) => "map",
-        Schema::Union(_) => "union",
-        Schema::Record(_) => "record",
-        Schema::Enum(_) => "enum",
-        Schema::Fixed(_)
-        | Schema::Duration(_)
-        | Schema::Uuid(UuidSchema::Fixed(_))
-        | Schema::Decimal(DecimalSchema {
-            inner: InnerDecimalSchema::Fixed(_),
-            ..
-        }) => "fixed",
-        Schema::Ref { .. } => "named type reference",
+/// A field path in an error message: `field <path>`, or what the error is about as a
+/// whole (`the record`, `the event`) when the path is empty. Each module's errors keep
+/// their own wording through `top_level` and `quote`.
+pub(crate) struct FieldAt<'a> {
+    /// The path, e.g. `Address__c.City`; empty at the top level.
+    pub(crate) path: &'a str,
+    /// Written instead of the path when it is empty.
+    pub(crate) top_level: &'static str,
+    /// Written on both sides of the path: a backtick, or nothing.
+    pub(crate) quote: &'static str,
+}
+
+impl fmt::Display for FieldAt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(self.top_level)
+        } else {
+            write!(f, "field {q}{}{q}", self.path, q = self.quote)
+        }
     }
 }
 
@@ -229,66 +217,42 @@ pub(crate) fn canonical_form(schema: &Schema) -> String {
 }
 
 fn write_canonical(schema: &Schema, seen: &mut HashSet<String>, out: &mut String) {
-    let primitive = match schema {
-        Schema::Null => "null",
-        Schema::Boolean => "boolean",
-        Schema::Int | Schema::Date | Schema::TimeMillis => "int",
-        Schema::Long
-        | Schema::TimeMicros
-        | Schema::TimestampMillis
-        | Schema::TimestampMicros
-        | Schema::TimestampNanos
-        | Schema::LocalTimestampMillis
-        | Schema::LocalTimestampMicros
-        | Schema::LocalTimestampNanos => "long",
-        Schema::Float => "float",
-        Schema::Double => "double",
-        Schema::Bytes
-        | Schema::BigDecimal
-        | Schema::Uuid(UuidSchema::Bytes)
-        | Schema::Decimal(DecimalSchema {
-            inner: InnerDecimalSchema::Bytes,
-            ..
-        }) => "bytes",
-        Schema::String | Schema::Uuid(UuidSchema::String) => "string",
-        Schema::Fixed(fixed)
-        | Schema::Duration(fixed)
-        | Schema::Uuid(UuidSchema::Fixed(fixed))
-        | Schema::Decimal(DecimalSchema {
-            inner: InnerDecimalSchema::Fixed(fixed),
-            ..
-        }) => {
-            write_fixed(fixed, seen, out);
+    let base = match Base::of(schema) {
+        Ok(base) => base,
+        Err(reference) => {
+            push_json_string(out, &reference.fullname(None));
             return;
         }
-        Schema::Ref { name } => {
-            push_json_string(out, &name.fullname(None));
-            return;
+    };
+    match base {
+        Base::Fixed(fixed) => {
+            if write_name_or_ref(&fixed.name, "fixed", seen, out) {
+                out.push_str(r#","size":"#);
+                out.push_str(&fixed.size.to_string());
+                out.push('}');
+            }
         }
-        Schema::Array(array) => {
+        Base::Array(items) => {
             out.push_str(r#"{"type":"array","items":"#);
-            write_canonical(&array.items, seen, out);
+            write_canonical(items, seen, out);
             out.push('}');
-            return;
         }
-        Schema::Map(map) => {
+        Base::Map(values) => {
             out.push_str(r#"{"type":"map","values":"#);
-            write_canonical(&map.types, seen, out);
+            write_canonical(values, seen, out);
             out.push('}');
-            return;
         }
-        Schema::Union(union) => {
+        Base::Union(branches) => {
             out.push('[');
-            for (i, branch) in union.variants().iter().enumerate() {
+            for (i, branch) in branches.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 write_canonical(branch, seen, out);
             }
             out.push(']');
-            return;
         }
-        Schema::Enum(enum_schema) => {
+        Base::Enum(enum_schema) => {
             if write_name_or_ref(&enum_schema.name, "enum", seen, out) {
                 out.push_str(r#","symbols":["#);
                 for (i, symbol) in enum_schema.symbols.iter().enumerate() {
@@ -299,9 +263,8 @@ fn write_canonical(schema: &Schema, seen: &mut HashSet<String>, out: &mut String
                 }
                 out.push_str("]}");
             }
-            return;
         }
-        Schema::Record(record) => {
+        Base::Record(record) => {
             if write_name_or_ref(&record.name, "record", seen, out) {
                 out.push_str(r#","fields":["#);
                 for (i, field) in record.fields.iter().enumerate() {
@@ -316,17 +279,9 @@ fn write_canonical(schema: &Schema, seen: &mut HashSet<String>, out: &mut String
                 }
                 out.push_str("]}");
             }
-            return;
         }
-    };
-    push_json_string(out, primitive);
-}
-
-fn write_fixed(fixed: &FixedSchema, seen: &mut HashSet<String>, out: &mut String) {
-    if write_name_or_ref(&fixed.name, "fixed", seen, out) {
-        out.push_str(r#","size":"#);
-        out.push_str(&fixed.size.to_string());
-        out.push('}');
+        // Primitives, logical types included, are their bare base type name.
+        primitive => push_json_string(out, primitive.kind_name()),
     }
 }
 

@@ -33,10 +33,11 @@
 //! needs under 32 KiB of stack (under 128 KiB unoptimised).
 
 use std::collections::HashMap;
-use std::fmt;
 
 use apache_avro::Schema;
-use apache_avro::schema::{DecimalSchema, InnerDecimalSchema, UuidSchema};
+
+use super::FieldAt;
+use super::kinds::Base;
 
 /// Deepest nesting of records, arrays and maps a payload may have (the top-level record is
 /// level 1). Salesforce schemas nest three or four levels; the cap exists so a recursive
@@ -216,6 +217,32 @@ pub enum PayloadError {
     },
 }
 
+/// The `field` of every [`PayloadError`] variant that has one, as `Some(field)`: one match
+/// for both [`PayloadError::field_slot`] and [`PayloadError::field_slot_mut`], which differ
+/// only in how `$error` is borrowed.
+macro_rules! field_slot {
+    ($error:expr) => {
+        match $error {
+            PayloadError::TruncatedVarint { field }
+            | PayloadError::Truncated { field, .. }
+            | PayloadError::VarintTooLong { field, .. }
+            | PayloadError::LongOverflow { field }
+            | PayloadError::IntOutOfRange { field, .. }
+            | PayloadError::InvalidBoolean { field, .. }
+            | PayloadError::NegativeLength { field, .. }
+            | PayloadError::LengthExceedsPayload { field, .. }
+            | PayloadError::InvalidUtf8 { field, .. }
+            | PayloadError::EnumIndexOutOfRange { field, .. }
+            | PayloadError::UnionIndexOutOfRange { field, .. }
+            | PayloadError::BlockTooLarge { field, .. }
+            | PayloadError::BlockSizeMismatch { field, .. }
+            | PayloadError::TooManyItems { field, .. }
+            | PayloadError::TooDeep { field, .. } => Some(field),
+            PayloadError::TrailingBytes { .. } => None,
+        }
+    };
+}
+
 impl PayloadError {
     /// The path of the field the error is in (`Address__c.City`, `Tags__c[3]`), or `None`
     /// for errors about the payload as a whole.
@@ -224,62 +251,20 @@ impl PayloadError {
     }
 
     fn field_slot(&self) -> Option<&String> {
-        match self {
-            Self::TruncatedVarint { field }
-            | Self::Truncated { field, .. }
-            | Self::VarintTooLong { field, .. }
-            | Self::LongOverflow { field }
-            | Self::IntOutOfRange { field, .. }
-            | Self::InvalidBoolean { field, .. }
-            | Self::NegativeLength { field, .. }
-            | Self::LengthExceedsPayload { field, .. }
-            | Self::InvalidUtf8 { field, .. }
-            | Self::EnumIndexOutOfRange { field, .. }
-            | Self::UnionIndexOutOfRange { field, .. }
-            | Self::BlockTooLarge { field, .. }
-            | Self::BlockSizeMismatch { field, .. }
-            | Self::TooManyItems { field, .. }
-            | Self::TooDeep { field, .. } => Some(field),
-            Self::TrailingBytes { .. } => None,
-        }
+        field_slot!(self)
     }
 
     fn field_slot_mut(&mut self) -> Option<&mut String> {
-        match self {
-            Self::TruncatedVarint { field }
-            | Self::Truncated { field, .. }
-            | Self::VarintTooLong { field, .. }
-            | Self::LongOverflow { field }
-            | Self::IntOutOfRange { field, .. }
-            | Self::InvalidBoolean { field, .. }
-            | Self::NegativeLength { field, .. }
-            | Self::LengthExceedsPayload { field, .. }
-            | Self::InvalidUtf8 { field, .. }
-            | Self::EnumIndexOutOfRange { field, .. }
-            | Self::UnionIndexOutOfRange { field, .. }
-            | Self::BlockTooLarge { field, .. }
-            | Self::BlockSizeMismatch { field, .. }
-            | Self::TooManyItems { field, .. }
-            | Self::TooDeep { field, .. } => Some(field),
-            Self::TrailingBytes { .. } => None,
-        }
+        field_slot!(self)
     }
 }
 
 /// Formats a field path for messages: "field `a.b`", or "the record" at the top level.
-fn at(field: &str) -> At<'_> {
-    At(field)
-}
-
-struct At<'a>(&'a str);
-
-impl fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("the record")
-        } else {
-            write!(f, "field `{}`", self.0)
-        }
+fn at(field: &str) -> FieldAt<'_> {
+    FieldAt {
+        path: field,
+        top_level: "the record",
+        quote: "`",
     }
 }
 
@@ -503,73 +488,57 @@ impl Compiler {
     }
 
     fn node(&mut self, schema: &Schema) -> Result<NodeId, String> {
-        let leaf = match schema {
-            Schema::Null => Node::Null,
-            Schema::Boolean => Node::Boolean,
-            Schema::Int | Schema::Date | Schema::TimeMillis => Node::Int,
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => Node::Long,
-            Schema::Float => Node::Float,
-            Schema::Double => Node::Double,
-            Schema::Bytes
-            | Schema::BigDecimal
-            | Schema::Uuid(UuidSchema::Bytes)
-            | Schema::Decimal(DecimalSchema {
-                inner: InnerDecimalSchema::Bytes,
-                ..
-            }) => Node::Bytes,
-            Schema::String | Schema::Uuid(UuidSchema::String) => Node::String,
-            Schema::Fixed(fixed)
-            | Schema::Duration(fixed)
-            | Schema::Uuid(UuidSchema::Fixed(fixed))
-            | Schema::Decimal(DecimalSchema {
-                inner: InnerDecimalSchema::Fixed(fixed),
-                ..
-            }) => {
-                let node = Node::Fixed { size: fixed.size };
-                return Ok(self.define(fixed.name.fullname(None), node)?.0);
-            }
-            Schema::Enum(enum_schema) => {
-                let node = Node::Enum {
-                    symbols: enum_schema.symbols.len(),
-                };
-                return Ok(self.define(enum_schema.name.fullname(None), node)?.0);
-            }
-            Schema::Ref { name } => {
-                let full = name.fullname(None);
+        let base = match Base::of(schema) {
+            Ok(base) => base,
+            Err(reference) => {
+                let full = reference.fullname(None);
                 return self
                     .named
                     .get(&full)
                     .copied()
                     .ok_or_else(|| format!("the type `{full}` is used but never defined"));
             }
-            Schema::Array(array) => {
+        };
+        let leaf = match base {
+            Base::Null => Node::Null,
+            Base::Boolean => Node::Boolean,
+            Base::Int => Node::Int,
+            Base::Long => Node::Long,
+            Base::Float => Node::Float,
+            Base::Double => Node::Double,
+            Base::Bytes => Node::Bytes,
+            Base::String => Node::String,
+            Base::Fixed(fixed) => {
+                let node = Node::Fixed { size: fixed.size };
+                return Ok(self.define(fixed.name.fullname(None), node)?.0);
+            }
+            Base::Enum(enum_schema) => {
+                let node = Node::Enum {
+                    symbols: enum_schema.symbols.len(),
+                };
+                return Ok(self.define(enum_schema.name.fullname(None), node)?.0);
+            }
+            Base::Array(items) => {
                 // Push the parent before its children so children get higher ids (see
                 // `fill_min_sizes`); the placeholder is overwritten below.
                 let id = self.push(Node::Null)?;
-                let items = self.node(&array.items)?;
+                let items = self.node(items)?;
                 self.nodes[id as usize] = Node::Array { items, item_min: 0 };
                 return Ok(id);
             }
-            Schema::Map(map) => {
+            Base::Map(values) => {
                 let id = self.push(Node::Null)?;
-                let values = self.node(&map.types)?;
+                let values = self.node(values)?;
                 self.nodes[id as usize] = Node::Map {
                     values,
                     entry_min: 1,
                 };
                 return Ok(id);
             }
-            Schema::Union(union) => {
+            Base::Union(branches) => {
                 let id = self.push(Node::Null)?;
-                let mut ids = Vec::with_capacity(union.variants().len());
-                for branch in union.variants() {
+                let mut ids = Vec::with_capacity(branches.len());
+                for branch in branches {
                     ids.push(self.node(branch)?);
                 }
                 let (start, len) = Self::range(self.branches.len(), ids.len())?;
@@ -577,7 +546,7 @@ impl Compiler {
                 self.nodes[id as usize] = Node::Union { start, len };
                 return Ok(id);
             }
-            Schema::Record(record) => {
+            Base::Record(record) => {
                 // Register the name before compiling fields: a recursive field refers to it.
                 let (id, new) = self.define(record.name.fullname(None), Node::Null)?;
                 if !new {
@@ -1002,7 +971,7 @@ fn zigzag(raw: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::ParsedSchema;
+    use crate::schema::testutil::{LINKED_LIST, Rng, one_field, parsed};
     use apache_avro::reader::datum::GenericDatumReader;
     use apache_avro::types::Value;
     use apache_avro::writer::datum::GenericDatumWriter;
@@ -1035,21 +1004,12 @@ mod tests {
             {"name":"Price","type":["null","double"],"default":null}]}}}
     ]}"#;
 
-    /// A linked list: the classic recursive schema.
-    const LINKED_LIST: &str = r#"{"type":"record","name":"Node","fields":[
-        {"name":"value","type":"long"},
-        {"name":"next","type":["null","Node"],"default":null}]}"#;
-
     /// Mutual recursion through a union; `Y`'s smallest encoding (1 byte) is only found by
     /// a fixpoint, not by a single depth-first pass.
     const MUTUAL: &str = r#"{"type":"record","name":"Outer","fields":[
         {"name":"ys","type":{"type":"array","items":{"type":"record","name":"Y","fields":[
             {"name":"x","type":{"type":"record","name":"X","fields":[
                 {"name":"u","type":["null","Y"]}]}}]}}}]}"#;
-
-    fn parsed(json: &str) -> ParsedSchema {
-        ParsedSchema::parse(json).expect("test schema parses")
-    }
 
     fn avro(json: &str) -> Schema {
         Schema::parse_str(json).expect("test schema parses")
@@ -1086,12 +1046,6 @@ mod tests {
 
     fn cat(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
-    }
-
-    fn one_field(name: &str, ty: &str) -> ParsedSchema {
-        parsed(&format!(
-            r#"{{"type":"record","name":"R","fields":[{{"name":"{name}","type":{ty}}}]}}"#
-        ))
     }
 
     fn sample_order() -> Value {
@@ -1667,44 +1621,6 @@ mod tests {
     }
 
     // ---- property tests ----
-
-    /// splitmix64: a tiny deterministic generator so random values can follow any schema,
-    /// including recursive ones, from one proptest-chosen seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            if n == 0 {
-                0
-            } else {
-                (self.next() % n as u64) as usize
-            }
-        }
-
-        fn long(&mut self) -> i64 {
-            // Spread over every varint length, not just 10-byte ones.
-            (self.next() as i64) >> self.below(64)
-        }
-
-        fn string(&mut self) -> String {
-            const CHARS: &[char] = &['a', 'Z', '0', ' ', 'é', 'ß', '中', '😀', '\0', '"'];
-            (0..self.below(12))
-                .map(|_| CHARS[self.below(CHARS.len())])
-                .collect()
-        }
-
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
 
     fn named_types(schema: &Schema, out: &mut HashMap<String, Schema>) {
         match schema {
