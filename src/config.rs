@@ -52,6 +52,8 @@ pub enum Command {
     Publish(crate::cli::PublishArgs),
     /// Subscribe and print events as JSON lines.
     Subscribe(crate::cli::SubscribeArgs),
+    /// Load-test a running eventbus (or NATS JetStream) and report numbers.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// What the binary was asked to do.

@@ -15,6 +15,7 @@
 //! RocksDB files.
 
 pub mod api;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;

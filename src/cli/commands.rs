@@ -31,6 +31,7 @@ pub async fn run(cmd: Command) -> Result<()> {
         Command::Schema(s) => schema(s).await,
         Command::Publish(p) => publish(p).await,
         Command::Subscribe(s) => subscribe(s).await,
+        Command::Bench(b) => crate::bench::run(b).await,
     }
 }
 

@@ -320,3 +320,57 @@ async fn every_command_explains_itself() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("CreatedDate"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn bench_runs_each_workload_against_a_server_and_reports_json() {
+    let server = start().await;
+    let pid = std::process::id().to_string(); // the server runs in this test process
+    for workload in ["publish", "latency", "unary", "e2e", "replay", "fanout"] {
+        let out = ok(&eventbus(
+            &server,
+            &[
+                "bench",
+                workload,
+                "--events",
+                "300",
+                "--rate",
+                "3000",
+                "--batch",
+                "50",
+                "--json",
+                "--server-pid",
+                &pid,
+            ],
+            None,
+        )
+        .await);
+        let r: Value = serde_json::from_str(out.trim()).expect("one JSON report");
+        assert_eq!(r["workload"], workload);
+        let events = r["events"].as_u64().unwrap_or(0);
+        let expected = if workload == "fanout" { 1200 } else { 300 };
+        assert_eq!(events, expected, "{workload}: {r}");
+        assert!(r["events_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
+        assert!(r["server_rss_bytes"].as_u64().unwrap_or(0) > 0);
+        if workload != "replay" {
+            assert!(r["latency_us"]["p99"].as_u64().is_some(), "{workload}: {r}");
+        }
+    }
+    let out = ok(&eventbus(
+        &server,
+        &[
+            "bench",
+            "idle",
+            "--subscriptions",
+            "50",
+            "--json",
+            "--server-pid",
+            &pid,
+        ],
+        None,
+    )
+    .await);
+    let r: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(r["subscriptions"], 50);
+    assert!(r["bytes_per_idle_subscription"].as_f64().is_some());
+    server.shutdown().await;
+}

@@ -1,0 +1,336 @@
+//! `eventbus bench`: a load generator that drives a running eventbus over
+//! gRPC, or NATS JetStream with the equivalent operations, and reports
+//! throughput, latency percentiles and server resource use.
+//!
+//! Owns: workloads, the measurement harness (HDR histograms, open-loop
+//! pacing, /proc sampling) and the report. Must not: reach into the server
+//! process other than through its wire protocol and /proc.
+//!
+//! Every workload is bounded by an event count (and a time limit), talks only
+//! to loopback unless `--allow-remote` is given, and stops by itself.
+
+mod eventbus;
+mod jetstream;
+mod payload;
+mod procfs;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+/// Which system a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// An eventbus server (gRPC Pub/Sub API).
+    Eventbus,
+    /// A NATS server with JetStream (file storage).
+    Jetstream,
+}
+
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Streams of pipelined batches (eventbus: PublishStream; JetStream:
+    /// async publish with a window of acks).
+    Publish,
+    /// Unary calls from many concurrent callers (eventbus: Publish;
+    /// JetStream: publish and wait for each ack).
+    Unary,
+    /// Acknowledgement latency with one request in flight.
+    Latency,
+    /// Publish at a fixed rate and measure publish-to-delivery latency
+    /// (open loop: the schedule does not wait for slow answers).
+    E2e,
+    /// Pre-fill a topic, then read it from the start with credit 100
+    /// (JetStream: pull consumer, batches of 100).
+    Replay,
+    /// K subscribers on one topic while publishing.
+    Fanout,
+    /// Open many idle subscriptions and report server memory per subscription.
+    Idle,
+}
+
+/// Settings of `eventbus bench`.
+#[derive(Clone, Debug, Args)]
+#[command(
+    after_help = "Examples:\n  eventbus bench publish --events 200000 --streams 4 --batch 100 --size 1024\n  \
+eventbus bench e2e --rate 5000 --events 50000\n  eventbus bench replay --events 200000\n  \
+eventbus bench idle --subscriptions 10000 --server-pid $(pgrep -n eventbus)\n  \
+eventbus bench publish --target jetstream --nats-url nats://127.0.0.1:4222 --window 1000"
+)]
+pub struct BenchArgs {
+    /// The workload.
+    #[arg(value_enum)]
+    pub workload: Workload,
+    /// The system under test.
+    #[arg(long, value_enum, default_value = "eventbus")]
+    pub target: Target,
+    /// eventbus address.
+    #[arg(long, env = "EVENTBUS_SERVER", default_value = "127.0.0.1:7011")]
+    pub server: String,
+    /// NATS URL for `--target jetstream`.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Events to publish (or to pre-fill for replay).
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Payload size in bytes (the Avro record is padded to this size).
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Concurrent publish streams (publish) or callers (unary).
+    #[arg(long, default_value_t = 4)]
+    pub streams: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Requests in flight per stream (eventbus) or acks outstanding
+    /// (JetStream async publish).
+    #[arg(long, default_value_t = 8)]
+    pub window: usize,
+    /// Events per second for e2e and fanout.
+    #[arg(long, default_value_t = 5000)]
+    pub rate: u64,
+    /// Subscribers for fanout.
+    #[arg(long, default_value_t = 4)]
+    pub subscribers: usize,
+    /// Idle subscriptions to open for `idle`.
+    #[arg(long, default_value_t = 10_000)]
+    pub subscriptions: usize,
+    /// Server process id, to report its RSS and CPU time from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Topic (eventbus) or stream subject base (JetStream); created fresh.
+    #[arg(long, default_value = "/event/Bench__e")]
+    pub topic: String,
+    /// Upper bound on the run's duration.
+    #[arg(long, default_value = "120s", value_parser = crate::cli::parse_duration)]
+    pub max_time: Duration,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Allow a non-loopback target.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+/// The measured outcome of one run.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Workload name.
+    pub workload: String,
+    /// Target name.
+    pub target: String,
+    /// Events acknowledged or delivered.
+    pub events: u64,
+    /// Wall time of the measured phase.
+    pub elapsed: Duration,
+    /// Payload bytes per event.
+    pub size: usize,
+    /// Latency samples in microseconds (ack or end-to-end), if measured.
+    pub latency: Option<Histogram<u64>>,
+    /// Extra figures (lag, memory per subscription, ...).
+    pub extra: Vec<(String, Value)>,
+    /// Server RSS at the end, bytes.
+    pub server_rss: Option<u64>,
+    /// Server CPU seconds used during the run.
+    pub server_cpu: Option<f64>,
+}
+
+impl Report {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "workload": self.workload,
+            "target": self.target,
+            "events": self.events,
+            "seconds": self.elapsed.as_secs_f64(),
+            "events_per_sec": self.rate(),
+            "mb_per_sec": self.rate() * self.size as f64 / 1e6,
+            "payload_bytes": self.size,
+            "server_rss_bytes": self.server_rss,
+            "server_cpu_seconds": self.server_cpu,
+        });
+        if let Some(h) = &self.latency {
+            v["latency_us"] = json!({
+                "p50": h.value_at_quantile(0.50),
+                "p90": h.value_at_quantile(0.90),
+                "p99": h.value_at_quantile(0.99),
+                "p999": h.value_at_quantile(0.999),
+                "max": h.max(),
+                "count": h.len(),
+            });
+        }
+        for (k, x) in &self.extra {
+            v[k] = x.clone();
+        }
+        v
+    }
+
+    /// The report as a short table.
+    pub fn to_table(&self) -> String {
+        let mut s = format!(
+            "{} on {}: {} events in {:.2}s = {:.0} events/s, {:.1} MB/s",
+            self.workload,
+            self.target,
+            self.events,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.rate() * self.size as f64 / 1e6
+        );
+        if let Some(h) = &self.latency {
+            s.push_str(&format!(
+                "\n  latency µs: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (n={})",
+                h.value_at_quantile(0.50),
+                h.value_at_quantile(0.90),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max(),
+                h.len()
+            ));
+        }
+        for (k, v) in &self.extra {
+            s.push_str(&format!("\n  {k}: {v}"));
+        }
+        if let Some(rss) = self.server_rss {
+            s.push_str(&format!(
+                "\n  server RSS: {:.1} MiB",
+                rss as f64 / (1 << 20) as f64
+            ));
+        }
+        if let Some(cpu) = self.server_cpu {
+            s.push_str(&format!("\n  server CPU: {cpu:.2} s"));
+        }
+        s
+    }
+}
+
+/// A latency histogram in microseconds, 1 µs to 100 s, 3 significant digits.
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("static bounds are valid")
+}
+
+/// What one measuring task returns: events counted and its latencies.
+pub(crate) type Measured = Result<(u64, Histogram<u64>)>;
+
+/// Sums the counts and merges the histograms of measuring tasks.
+pub(crate) async fn join_histograms(tasks: Vec<tokio::task::JoinHandle<Measured>>) -> Measured {
+    let mut total = 0;
+    let mut all = histogram();
+    for t in tasks {
+        let (n, h) = t.await??;
+        total += n;
+        all.add(&h).map_err(|e| anyhow::anyhow!("histogram: {e}"))?;
+    }
+    Ok((total, all))
+}
+
+pub(crate) fn record(h: &mut Histogram<u64>, d: Duration) {
+    let us = u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, 100_000_000);
+    // Values are clamped into the histogram's bounds, so recording cannot fail.
+    let _ = h.record(us);
+}
+
+fn host_of(addr: &str) -> &str {
+    let rest = addr.split("://").last().unwrap_or(addr);
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn is_loopback(addr: &str) -> bool {
+    let host = host_of(addr);
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Runs a benchmark and prints its report.
+///
+/// # Errors
+/// A non-loopback target without `--allow-remote`, connection failures,
+/// server errors, or a run that exceeded `--max-time`.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let addr = match args.target {
+        Target::Eventbus => &args.server,
+        Target::Jetstream => &args.nats_url,
+    };
+    if !args.allow_remote && !is_loopback(addr) {
+        bail!("refusing to load {addr}: not a loopback address (pass --allow-remote to insist)");
+    }
+    if args.size < payload::MIN_SIZE {
+        bail!("--size must be at least {} bytes", payload::MIN_SIZE);
+    }
+    let cpu_before = args.server_pid.and_then(procfs::cpu_seconds);
+    let started = Instant::now();
+    let mut report = tokio::time::timeout(args.max_time, async {
+        match args.target {
+            Target::Eventbus => eventbus::run(&args).await,
+            Target::Jetstream => jetstream::run(&args).await,
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the run exceeded --max-time {:?}", args.max_time))??;
+    report.size = args.size;
+    report.target = format!("{:?}", args.target).to_lowercase();
+    report.workload = format!("{:?}", args.workload).to_lowercase();
+    if let Some(pid) = args.server_pid {
+        report.server_rss = procfs::rss_bytes(pid);
+        report.server_cpu = procfs::cpu_seconds(pid)
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
+    }
+    tracing::debug!(total = ?started.elapsed(), "bench done");
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_allowed_by_default() {
+        assert!(is_loopback("127.0.0.1:7011"));
+        assert!(is_loopback("http://127.0.0.1:7011"));
+        assert!(is_loopback("nats://localhost:4222"));
+        assert!(is_loopback("[::1]:7011"));
+        assert!(!is_loopback("10.0.0.5:7011"));
+        assert!(!is_loopback("nats://example.com:4222"));
+    }
+
+    #[test]
+    fn reports_carry_rates_and_percentiles() {
+        let mut h = histogram();
+        for us in 1..=1000 {
+            record(&mut h, Duration::from_micros(us));
+        }
+        let r = Report {
+            workload: "publish".into(),
+            target: "eventbus".into(),
+            events: 1000,
+            elapsed: Duration::from_secs(2),
+            size: 1000,
+            latency: Some(h),
+            ..Report::default()
+        };
+        let v = r.to_json();
+        assert_eq!(v["events_per_sec"], 500.0);
+        assert_eq!(v["mb_per_sec"], 0.5);
+        let p50 = v["latency_us"]["p50"].as_u64().expect("p50");
+        assert!((495..=505).contains(&p50), "{p50}");
+        assert!(r.to_table().contains("p99.9"));
+    }
+}
