@@ -20,10 +20,6 @@ use crate::types::RpcId;
 /// The response stream of Subscribe.
 pub type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchResponse, Status>> + Send>>;
 
-/// Credit messages buffered between the request reader and the delivery
-/// loop; beyond this the reader stops reading and HTTP/2 flow control
-/// pushes back on the client.
-const CONTROL_QUEUE: usize = 16;
 /// Responses buffered towards tonic: one being written and one ready, so a
 /// slow client stalls the delivery loop instead of growing memory.
 const OUTBOUND_QUEUE: usize = 2;
@@ -65,53 +61,30 @@ pub(super) async fn start(
     tracing::debug!(start_after = %sub.cursor(), "subscription opened");
     let topic = sub.topic().name.to_string();
 
-    let (ctl_tx, ctl_rx) = mpsc::channel(CONTROL_QUEUE);
-    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let done = svc.stop.child_token();
-
-    let reader_done = done.clone();
-    svc.tasks.spawn(
-        async move {
-            loop {
-                let msg = tokio::select! {
-                    _ = reader_done.cancelled() => break,
-                    m = inbound.message() => m,
-                };
-                let req = match msg {
-                    Ok(Some(req)) => req,
-                    // Half-close or a broken transport: closing the control
-                    // channel ends the subscription.
-                    Ok(None) | Err(_) => break,
-                };
-                let ctl = if !req.topic_name.is_empty() && req.topic_name != topic {
-                    Control::Fail(BrokerError::SubscribeTopicMismatch {
-                        first: topic.clone(),
-                        got: req.topic_name,
-                    })
-                } else if req.num_requested < 0 {
-                    Control::Fail(BrokerError::CreditInvalid(req.num_requested))
-                } else if req.num_requested == 0 {
-                    continue;
-                } else {
-                    Control::Grant(req.num_requested.unsigned_abs())
-                };
-                let fatal = matches!(ctl, Control::Fail(_));
-                if ctl_tx.send(ctl).await.is_err() || fatal {
-                    break;
-                }
-            }
+    // Later requests become credit or a failure, read by the subscription's
+    // own loop: no extra task or queue per subscription, and a request the
+    // loop has not read yet stays in HTTP/2 flow control.
+    let controls = inbound.filter_map(move |msg| match msg {
+        Ok(req) if !req.topic_name.is_empty() && req.topic_name != topic => {
+            Some(Control::Fail(BrokerError::SubscribeTopicMismatch {
+                first: topic.clone(),
+                got: req.topic_name,
+            }))
         }
-        .instrument(span.clone()),
-    );
-
+        Ok(req) if req.num_requested < 0 => {
+            Some(Control::Fail(BrokerError::CreditInvalid(req.num_requested)))
+        }
+        Ok(req) if req.num_requested == 0 => None,
+        Ok(req) => Some(Control::Grant(req.num_requested.unsigned_abs())),
+        // A broken transport: the client is gone.
+        Err(_) => Some(Control::Disconnected),
+    });
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let stop = svc.stop.clone();
     let initial = first.num_requested.unsigned_abs();
     svc.tasks.spawn(
-        async move {
-            sub.run(initial, ctl_rx, out_tx, stop).await;
-            done.cancel();
-        }
-        .instrument(span),
+        sub.run(initial, Box::pin(controls), out_tx, stop)
+            .instrument(span),
     );
 
     let metrics = svc.broker.metrics().clone();

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::credits::Credits;
@@ -40,6 +41,8 @@ pub enum Control {
     Grant(u32),
     /// The client sent something that ends the stream with this error.
     Fail(BrokerError),
+    /// The client's side of the stream broke; nobody is listening.
+    Disconnected,
 }
 
 /// One response's worth of events (empty for a keepalive).
@@ -135,12 +138,15 @@ impl Subscription {
     }
 
     /// Delivers events until the client goes away, half-closes (the
-    /// controls channel closes), sends a bad request, or `stop` fires.
+    /// controls stream ends), sends a bad request, or `stop` fires.
+    ///
+    /// `controls` is polled only while the loop waits, so unread requests
+    /// stay in the transport's flow control rather than in a queue.
     /// Errors are sent on `out` before returning.
     pub async fn run(
         mut self,
         initial_credit: u32,
-        mut controls: mpsc::Receiver<Control>,
+        mut controls: std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Control> + Send>>,
         out: mpsc::Sender<Result<Delivery, BrokerError>>,
         stop: CancellationToken,
     ) {
@@ -234,7 +240,7 @@ impl Subscription {
                 biased;
                 _ = stop.cancelled() => return self.shutdown(&out, &stop).await,
                 _ = out.closed() => return,
-                ctl = controls.recv() => match ctl {
+                ctl = controls.next() => match ctl {
                     Some(Control::Grant(n)) => {
                         credits.grant(n);
                         live.credit.store(u64::from(credits.available()), Ordering::Relaxed);
@@ -246,6 +252,7 @@ impl Subscription {
                         let _ = out.send(Err(e)).await;
                         return;
                     }
+                    Some(Control::Disconnected) => return,
                     // The client half-closed: end the stream with OK now.
                     None => return,
                 },
