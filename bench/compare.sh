@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: eventbus (durability sync and buffered) against NATS
+# JetStream (file storage) on this machine, same payloads and counts, runs
+# alternated, three repetitions; medians and ratios go to BENCHMARKS.md.
+#
+# Usage: bench/compare.sh [--quick]    (--quick: smaller counts, one repetition)
+# Needs: cargo, python3; installs nats-server from Debian when missing.
+# Everything listens on 127.0.0.1 and stops when the script ends.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+reps=3 scale=1
+if [[ "${1:-}" == "--quick" ]]; then reps=1 scale=10; fi
+
+if ! command -v nats-server >/dev/null 2>&1; then
+  echo "compare: installing nats-server"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
+fi
+scripts/setup.sh
+cargo build --release --bin eventbus
+bin="$root/target/release/eventbus"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() { # log file, pattern
+  for _ in $(seq 1 300); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1 # readiness polling, bounded at 30 s
+  done
+  cat "$1" >&2; echo "compare: $1 never showed '$2'" >&2; return 1
+}
+
+# Free loopback ports chosen by the kernel.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+nats_port="$(port)"
+nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >"$work/nats.log" 2>&1 &
+pids+=($!); nats_pid=$!
+wait_for "$work/nats.log" "Server is ready"
+
+start_eventbus() { # name durability -> sets addr_<name>, pid_<name>
+  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/$1" --durability "$2" >"$work/$1.log" 2>&1 &
+  local pid=$!; pids+=("$pid")
+  wait_for "$work/$1.log" "listening on"
+  local addr; addr="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$work/$1.log" | head -n1)"
+  printf -v "addr_$1" '%s' "$addr"; printf -v "pid_$1" '%s' "$pid"
+}
+start_eventbus sync sync
+start_eventbus buffered buffered
+
+results="$work/results.jsonl"
+n() { echo $(( $1 / scale )); }
+run() { # label target-args...
+  local label="$1"; shift
+  echo "compare: $label $*" >&2
+  "$bin" bench "$@" --json | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["label"]=sys.argv[1]; print(json.dumps(r))' "$label" >>"$results"
+}
+targets() { # workload-label, then common args
+  local w="$1"; shift
+  run "$w|jetstream" --target jetstream --nats-url "nats://127.0.0.1:$nats_port" --server-pid "$nats_pid" "$@"
+  run "$w|eventbus-sync" --server "$addr_sync" --server-pid "$pid_sync" "$@"
+  run "$w|eventbus-buffered" --server "$addr_buffered" --server-pid "$pid_buffered" "$@"
+}
+
+for rep in $(seq 1 "$reps"); do
+  echo "compare: repetition $rep of $reps" >&2
+  # Durable publish: eventbus 4 PublishStreams x 100 events/request x 8 in
+  # flight; JetStream async publish with 1000 acks outstanding per publisher.
+  run "publish|jetstream" --target jetstream --nats-url "nats://127.0.0.1:$nats_port" --server-pid "$nats_pid" \
+      publish --events "$(n 400000)" --streams 4 --window 1000 --size 1024
+  for d in sync buffered; do
+    a="addr_$d" p="pid_$d"
+    run "publish|eventbus-$d" --server "${!a}" --server-pid "${!p}" \
+        publish --events "$(n 400000)" --streams 4 --batch 100 --window 8 --size 1024
+  done
+  # One event at a time: acknowledgement latency.
+  targets latency latency --events "$(n 20000)" --batch 1 --size 1024
+  # Unary calls from 50 concurrent callers, one event each.
+  targets unary unary --events "$(n 100000)" --streams 50 --batch 1 --size 1024
+  # Replay from the start with credit 100 (JetStream: pull batches of 100).
+  targets replay replay --events "$(n 400000)" --size 1024
+  # End to end at a fixed 5,000 events/s (open loop).
+  targets e2e e2e --events "$(n 50000)" --rate 5000 --size 1024
+done
+# Memory per idle subscription (eventbus only).
+"$bin" bench idle --server "$addr_sync" --server-pid "$pid_sync" --subscriptions 10000 --json \
+  | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["label"]="idle|eventbus-sync"; print(json.dumps(r))' >>"$results"
+
+python3 "$root/bench/summarize.py" "$results" "$root/BENCHMARKS.md" --reps "$reps" \
+  --nats-version "$(nats-server --version)" --eventbus-version "$("$bin" --version)"
+cp "$results" "$root/bench/last-results.jsonl"
+echo "compare: wrote BENCHMARKS.md" >&2
