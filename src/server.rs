@@ -57,6 +57,24 @@ async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>, stop: Cancell
     }
 }
 
+/// Accepted connections with Nagle's algorithm off. gRPC writes many small
+/// frames (credit requests, single-event responses); with Nagle on, a small
+/// write waits for the peer's delayed ACK, which costs up to 40 ms per round
+/// trip. Found by `eventbus bench replay` (5,000 events/s before, see
+/// BENCHMARKS.md).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        if let Err(e) = conn.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        Ok(conn)
+    })
+}
+
 /// HTTP/2 receive window per stream. Large enough that a 1 MiB event moves
 /// in a few round trips on loopback, small enough that a stream the server
 /// has stopped reading (PublishStream backpressure) buffers little.
@@ -244,7 +262,7 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_service(pubsub)
             .add_service(admin)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(incoming(listener), signal);
         let mut serve = std::pin::pin!(serve);
         let result = tokio::select! {
             r = &mut serve => r.map_err(ServerError::from),
