@@ -75,20 +75,20 @@ for rep in $(seq 1 "$reps"); do
   # Durable publish: eventbus 4 PublishStreams x 100 events/request x 8 in
   # flight; JetStream async publish with 1000 acks outstanding per publisher.
   run "publish|jetstream" --target jetstream --nats-url "nats://127.0.0.1:$nats_port" --server-pid "$nats_pid" \
-      publish --events "$(n 400000)" --streams 4 --window 1000 --size 1024
+      publish --events "$(n 200000)" --streams 4 --window 1000 --size 1024
   for d in sync buffered; do
     a="addr_$d" p="pid_$d"
     run "publish|eventbus-$d" --server "${!a}" --server-pid "${!p}" \
-        publish --events "$(n 400000)" --streams 4 --batch 100 --window 8 --size 1024
+        publish --events "$(n 200000)" --streams 4 --batch 100 --window 8 --size 1024
   done
   # One event at a time: acknowledgement latency.
-  targets latency latency --events "$(n 20000)" --batch 1 --size 1024
+  targets latency latency --events "$(n 10000)" --batch 1 --size 1024
   # Unary calls from 50 concurrent callers, one event each.
-  targets unary unary --events "$(n 100000)" --streams 50 --batch 1 --size 1024
+  targets unary unary --events "$(n 50000)" --streams 50 --batch 1 --size 1024
   # Replay from the start with credit 100 (JetStream: pull batches of 100).
-  targets replay replay --events "$(n 400000)" --size 1024
+  targets replay replay --events "$(n 200000)" --size 1024
   # End to end at a fixed 5,000 events/s (open loop).
-  targets e2e e2e --events "$(n 50000)" --rate 5000 --size 1024
+  targets e2e e2e --events "$(n 25000)" --rate 5000 --size 1024
 done
 # Memory per idle subscription (eventbus only).
 "$bin" bench idle --server "$addr_sync" --server-pid "$pid_sync" --subscriptions 10000 --json \

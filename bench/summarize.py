@@ -100,7 +100,7 @@ def main():
         if rss:
             out.append(f"- {t}: server RSS after the publish run {rss / 2**20:.0f} MiB, server CPU during it {cpu_s:.1f} s.")
     out.append("\n## Commands\n")
-    out.append("```sh\nbench/compare.sh            # the full run (about 10 minutes)\nbench/compare.sh --quick    # one repetition, a tenth of the counts\n```\n")
+    out.append("```sh\nbench/compare.sh            # the full run (a few minutes)\nbench/compare.sh --quick    # one repetition, a tenth of the counts\n```\n")
     out.append("Each row is `eventbus bench <workload> --json` against each target; the raw results of the last run "
                "are in `bench/last-results.jsonl`.")
     with open(a.out, "w") as f:
