@@ -364,3 +364,66 @@ pub fn assert_status(st: &tonic::Status, code: tonic::Code, error_code_suffix: &
 pub fn replay_num(id: &[u8]) -> u64 {
     u64::from_be_bytes(id.try_into().expect("8-byte replay id"))
 }
+
+/// The `eventbus` binary running as a child process on a free loopback port.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Joins to the log lines that were not JSON.
+    pub log_reader: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `eventbus serve` on `data` with `topics`, JSON logs, and waits
+    /// until it serves (the address comes from its log line).
+    pub async fn spawn(data: &Path, topics: &Path, extra: &[&str]) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--topics")
+            .arg(topics)
+            .arg("--data-dir")
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn eventbus");
+        let stderr = child.stderr.take().expect("stderr");
+        let (addr_tx, mut addr_rx) = mpsc::unbounded_channel(); // bounded by the child's log lines
+        let log_reader = std::thread::spawn(move || {
+            let mut not_json = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(v) => {
+                        let msg = v["fields"]["message"].as_str().unwrap_or("");
+                        if let Some(rest) = msg.split("listening on ").nth(1) {
+                            let _ = addr_tx.send(rest.trim().to_owned());
+                        }
+                    }
+                    Err(_) => not_json.push(line),
+                }
+            }
+            not_json
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx.recv())
+            .await
+            .expect("server logs its address within 30 s")
+            .expect("address line");
+        let addr: SocketAddr = addr.parse().expect("socket address");
+        wait_until_serving(addr).await;
+        ServerProcess {
+            child,
+            addr,
+            log_reader,
+        }
+    }
+
+    /// A client on a fresh connection.
+    pub async fn client(&self) -> PubSubClient<Channel> {
+        PubSubClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connect")
+    }
+}

@@ -1,7 +1,6 @@
 //! Restart durability, retention, and the binary's signal handling.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use eventbus::api::pb::{self, ReplayPreset};
@@ -117,50 +116,8 @@ fn eventbus_bounds_trimmed(server: &TestServer, topic: eventbus::types::TopicId)
 async fn sigterm_finishes_streams_and_exits_zero() {
     let dir = tempfile::tempdir().expect("temp dir");
     let topics = write_topics(dir.path(), ORDER_SCHEMA);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--topics",
-        ])
-        .arg(&topics)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn eventbus");
-    let stderr = child.stderr.take().expect("stderr");
-    let (addr_tx, mut addr_rx) = mpsc::unbounded_channel(); // bounded by the child's log lines
-    let reader = std::thread::spawn(move || {
-        let mut not_json = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            match serde_json::from_str::<serde_json::Value>(&line) {
-                Ok(v) => {
-                    let msg = v["fields"]["message"].as_str().unwrap_or("");
-                    if let Some(rest) = msg.split("listening on ").nth(1) {
-                        let _ = addr_tx.send(rest.trim().to_owned());
-                    }
-                }
-                Err(_) => not_json.push(line),
-            }
-        }
-        not_json
-    });
-    let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx.recv())
-        .await
-        .expect("server logs its address")
-        .expect("address line");
-    let addr: std::net::SocketAddr = addr.parse().expect("socket address");
-    wait_until_serving(addr).await;
-    let mut client =
-        eventbus::api::pb::pub_sub_client::PubSubClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
+    let server = ServerProcess::spawn(&dir.path().join("data"), &topics, &[]).await;
+    let mut client = server.client().await;
     let schema = client
         .get_topic(pb::TopicRequest {
             topic_name: ORDER_TOPIC.into(),
@@ -185,7 +142,7 @@ async fn sigterm_finishes_streams_and_exits_zero() {
     collect_events(&mut stream, 1).await;
     // SIGTERM to the child we started, by its pid.
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
@@ -193,12 +150,17 @@ async fn sigterm_finishes_streams_and_exits_zero() {
         .await
         .expect_err("stream ends with a status");
     assert_status(&st, Code::Unavailable, "service.unavailable");
+    let ServerProcess {
+        mut child,
+        log_reader,
+        ..
+    } = server;
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")
         .expect("wait");
     assert!(exit.success(), "exit status {exit:?}");
-    let not_json = reader.join().expect("log reader");
+    let not_json = log_reader.join().expect("log reader");
     assert!(
         not_json.is_empty(),
         "--log-format json printed non-JSON lines: {not_json:?}"

@@ -7,6 +7,7 @@
 mod admin;
 mod cli;
 mod common;
+mod crash;
 mod durability;
 mod publish;
 mod subscribe;
