@@ -258,6 +258,10 @@ pub struct ServeArgs {
     /// Most PublishStream requests in flight per stream.
     #[arg(long, env = "EVENTBUS_PUBLISH_STREAM_WINDOW", default_value_t = 16)]
     pub publish_stream_window: usize,
+    /// How long a new Subscribe stream may take to send its first request
+    /// before it is ended with INVALID_ARGUMENT.
+    #[arg(long, env = "EVENTBUS_FIRST_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub first_request_timeout: Duration,
     /// HTTP/2 concurrent streams per connection (advertised to clients).
     #[arg(long, env = "EVENTBUS_MAX_CONCURRENT_STREAMS", default_value_t = 1000)]
     pub max_concurrent_streams: u32,
@@ -319,6 +323,12 @@ impl ServeArgs {
         if self.wal_sync_interval.is_zero() {
             problems.push(
                 "EVENTBUS_WAL_SYNC_INTERVAL (--wal-sync-interval) must be longer than 0s"
+                    .to_owned(),
+            );
+        }
+        if self.first_request_timeout.is_zero() {
+            problems.push(
+                "EVENTBUS_FIRST_REQUEST_TIMEOUT (--first-request-timeout) must be longer than 0s"
                     .to_owned(),
             );
         }
@@ -387,6 +397,7 @@ impl ServeArgs {
     pub fn api(&self) -> ApiConfig {
         ApiConfig {
             publish_stream_window: self.publish_stream_window,
+            first_request_timeout: self.first_request_timeout,
         }
     }
 }

@@ -38,12 +38,16 @@ pub struct ApiConfig {
     /// Most PublishStream requests in flight per stream before the server
     /// stops reading from it (backpressure).
     pub publish_stream_window: usize,
+    /// How long a new Subscribe may take to send its first request; a stream
+    /// that never does would otherwise hold its handler forever.
+    pub first_request_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             publish_stream_window: 16,
+            first_request_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -31,9 +31,23 @@ pub(super) async fn start(
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<FetchStream, Status> {
-    let first = match inbound.message().await {
-        Ok(Some(m)) => m,
-        Ok(None) => {
+    let first = match tokio::time::timeout(svc.cfg.first_request_timeout, inbound.message()).await {
+        Err(_) => {
+            return Err(status::counted(
+                svc.broker.metrics(),
+                status::status(
+                    Code::InvalidArgument,
+                    ErrorCode::SubscriptionFetchRequestInvalid,
+                    &format!(
+                        "No FetchRequest arrived within {} of opening the subscription. Send the first request (topic name and num_requested) right after opening the stream.",
+                        humantime::format_duration(svc.cfg.first_request_timeout)
+                    ),
+                    rpc,
+                ),
+            ));
+        }
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) => {
             return Err(status::counted(
                 svc.broker.metrics(),
                 status::status(
@@ -44,7 +58,7 @@ pub(super) async fn start(
                 ),
             ));
         }
-        Err(st) => return Err(st),
+        Ok(Err(st)) => return Err(st),
     };
     span.record("topic", first.topic_name.as_str());
     if first.num_requested <= 0 {

@@ -350,3 +350,30 @@ async fn shutdown_ends_subscriptions_with_unavailable() {
     assert_status(&st, Code::Unavailable, "service.unavailable");
     done.await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_subscription_that_never_sends_its_first_request_is_ended() {
+    let server = start_with(|a| a.first_request_timeout = Duration::from_millis(200)).await;
+    let mut client = server.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::FetchRequest>(1);
+    let st = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.subscribe(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("the server answers within 10 s")
+    .map(|_| ())
+    .expect_err("no first request");
+    assert_status(
+        &st,
+        Code::InvalidArgument,
+        "subscription.fetch.request.invalid",
+    );
+    assert!(
+        st.message().contains("No FetchRequest arrived"),
+        "{}",
+        st.message()
+    );
+    drop(tx);
+    server.shutdown().await;
+}
