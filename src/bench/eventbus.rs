@@ -2,12 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{BenchArgs, Report, Workload, histogram, join_histograms, payload, record};
 use crate::api::admin::pb as admin;
@@ -15,16 +15,11 @@ use crate::api::admin::pb::admin_client::AdminClient;
 use crate::api::pb;
 use crate::api::pb::pub_sub_client::PubSubClient;
 
+/// How long a bench connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn connect(server: &str) -> Result<Channel> {
-    let uri = if server.contains("://") {
-        server.to_owned()
-    } else {
-        format!("http://{server}")
-    };
-    Endpoint::from_shared(uri.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {uri}"))
+    crate::cli::connect(server, CONNECT_TIMEOUT).await
 }
 
 fn client(ch: &Channel) -> PubSubClient<Channel> {

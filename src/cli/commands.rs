@@ -36,14 +36,22 @@ pub async fn run(cmd: Command) -> Result<()> {
 }
 
 async fn channel(conn: &ConnArgs) -> Result<Channel> {
-    let uri = if conn.server.contains("://") {
-        conn.server.clone()
+    connect(&conn.server, conn.timeout).await
+}
+
+/// Connects to an eventbus given as `host:port` or `http://host:port`.
+///
+/// # Errors
+/// A malformed address, or the connection failing within `timeout`.
+pub(crate) async fn connect(server: &str, timeout: Duration) -> Result<Channel> {
+    let uri = if server.contains("://") {
+        server.to_owned()
     } else {
-        format!("http://{}", conn.server)
+        format!("http://{server}")
     };
     Endpoint::from_shared(uri.clone())
-        .with_context(|| format!("`{}` is not a server address", conn.server))?
-        .connect_timeout(conn.timeout)
+        .with_context(|| format!("`{server}` is not a server address"))?
+        .connect_timeout(timeout)
         .connect()
         .await
         .with_context(|| format!("cannot connect to eventbus at {uri}"))

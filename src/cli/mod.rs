@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+pub(crate) use commands::connect;
 pub use commands::run;
 
 /// Connection settings shared by every client command.
