@@ -57,6 +57,8 @@ start_eventbus sync sync
 start_eventbus buffered buffered
 
 results="$work/results.jsonl"
+# The disk's own fdatasync latency: the floor under every sync acknowledgement.
+python3 "$root/bench/fsync_latency.py" "$work" 3000 >>"$results"
 n() { echo $(( $1 / scale )); }
 run() { # label target-args...
   local label="$1"; shift

@@ -99,6 +99,58 @@ def main():
         cpu_s = stat("publish", t, "server_cpu_seconds")
         if rss:
             out.append(f"- {t}: server RSS after the publish run {rss / 2**20:.0f} MiB, server CPU during it {cpu_s:.1f} s.")
+    out.append("\n## CPU per event\n")
+    out.append("Server and load-generator CPU time divided by the events of the run (both processes share the same 2 cores, "
+               "so the sum bounds the throughput: 2 cores / (server + client) µs per event).\n")
+    out.append("| Workload | Target | server µs/event | load generator µs/event | bound, events/s |")
+    out.append("|---|---|---|---|---|")
+    for w, _ in WORKLOADS:
+        if w in ("latency", "e2e"):
+            continue
+        for t in TARGETS:
+            n = stat(w, t, "events")
+            srv, cli = stat(w, t, "server_cpu_seconds"), stat(w, t, "client_cpu_seconds")
+            if not n or srv is None or cli is None:
+                continue
+            s_us, c_us = srv / n * 1e6, cli / n * 1e6
+            bound = 2e6 / (s_us + c_us) if s_us + c_us else None
+            out.append(f"| {w} | {t} | {s_us:.1f} | {c_us:.1f} | {fmt(bound)} |")
+    fs = runs.get("fsync|disk", [])
+    if fs:
+        f = fs[-1]["fdatasync_us"]
+        out.append(f"\nThis disk's fdatasync of an appended 1.1 KiB record (`bench/fsync_latency.py`, {fs[-1]['count']} samples): "
+                   f"p50 {f['p50']} µs, p99 {f['p99']} µs, p99.9 {f['p999']} µs, max {f['max']} µs. "
+                   "Every `sync` acknowledgement waits for at least one of these.")
+
+    out.append("\n## Targets (issue 4)\n")
+    out.append("| Target | Measured | Met |")
+    out.append("|---|---|---|")
+
+    def target(name, value, ok, shown):
+        out.append(f"| {name} | {shown if value is not None else '-'} | {'yes' if value is not None and ok else 'no'} |")
+
+    def r(w, t, key="events_per_sec"):
+        a, b = stat(w, t, key), stat(w, "jetstream", key)
+        return a / b if a and b else None
+
+    x = r("publish", "eventbus-sync")
+    target("durable publish (sync) >= 1.0 x JetStream", x, x is not None and x >= 1.0, f"{x:.2f} x" if x else "")
+    x = r("publish", "eventbus-buffered")
+    target("buffered publish >= 1.5 x JetStream", x, x is not None and x >= 1.5, f"{x:.2f} x" if x else "")
+    x = r("replay", "eventbus-sync")
+    target("replay from EARLIEST >= 1.0 x JetStream", x, x is not None and x >= 1.0, f"{x:.2f} x" if x else "")
+    x = r("e2e", "eventbus-sync", "latency_us.p99")
+    target("end to end p99 at 5,000/s (sync) <= 0.5 x JetStream", x, x is not None and x <= 0.5, f"{x:.2f} x" if x else "")
+    x = r("e2e", "eventbus-buffered", "latency_us.p99")
+    target("(same, buffered) <= 0.5 x JetStream", x, x is not None and x <= 0.5, f"{x:.2f} x" if x else "")
+    x = stat("e2e", "eventbus-sync", "latency_us.p50")
+    target("end to end p50 at 5,000/s with sync <= 300 µs", x, x is not None and x <= 300, fmt(x, "us"))
+    x = stat("unary", "eventbus-sync", "events_per_sec")
+    target("unary Publish, 50 callers, durable >= 30,000 events/s", x, x is not None and x >= 30000, fmt(x))
+    x = idle
+    target("idle subscription <= 16 KiB", x, x is not None and x <= 16384, f"{fmt(x)} bytes" if x else "")
+    out.append("\nWhy the unmet ones are unmet, with the profiles: [bench/PROFILE.md](bench/PROFILE.md).")
+
     out.append("\n## Commands\n")
     out.append("```sh\nbench/compare.sh            # the full run (a few minutes)\nbench/compare.sh --quick    # one repetition, a tenth of the counts\n```\n")
     out.append("Each row is `eventbus bench <workload> --json` against each target; the raw results of the last run "

@@ -137,6 +137,9 @@ pub struct Report {
     pub server_rss: Option<u64>,
     /// Server CPU seconds used during the run.
     pub server_cpu: Option<f64>,
+    /// This load generator's own CPU seconds during the run: on a shared
+    /// machine the client's cost is part of the budget too.
+    pub client_cpu: Option<f64>,
 }
 
 impl Report {
@@ -156,6 +159,7 @@ impl Report {
             "payload_bytes": self.size,
             "server_rss_bytes": self.server_rss,
             "server_cpu_seconds": self.server_cpu,
+            "client_cpu_seconds": self.client_cpu,
         });
         if let Some(h) = &self.latency {
             v["latency_us"] = json!({
@@ -206,6 +210,9 @@ impl Report {
         }
         if let Some(cpu) = self.server_cpu {
             s.push_str(&format!("\n  server CPU: {cpu:.2} s"));
+        }
+        if let Some(cpu) = self.client_cpu {
+            s.push_str(&format!("\n  load generator CPU: {cpu:.2} s"));
         }
         s
     }
@@ -270,6 +277,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         bail!("--size must be at least {} bytes", payload::MIN_SIZE);
     }
     let cpu_before = args.server_pid.and_then(procfs::cpu_seconds);
+    let own_cpu_before = procfs::cpu_seconds(std::process::id());
     let started = Instant::now();
     let mut report = tokio::time::timeout(args.max_time, async {
         match args.target {
@@ -282,6 +290,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     report.size = args.size;
     report.target = format!("{:?}", args.target).to_lowercase();
     report.workload = format!("{:?}", args.workload).to_lowercase();
+    report.client_cpu = procfs::cpu_seconds(std::process::id())
+        .zip(own_cpu_before)
+        .map(|(after, before)| after - before);
     if let Some(pid) = args.server_pid {
         report.server_rss = procfs::rss_bytes(pid);
         report.server_cpu = procfs::cpu_seconds(pid)
