@@ -97,6 +97,16 @@ pub enum BrokerError {
     /// Publish with no events.
     #[error("The publish request contains no events. Send at least one event.")]
     EmptyBatch,
+    /// Publish with more events than one request may carry.
+    #[error(
+        "The publish request contains {got} events; at most {max} are allowed per request. Split it into smaller requests (200 or fewer events each is recommended)."
+    )]
+    TooManyEvents {
+        /// Events in the request.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A later PublishStream request named another topic.
     #[error(
         "This publish stream is for topic {first}, but a request named {got}. Open a new stream to publish to another topic."
@@ -171,7 +181,9 @@ impl BrokerError {
             BrokerError::TopicNotFound(_) => ErrorCode::TopicNotFound,
             BrokerError::SchemaIdBlank => ErrorCode::SchemaValidationFailed,
             BrokerError::SchemaNotFound(_) => ErrorCode::SchemaMetaPermission,
-            BrokerError::EmptyBatch => ErrorCode::PublishEventCountInvalid,
+            BrokerError::EmptyBatch | BrokerError::TooManyEvents { .. } => {
+                ErrorCode::PublishEventCountInvalid
+            }
             BrokerError::PublishTopicMismatch { .. } => ErrorCode::PublishTopicMismatch,
             BrokerError::SubscribeTopicMismatch { .. } => ErrorCode::SubscriptionFetchTopicMismatch,
             BrokerError::CreditInvalid(_) => ErrorCode::SubscriptionFetchRequestedEventsInvalid,
@@ -184,6 +196,7 @@ impl BrokerError {
             BrokerError::RetentionInvalid(_) => ErrorCode::TopicRetentionInvalid,
             BrokerError::TopicDeleted(_) => ErrorCode::TopicNotFound,
             BrokerError::Provision(_) => ErrorCode::ServiceInternal,
+            BrokerError::Log(LogError::StorageFull(_)) => ErrorCode::StorageFull,
             BrokerError::Log(e) if e.retryable() => ErrorCode::ServiceUnavailable,
             BrokerError::Log(_) => ErrorCode::ServiceInternal,
         }

@@ -45,23 +45,43 @@ pub fn read_topics_dir(dir: &Path) -> Result<Vec<TopicFile>, BrokerError> {
     files.sort();
     let mut out = Vec::with_capacity(files.len());
     for path in files {
-        let rel = path.strip_prefix(dir).unwrap_or(&path).with_extension("");
-        let mut name = String::new();
-        for part in rel.components() {
-            name.push('/');
-            name.push_str(&part.as_os_str().to_string_lossy());
-        }
-        let name = TopicName::parse(&name).map_err(|e| {
-            BrokerError::Provision(format!("{}: not a valid topic name: {e}", path.display()))
-        })?;
+        let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
+        // The name is checked before the file is read, so a bad name is
+        // reported even for an unreadable file.
+        topic_name_of(&rel, &path)?;
         let json = std::fs::read_to_string(&path)
             .map_err(|e| BrokerError::Provision(format!("{}: cannot read: {e}", path.display())))?;
-        let schema = ParsedSchema::parse(&json).map_err(|e| {
-            BrokerError::Provision(format!("{}: invalid Avro schema: {e}", path.display()))
-        })?;
-        out.push(TopicFile { name, schema, path });
+        out.push(parse_topic_file(&rel, &json, path)?);
     }
     Ok(out)
+}
+
+/// Parses one file of a topics folder without touching the file system:
+/// `rel` is its path relative to the folder (`event/Order_Event__e.avsc`),
+/// `json` its contents and `path` the name errors give for it.
+///
+/// # Errors
+/// [`BrokerError::Provision`] naming `path` when the relative path is not a
+/// valid topic name or the contents are not a valid record schema.
+pub fn parse_topic_file(rel: &Path, json: &str, path: PathBuf) -> Result<TopicFile, BrokerError> {
+    let name = topic_name_of(rel, &path)?;
+    let schema = ParsedSchema::parse(json).map_err(|e| {
+        BrokerError::Provision(format!("{}: invalid Avro schema: {e}", path.display()))
+    })?;
+    Ok(TopicFile { name, schema, path })
+}
+
+/// The topic a file provisions: its relative path without the extension,
+/// each component after a `/`.
+fn topic_name_of(rel: &Path, path: &Path) -> Result<TopicName, BrokerError> {
+    let mut name = String::new();
+    for part in rel.with_extension("").components() {
+        name.push('/');
+        name.push_str(&part.as_os_str().to_string_lossy());
+    }
+    TopicName::parse(&name).map_err(|e| {
+        BrokerError::Provision(format!("{}: not a valid topic name: {e}", path.display()))
+    })
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BrokerError> {
@@ -125,6 +145,19 @@ mod tests {
             names,
             vec!["/data/AccountChangeEvent", "/event/Order_Event__e"]
         );
+    }
+
+    #[test]
+    fn one_file_parses_without_the_file_system() {
+        let rel = Path::new("event/Order_Event__e.avsc");
+        let file = parse_topic_file(rel, SCHEMA, PathBuf::from("x/event/Order_Event__e.avsc"))
+            .expect("parses");
+        assert_eq!(file.name.as_str(), "/event/Order_Event__e");
+        let err = parse_topic_file(Path::new("event/Bad Name.avsc"), SCHEMA, rel.into())
+            .map(|f| f.name)
+            .expect_err("a name with a space")
+            .to_string();
+        assert!(err.contains("not a valid topic name"), "{err}");
     }
 
     #[test]

@@ -18,12 +18,16 @@
 pub mod codec;
 pub mod keys;
 pub mod memory;
+#[cfg(feature = "rocksdb")]
 pub mod rocks;
 mod tail;
+#[cfg(feature = "rocksdb")]
 mod writer;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
+#[cfg(test)]
+mod model_tests;
 
 use std::sync::Arc;
 
@@ -161,6 +165,11 @@ pub enum LogError {
     /// The storage engine failed; the message is for logs, not clients.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The disk holding the log is full: nothing of the failed write was
+    /// stored. The backend resumes writing by itself once space is freed;
+    /// the message is for logs, not clients.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     /// A stored record could not be decoded (corruption or a bug).
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -175,7 +184,10 @@ pub enum LogError {
 impl LogError {
     /// Whether the same call might succeed later.
     pub fn retryable(&self) -> bool {
-        matches!(self, LogError::Storage(_) | LogError::Closed)
+        matches!(
+            self,
+            LogError::Storage(_) | LogError::StorageFull(_) | LogError::Closed
+        )
     }
 }
 

@@ -16,7 +16,7 @@ use super::{
     Catalog, Durability, LogBounds, LogError, NewEvent, StoredEvent, TopicLog, TopicRecord, codec,
     keys,
 };
-use crate::store::{CF_EVENTS, CF_META, Store};
+use crate::store::{CF_EVENTS, CF_META, Store, is_no_space};
 use crate::telemetry::metrics::Metrics;
 use crate::types::{Offset, SchemaId, TopicId};
 
@@ -31,6 +31,16 @@ pub struct RocksTopicLog {
 
 fn storage(e: impl std::fmt::Display) -> LogError {
     LogError::Storage(e.to_string())
+}
+
+/// A failed RocksDB write: [`LogError::StorageFull`] when the disk is full
+/// (so admin calls report it as such), [`LogError::Storage`] otherwise.
+fn write_failed(e: rocksdb::Error) -> LogError {
+    if is_no_space(&e) {
+        LogError::StorageFull(e.to_string())
+    } else {
+        storage(e)
+    }
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, LogError> {
@@ -83,11 +93,22 @@ impl RocksTopicLog {
                     .name("eventbus-wal-sync".into())
                     .spawn(move || {
                         // Waiting on the stop channel doubles as the timer.
+                        // Failures are logged when they start and end only:
+                        // a full disk fails every sync until space is freed.
+                        let mut failing = false;
                         while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                             stop_rx.recv_timeout(sync_interval)
                         {
-                            if let Err(e) = s_db.flush_wal(true) {
-                                tracing::warn!(error = %e, "background WAL sync failed");
+                            match s_db.flush_wal(true) {
+                                Err(e) if !failing => {
+                                    failing = true;
+                                    tracing::warn!(error = %e, "background WAL sync failed");
+                                }
+                                Ok(()) if failing => {
+                                    failing = false;
+                                    tracing::info!("background WAL sync works again");
+                                }
+                                _ => {}
                             }
                         }
                     })
@@ -258,7 +279,7 @@ impl TopicLog for RocksTopicLog {
                 batch.put_cf(&meta, keys::trim_key(topic), last.0.to_be_bytes());
                 // The trim point must survive a crash, or offsets could be
                 // reused after a restart that finds the topic empty.
-                db.write_opt(batch, &synced()).map_err(storage)?;
+                db.write_opt(batch, &synced()).map_err(write_failed)?;
                 // Drop the range tombstone's data now rather than at some later
                 // compaction, so EARLIEST scans do not wade through it.
                 db.compact_range_cf(
@@ -359,22 +380,25 @@ impl TopicLog for RocksTopicLog {
                     keys::NEXT_TOPIC_ID_KEY,
                     next.max(record.id.saturating_add(1)).to_be_bytes(),
                 );
-                db.write_opt(batch, &synced()).map_err(storage)
+                db.write_opt(batch, &synced()).map_err(write_failed)
             })
             .await,
         )
     }
 
     async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError> {
-        let bounds = self
-            .tails
-            .get(topic)
-            .map(|t| t.bounds())
-            .unwrap_or_default();
+        let registered = self.tails.get(topic).map(|t| t.bounds()).ok();
         let db = self.db.clone();
         let name = name.to_owned();
-        joined(
+        let bounds = joined(
             tokio::task::spawn_blocking(move || {
+                // An unregistered topic can still have events on disk (after
+                // a restart): count them from storage, as the contract says
+                // (found by the model test).
+                let bounds = match registered {
+                    Some(b) => b,
+                    None => Self::recover_bounds(&db, topic)?,
+                };
                 let events = cf(&db, CF_EVENTS)?;
                 let meta = cf(&db, CF_META)?;
                 let mut batch = WriteBatch::default();
@@ -385,13 +409,13 @@ impl TopicLog for RocksTopicLog {
                 );
                 batch.delete_cf(&meta, keys::trim_key(topic));
                 batch.delete_cf(&meta, keys::topic_key(&name));
-                db.write_opt(batch, &synced()).map_err(storage)?;
+                db.write_opt(batch, &synced()).map_err(write_failed)?;
                 db.compact_range_cf(
                     &events,
                     Some(keys::event_key(topic, Offset(0))),
                     Some(keys::event_key_upper_bound(topic)),
                 );
-                Ok(())
+                Ok(bounds)
             })
             .await,
         )?;
@@ -420,7 +444,7 @@ impl TopicLog for RocksTopicLog {
             tokio::task::spawn_blocking(move || {
                 let meta = cf(&db, CF_META)?;
                 db.put_cf_opt(&meta, keys::schema_key(id.as_str()), json, &synced())
-                    .map_err(storage)
+                    .map_err(write_failed)
             })
             .await,
         )

@@ -8,6 +8,14 @@
 //! whole group. Only then does it move each topic's tail and answer every
 //! caller. Concurrent publishers therefore share fsyncs, and nothing else in
 //! the process assigns offsets.
+//!
+//! Disk full: a failed write assigns no offsets and moves no tail, so the
+//! next group reuses the same offsets and nothing acknowledged changes.
+//! RocksDB stops taking writes after a failed WAL append (it cannot trust
+//! the WAL's tail) and resumes by itself once space is free (see `store`);
+//! until then every group fails fast with [`LogError::StorageFull`], which
+//! clients see as UNAVAILABLE with the `storage.full` code. The writer only
+//! reports the transitions, once each, instead of one error per group.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::tail::Tails;
 use super::{Durability, LogError, NewEvent, codec, keys, now_ms};
-use crate::store::CF_EVENTS;
+use crate::store::{CF_EVENTS, is_no_space};
 use crate::telemetry::metrics::Metrics;
 use crate::types::{Offset, TopicId};
 
@@ -65,6 +73,8 @@ pub(crate) fn run(
     wo.set_sync(durability == Durability::Sync);
     let mut group: Vec<PendingAppend> = Vec::new();
     let mut value = Vec::new();
+    // Whether the last commit failed for lack of space (log transitions only).
+    let mut full = false;
     while let Some(first) = rx.blocking_recv() {
         let mut close = None;
         let mut n_events = 0usize;
@@ -93,7 +103,22 @@ pub(crate) fn run(
         }
         if !group.is_empty() {
             let started = std::time::Instant::now();
-            commit(&db, &tails, &wo, &mut group, &mut value);
+            let outcome = commit(&db, &tails, &wo, &mut group, &mut value);
+            match (full, outcome) {
+                (false, Commit::Full(error)) => {
+                    full = true;
+                    tracing::error!(
+                        %error,
+                        "storage full: publishing fails with UNAVAILABLE (storage.full) until \
+                         disk space is freed; writes resume by themselves once 64 MiB are free"
+                    );
+                }
+                (true, Commit::Written) => {
+                    full = false;
+                    tracing::info!("storage writable again: publishing resumed");
+                }
+                _ => {}
+            }
             metrics
                 .commit_latency
                 .observe(started.elapsed().as_secs_f64());
@@ -116,20 +141,31 @@ pub(crate) fn run(
     }
 }
 
+/// How one group commit ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Commit {
+    /// The batch is durable and the tails moved.
+    Written,
+    /// The disk is full; nothing was written. Holds RocksDB's message.
+    Full(String),
+    /// Another storage failure; nothing was written.
+    Failed,
+}
+
 fn commit(
     db: &DB,
     tails: &Tails,
     wo: &WriteOptions,
     group: &mut Vec<PendingAppend>,
     value: &mut Vec<u8>,
-) {
+) -> Commit {
     let Some(cf) = db.cf_handle(CF_EVENTS) else {
         for (_, _, reply) in group.drain(..) {
             let _ = reply.send(Err(LogError::Storage(
                 "events column family missing".into(),
             )));
         }
-        return;
+        return Commit::Failed;
     };
     let time_ms = now_ms();
     let mut batch = WriteBatch::default();
@@ -165,6 +201,17 @@ fn commit(
             for ((_, _, reply), outcome) in group.drain(..).zip(outcomes) {
                 let _ = reply.send(outcome);
             }
+            Commit::Written
+        }
+        Err(e) if is_no_space(&e) => {
+            // Logged once per episode by the caller; each failed group only
+            // at debug level, or a full disk would also flood the log.
+            tracing::debug!(error = %e, "group commit failed: storage full");
+            let msg = e.to_string();
+            for (_, _, reply) in group.drain(..) {
+                let _ = reply.send(Err(LogError::StorageFull(msg.clone())));
+            }
+            Commit::Full(msg)
         }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; no offsets were assigned");
@@ -172,6 +219,7 @@ fn commit(
             for (_, _, reply) in group.drain(..) {
                 let _ = reply.send(Err(LogError::Storage(msg.clone())));
             }
+            Commit::Failed
         }
     }
 }

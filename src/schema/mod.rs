@@ -152,7 +152,32 @@ impl ParsedSchema {
     pub(crate) fn avro_schema(&self) -> &Schema {
         &self.schema
     }
+
+    /// Decodes one datum of `payload` with apache-avro's reader, the reference the fuzz
+    /// targets compare [`ParsedSchema::validate`] with. Returns how many bytes the datum
+    /// took, or the reader's error text. The reader's allocations are capped at
+    /// [`REFERENCE_MAX_ALLOCATION_BYTES`] for the whole process (apache-avro keeps the
+    /// first cap it is given).
+    ///
+    /// # Errors
+    /// The reader's error message when it cannot decode a datum.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn reference_decode(&self, payload: &[u8]) -> Result<usize, String> {
+        apache_avro::util::max_allocation_bytes(REFERENCE_MAX_ALLOCATION_BYTES);
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(&self.schema)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut rest = payload;
+        reader.read_value(&mut rest).map_err(|e| e.to_string())?;
+        Ok(payload.len() - rest.len())
+    }
 }
+
+/// Allocation cap of the reference decoder: far above what any valid fuzz input needs, far
+/// below the fuzzer's `-malloc_limit_mb`, so a hostile length makes the reference fail
+/// instead of aborting the run.
+#[cfg(any(test, feature = "fuzzing"))]
+pub const REFERENCE_MAX_ALLOCATION_BYTES: usize = 64 * 1024 * 1024;
 
 impl fmt::Debug for ParsedSchema {
     // The compiled program and the JSON are noise in logs; the id and name identify it.
