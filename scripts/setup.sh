@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian machine needs to build eventbus: the rocksdb
-# crate compiles RocksDB's C++ and generates bindings with libclang.
+# Installs what a fresh Debian machine needs to build eventbus (the rocksdb
+# crate compiles RocksDB's C++ and generates bindings with libclang) and to
+# run the example clients of scripts/e2e.sh (Python venv, Node.js and npm).
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# Node.js and npm run examples/node-interop (the npm Pub/Sub client).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

@@ -40,8 +40,9 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (the default).
-    Serve(ServeArgs),
+    /// Run the server (the default). Boxed: the settings outweigh every
+    /// other command's arguments.
+    Serve(Box<ServeArgs>),
     /// Create, list, describe, change or delete topics (Admin API).
     #[command(subcommand)]
     Topic(crate::cli::TopicCommand),
@@ -54,6 +55,9 @@ pub enum Command {
     Subscribe(crate::cli::SubscribeArgs),
     /// Load-test a running eventbus (or NATS JetStream) and report numbers.
     Bench(crate::bench::BenchArgs),
+    /// Make access tokens and their hashes for `--auth static`.
+    #[command(subcommand)]
+    Token(crate::cli::TokenCommand),
 }
 
 /// What the binary was asked to do.
@@ -118,7 +122,7 @@ impl Cli {
     /// The serve settings, whether given with or without `serve`.
     pub fn into_serve(self) -> Option<ServeArgs> {
         match self.command {
-            Some(Command::Serve(a)) => Some(a),
+            Some(Command::Serve(a)) => Some(*a),
             None => Some(self.serve),
             Some(_) => None,
         }
@@ -127,7 +131,7 @@ impl Cli {
     /// Serve settings, or the client command to run.
     pub fn into_action(self) -> Action {
         match self.command {
-            Some(Command::Serve(a)) => Action::Serve(Box::new(a)),
+            Some(Command::Serve(a)) => Action::Serve(a),
             None => Action::Serve(Box::new(self.serve)),
             Some(other) => Action::Client(Box::new(other)),
         }
@@ -203,6 +207,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 72h: {e}"))
 }
 
+/// What opening the store does when its write-ahead log is damaged (the
+/// store's own config section).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WalRecovery {
+    /// Replay every intact record. A torn last record is dropped: it can only
+    /// hold a write that was never acknowledged, because with `sync`
+    /// durability an append is acknowledged only after its WAL record is
+    /// fsynced. Damage anywhere before the end stops startup with a message
+    /// naming the folder and what to do.
+    #[default]
+    TolerateTail,
+    /// Replay up to the first damaged record and drop everything after it,
+    /// with a warning in the log. Only for an operator who accepts losing
+    /// the events written after the damage.
+    PointInTime,
+}
+
 /// Settings of `eventbus serve`. Every flag also reads the environment
 /// variable named in its help, and every setting but `config` can be set in
 /// the TOML file under its field name (`max_credit = 100`).
@@ -240,6 +261,14 @@ pub struct ServeArgs {
     /// How often `buffered` durability fsyncs the WAL.
     #[arg(long, env = "EVENTBUS_WAL_SYNC_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
     pub wal_sync_interval: Duration,
+    /// What startup does with a damaged write-ahead log. `tolerate-tail`:
+    /// drop only a torn last record (a write cut short by a crash, never
+    /// acknowledged with `sync` durability) and refuse to start on damage
+    /// before it. `point-in-time`: start anyway, keeping the events before
+    /// the damage and dropping the ones after it (set it once, after the
+    /// refusal message, or restore a backup instead).
+    #[arg(long, env = "EVENTBUS_WAL_RECOVERY", value_enum, default_value_t = WalRecovery::TolerateTail)]
+    pub wal_recovery: WalRecovery,
     /// Cap on a subscription's outstanding credit; larger requests are clamped.
     #[arg(long, env = "EVENTBUS_MAX_CREDIT", default_value_t = 100)]
     pub max_credit: u32,
@@ -258,8 +287,8 @@ pub struct ServeArgs {
     /// Most PublishStream requests in flight per stream.
     #[arg(long, env = "EVENTBUS_PUBLISH_STREAM_WINDOW", default_value_t = 16)]
     pub publish_stream_window: usize,
-    /// How long a new Subscribe stream may take to send its first request
-    /// before it is ended with INVALID_ARGUMENT.
+    /// How long a new Subscribe or PublishStream may take to send its first
+    /// request before it is ended with INVALID_ARGUMENT.
     #[arg(long, env = "EVENTBUS_FIRST_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub first_request_timeout: Duration,
     /// HTTP/2 concurrent streams per connection (advertised to clients).
@@ -275,6 +304,70 @@ pub struct ServeArgs {
     /// How long shutdown waits for open calls before abandoning them.
     #[arg(long, env = "EVENTBUS_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_deadline: Duration,
+    /// PEM certificate chain to serve TLS with (leaf first); needs
+    /// `--tls-key`. Read at startup: rotate by replacing the files and
+    /// restarting (see the README).
+    #[arg(long, env = "EVENTBUS_TLS_CERT", value_parser = any_path())]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "EVENTBUS_TLS_KEY", value_parser = any_path())]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when set, clients must present a certificate signed by
+    /// it (mutual TLS).
+    #[arg(long, env = "EVENTBUS_TLS_CLIENT_CA", value_parser = any_path())]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Development TLS: create (once) a CA and a certificate for localhost,
+    /// 127.0.0.1 and ::1 in this folder and serve with it; clients trust
+    /// `ca.pem` from the folder.
+    #[arg(long, env = "EVENTBUS_TLS_SELF_SIGNED", value_parser = any_path())]
+    pub tls_self_signed: Option<PathBuf>,
+    /// Authentication: `none` (development: every call is the default
+    /// tenant), `static` (a tokens file) or `jwt` (signed tokens). `static`
+    /// and `jwt` require the accesstoken, instanceurl and tenantid headers.
+    #[arg(long, env = "EVENTBUS_AUTH", value_enum, default_value_t = crate::auth::AuthMode::None)]
+    pub auth: crate::auth::AuthMode,
+    /// Tokens file for `--auth static` (TOML: `[[tokens]]` with sha256,
+    /// tenant, principal, grants; see the README).
+    #[arg(long, env = "EVENTBUS_AUTH_TOKENS_FILE", value_parser = any_path())]
+    pub auth_tokens_file: Option<PathBuf>,
+    /// File holding the HS256 secret (at least 32 bytes) for `--auth jwt`.
+    #[arg(long, env = "EVENTBUS_JWT_SECRET_FILE", value_parser = any_path())]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// JWKS file of RS256/ES256 public keys for `--auth jwt`.
+    #[arg(long, env = "EVENTBUS_JWT_JWKS_FILE", value_parser = any_path())]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Required `iss` claim for `--auth jwt`.
+    #[arg(long, env = "EVENTBUS_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim for `--auth jwt`.
+    #[arg(long, env = "EVENTBUS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Most Subscribe streams open at once per tenant (0: no limit); more
+    /// get RESOURCE_EXHAUSTED `concurrent.client.limit.exceeded`.
+    #[arg(
+        long,
+        env = "EVENTBUS_MAX_SUBSCRIPTIONS_PER_TENANT",
+        default_value_t = 0
+    )]
+    pub max_subscriptions_per_tenant: usize,
+    /// Sustained publish rate per tenant in events/s (0: no limit); faster
+    /// publishing gets RESOURCE_EXHAUSTED `service.protection.triggered`.
+    #[arg(
+        long,
+        env = "EVENTBUS_PUBLISH_EVENTS_PER_TENANT",
+        default_value_t = 0.0
+    )]
+    pub publish_events_per_tenant: f64,
+    /// Sustained publish rate per tenant in payload bytes/s (0: no limit).
+    #[arg(long, env = "EVENTBUS_PUBLISH_BYTES_PER_TENANT", default_value_t = 0.0)]
+    pub publish_bytes_per_tenant: f64,
+}
+
+/// A path setting that may be empty (`tls_cert = ""` in the file: unset);
+/// clap's own path parser refuses an empty value.
+fn any_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
 }
 
 impl ServeArgs {
@@ -284,6 +377,23 @@ impl ServeArgs {
     /// One message listing every invalid setting.
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
+        for (name, v) in [
+            (
+                "EVENTBUS_PUBLISH_EVENTS_PER_TENANT (--publish-events-per-tenant)",
+                self.publish_events_per_tenant,
+            ),
+            (
+                "EVENTBUS_PUBLISH_BYTES_PER_TENANT (--publish-bytes-per-tenant)",
+                self.publish_bytes_per_tenant,
+            ),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                problems.push(format!("{name} must be 0 (no limit) or a positive rate"));
+            }
+        }
+        if let Some(problem) = self.tls().problem() {
+            problems.push(problem);
+        }
         if self.max_credit == 0 {
             problems.push("EVENTBUS_MAX_CREDIT (--max-credit) must be at least 1".to_owned());
         }
@@ -393,6 +503,40 @@ impl ServeArgs {
         }
     }
 
+    /// The TLS section.
+    pub fn tls(&self) -> crate::tls::ServerTls {
+        // An empty value (`tls_cert = ""` in the file) means unset.
+        let set = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        crate::tls::ServerTls {
+            cert: set(&self.tls_cert),
+            key: set(&self.tls_key),
+            client_ca: set(&self.tls_client_ca),
+            self_signed: set(&self.tls_self_signed),
+        }
+    }
+
+    /// The per-tenant limits.
+    pub fn limits(&self) -> crate::api::limits::LimitsConfig {
+        crate::api::limits::LimitsConfig {
+            max_subscriptions_per_tenant: self.max_subscriptions_per_tenant,
+            publish_events_per_sec: self.publish_events_per_tenant,
+            publish_bytes_per_sec: self.publish_bytes_per_tenant,
+        }
+    }
+
+    /// The authentication section.
+    pub fn auth(&self) -> crate::auth::AuthSettings {
+        let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        crate::auth::AuthSettings {
+            mode: self.auth,
+            tokens_file: path(&self.auth_tokens_file),
+            jwt_secret_file: path(&self.jwt_secret_file),
+            jwt_jwks_file: path(&self.jwt_jwks_file),
+            jwt_issuer: self.jwt_issuer.clone(),
+            jwt_audience: self.jwt_audience.clone(),
+        }
+    }
+
     /// The protocol layer's section.
     pub fn api(&self) -> ApiConfig {
         ApiConfig {
@@ -414,6 +558,17 @@ mod tests {
         assert_eq!(args.max_credit, 100);
         assert_eq!(args.keepalive, Duration::from_secs(60));
         assert_eq!(args.durability, Durability::Sync);
+    }
+
+    #[test]
+    fn wal_recovery_defaults_to_tolerating_only_a_torn_tail() {
+        let args = Cli::parse_from(["eventbus"]).serve;
+        assert_eq!(args.wal_recovery, WalRecovery::TolerateTail);
+        let args = Cli::try_parse_from(["eventbus", "--wal-recovery", "point-in-time"])
+            .expect("valid flag")
+            .serve;
+        assert_eq!(args.wal_recovery, WalRecovery::PointInTime);
+        assert!(Cli::try_parse_from(["eventbus", "--wal-recovery", "skip-any"]).is_err());
     }
 
     #[test]

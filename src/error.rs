@@ -59,6 +59,28 @@ pub enum ErrorCode {
     SchemaIncompatible,
     /// A retention value out of range.
     TopicRetentionInvalid,
+    /// A PublishStream sent no publish request in time (so far: its first
+    /// request within the first-request timeout). Salesforce's string.
+    PublishStreamSweeperTimeout,
+    /// The server's disk is full: the events were not stored. Retryable;
+    /// publishing resumes once the operator frees space.
+    StorageFull,
+    /// Credentials missing or not accepted. Salesforce's string.
+    ServiceAuthError,
+    /// An authentication header is malformed, or `tenantid` does not match
+    /// the token's tenant. Salesforce's string.
+    ServiceAuthHeadersInvalid,
+    /// The caller may not publish to the topic (or it does not exist for
+    /// the caller). Salesforce's string.
+    TopicMetaPermission,
+    /// The caller may not subscribe to the topic. Salesforce's string.
+    SubscriptionTopicCannotSubscribe,
+    /// The caller lacks the admin grant the Admin service needs.
+    AdminPermission,
+    /// The tenant publishes faster than its limit. Salesforce's string.
+    ServiceProtectionTriggered,
+    /// The tenant has its maximum of open subscriptions. Salesforce's string.
+    ConcurrentClientLimitExceeded,
 }
 
 impl ErrorCode {
@@ -85,6 +107,15 @@ impl ErrorCode {
         ErrorCode::SchemaInvalid,
         ErrorCode::SchemaIncompatible,
         ErrorCode::TopicRetentionInvalid,
+        ErrorCode::PublishStreamSweeperTimeout,
+        ErrorCode::StorageFull,
+        ErrorCode::ServiceAuthError,
+        ErrorCode::ServiceAuthHeadersInvalid,
+        ErrorCode::TopicMetaPermission,
+        ErrorCode::SubscriptionTopicCannotSubscribe,
+        ErrorCode::AdminPermission,
+        ErrorCode::ServiceProtectionTriggered,
+        ErrorCode::ConcurrentClientLimitExceeded,
     ];
 
     /// The exact trailer string.
@@ -132,6 +163,25 @@ impl ErrorCode {
             ErrorCode::SchemaIncompatible => "sfdc.platform.eventbus.grpc.schema.incompatible",
             ErrorCode::TopicRetentionInvalid => {
                 "sfdc.platform.eventbus.grpc.topic.retention.invalid"
+            }
+            ErrorCode::PublishStreamSweeperTimeout => {
+                "sfdc.platform.eventbus.grpc.publish.stream.sweeper.timeout"
+            }
+            ErrorCode::StorageFull => "sfdc.platform.eventbus.grpc.storage.full",
+            ErrorCode::ServiceAuthError => "sfdc.platform.eventbus.grpc.service.auth.error",
+            ErrorCode::ServiceAuthHeadersInvalid => {
+                "sfdc.platform.eventbus.grpc.service.auth.headers.invalid"
+            }
+            ErrorCode::TopicMetaPermission => "sfdc.platform.eventbus.grpc.topic.meta.permission",
+            ErrorCode::SubscriptionTopicCannotSubscribe => {
+                "sfdc.platform.eventbus.grpc.subscription.topic.cannot.subscribe"
+            }
+            ErrorCode::AdminPermission => "sfdc.platform.eventbus.grpc.admin.permission",
+            ErrorCode::ServiceProtectionTriggered => {
+                "sfdc.platform.eventbus.grpc.service.protection.triggered"
+            }
+            ErrorCode::ConcurrentClientLimitExceeded => {
+                "sfdc.platform.eventbus.grpc.concurrent.client.limit.exceeded"
             }
         }
     }
@@ -182,7 +232,16 @@ subscription.fetch.request.invalid
 topic.already.exists
 schema.invalid
 schema.incompatible
-topic.retention.invalid";
+topic.retention.invalid
+publish.stream.sweeper.timeout
+storage.full
+service.auth.error
+service.auth.headers.invalid
+topic.meta.permission
+subscription.topic.cannot.subscribe
+admin.permission
+service.protection.triggered
+concurrent.client.limit.exceeded";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))

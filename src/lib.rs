@@ -10,19 +10,29 @@
 //! - [`cli`] is a gRPC client of the server (uses [`api`]'s generated types
 //!   and [`schema`] for JSON ⇄ Avro), never the broker or storage.
 //!
-//! `tonic`/`prost` appear only in `api/`, `cli/` and `server.rs`,
+//! [`server`] and [`store`] (and the RocksDB log backend) exist only with the
+//! default `rocksdb` feature; the fuzz build turns it off.
+//!
+//! `tonic`/`prost` appear only in `api/`, `cli/`, `server.rs`, `tls.rs` and the fuzz
+//! targets (`fuzzing`, test and `fuzzing` builds only),
 //! `apache_avro` only in `schema/`, `rocksdb` only in `store/` and the log's
 //! RocksDB files.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod log;
 pub mod schema;
+#[cfg(feature = "rocksdb")]
 pub mod server;
+#[cfg(feature = "rocksdb")]
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod types;

@@ -13,6 +13,7 @@ use tonic::codec::CompressionEncoding;
 use tonic_health::ServingStatus;
 
 use crate::api::admin::{AdminService, pb as admin_pb};
+use crate::api::oversize::RequestLimit;
 use crate::api::{PubSubService, pb};
 use crate::broker::{Broker, BrokerError};
 use crate::config::ServeArgs;
@@ -64,15 +65,120 @@ async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>, stop: Cancell
 /// BENCHMARKS.md).
 fn incoming(
     listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+) -> impl tokio_stream::Stream<Item = std::io::Result<LingeringTcp>> {
     use tokio_stream::StreamExt;
     TcpListenerStream::new(listener).map(|conn| {
         let conn = conn?;
         if let Err(e) = conn.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        Ok(conn)
+        Ok(LingeringTcp {
+            inner: conn,
+            linger: None,
+        })
     })
+}
+
+/// How long a closing connection keeps reading, and discarding, what the
+/// client still sends after the server's last frame. Closing a socket with
+/// unread input makes the kernel answer with RST, and a client that gets
+/// the RST can lose frames it had not read yet: at shutdown, a PublishStream
+/// client still pipelining requests lost the UNAVAILABLE trailers that end
+/// its stream and saw "broken pipe" instead (found by
+/// tests/integration/graceful.rs). One second is plenty for a client on a
+/// live connection to see GOAWAY and close; it bounds a client that does not.
+const LINGER_ON_CLOSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads per poll while lingering before yielding, so a client that keeps
+/// sending cannot hold a runtime thread.
+const LINGER_READS_PER_POLL: usize = 16;
+
+/// An accepted connection whose shutdown sends FIN, then drains input until
+/// the client closes or [`LINGER_ON_CLOSE`] passes, so the close is never an
+/// RST that could destroy the server's final frames (a "lingering close").
+struct LingeringTcp {
+    inner: tokio::net::TcpStream,
+    linger: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tonic::transport::server::Connected for LingeringTcp {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for LingeringTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LingeringTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
+        use tokio::io::AsyncRead;
+        let this = &mut *self;
+        if this.linger.is_none() {
+            // FIN first: everything written so far reaches the client.
+            std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.linger = Some(Box::pin(tokio::time::sleep(LINGER_ON_CLOSE)));
+        }
+        let mut scratch = [0u8; 4096];
+        for _ in 0..LINGER_READS_PER_POLL {
+            if let Some(deadline) = this.linger.as_mut()
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match std::pin::Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                // The client closed too: nothing is left to turn into an RST.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 /// HTTP/2 receive window per stream. Large enough that a 1 MiB event moves
@@ -103,6 +209,9 @@ pub enum ServerError {
     /// The broker could not load or provision topics.
     #[error("{0}")]
     Broker(#[from] BrokerError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The gRPC transport failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -113,6 +222,8 @@ pub struct Server {
     args: ServeArgs,
     broker: Arc<Broker>,
     metrics: Option<TcpListener>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    auth: Arc<crate::auth::Authenticator>,
 }
 
 impl Server {
@@ -124,7 +235,15 @@ impl Server {
     /// unreadable data folder, invalid schema file named by path).
     pub async fn build(args: ServeArgs) -> Result<Self, ServerError> {
         args.validate().map_err(ServerError::Config)?;
-        let store = Store::open(&args.data_dir)?;
+        // TLS first: a missing or invalid certificate fails before the data
+        // folder is opened (and locked).
+        let tls = args.tls().server_config()?;
+        let auth = Arc::new(
+            crate::auth::Authenticator::load(&args.auth())
+                .map_err(|e| ServerError::Config(e.to_string()))?,
+        );
+        tracing::info!(mode = ?auth.mode(), "authentication");
+        let store = Store::open_with(&args.data_dir, args.wal_recovery)?;
         let metrics = Arc::new(Metrics::new());
         let log: SharedLog = Arc::new(RocksTopicLog::open(
             &store,
@@ -161,6 +280,8 @@ impl Server {
             args,
             broker,
             metrics,
+            tls,
+            auth,
         })
     }
 
@@ -189,13 +310,18 @@ impl Server {
             args,
             broker,
             metrics,
+            tls,
+            auth,
         } = self;
+        let tls_on = tls.is_some();
         let tasks = TaskTracker::new();
         // `stop` starts the shutdown; `streams` ends the streams after the
         // drain delay, so load balancers see NOT_SERVING before anything closes.
         let streams = CancellationToken::new();
         let (health, health_svc) = tonic_health::server::health_reporter();
-        let pubsub = PubSubService::new(broker.clone(), args.api(), streams.clone(), tasks.clone());
+        let pubsub = PubSubService::new(broker.clone(), args.api(), streams.clone(), tasks.clone())
+            .with_auth(auth.clone())
+            .with_limits(Arc::new(crate::api::limits::Limits::new(args.limits())));
         let pubsub = pb::pub_sub_server::PubSubServer::new(pubsub)
             .max_decoding_message_size(args.max_request_bytes)
             // Responses are bounded by the broker (max_response_bytes) well
@@ -203,10 +329,14 @@ impl Server {
             .max_encoding_message_size(4 * 1024 * 1024 + 64 * 1024)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip);
-        let admin = admin_pb::admin_server::AdminServer::new(AdminService::new(broker.clone()))
-            .max_decoding_message_size(args.max_request_bytes)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip);
+        // tonic refuses an oversize unary request without our trailers.
+        let pubsub = RequestLimit::new(pubsub, broker.metrics().clone(), args.max_request_bytes);
+        let admin = admin_pb::admin_server::AdminServer::new(
+            AdminService::new(broker.clone()).with_auth(auth),
+        )
+        .max_decoding_message_size(args.max_request_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -229,7 +359,7 @@ impl Server {
 
         if let Ok(local) = listener.local_addr() {
             // Tools and tests read the port from this line when started on :0.
-            tracing::info!("eventbus listening on {local}");
+            tracing::info!(tls = tls_on, "eventbus listening on {local}");
         }
         let signal = {
             let (stop, streams, health) = (stop.clone(), streams.clone(), health.clone());
@@ -251,7 +381,11 @@ impl Server {
             }
         };
         let keepalive = (!args.http2_keepalive.is_zero()).then_some(args.http2_keepalive);
-        let serve = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let serve = builder
             .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
             .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
             .max_concurrent_streams(Some(args.max_concurrent_streams))

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::namespace::Namespace;
 use super::status;
+use crate::auth::Authenticator;
 use crate::broker::{Broker, TopicSummary};
+use crate::error::ErrorCode;
 use crate::types::{ReplayId, RpcId};
 
 /// Code generated from `proto/eventbus/admin/v1/admin.proto`.
@@ -22,19 +25,51 @@ pub mod pb {
 #[derive(Clone)]
 pub struct AdminService {
     broker: Arc<Broker>,
+    auth: Arc<Authenticator>,
 }
 
 impl AdminService {
-    /// A service over `broker`.
+    /// A service over `broker`, open to every caller until
+    /// [`AdminService::with_auth`] says otherwise.
     pub fn new(broker: Arc<Broker>) -> Self {
-        Self { broker }
+        Self {
+            broker,
+            auth: Arc::new(Authenticator::none()),
+        }
+    }
+
+    /// Requires callers with the `admin` grant, checked with `auth`.
+    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Authenticates the call, checks the admin grant, and returns the
+    /// caller's namespace: an admin manages its own tenant's topics.
+    fn admin<T>(&self, request: &Request<T>, rpc: RpcId) -> Result<Namespace, Status> {
+        let metrics = self.broker.metrics();
+        let caller = status::authenticate(&self.auth, request.metadata(), metrics, rpc)?;
+        if caller.grants.is_admin() {
+            Ok(Namespace::of(&caller.tenant))
+        } else {
+            Err(status::denied(
+                metrics,
+                ErrorCode::AdminPermission,
+                &format!(
+                    "{} may not use the Admin service: it needs the `admin` grant.",
+                    caller.principal
+                ),
+                rpc,
+            ))
+        }
     }
 }
 
-fn describe(s: &TopicSummary) -> pb::TopicDescription {
+fn describe(ns: &Namespace, s: &TopicSummary) -> pb::TopicDescription {
     let count = s.event_count();
+    let stored = s.topic.name.as_str();
     pb::TopicDescription {
-        topic_name: s.topic.name.to_string(),
+        topic_name: ns.outward(stored).unwrap_or(stored).to_owned(),
         current_schema_id: s.topic.current_schema().to_string(),
         schema_ids: s.topic.schema_ids.iter().map(ToString::to_string).collect(),
         retention_ms: Broker::retention_ms(&s.topic),
@@ -64,30 +99,37 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
         let rpc = RpcId::generate();
+        let ns = self.admin(&request, rpc)?;
         let req = request.into_inner();
-        let fail = |e| status::fail(self.broker.metrics(), &e, rpc);
+        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
+        let stored = ns.inward(&req.topic_name).map_err(fail)?;
         let schema = Broker::parse_schema(&req.schema_json).map_err(fail)?;
         self.broker
-            .create_topic(&req.topic_name, schema, retention(req.retention_ms))
+            .create_topic(&stored, schema, retention(req.retention_ms))
             .await
             .map_err(fail)?;
-        tracing::info!(topic = %req.topic_name, rpc_id = %rpc, "topic created");
-        let s = self.broker.describe(&req.topic_name).await.map_err(fail)?;
-        Ok(Response::new(describe(&s)))
+        tracing::info!(topic = %stored, rpc_id = %rpc, "topic created");
+        let s = self.broker.describe(&stored).await.map_err(fail)?;
+        Ok(Response::new(describe(&ns, &s)))
     }
 
     async fn list_topics(
         &self,
-        _request: Request<pb::ListTopicsRequest>,
+        request: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
         let rpc = RpcId::generate();
+        let ns = self.admin(&request, rpc)?;
         let all = self
             .broker
             .describe_all()
             .await
             .map_err(|e| status::fail(self.broker.metrics(), &e, rpc))?;
         Ok(Response::new(pb::ListTopicsResponse {
-            topics: all.iter().map(describe).collect(),
+            topics: all
+                .iter()
+                .filter(|t| ns.outward(t.topic.name.as_str()).is_some())
+                .map(|t| describe(&ns, t))
+                .collect(),
         }))
     }
 
@@ -96,12 +138,11 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
         let rpc = RpcId::generate();
-        let s = self
-            .broker
-            .describe(&request.into_inner().topic_name)
-            .await
-            .map_err(|e| status::fail(self.broker.metrics(), &e, rpc))?;
-        Ok(Response::new(describe(&s)))
+        let ns = self.admin(&request, rpc)?;
+        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
+        let stored = ns.inward(&request.into_inner().topic_name).map_err(fail)?;
+        let s = self.broker.describe(&stored).await.map_err(fail)?;
+        Ok(Response::new(describe(&ns, &s)))
     }
 
     async fn update_topic(
@@ -109,17 +150,19 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::UpdateTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
         let rpc = RpcId::generate();
+        let ns = self.admin(&request, rpc)?;
         let req = request.into_inner();
-        let fail = |e| status::fail(self.broker.metrics(), &e, rpc);
+        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
         if req.retention_ms == 0 {
             return Err(fail(crate::broker::BrokerError::RetentionInvalid(0)));
         }
+        let stored = ns.inward(&req.topic_name).map_err(fail)?;
         self.broker
-            .update_retention(&req.topic_name, Duration::from_millis(req.retention_ms))
+            .update_retention(&stored, Duration::from_millis(req.retention_ms))
             .await
             .map_err(fail)?;
-        let s = self.broker.describe(&req.topic_name).await.map_err(fail)?;
-        Ok(Response::new(describe(&s)))
+        let s = self.broker.describe(&stored).await.map_err(fail)?;
+        Ok(Response::new(describe(&ns, &s)))
     }
 
     async fn delete_topic(
@@ -127,11 +170,10 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
         let rpc = RpcId::generate();
-        let deleted_events = self
-            .broker
-            .delete_topic(&request.into_inner().topic_name)
-            .await
-            .map_err(|e| status::fail(self.broker.metrics(), &e, rpc))?;
+        let ns = self.admin(&request, rpc)?;
+        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
+        let stored = ns.inward(&request.into_inner().topic_name).map_err(fail)?;
+        let deleted_events = self.broker.delete_topic(&stored).await.map_err(fail)?;
         Ok(Response::new(pb::DeleteTopicResponse { deleted_events }))
     }
 
@@ -140,13 +182,15 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::RegisterSchemaRequest>,
     ) -> Result<Response<pb::RegisterSchemaResponse>, Status> {
         let rpc = RpcId::generate();
+        let ns = self.admin(&request, rpc)?;
         let req = request.into_inner();
-        let fail = |e| status::fail(self.broker.metrics(), &e, rpc);
+        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
+        let stored = ns.inward(&req.topic_name).map_err(fail)?;
         let schema = Broker::parse_schema(&req.schema_json).map_err(fail)?;
         let schema_id = schema.id().to_string();
         let created = self
             .broker
-            .register_schema(&req.topic_name, schema)
+            .register_schema(&stored, schema)
             .await
             .map_err(fail)?;
         Ok(Response::new(pb::RegisterSchemaResponse {
@@ -160,11 +204,10 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::ListSchemasRequest>,
     ) -> Result<Response<pb::ListSchemasResponse>, Status> {
         let rpc = RpcId::generate();
-        let fail = |e| status::fail(self.broker.metrics(), &e, rpc);
-        let topic = self
-            .broker
-            .topic(&request.into_inner().topic_name)
-            .map_err(fail)?;
+        let ns = self.admin(&request, rpc)?;
+        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
+        let stored = ns.inward(&request.into_inner().topic_name).map_err(fail)?;
+        let topic = self.broker.topic(&stored).map_err(fail)?;
         let n = topic.schema_ids.len();
         let mut versions = Vec::with_capacity(n);
         for (i, id) in topic.schema_ids.iter().enumerate() {

@@ -6,6 +6,9 @@
 
 pub mod admin;
 pub mod convert;
+pub mod limits;
+pub mod namespace;
+pub mod oversize;
 pub mod publish;
 pub mod status;
 pub mod subscribe;
@@ -17,9 +20,11 @@ use tokio_util::task::TaskTracker;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
-use crate::broker::{Broker, DEFAULT_TENANT_GUID};
+use crate::auth::{Authenticator, Caller};
+use crate::broker::Broker;
 use crate::error::ErrorCode;
 use crate::types::RpcId;
+use namespace::Namespace;
 
 /// Code generated from `proto/eventbus/v1/pubsub_api.proto`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)] // generated code
@@ -38,8 +43,9 @@ pub struct ApiConfig {
     /// Most PublishStream requests in flight per stream before the server
     /// stops reading from it (backpressure).
     pub publish_stream_window: usize,
-    /// How long a new Subscribe may take to send its first request; a stream
-    /// that never does would otherwise hold its handler forever.
+    /// How long a new Subscribe or PublishStream may take to send its first
+    /// request; a stream that never does would otherwise hold its handler
+    /// forever.
     pub first_request_timeout: std::time::Duration,
 }
 
@@ -59,6 +65,10 @@ pub struct PubSubService {
     cfg: ApiConfig,
     stop: CancellationToken,
     tasks: TaskTracker,
+    // Shared by every PublishStream of this service (see publish::BUDGET_KIB).
+    publish_budget: Arc<tokio::sync::Semaphore>,
+    auth: Arc<Authenticator>,
+    limits: Arc<limits::Limits>,
 }
 
 impl PubSubService {
@@ -75,8 +85,46 @@ impl PubSubService {
             cfg,
             stop,
             tasks,
+            publish_budget: Arc::new(tokio::sync::Semaphore::new(publish::BUDGET_KIB)),
+            auth: Arc::new(Authenticator::none()),
+            limits: Arc::new(limits::Limits::default()),
         }
     }
+
+    /// Enforces per-tenant `limits` (the default has none).
+    pub fn with_limits(mut self, limits: Arc<limits::Limits>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Checks every call with `auth` (the default lets every call in as the
+    /// default tenant: mode `none`).
+    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    fn caller<T>(&self, request: &Request<T>, rpc: RpcId) -> Result<Caller, Status> {
+        status::authenticate(&self.auth, request.metadata(), self.broker.metrics(), rpc)
+    }
+}
+
+/// Payload bytes of a request, what the per-tenant byte rate counts.
+fn payload_bytes(req: &pb::PublishRequest) -> usize {
+    req.events.iter().map(|e| e.payload.len()).sum()
+}
+
+/// `PERMISSION_DENIED` for a Publish or PublishStream to a topic the caller
+/// may not publish to (spec: `topic.meta.permission`).
+fn publish_denied(broker: &Broker, topic: &str, rpc: RpcId) -> Status {
+    status::denied(
+        broker.metrics(),
+        ErrorCode::TopicMetaPermission,
+        &format!(
+            "Publishing to {topic} is not permitted for this caller, or the topic does not exist."
+        ),
+        rpc,
+    )
 }
 
 fn rpc_span(rpc: &'static str, rpc_id: RpcId) -> tracing::Span {
@@ -95,7 +143,8 @@ impl pb::pub_sub_server::PubSub for PubSubService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let rpc = RpcId::generate();
         let span = rpc_span("Subscribe", rpc);
-        subscribe::start(self, request.into_inner(), rpc, span.clone())
+        let caller = self.caller(&request, rpc)?;
+        subscribe::start(self, &caller, request.into_inner(), rpc, span.clone())
             .instrument(span)
             .await
             .map(Response::new)
@@ -107,11 +156,22 @@ impl pb::pub_sub_server::PubSub for PubSubService {
     ) -> Result<Response<pb::SchemaInfo>, Status> {
         let rpc = RpcId::generate();
         let _span = rpc_span("GetSchema", rpc).entered();
+        let caller = self.caller(&request, rpc)?;
         let req = request.into_inner();
-        let schema = self
-            .broker
-            .schema(&req.schema_id)
-            .map_err(|e| status::fail(self.broker.metrics(), &e, rpc))?;
+        let fail = |e| status::fail(self.broker.metrics(), &e, rpc);
+        let schema = self.broker.schema(&req.schema_id).map_err(fail)?;
+        // Schemas live in the namespace of the topics that use them: an id
+        // that only another tenant's topics use is answered as unknown.
+        let ns = Namespace::of(&caller.tenant);
+        let visible = self.broker.topics().iter().any(|t| {
+            ns.outward(t.name.as_str()).is_some()
+                && t.schema_ids.iter().any(|id| id.as_str() == req.schema_id)
+        });
+        if !visible {
+            return Err(fail(crate::broker::BrokerError::SchemaNotFound(
+                req.schema_id,
+            )));
+        }
         Ok(Response::new(convert::schema_info(&schema, rpc)))
     }
 
@@ -121,18 +181,31 @@ impl pb::pub_sub_server::PubSub for PubSubService {
     ) -> Result<Response<pb::TopicInfo>, Status> {
         let rpc = RpcId::generate();
         let span = rpc_span("GetTopic", rpc);
+        let caller = self.caller(&request, rpc)?;
         let req = request.into_inner();
         span.record("topic", req.topic_name.as_str());
         let _e = span.entered();
-        let topic = self
-            .broker
-            .topic(&req.topic_name)
-            .map_err(|e| status::fail(self.broker.metrics(), &e, rpc))?;
-        Ok(Response::new(convert::topic_info(
-            &topic,
-            DEFAULT_TENANT_GUID,
-            rpc,
-        )))
+        let (can_publish, can_subscribe) = (
+            caller.grants.can_publish(&req.topic_name),
+            caller.grants.can_subscribe(&req.topic_name),
+        );
+        // A caller with no right on the topic learns nothing about it, the
+        // same answer as for a topic that does not exist.
+        if !can_publish && !can_subscribe {
+            return Err(publish_denied(&self.broker, &req.topic_name, rpc));
+        }
+        let ns = Namespace::of(&caller.tenant);
+        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
+        let stored = ns.inward(&req.topic_name).map_err(fail)?;
+        let topic = self.broker.topic(&stored).map_err(fail)?;
+        let mut info = convert::topic_info(&topic, &caller.tenant, rpc);
+        info.topic_name = ns
+            .outward(topic.name.as_str())
+            .unwrap_or(&req.topic_name)
+            .to_owned();
+        info.can_publish = can_publish;
+        info.can_subscribe = can_subscribe;
+        Ok(Response::new(info))
     }
 
     async fn publish(
@@ -141,14 +214,24 @@ impl pb::pub_sub_server::PubSub for PubSubService {
     ) -> Result<Response<pb::PublishResponse>, Status> {
         let rpc = RpcId::generate();
         let span = rpc_span("Publish", rpc);
+        let caller = self.caller(&request, rpc)?;
         let req = request.into_inner();
         span.record("topic", req.topic_name.as_str());
         let broker = self.broker.clone();
+        if !req.topic_name.trim().is_empty() && !caller.grants.can_publish(&req.topic_name) {
+            return Err(publish_denied(&broker, &req.topic_name, rpc));
+        }
+        self.limits
+            .charge_publish(&caller.tenant, req.events.len(), payload_bytes(&req))
+            .map_err(|hit| status::limited(broker.metrics(), &hit, rpc))?;
+        let ns = Namespace::of(&caller.tenant);
         async move {
+            let fail = |e| ns.scrub(status::fail(broker.metrics(), &e, rpc));
+            let stored = ns.inward(&req.topic_name).map_err(fail)?;
             let receipt = broker
-                .publish(&req.topic_name, convert::publish_events(req.events))
+                .publish(&stored, convert::publish_events(req.events))
                 .await
-                .map_err(|e| status::fail(broker.metrics(), &e, rpc))?;
+                .map_err(fail)?;
             Ok(Response::new(convert::publish_response(receipt, rpc)))
         }
         .instrument(span)
@@ -161,8 +244,10 @@ impl pb::pub_sub_server::PubSub for PubSubService {
     ) -> Result<Response<Self::PublishStreamStream>, Status> {
         let rpc = RpcId::generate();
         let span = rpc_span("PublishStream", rpc);
+        let caller = self.caller(&request, rpc)?;
         Ok(Response::new(publish::start(
             self,
+            caller,
             request.into_inner(),
             rpc,
             span,
@@ -171,9 +256,10 @@ impl pb::pub_sub_server::PubSub for PubSubService {
 
     async fn managed_subscribe(
         &self,
-        _request: Request<tonic::Streaming<pb::ManagedFetchRequest>>,
+        request: Request<tonic::Streaming<pb::ManagedFetchRequest>>,
     ) -> Result<Response<Self::ManagedSubscribeStream>, Status> {
         let rpc = RpcId::generate();
+        self.caller(&request, rpc)?;
         Err(status::counted(
             self.broker.metrics(),
             status::status(

@@ -6,6 +6,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
+use crate::auth::{AuthError, Caller, Headers};
 use crate::broker::BrokerError;
 use crate::error::ErrorCode;
 use crate::telemetry::metrics::Metrics;
@@ -49,6 +50,59 @@ pub fn counted(metrics: &Metrics, st: Status) -> Status {
     st
 }
 
+/// `RESOURCE_EXHAUSTED` with `service.request.too.large` for a request
+/// message over the decoding limit (`limit` bytes, when known), counted.
+pub fn too_large(metrics: &Metrics, limit: Option<usize>, rpc: RpcId) -> Status {
+    let message = match limit {
+        Some(n) => format!(
+            "The request is larger than the {n} bytes this server accepts per message. Send fewer or smaller events per request."
+        ),
+        None => "The request is larger than this server accepts per message. Send fewer or smaller events per request.".to_owned(),
+    };
+    counted(
+        metrics,
+        status(
+            Code::ResourceExhausted,
+            ErrorCode::RequestTooLarge,
+            &message,
+            rpc,
+        ),
+    )
+}
+
+/// Whether `st` is tonic's own refusal of a request message over the
+/// decoding limit: `OUT_OF_RANGE` for the length prefix, or
+/// `RESOURCE_EXHAUSTED` when decompressing passed it. Neither carries our
+/// trailers; our handlers never produce `OUT_OF_RANGE` and always attach an
+/// error code.
+pub fn is_tonic_too_large(code: Code, has_error_code: bool) -> bool {
+    !has_error_code && matches!(code, Code::OutOfRange | Code::ResourceExhausted)
+}
+
+/// Maps an error read from a request stream: tonic's oversize refusal
+/// becomes [`too_large`] (the limit is taken from tonic's message), other
+/// transport statuses pass through unchanged.
+pub fn inbound(metrics: &Metrics, st: Status, rpc: RpcId) -> Status {
+    if !is_tonic_too_large(st.code(), st.metadata().get(ERROR_CODE_KEY).is_some()) {
+        return st;
+    }
+    // tonic says "... the limit is: N bytes"; without it the message names no number.
+    let limit = st
+        .message()
+        .split("limit is: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .or_else(|| {
+            st.message()
+                .split("limit, of ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+        });
+    too_large(metrics, limit, rpc)
+}
+
 /// The gRPC status for an engine error.
 pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
     // Exhaustive on purpose: a new variant must not compile until someone
@@ -59,6 +113,7 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         | BrokerError::TopicNameInvalid(_)
         | BrokerError::SchemaIdBlank
         | BrokerError::EmptyBatch
+        | BrokerError::TooManyEvents { .. }
         | BrokerError::PublishTopicMismatch { .. }
         | BrokerError::SubscribeTopicMismatch { .. }
         | BrokerError::CreditInvalid(_)
@@ -82,6 +137,13 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
             "An internal error occurred. Retry the call; if it keeps failing, contact the operator."
                 .to_owned()
         }
+        Code::Unavailable if err.code() == ErrorCode::StorageFull => {
+            // The log writer reports the full disk once; one line per
+            // refused call would flood the log while clients retry.
+            tracing::debug!(rpc_id = %rpc, error = ?err, "storage full");
+            "The server's storage is full, so the events were not stored. Retry later: publishing resumes once the operator frees disk space."
+                .to_owned()
+        }
         Code::Unavailable if matches!(err, BrokerError::Log(_)) => {
             tracing::warn!(rpc_id = %rpc, error = ?err, "storage unavailable");
             "The service is temporarily unavailable. Retry the call later.".to_owned()
@@ -89,6 +151,84 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         _ => err.to_string(),
     };
     status(code, err.code(), &message, rpc)
+}
+
+/// Authenticates a call from its metadata (`accesstoken`, `instanceurl`,
+/// `tenantid`), or answers `UNAUTHENTICATED` with `service.auth.error` (bad
+/// or missing credentials) or `service.auth.headers.invalid` (a malformed
+/// header, or a `tenantid` of another tenant than the token's).
+///
+/// # Errors
+/// The counted status to return.
+pub fn authenticate(
+    auth: &crate::auth::Authenticator,
+    metadata: &tonic::metadata::MetadataMap,
+    metrics: &Metrics,
+    rpc: RpcId,
+) -> Result<Caller, Status> {
+    let get = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
+    let headers = Headers {
+        access_token: get("accesstoken"),
+        instance_url: get("instanceurl"),
+        tenant_id: get("tenantid"),
+    };
+    auth.authenticate(headers).map_err(|e| {
+        tracing::info!(reason = %e, "call not authenticated");
+        let code = if e.is_header_problem() {
+            ErrorCode::ServiceAuthHeadersInvalid
+        } else {
+            ErrorCode::ServiceAuthError
+        };
+        let detail = match &e {
+            // Which check failed on a token is for the server log; the
+            // client learns that the token was not accepted.
+            AuthError::BadToken(_) => String::new(),
+            other => format!(" {}.", capitalise(&other.to_string())),
+        };
+        counted(
+            metrics,
+            status(
+                Code::Unauthenticated,
+                code,
+                &format!(
+                    "An authentication exception occurred. Provide valid authentication via metadata headers.{detail}"
+                ),
+                rpc,
+            ),
+        )
+    })
+}
+
+/// `PERMISSION_DENIED` for a call whose caller lacks the grant it needs.
+pub fn denied(metrics: &Metrics, code: ErrorCode, message: &str, rpc: RpcId) -> Status {
+    counted(metrics, status(Code::PermissionDenied, code, message, rpc))
+}
+
+/// `RESOURCE_EXHAUSTED` for a call refused by a per-tenant limit:
+/// `concurrent.client.limit.exceeded` for subscriptions,
+/// `service.protection.triggered` for the publish rate.
+pub fn limited(metrics: &Metrics, hit: &crate::api::limits::LimitHit, rpc: RpcId) -> Status {
+    use crate::api::limits::LimitHit;
+    let code = match hit {
+        LimitHit::Subscriptions(_) => ErrorCode::ConcurrentClientLimitExceeded,
+        LimitHit::PublishRate(_) => ErrorCode::ServiceProtectionTriggered,
+    };
+    counted(
+        metrics,
+        status(
+            Code::ResourceExhausted,
+            code,
+            &format!("{}.", capitalise(&hit.to_string())),
+            rpc,
+        ),
+    )
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -127,6 +267,26 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_unavailable_with_its_own_code_and_no_path() {
+        let st = to_status(
+            &BrokerError::Log(LogError::StorageFull(
+                "IO error: No space left on device: While appending to file: /var/x/000004.log"
+                    .into(),
+            )),
+            RpcId::generate(),
+        );
+        assert_eq!(st.code(), Code::Unavailable);
+        assert_eq!(
+            st.metadata()
+                .get(ERROR_CODE_KEY)
+                .and_then(|v| v.to_str().ok()),
+            Some("sfdc.platform.eventbus.grpc.storage.full")
+        );
+        assert!(st.message().contains("storage is full"), "{}", st.message());
+        assert!(!st.message().contains("/var/x"));
+    }
+
+    #[test]
     fn replay_errors_use_the_codes_clients_match() {
         let st = to_status(
             &BrokerError::ReplayIdCorrupted("x".into()),
@@ -139,5 +299,27 @@ mod tests {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         assert!(code.contains("fetch.replayid.corrupted"));
+    }
+
+    #[test]
+    fn tonic_oversize_refusals_get_our_status_and_others_pass() {
+        let metrics = Metrics::new();
+        let rpc = RpcId::generate();
+        let tonic_st = Status::out_of_range(
+            "Error, decoded message length too large: found 4194305 bytes, the limit is: 4194304 bytes",
+        );
+        let st = inbound(&metrics, tonic_st, rpc);
+        assert_eq!(st.code(), Code::ResourceExhausted);
+        assert!(st.message().contains("4194304 bytes"), "{}", st.message());
+        assert_eq!(
+            st.metadata()
+                .get(ERROR_CODE_KEY)
+                .and_then(|v| v.to_str().ok()),
+            Some("sfdc.platform.eventbus.grpc.service.request.too.large")
+        );
+        let ours = to_status(&BrokerError::EmptyBatch, rpc);
+        assert_eq!(inbound(&metrics, ours, rpc).code(), Code::InvalidArgument);
+        let gone = Status::cancelled("client went away");
+        assert_eq!(inbound(&metrics, gone, rpc).code(), Code::Cancelled);
     }
 }

@@ -13,6 +13,7 @@ use tonic::{Code, Status, Streaming};
 use tracing::Instrument;
 
 use super::{PubSubService, convert, pb, status};
+use crate::auth::Caller;
 use crate::broker::{BrokerError, Control};
 use crate::error::ErrorCode;
 use crate::types::RpcId;
@@ -27,6 +28,7 @@ const OUTBOUND_QUEUE: usize = 2;
 /// Reads the first request, opens the subscription and starts its tasks.
 pub(super) async fn start(
     svc: &PubSubService,
+    caller: &Caller,
     mut inbound: Streaming<pb::FetchRequest>,
     rpc: RpcId,
     span: tracing::Span,
@@ -58,9 +60,21 @@ pub(super) async fn start(
                 ),
             ));
         }
-        Ok(Err(st)) => return Err(st),
+        // A first request over the size limit gets our status and trailers.
+        Ok(Err(st)) => return Err(status::inbound(svc.broker.metrics(), st, rpc)),
     };
     span.record("topic", first.topic_name.as_str());
+    if !first.topic_name.trim().is_empty() && !caller.grants.can_subscribe(&first.topic_name) {
+        return Err(status::denied(
+            svc.broker.metrics(),
+            ErrorCode::SubscriptionTopicCannotSubscribe,
+            &format!(
+                "Subscribing to {} is not permitted for this caller, or the topic does not exist.",
+                first.topic_name
+            ),
+            rpc,
+        ));
+    }
     if first.num_requested <= 0 {
         return Err(status::fail(
             svc.broker.metrics(),
@@ -68,12 +82,21 @@ pub(super) async fn start(
             rpc,
         ));
     }
+    // Held by the subscription's task: the tenant's count drops when it ends.
+    let slot = svc
+        .limits
+        .open_subscription(&caller.tenant)
+        .map_err(|hit| status::limited(svc.broker.metrics(), &hit, rpc))?;
+    let ns = super::Namespace::of(&caller.tenant);
+    let fail = |e| ns.scrub(status::fail(svc.broker.metrics(), &e, rpc));
+    let stored = ns.inward(&first.topic_name).map_err(fail)?;
     let sub = svc
         .broker
-        .subscribe(&first.topic_name, convert::start(&first))
-        .map_err(|e| status::fail(svc.broker.metrics(), &e, rpc))?;
+        .subscribe(&stored, convert::start(&first))
+        .map_err(fail)?;
     tracing::debug!(start_after = %sub.cursor(), "subscription opened");
-    let topic = sub.topic().name.to_string();
+    // Later requests repeat the name the client used.
+    let topic = first.topic_name.clone();
 
     // Later requests become credit or a failure, read by the subscription's
     // own loop: no extra task or queue per subscription, and a request the
@@ -97,8 +120,11 @@ pub(super) async fn start(
     let stop = svc.stop.clone();
     let initial = first.num_requested.unsigned_abs();
     svc.tasks.spawn(
-        sub.run(initial, Box::pin(controls), out_tx, stop)
-            .instrument(span),
+        async move {
+            let _slot = slot;
+            sub.run(initial, Box::pin(controls), out_tx, stop).await
+        }
+        .instrument(span),
     );
 
     let metrics = svc.broker.metrics().clone();

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{ConnArgs, PublishArgs, SchemaCommand, SubscribeArgs, TopicCommand};
+use super::{ConnArgs, PublishArgs, SchemaCommand, SubscribeArgs, TokenCommand, TopicCommand};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
 use crate::api::pb;
@@ -32,26 +32,72 @@ pub async fn run(cmd: Command) -> Result<()> {
         Command::Publish(p) => publish(p).await,
         Command::Subscribe(s) => subscribe(s).await,
         Command::Bench(b) => crate::bench::run(b).await,
+        Command::Token(t) => token(t),
     }
 }
 
-async fn channel(conn: &ConnArgs) -> Result<Channel> {
-    connect(&conn.server, conn.timeout).await
+fn token(cmd: TokenCommand) -> Result<()> {
+    let token = match cmd {
+        // 244 random bits from two v4 UUIDs: far beyond guessing.
+        TokenCommand::New => format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ),
+        TokenCommand::Hash => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the token from stdin")?;
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
+            if line.is_empty() {
+                bail!(
+                    "no token on stdin: pipe it in, for example `printf %s \"$TOKEN\" | eventbus token hash`"
+                );
+            }
+            line
+        }
+    };
+    if matches!(cmd, TokenCommand::New) {
+        println!("token:  {token}");
+        println!("sha256: {}", crate::auth::hash_token(&token));
+    } else {
+        println!("{}", crate::auth::hash_token(&token));
+    }
+    Ok(())
 }
 
-/// Connects to an eventbus given as `host:port` or `http://host:port`.
+async fn channel(conn: &ConnArgs) -> Result<Channel> {
+    connect(&conn.server, conn.timeout, &conn.tls()).await
+}
+
+/// Connects to an eventbus given as `host:port`, `http://host:port` or
+/// `https://host:port`. TLS is used for `https://` and whenever `tls` names
+/// a CA or a client certificate.
 ///
 /// # Errors
-/// A malformed address, or the connection failing within `timeout`.
-pub(crate) async fn connect(server: &str, timeout: Duration) -> Result<Channel> {
-    let uri = if server.contains("://") {
-        server.to_owned()
-    } else {
-        format!("http://{server}")
+/// A malformed address, unreadable TLS files, or the connection failing
+/// within `timeout`.
+pub(crate) async fn connect(
+    server: &str,
+    timeout: Duration,
+    tls: &crate::tls::ClientTls,
+) -> Result<Channel> {
+    let wants_tls = tls.ca.is_some() || tls.cert.is_some();
+    let uri = match server.split_once("://") {
+        Some(("http", rest)) if wants_tls => format!("https://{rest}"),
+        Some(_) => server.to_owned(),
+        None if wants_tls => format!("https://{server}"),
+        None => format!("http://{server}"),
     };
-    Endpoint::from_shared(uri.clone())
+    let mut endpoint = Endpoint::from_shared(uri.clone())
         .with_context(|| format!("`{server}` is not a server address"))?
-        .connect_timeout(timeout)
+        .connect_timeout(timeout);
+    if uri.starts_with("https://") {
+        let host = endpoint.uri().host().unwrap_or_default().to_owned();
+        endpoint = endpoint.tls_config(tls.config(&host)?)?;
+    }
+    endpoint
         .connect()
         .await
         .with_context(|| format!("cannot connect to eventbus at {uri}"))
@@ -72,8 +118,29 @@ fn rpc_error(what: &str, st: tonic::Status) -> anyhow::Error {
 }
 
 fn unary<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
+    let mut req = authorized(conn, msg);
     req.set_timeout(conn.timeout);
+    req
+}
+
+/// A request carrying the authentication headers `conn` names (none when
+/// no token is set: servers with `--auth none` need none).
+fn authorized<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(token) = &conn.access_token {
+        let md = req.metadata_mut();
+        for (key, value) in [
+            ("accesstoken", Some(token.as_str())),
+            ("instanceurl", Some(conn.instance_url.as_str())),
+            ("tenantid", conn.tenant_id.as_deref()),
+        ] {
+            // A value that is not a valid header is left out; the server
+            // then names the missing header.
+            if let Some(v) = value.and_then(|v| v.parse().ok()) {
+                md.insert(key, v);
+            }
+        }
+    }
     req
 }
 
@@ -426,7 +493,7 @@ async fn publish(args: PublishArgs) -> Result<()> {
         }
     });
     let mut responses = client
-        .publish_stream(ReceiverStream::new(rx))
+        .publish_stream(authorized(&args.conn, ReceiverStream::new(rx)))
         .await
         .map_err(|e| rpc_error("PublishStream", e))?
         .into_inner();
@@ -502,7 +569,7 @@ async fn subscribe(args: SubscribeArgs) -> Result<()> {
     .await
     .map_err(|_| anyhow!("request stream closed"))?;
     let mut stream = client
-        .subscribe(ReceiverStream::new(rx))
+        .subscribe(authorized(&args.conn, ReceiverStream::new(rx)))
         .await
         .map_err(|e| rpc_error("Subscribe", e))?
         .into_inner();

@@ -19,12 +19,51 @@ pub use commands::run;
 /// Connection settings shared by every client command.
 #[derive(Clone, Debug, Args)]
 pub struct ConnArgs {
-    /// Server address, `host:port` or `http://host:port` (plaintext).
+    /// Server address: `host:port` or `http://host:port` for plaintext,
+    /// `https://host:port` (or any `--tls-*` option) for TLS.
     #[arg(long, env = "EVENTBUS_SERVER", default_value = "127.0.0.1:7011")]
     pub server: String,
     /// Deadline for connecting and for each unary call.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// PEM CA bundle to trust for the server's certificate (for a
+    /// `--tls-self-signed DIR` server: `DIR/ca.pem`). Implies TLS.
+    #[arg(long, env = "EVENTBUS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS. Implies TLS.
+    #[arg(long, env = "EVENTBUS_TLS_CLIENT_CERT", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM key of `--tls-client-cert`.
+    #[arg(long, env = "EVENTBUS_TLS_CLIENT_KEY", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+    /// Access token sent as the `accesstoken` header (servers with `--auth
+    /// static` or `jwt`). Prefer the environment variable: flags show up in
+    /// the process list.
+    #[arg(long, env = "EVENTBUS_ACCESS_TOKEN", hide_env_values = true)]
+    pub access_token: Option<String>,
+    /// Tenant sent as the `tenantid` header: an org id or
+    /// `core/<name>/<orgId>`; it selects the tenant whose topics the command
+    /// sees and must match the token's.
+    #[arg(long, env = "EVENTBUS_TENANT_ID")]
+    pub tenant_id: Option<String>,
+    /// Sent as the `instanceurl` header.
+    #[arg(
+        long,
+        env = "EVENTBUS_INSTANCE_URL",
+        default_value = "https://localhost"
+    )]
+    pub instance_url: String,
+}
+
+impl ConnArgs {
+    /// The client TLS settings these arguments name.
+    pub fn tls(&self) -> crate::tls::ClientTls {
+        crate::tls::ClientTls {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_client_cert.clone(),
+            key: self.tls_client_key.clone(),
+        }
+    }
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -88,6 +127,17 @@ pub enum TopicCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+}
+
+/// `eventbus token …`: access tokens for `--auth static`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new random access token and print it with its SHA-256 (the
+    /// token goes to the client, the hash into the tokens file).
+    New,
+    /// Print the SHA-256 of a token (read from stdin, so it stays out of
+    /// the shell history).
+    Hash,
 }
 
 /// `eventbus schema …`

@@ -5,10 +5,15 @@
 #![allow(unreachable_pub)]
 
 mod admin;
+mod auth;
 mod cli;
 mod common;
 mod crash;
 mod durability;
+mod faults;
+mod graceful;
+mod hostile;
 mod publish;
 mod subscribe;
+mod tls;
 mod topics;

@@ -1,0 +1,808 @@
+//! Who is calling: access-token checks, tenants and grants.
+//!
+//! Owns: the three authentication modes (`none`, `static`, `jwt`), the
+//! tokens file, JWT verification (HS256 with a secret, RS256/ES256 with a
+//! JWKS file), the `tenantid` header forms and the grant grammar. Must not:
+//! name tonic types or know topics beyond their names; the protocol layer
+//! reads the headers and maps [`AuthError`] to a status.
+//!
+//! Grants are strings: `publish:<pattern>`, `subscribe:<pattern>` and
+//! `admin`, where a pattern is an exact topic name (`/event/Order__e`), a
+//! prefix ending in `*` (`/event/*`), or `*` for every topic.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The tenant of every call in mode `none`, and of the topics folder.
+pub const DEFAULT_TENANT: &str = crate::broker::DEFAULT_TENANT_GUID;
+
+/// How calls are authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Development: every call is the default tenant with every grant;
+    /// headers are optional.
+    #[default]
+    None,
+    /// A tokens file maps SHA-256 hashes of access tokens to a tenant, a
+    /// principal and grants.
+    Static,
+    /// Signed JWTs: issuer, audience and expiry checked; claims name the
+    /// tenant (`tenant`), the principal (`sub`) and the grants (`grants`).
+    Jwt,
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A required header is missing or blank.
+    #[error("the `{0}` header is missing or blank; send accesstoken, instanceurl and tenantid")]
+    MissingHeader(&'static str),
+    /// The token is unknown, expired, or its signature or claims are wrong.
+    #[error("the access token was not accepted: {0}")]
+    BadToken(String),
+    /// A header is malformed, or `tenantid` names another tenant than the
+    /// token's.
+    #[error("{0}")]
+    BadHeader(String),
+}
+
+impl AuthError {
+    /// Whether the error is about headers (`service.auth.headers.invalid`)
+    /// rather than credentials (`service.auth.error`).
+    pub fn is_header_problem(&self) -> bool {
+        matches!(self, AuthError::BadHeader(_))
+    }
+}
+
+/// What a call may do, from a token's grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Publish to topics matching the pattern.
+    Publish(Pattern),
+    /// Subscribe to topics matching the pattern.
+    Subscribe(Pattern),
+    /// Use the Admin service (topics, schemas) of the tenant.
+    Admin,
+}
+
+/// A topic-name pattern: exact, or a prefix when it ends in `*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern(String);
+
+impl Pattern {
+    /// Whether `topic` matches.
+    pub fn matches(&self, topic: &str) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => topic == self.0,
+        }
+    }
+}
+
+impl Grant {
+    /// Parses `publish:<pattern>`, `subscribe:<pattern>` or `admin`.
+    ///
+    /// # Errors
+    /// A message naming the grant and the accepted forms.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "admin" {
+            return Ok(Grant::Admin);
+        }
+        let bad = || {
+            format!(
+                "grant `{text}` is not one of publish:<topic pattern>, subscribe:<topic pattern>, admin"
+            )
+        };
+        let (verb, pattern) = text.split_once(':').ok_or_else(bad)?;
+        let valid = pattern == "*"
+            || (pattern.starts_with('/') && !pattern[..pattern.len() - 1].contains('*'));
+        if !valid {
+            return Err(format!(
+                "grant `{text}`: a pattern is a topic name, a prefix ending in `*` (/event/*), or `*`"
+            ));
+        }
+        let pattern = Pattern(pattern.to_owned());
+        match verb {
+            "publish" => Ok(Grant::Publish(pattern)),
+            "subscribe" => Ok(Grant::Subscribe(pattern)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// The grants of one caller.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Grants(Vec<Grant>);
+
+impl Grants {
+    /// Every right on every topic (mode `none`).
+    pub fn all() -> Self {
+        Grants(vec![
+            Grant::Publish(Pattern("*".into())),
+            Grant::Subscribe(Pattern("*".into())),
+            Grant::Admin,
+        ])
+    }
+
+    /// Parses a list of grant strings.
+    ///
+    /// # Errors
+    /// The first grant that does not parse.
+    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<Self, String> {
+        items
+            .iter()
+            .map(|g| Grant::parse(g.as_ref()))
+            .collect::<Result<_, _>>()
+            .map(Grants)
+    }
+
+    /// May publish to `topic`.
+    pub fn can_publish(&self, topic: &str) -> bool {
+        self.0
+            .iter()
+            .any(|g| matches!(g, Grant::Publish(p) if p.matches(topic)))
+    }
+
+    /// May subscribe to `topic`.
+    pub fn can_subscribe(&self, topic: &str) -> bool {
+        self.0
+            .iter()
+            .any(|g| matches!(g, Grant::Subscribe(p) if p.matches(topic)))
+    }
+
+    /// May use the Admin service.
+    pub fn is_admin(&self) -> bool {
+        self.0.contains(&Grant::Admin)
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The tenant (an org id) whose topics the call sees.
+    pub tenant: String,
+    /// Who called, for logs.
+    pub principal: String,
+    /// What the caller may do.
+    pub grants: Grants,
+}
+
+/// The authentication headers of one call, as sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Headers<'a> {
+    /// `accesstoken`.
+    pub access_token: Option<&'a str>,
+    /// `instanceurl`.
+    pub instance_url: Option<&'a str>,
+    /// `tenantid`.
+    pub tenant_id: Option<&'a str>,
+}
+
+/// Reads the org id out of a `tenantid` header: an org id of 15 or 18
+/// letters and digits, or `core/<name>/<orgId>` (spec §4).
+///
+/// # Errors
+/// [`AuthError::BadHeader`] for any other form.
+pub fn org_id_of(tenant_id: &str) -> Result<&str, AuthError> {
+    let id = match tenant_id.strip_prefix("core/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((name, id)) if !name.is_empty() => id,
+            _ => "",
+        },
+        None => tenant_id,
+    };
+    let well_formed =
+        (id.len() == 15 || id.len() == 18) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if well_formed {
+        Ok(id)
+    } else {
+        Err(AuthError::BadHeader(format!(
+            "tenantid `{tenant_id}` is neither an org id (15 or 18 letters and digits) nor core/<name>/<orgId>"
+        )))
+    }
+}
+
+/// Whether two org ids name the same org: an 18-character id is the
+/// 15-character one plus a 3-character case checksum.
+pub fn same_org(a: &str, b: &str) -> bool {
+    let short = |s: &str| s.get(..15).map(str::to_owned).unwrap_or_default();
+    !a.is_empty() && short(a) == short(b)
+}
+
+/// Hex SHA-256 of an access token, as stored in the tokens file.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Errors loading the authentication settings.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// A file could not be read.
+    #[error("{what} {path}: cannot read: {source}")]
+    Read {
+        /// What the file is for.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or setting is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn read(path: &Path, what: &'static str) -> Result<String, AuthConfigError> {
+    std::fs::read_to_string(path).map_err(|source| AuthConfigError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<TokenEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    sha256: String,
+    tenant: String,
+    principal: String,
+    #[serde(default)]
+    grants: Vec<String>,
+}
+
+/// Settings of the authenticator, from the serve settings.
+#[derive(Clone, Debug, Default)]
+pub struct AuthSettings {
+    /// The mode.
+    pub mode: AuthMode,
+    /// Tokens file for `static`.
+    pub tokens_file: Option<PathBuf>,
+    /// File holding the HS256 secret for `jwt`.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// JWKS file (RS256/ES256 public keys) for `jwt`.
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Required `iss`.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud`.
+    pub jwt_audience: Option<String>,
+}
+
+struct JwtKey {
+    kid: Option<String>,
+    key: DecodingKey,
+    alg: Algorithm,
+}
+
+/// Claims we read from a JWT (the standard ones are checked by the library).
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    sub: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    grants: Vec<String>,
+}
+
+/// Checks the credentials of each call.
+pub struct Authenticator {
+    mode: AuthMode,
+    tokens: HashMap<String, Caller>,
+    jwt_keys: Vec<JwtKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("mode", &self.mode)
+            .field("tokens", &self.tokens.len())
+            .field("jwt_keys", &self.jwt_keys.len())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// Mode `none`.
+    pub fn none() -> Self {
+        Self {
+            mode: AuthMode::None,
+            tokens: HashMap::new(),
+            jwt_keys: Vec::new(),
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    /// Loads the files the mode needs and checks they fit together.
+    ///
+    /// # Errors
+    /// [`AuthConfigError`] naming the file or setting that is wrong.
+    pub fn load(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
+        let mut auth = Self::none();
+        auth.mode = settings.mode;
+        match settings.mode {
+            AuthMode::None => {}
+            AuthMode::Static => {
+                let path = settings.tokens_file.as_deref().ok_or_else(|| {
+                    AuthConfigError::Invalid(
+                        "EVENTBUS_AUTH=static needs EVENTBUS_AUTH_TOKENS_FILE (--auth-tokens-file)"
+                            .into(),
+                    )
+                })?;
+                auth.tokens = load_tokens(path)?;
+            }
+            AuthMode::Jwt => {
+                if let Some(path) = &settings.jwt_secret_file {
+                    let secret = read(path, "JWT secret file")?;
+                    let secret = secret.trim_end_matches(['\r', '\n']);
+                    // A short HS256 secret can be brute-forced offline from
+                    // any token; RFC 7518 §3.2 asks for at least 256 bits.
+                    if secret.len() < 32 {
+                        return Err(AuthConfigError::Invalid(format!(
+                            "JWT secret file {}: the secret must be at least 32 bytes",
+                            path.display()
+                        )));
+                    }
+                    auth.jwt_keys.push(JwtKey {
+                        kid: None,
+                        key: DecodingKey::from_secret(secret.as_bytes()),
+                        alg: Algorithm::HS256,
+                    });
+                }
+                if let Some(path) = &settings.jwt_jwks_file {
+                    auth.jwt_keys.extend(load_jwks(path)?);
+                }
+                if auth.jwt_keys.is_empty() {
+                    return Err(AuthConfigError::Invalid(
+                        "EVENTBUS_AUTH=jwt needs EVENTBUS_JWT_SECRET_FILE or EVENTBUS_JWT_JWKS_FILE"
+                            .into(),
+                    ));
+                }
+                auth.issuer = settings.jwt_issuer.clone().filter(|s| !s.is_empty());
+                auth.audience = settings.jwt_audience.clone().filter(|s| !s.is_empty());
+                if auth.issuer.is_none() || auth.audience.is_none() {
+                    return Err(AuthConfigError::Invalid(
+                        "EVENTBUS_AUTH=jwt needs EVENTBUS_JWT_ISSUER and EVENTBUS_JWT_AUDIENCE: tokens minted for another service must not be accepted".into(),
+                    ));
+                }
+            }
+        }
+        Ok(auth)
+    }
+
+    /// The mode in force.
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    /// Authenticates one call from its headers.
+    ///
+    /// # Errors
+    /// [`AuthError`]: missing headers, a token that is not accepted, or a
+    /// `tenantid` that does not match the token's tenant.
+    pub fn authenticate(&self, headers: Headers<'_>) -> Result<Caller, AuthError> {
+        if self.mode == AuthMode::None {
+            return Ok(Caller {
+                tenant: DEFAULT_TENANT.to_owned(),
+                principal: "anonymous".to_owned(),
+                grants: Grants::all(),
+            });
+        }
+
+        let token = present(headers.access_token, "accesstoken")?;
+        let instance_url = present(headers.instance_url, "instanceurl")?;
+        let tenant_id = present(headers.tenant_id, "tenantid")?;
+        if !(instance_url.starts_with("https://") || instance_url.starts_with("http://")) {
+            return Err(AuthError::BadHeader(format!(
+                "instanceurl `{instance_url}` is not an http(s) URL"
+            )));
+        }
+        let org = org_id_of(tenant_id)?;
+        let caller = match self.mode {
+            AuthMode::Static => self
+                .tokens
+                .get(&hash_token(token))
+                .cloned()
+                .ok_or_else(|| AuthError::BadToken("unknown token".into()))?,
+            _ => self.verify_jwt(token)?,
+        };
+        if !same_org(&caller.tenant, org) {
+            return Err(AuthError::BadHeader(format!(
+                "tenantid `{tenant_id}` does not match the tenant of the access token"
+            )));
+        }
+        Ok(caller)
+    }
+
+    fn verify_jwt(&self, token: &str) -> Result<Caller, AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::BadToken(format!("not a JWT: {e}")))?;
+        let mut last = String::from("no key for the token's algorithm and key id");
+        for key in &self.jwt_keys {
+            if key.alg != header.alg {
+                continue;
+            }
+            if let (Some(want), Some(have)) = (&header.kid, &key.kid)
+                && want != have
+            {
+                continue;
+            }
+            let mut validation = Validation::new(key.alg);
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            if let Some(iss) = &self.issuer {
+                validation.set_issuer(&[iss]);
+            }
+            if let Some(aud) = &self.audience {
+                validation.set_audience(&[aud]);
+            }
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => {
+                    let claims = data.claims;
+                    if claims.tenant.is_empty() {
+                        return Err(AuthError::BadToken("the token names no `tenant`".into()));
+                    }
+                    let tenant = org_id_of(&claims.tenant)
+                        .map_err(|_| {
+                            AuthError::BadToken("the token's `tenant` is not an org id".into())
+                        })?
+                        .to_owned();
+                    let grants = Grants::parse(&claims.grants).map_err(AuthError::BadToken)?;
+                    return Ok(Caller {
+                        tenant,
+                        principal: claims.sub,
+                        grants,
+                    });
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(AuthError::BadToken(last))
+    }
+}
+
+/// A header's value, trimmed, or [`AuthError::MissingHeader`] when absent
+/// or blank.
+fn present<'a>(value: Option<&'a str>, name: &'static str) -> Result<&'a str, AuthError> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(AuthError::MissingHeader(name))
+}
+
+fn load_tokens(path: &Path) -> Result<HashMap<String, Caller>, AuthConfigError> {
+    let shown = path.display();
+    let file: TokensFile = toml::from_str(&read(path, "tokens file")?)
+        .map_err(|e| AuthConfigError::Invalid(format!("tokens file {shown}: {e}")))?;
+    let mut out = HashMap::new();
+    for (i, t) in file.tokens.into_iter().enumerate() {
+        let at = || format!("tokens file {shown}, token {} ({})", i + 1, t.principal);
+        let hash = t.sha256.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AuthConfigError::Invalid(format!(
+                "{}: sha256 must be 64 hex digits (eventbus token hash prints it)",
+                at()
+            )));
+        }
+        let tenant = org_id_of(&t.tenant)
+            .map_err(|e| AuthConfigError::Invalid(format!("{}: {e}", at())))?
+            .to_owned();
+        let grants = Grants::parse(&t.grants)
+            .map_err(|e| AuthConfigError::Invalid(format!("{}: {e}", at())))?;
+        let caller = Caller {
+            tenant,
+            principal: t.principal.clone(),
+            grants,
+        };
+        if out.insert(hash, caller).is_some() {
+            return Err(AuthConfigError::Invalid(format!(
+                "{}: the same token appears twice",
+                at()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn load_jwks(path: &Path) -> Result<Vec<JwtKey>, AuthConfigError> {
+    let shown = path.display();
+    let set: JwkSet = serde_json::from_str(&read(path, "JWKS file")?)
+        .map_err(|e| AuthConfigError::Invalid(format!("JWKS file {shown}: {e}")))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        use jsonwebtoken::jwk::AlgorithmParameters as P;
+        let alg = match &jwk.algorithm {
+            P::RSA(_) => Algorithm::RS256,
+            P::EllipticCurve(_) => Algorithm::ES256,
+            _ => {
+                return Err(AuthConfigError::Invalid(format!(
+                    "JWKS file {shown}: only RSA (RS256) and EC P-256 (ES256) keys are supported"
+                )));
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| AuthConfigError::Invalid(format!("JWKS file {shown}: {e}")))?;
+        keys.push(JwtKey {
+            kid: jwk.common.key_id.clone(),
+            key,
+            alg,
+        });
+    }
+    if keys.is_empty() {
+        return Err(AuthConfigError::Invalid(format!(
+            "JWKS file {shown} holds no keys"
+        )));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const ORG: &str = "00D5e000000AbcdEAC";
+
+    fn headers<'a>(token: &'a str, tenant: &'a str) -> Headers<'a> {
+        Headers {
+            access_token: Some(token),
+            instance_url: Some("https://example.my.salesforce.com"),
+            tenant_id: Some(tenant),
+        }
+    }
+
+    #[test]
+    fn tenant_header_forms() {
+        assert_eq!(org_id_of(ORG), Ok(ORG));
+        assert_eq!(org_id_of("00D5e000000Abcd"), Ok("00D5e000000Abcd"));
+        assert_eq!(org_id_of(&format!("core/acme/{ORG}")), Ok(ORG));
+        for bad in ["", "core//x", "core/acme/", "00D-bad", "core/acme/123"] {
+            assert!(org_id_of(bad).is_err(), "{bad}");
+        }
+        assert!(same_org(ORG, "00D5e000000Abcd"));
+        assert!(!same_org(ORG, "00D5e000000Abce"));
+    }
+
+    #[test]
+    fn grants_match_exact_prefix_and_all() {
+        let g = Grants::parse(&["publish:/event/Order__e", "subscribe:/event/*"]).expect("parse");
+        assert!(g.can_publish("/event/Order__e"));
+        assert!(!g.can_publish("/event/Order__e2"));
+        assert!(g.can_subscribe("/event/Anything__e"));
+        assert!(!g.can_subscribe("/data/AccountChangeEvent"));
+        assert!(!g.is_admin());
+        assert!(Grants::all().can_publish("/data/X"));
+        for bad in [
+            "write:/event/x",
+            "publish:event",
+            "publish:/ev*ent/*",
+            "publish",
+        ] {
+            assert!(Grant::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn tokens_file(dir: &Path, body: &str) -> AuthSettings {
+        let path = dir.join("tokens.toml");
+        std::fs::write(&path, body).expect("write");
+        AuthSettings {
+            mode: AuthMode::Static,
+            tokens_file: Some(path),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn static_tokens_map_to_tenant_principal_and_grants() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = format!(
+            "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG}\"\nprincipal = \"orders\"\ngrants = [\"publish:/event/*\"]\n",
+            hash_token("s3cret")
+        );
+        let auth = Authenticator::load(&tokens_file(dir.path(), &body)).expect("load");
+        let caller = auth
+            .authenticate(headers("s3cret", ORG))
+            .expect("known token");
+        assert_eq!(caller.principal, "orders");
+        assert!(caller.grants.can_publish("/event/X__e"));
+        // The core/<name>/<orgId> form and the 15-character id work too.
+        auth.authenticate(headers("s3cret", &format!("core/acme/{ORG}")))
+            .expect("long form");
+        auth.authenticate(headers("s3cret", &ORG[..15]))
+            .expect("15 characters");
+        assert!(matches!(
+            auth.authenticate(headers("wrong", ORG)),
+            Err(AuthError::BadToken(_))
+        ));
+        let other = auth
+            .authenticate(headers("s3cret", "00D5e000000ZZZZEAC"))
+            .expect_err("foreign tenant");
+        assert!(other.is_header_problem());
+        let missing = auth
+            .authenticate(Headers {
+                access_token: Some("s3cret"),
+                ..Default::default()
+            })
+            .expect_err("missing");
+        assert_eq!(missing, AuthError::MissingHeader("instanceurl"));
+    }
+
+    #[test]
+    fn a_bad_tokens_file_names_the_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body =
+            format!("[[tokens]]\nsha256 = \"abc\"\ntenant = \"{ORG}\"\nprincipal = \"orders\"\n");
+        let err = Authenticator::load(&tokens_file(dir.path(), &body)).expect_err("bad hash");
+        assert!(err.to_string().contains("token 1 (orders)"), "{err}");
+        let body = format!(
+            "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG}\"\nprincipal = \"o\"\ngrants = [\"all\"]\n",
+            hash_token("x")
+        );
+        let err = Authenticator::load(&tokens_file(dir.path(), &body)).expect_err("bad grant");
+        assert!(err.to_string().contains("grant `all`"), "{err}");
+    }
+
+    #[test]
+    fn mode_none_lets_everyone_in_as_the_default_tenant() {
+        let caller = Authenticator::none()
+            .authenticate(Headers::default())
+            .expect("none");
+        assert_eq!(caller.tenant, DEFAULT_TENANT);
+        assert!(caller.grants.is_admin());
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    }
+
+    fn claims(exp: u64, aud: &str) -> serde_json::Value {
+        serde_json::json!({
+            "iss": "https://issuer.test", "aud": aud, "exp": exp, "sub": "fulfilment",
+            "tenant": ORG, "grants": ["subscribe:/event/*"],
+        })
+    }
+
+    fn jwt_settings(dir: &Path, secret: Option<&str>, jwks: Option<&str>) -> AuthSettings {
+        let mut s = AuthSettings {
+            mode: AuthMode::Jwt,
+            jwt_issuer: Some("https://issuer.test".into()),
+            jwt_audience: Some("eventbus".into()),
+            ..Default::default()
+        };
+        if let Some(secret) = secret {
+            let p = dir.join("secret");
+            std::fs::write(&p, secret).expect("write");
+            s.jwt_secret_file = Some(p);
+        }
+        if let Some(jwks) = jwks {
+            let p = dir.join("jwks.json");
+            std::fs::write(&p, jwks).expect("write");
+            s.jwt_jwks_file = Some(p);
+        }
+        s
+    }
+
+    #[test]
+    fn hs256_checks_signature_expiry_and_audience() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = "0123456789abcdef0123456789abcdef";
+        let auth =
+            Authenticator::load(&jwt_settings(dir.path(), Some(secret), None)).expect("load");
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        let good = jsonwebtoken::encode(&Header::default(), &claims(now() + 600, "eventbus"), &key)
+            .expect("sign");
+        let caller = auth.authenticate(headers(&good, ORG)).expect("valid");
+        assert_eq!(caller.principal, "fulfilment");
+        assert!(caller.grants.can_subscribe("/event/A__e"));
+        assert!(!caller.grants.can_publish("/event/A__e"));
+
+        let expired =
+            jsonwebtoken::encode(&Header::default(), &claims(now() - 3600, "eventbus"), &key)
+                .expect("sign");
+        let err = auth
+            .authenticate(headers(&expired, ORG))
+            .expect_err("expired");
+        assert!(err.to_string().contains("Expired"), "{err}");
+        let wrong_aud =
+            jsonwebtoken::encode(&Header::default(), &claims(now() + 600, "other"), &key)
+                .expect("sign");
+        let err = auth
+            .authenticate(headers(&wrong_aud, ORG))
+            .expect_err("audience");
+        assert!(err.to_string().contains("Audience"), "{err}");
+        let forged = jsonwebtoken::encode(
+            &Header::default(),
+            &claims(now() + 600, "eventbus"),
+            &EncodingKey::from_secret(b"another secret of thirty-two bytes!!"),
+        )
+        .expect("sign");
+        assert!(auth.authenticate(headers(&forged, ORG)).is_err());
+        assert!(
+            Authenticator::load(&jwt_settings(dir.path(), Some("short"), None)).is_err(),
+            "short secrets are refused"
+        );
+    }
+
+    /// An ES256 key pair as (signing key, JWK JSON with `kid`).
+    fn es256_key(kid: &str) -> (EncodingKey, serde_json::Value) {
+        let pair = rcgen::KeyPair::generate().expect("P-256 key");
+        let raw = pair.public_key_raw();
+        // Uncompressed point: 0x04 || X (32 bytes) || Y (32 bytes).
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+            "x": b64(&raw[1..33]), "y": b64(&raw[33..65]),
+        });
+        let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("pem");
+        (key, jwk)
+    }
+
+    #[test]
+    fn rs256_tokens_verify_against_an_rsa_jwks() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let jwks =
+            std::fs::read_to_string(fixtures.join("jwt-rs256-test-jwks.json")).expect("jwks");
+        let pem = std::fs::read(fixtures.join("jwt-rs256-test-key.pem")).expect("key");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = Authenticator::load(&jwt_settings(dir.path(), None, Some(&jwks))).expect("load");
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-test".into());
+        let key = EncodingKey::from_rsa_pem(&pem).expect("rsa key");
+        let token =
+            jsonwebtoken::encode(&header, &claims(now() + 600, "eventbus"), &key).expect("sign");
+        let caller = auth.authenticate(headers(&token, ORG)).expect("RS256");
+        assert_eq!(caller.principal, "fulfilment");
+        // An HS256 token cannot pass as RS256 (no key of that algorithm).
+        let hs = jsonwebtoken::encode(
+            &Header::default(),
+            &claims(now() + 600, "eventbus"),
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .expect("sign");
+        assert!(auth.authenticate(headers(&hs, ORG)).is_err());
+    }
+
+    #[test]
+    fn a_jwks_with_two_keys_picks_the_key_by_kid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (k1, j1) = es256_key("one");
+        let (k2, j2) = es256_key("two");
+        let jwks = serde_json::json!({ "keys": [j1, j2] }).to_string();
+        let auth = Authenticator::load(&jwt_settings(dir.path(), None, Some(&jwks))).expect("load");
+        for (kid, key) in [("one", &k1), ("two", &k2)] {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(kid.into());
+            let token =
+                jsonwebtoken::encode(&header, &claims(now() + 600, "eventbus"), key).expect("sign");
+            auth.authenticate(headers(&token, ORG))
+                .unwrap_or_else(|e| panic!("key {kid}: {e}"));
+        }
+        // Signed by key two but labelled as key one: refused.
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("one".into());
+        let token =
+            jsonwebtoken::encode(&header, &claims(now() + 600, "eventbus"), &k2).expect("sign");
+        assert!(auth.authenticate(headers(&token, ORG)).is_err());
+    }
+}

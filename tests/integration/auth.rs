@@ -1,0 +1,723 @@
+//! Authentication and grants over the wire: `static` tokens and `jwt`.
+
+use eventbus::api::admin::pb::{self as admin_pb, admin_client::AdminClient};
+use eventbus::api::pb::{self, ReplayPreset, pub_sub_client::PubSubClient};
+use eventbus::auth::{AuthMode, hash_token};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::common::*;
+
+/// The default tenant: the one the topics folder provisions.
+const ORG: &str = "00D000000000000EAA";
+/// A tenant of its own.
+const ORG_A: &str = "00D5e000000AbcdEAC";
+const INSTANCE: &str = "https://acme.my.salesforce.com";
+
+/// The three headers every Salesforce client sends.
+#[derive(Clone)]
+struct Creds {
+    token: String,
+    tenant: String,
+}
+
+impl tonic::service::Interceptor for Creds {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let md = req.metadata_mut();
+        for (k, v) in [
+            ("accesstoken", self.token.as_str()),
+            ("instanceurl", INSTANCE),
+            ("tenantid", self.tenant.as_str()),
+        ] {
+            if !v.is_empty() {
+                md.insert(k, MetadataValue::try_from(v).expect("ascii header"));
+            }
+        }
+        Ok(req)
+    }
+}
+
+type Client = PubSubClient<InterceptedService<Channel, Creds>>;
+
+async fn client(server: &TestServer, token: &str, tenant: &str) -> Client {
+    let ch = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    PubSubClient::with_interceptor(
+        ch,
+        Creds {
+            token: token.into(),
+            tenant: tenant.into(),
+        },
+    )
+}
+
+async fn admin(
+    server: &TestServer,
+    token: &str,
+) -> AdminClient<InterceptedService<Channel, Creds>> {
+    let ch = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    AdminClient::with_interceptor(
+        ch,
+        Creds {
+            token: token.into(),
+            tenant: ORG.into(),
+        },
+    )
+}
+
+async fn static_server() -> TestServer {
+    start_with(|a| {
+        let dir = a.data_dir.parent().expect("temp root").to_path_buf();
+        let file = dir.join("tokens.toml");
+        let entry = |token: &str, principal: &str, grants: &str| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG}\"\nprincipal = \"{principal}\"\ngrants = [{grants}]\n",
+                hash_token(token)
+            )
+        };
+        let body = [
+            entry("writer-token", "writer", "\"publish:/event/*\""),
+            entry("reader-token", "reader", "\"subscribe:/event/Order_Event__e\""),
+            entry("ops-token", "ops", "\"admin\""),
+        ]
+        .join("\n");
+        std::fs::write(&file, body).expect("tokens file");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+    })
+    .await
+}
+
+fn topic_request() -> pb::TopicRequest {
+    pb::TopicRequest {
+        topic_name: ORDER_TOPIC.into(),
+    }
+}
+
+#[tokio::test]
+async fn static_tokens_authenticate_every_call() {
+    let server = static_server().await;
+
+    // No headers at all, an unknown token, a tenant that is not the token's.
+    let mut anonymous = PubSubClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let st = anonymous
+        .get_topic(topic_request())
+        .await
+        .expect_err("no credentials");
+    assert_status(&st, Code::Unauthenticated, "service.auth.error");
+    let st = client(&server, "guess", ORG)
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect_err("unknown token");
+    assert_status(&st, Code::Unauthenticated, "service.auth.error");
+    let st = client(&server, "writer-token", "00D5e000000ZZZZEAC")
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect_err("foreign tenant");
+    assert_status(&st, Code::Unauthenticated, "service.auth.headers.invalid");
+    let st = client(&server, "writer-token", "")
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect_err("no tenantid");
+    assert_status(&st, Code::Unauthenticated, "service.auth.error");
+
+    // Both tenantid forms are understood.
+    for tenant in [
+        ORG.to_owned(),
+        format!("core/acme/{ORG}"),
+        ORG[..15].to_owned(),
+    ] {
+        client(&server, "writer-token", &tenant)
+            .await
+            .get_topic(topic_request())
+            .await
+            .unwrap_or_else(|e| panic!("tenantid {tenant}: {e:?}"));
+    }
+    // A subscription stream is refused at its start too.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(fetch(ReplayPreset::Earliest, vec![], 1))
+        .await
+        .expect("send");
+    let st = client(&server, "guess", ORG)
+        .await
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .expect_err("unknown token on Subscribe");
+    assert_status(&st, Code::Unauthenticated, "service.auth.error");
+}
+
+#[tokio::test]
+async fn grants_decide_publish_subscribe_and_admin() {
+    let server = static_server().await;
+    let mut writer = client(&server, "writer-token", ORG).await;
+    let mut reader = client(&server, "reader-token", ORG).await;
+
+    let info = writer
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner();
+    assert!(info.can_publish && !info.can_subscribe, "{info:?}");
+    let info = reader
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner();
+    assert!(!info.can_publish && info.can_subscribe, "{info:?}");
+    let schema_id = info.schema_id;
+
+    // Publish: allowed for the writer, refused for the reader (unary and stream).
+    let req = pb::PublishRequest {
+        topic_name: ORDER_TOPIC.into(),
+        events: vec![order_event(&schema_id, 1)],
+        auth_refresh: String::new(),
+    };
+    let ok = writer.publish(req.clone()).await.expect("writer publishes");
+    assert!(ok.get_ref().results[0].error.is_none());
+    let st = reader
+        .publish(req.clone())
+        .await
+        .expect_err("reader publishes");
+    assert_status(&st, Code::PermissionDenied, "topic.meta.permission");
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(req.clone()).await.expect("send");
+    let mut responses = reader
+        .publish_stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let st = responses
+        .message()
+        .await
+        .expect_err("refused on the stream");
+    assert_status(&st, Code::PermissionDenied, "topic.meta.permission");
+
+    // Subscribe: allowed for the reader (who sees the writer's event),
+    // refused for the writer.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(fetch(ReplayPreset::Earliest, vec![], 1))
+        .await
+        .expect("send");
+    let mut stream = reader
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .expect("reader subscribes")
+        .into_inner();
+    let got = loop {
+        let resp = stream.message().await.expect("stream").expect("open");
+        if let Some(ev) = resp.events.into_iter().next() {
+            break ev;
+        }
+    };
+    assert_eq!(
+        got.event.expect("event").payload.to_vec(),
+        order_payload(1),
+        "the reader reads what the writer wrote"
+    );
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(fetch(ReplayPreset::Earliest, vec![], 1))
+        .await
+        .expect("send");
+    let st = writer
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .expect_err("writer subscribes");
+    assert_status(
+        &st,
+        Code::PermissionDenied,
+        "subscription.topic.cannot.subscribe",
+    );
+
+    // Admin needs the admin grant.
+    let st = admin(&server, "writer-token")
+        .await
+        .list_topics(admin_pb::ListTopicsRequest {})
+        .await
+        .expect_err("writer uses admin");
+    assert_status(&st, Code::PermissionDenied, "admin.permission");
+    let topics = admin(&server, "ops-token")
+        .await
+        .list_topics(admin_pb::ListTopicsRequest {})
+        .await
+        .expect("ops uses admin")
+        .into_inner();
+    assert!(!topics.topics.is_empty());
+}
+
+#[tokio::test]
+async fn jwt_tokens_are_checked_for_signature_expiry_and_audience() {
+    use jsonwebtoken::{EncodingKey, Header};
+    let secret = "a test secret of at least 32 bytes!!";
+    let server = start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("jwt-secret");
+        std::fs::write(&file, secret).expect("secret");
+        a.auth = AuthMode::Jwt;
+        a.jwt_secret_file = Some(file);
+        a.jwt_issuer = Some("https://login.test".into());
+        a.jwt_audience = Some("eventbus".into());
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let token = |exp: u64, aud: &str| {
+        jsonwebtoken::encode(
+            &Header::default(),
+            &serde_json::json!({
+                "iss": "https://login.test", "aud": aud, "exp": exp, "sub": "svc",
+                "tenant": ORG, "grants": ["publish:/event/*", "subscribe:/event/*"],
+            }),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("sign")
+    };
+    let info = client(&server, &token(now + 600, "eventbus"), ORG)
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect("valid JWT")
+        .into_inner();
+    assert!(info.can_publish && info.can_subscribe);
+    for (what, bad) in [
+        ("expired", token(now - 3600, "eventbus")),
+        ("wrong audience", token(now + 600, "billing")),
+    ] {
+        let st = client(&server, &bad, ORG)
+            .await
+            .get_topic(topic_request())
+            .await
+            .expect_err(what);
+        assert_status(&st, Code::Unauthenticated, "service.auth.error");
+    }
+}
+
+#[tokio::test]
+async fn the_cli_makes_tokens_and_hashes_them() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["token", "new"])
+        .output()
+        .expect("token new");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let (token, sha) = (field("token:"), field("sha256:"));
+    assert_eq!(token.len(), 64);
+    assert_eq!(sha, hash_token(&token));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["token", "hash"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("token hash");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(token.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), sha);
+}
+
+#[tokio::test]
+async fn limits_hold_per_tenant() {
+    const OTHER: &str = "00D5e000000OtheEAC";
+    let server = start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        let entry = |token: &str, tenant: &str| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{tenant}\"\nprincipal = \"{token}\"\ngrants = [\"publish:*\", \"subscribe:*\", \"admin\"]\n",
+                hash_token(token)
+            )
+        };
+        std::fs::write(&file, [entry("a", ORG), entry("b", OTHER)].join("\n")).expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+        a.max_subscriptions_per_tenant = 2;
+        // 2 events/s: the 20-event request below leaves 9 s of debt, so the
+        // refusal that follows cannot depend on how fast this test runs.
+        a.publish_events_per_tenant = 2.0;
+    })
+    .await;
+    // B works in its own namespace: its topic first.
+    let ch = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    AdminClient::with_interceptor(
+        ch,
+        Creds {
+            token: "b".into(),
+            tenant: OTHER.into(),
+        },
+    )
+    .create_topic(admin_pb::CreateTopicRequest {
+        topic_name: ORDER_TOPIC.into(),
+        schema_json: ORDER_SCHEMA.into(),
+        retention_ms: 0,
+    })
+    .await
+    .expect("B creates its topic");
+    let open = |token: &'static str, tenant: &'static str| {
+        let server = &server;
+        async move {
+            let (tx, rx) = mpsc::channel(1);
+            tx.send(fetch(ReplayPreset::Latest, vec![], 1))
+                .await
+                .expect("send");
+            let resp = client(server, token, tenant)
+                .await
+                .subscribe(ReceiverStream::new(rx))
+                .await;
+            (tx, resp)
+        }
+    };
+    let (_t1, s1) = open("a", ORG).await;
+    let s1 = s1.expect("first subscription");
+    let (_t2, s2) = open("a", ORG).await;
+    s2.expect("second subscription");
+    let (_t3, s3) = open("a", ORG).await;
+    let st = s3.expect_err("third subscription of the tenant");
+    assert_status(
+        &st,
+        Code::ResourceExhausted,
+        "concurrent.client.limit.exceeded",
+    );
+    let (_tb, sb) = open("b", OTHER).await;
+    sb.expect("the other tenant is not affected");
+
+    // Ending one subscription gives its slot back (once the server has
+    // seen the stream end: a bounded poll, not a sleep).
+    drop((s1, _t1));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_t, s) = open("a", ORG).await;
+        match s {
+            Ok(_) => break,
+            Err(st) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(st) => panic!("the slot never came back: {st:?}"),
+        }
+    }
+
+    // Publish rate.
+    let mut a = client(&server, "a", ORG).await;
+    let schema_id = a
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner()
+        .schema_id;
+    let request = |n: i64| pb::PublishRequest {
+        topic_name: ORDER_TOPIC.into(),
+        events: (0..n).map(|i| order_event(&schema_id, i)).collect(),
+        auth_refresh: String::new(),
+    };
+    a.publish(request(20))
+        .await
+        .expect("the first second's burst");
+    let st = a.publish(request(1)).await.expect_err("over the rate");
+    assert_status(&st, Code::ResourceExhausted, "service.protection.triggered");
+    client(&server, "b", OTHER)
+        .await
+        .publish(request(2))
+        .await
+        .expect("the other tenant publishes");
+}
+
+const SHIPMENT_SCHEMA: &str = r#"{"type":"record","name":"Shipment__e","namespace":"com.sforce.eventbus","fields":[{"name":"CreatedDate","type":"long"},{"name":"CreatedById","type":"string"},{"name":"Carrier__c","type":["null","string"],"default":null}]}"#;
+
+#[tokio::test]
+async fn tenants_see_only_their_own_topics_events_and_schemas() {
+    const ORG_B: &str = "00D5e000000BbbbEAC";
+    let server = start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        let entry = |token: &str, tenant: &str| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{tenant}\"\nprincipal = \"{token}\"\ngrants = [\"publish:*\", \"subscribe:*\", \"admin\"]\n",
+                hash_token(token)
+            )
+        };
+        std::fs::write(
+            &file,
+            [
+                entry("a", ORG_A),
+                entry("b", ORG_B),
+                entry("home", eventbus::auth::DEFAULT_TENANT),
+            ]
+            .join("\n"),
+        )
+        .expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+    })
+    .await;
+    let with_tenant = |token: &'static str, tenant: &'static str| {
+        let server = &server;
+        async move {
+            let ch = Channel::from_shared(format!("http://{}", server.addr))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect");
+            let creds = Creds {
+                token: token.into(),
+                tenant: tenant.into(),
+            };
+            (
+                PubSubClient::with_interceptor(ch.clone(), creds.clone()),
+                AdminClient::with_interceptor(ch, creds),
+            )
+        }
+    };
+    let (mut a, mut a_admin) = with_tenant("a", ORG_A).await;
+    let (mut b, mut b_admin) = with_tenant("b", ORG_B).await;
+
+    // The topics folder provisioned the default tenant only.
+    let st = a.get_topic(topic_request()).await.expect_err("not A's");
+    assert_status(&st, Code::NotFound, "topic.not.found");
+    let (mut home, _) = with_tenant("home", eventbus::auth::DEFAULT_TENANT).await;
+    home.get_topic(topic_request())
+        .await
+        .expect("the default tenant's topic");
+
+    // Both tenants create the same name; each gets its own topic.
+    for admin in [&mut a_admin, &mut b_admin] {
+        admin
+            .create_topic(admin_pb::CreateTopicRequest {
+                topic_name: ORDER_TOPIC.into(),
+                schema_json: ORDER_SCHEMA.into(),
+                retention_ms: 0,
+            })
+            .await
+            .expect("create in own namespace");
+    }
+    b_admin
+        .create_topic(admin_pb::CreateTopicRequest {
+            topic_name: "/event/Shipment__e".into(),
+            schema_json: SHIPMENT_SCHEMA.into(),
+            retention_ms: 0,
+        })
+        .await
+        .expect("B's own topic");
+
+    let info_a = a
+        .get_topic(topic_request())
+        .await
+        .expect("A's")
+        .into_inner();
+    assert_eq!(info_a.topic_name, ORDER_TOPIC);
+    assert_eq!(info_a.tenant_guid, ORG_A);
+    let info_b = b
+        .get_topic(topic_request())
+        .await
+        .expect("B's")
+        .into_inner();
+    assert_eq!(info_b.tenant_guid, ORG_B);
+
+    for (client, n) in [(&mut a, 100), (&mut b, 200)] {
+        let schema_id = client
+            .get_topic(topic_request())
+            .await
+            .expect("topic")
+            .into_inner()
+            .schema_id;
+        client
+            .publish(pb::PublishRequest {
+                topic_name: ORDER_TOPIC.into(),
+                events: vec![order_event(&schema_id, n)],
+                auth_refresh: String::new(),
+            })
+            .await
+            .expect("publish");
+    }
+    for (client, n) in [(&mut a, 100), (&mut b, 200)] {
+        let (tx, rx) = mpsc::channel(2);
+        tx.send(fetch(ReplayPreset::Earliest, vec![], 10))
+            .await
+            .expect("send");
+        let mut stream = client
+            .subscribe(ReceiverStream::new(rx))
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let resp = loop {
+            let r = stream.message().await.expect("stream").expect("open");
+            if !r.events.is_empty() {
+                break r;
+            }
+        };
+        assert_eq!(resp.events.len(), 1, "exactly the tenant's own event");
+        let ev = resp.events[0].event.as_ref().expect("event");
+        assert_eq!(ev.payload.to_vec(), order_payload(n));
+        assert_eq!(replay_num(&resp.events[0].replay_id), 1, "own replay ids");
+    }
+
+    // A foreign topic answers exactly like an unknown one.
+    let foreign = a
+        .get_topic(pb::TopicRequest {
+            topic_name: "/event/Shipment__e".into(),
+        })
+        .await
+        .expect_err("B's topic");
+    let unknown = a
+        .get_topic(pb::TopicRequest {
+            topic_name: "/event/Nothing__e".into(),
+        })
+        .await
+        .expect_err("no topic");
+    assert_eq!(foreign.code(), unknown.code());
+    assert_eq!(error_code(&foreign), error_code(&unknown));
+    assert!(!foreign.message().contains(ORG_B) && !foreign.message().contains("~"));
+    // Nor can the stored form be named directly.
+    let st = a
+        .get_topic(pb::TopicRequest {
+            topic_name: format!("/~{}/event/Shipment__e", &ORG_B[..15]),
+        })
+        .await
+        .expect_err("stored form");
+    assert_eq!(st.code(), unknown.code());
+    // Publishing into it fails the same way.
+    let st = a
+        .publish(pb::PublishRequest {
+            topic_name: "/event/Shipment__e".into(),
+            events: vec![order_event(&info_a.schema_id, 1)],
+            auth_refresh: String::new(),
+        })
+        .await
+        .expect_err("publish to B's topic");
+    assert_status(&st, Code::NotFound, "topic.not.found");
+
+    // Schemas of B's topics are unknown to A.
+    let shipment_schema = b
+        .get_topic(pb::TopicRequest {
+            topic_name: "/event/Shipment__e".into(),
+        })
+        .await
+        .expect("B's topic")
+        .into_inner()
+        .schema_id;
+    let st = a
+        .get_schema(pb::SchemaRequest {
+            schema_id: shipment_schema.clone(),
+        })
+        .await
+        .expect_err("B's schema");
+    assert_status(&st, Code::NotFound, "schema.meta.permission");
+    b.get_schema(pb::SchemaRequest {
+        schema_id: shipment_schema,
+    })
+    .await
+    .expect("own schema");
+
+    // Listing shows only the tenant's own topics, by their client names.
+    let names = |list: admin_pb::ListTopicsResponse| {
+        let mut v: Vec<String> = list.topics.into_iter().map(|t| t.topic_name).collect();
+        v.sort();
+        v
+    };
+    let listed_a = names(
+        a_admin
+            .list_topics(admin_pb::ListTopicsRequest {})
+            .await
+            .expect("list")
+            .into_inner(),
+    );
+    assert_eq!(listed_a, vec![ORDER_TOPIC.to_owned()]);
+    let listed_b = names(
+        b_admin
+            .list_topics(admin_pb::ListTopicsRequest {})
+            .await
+            .expect("list")
+            .into_inner(),
+    );
+    assert_eq!(
+        listed_b,
+        vec![
+            "/event/Order_Event__e".to_owned(),
+            "/event/Shipment__e".to_owned()
+        ]
+    );
+
+    // Topics and namespaces survive a restart.
+    let server = server.restart().await;
+    let ch = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut a = PubSubClient::with_interceptor(
+        ch,
+        Creds {
+            token: "a".into(),
+            tenant: ORG_A.into(),
+        },
+    );
+    let info = a
+        .get_topic(topic_request())
+        .await
+        .expect("after restart")
+        .into_inner();
+    assert_eq!(info.schema_id, info_a.schema_id);
+}
+
+#[tokio::test]
+async fn the_cli_sends_the_token_and_tenant() {
+    let server = static_server().await;
+    let run = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"));
+        cmd.args([
+            "topic",
+            "list",
+            "--server",
+            &server.addr.to_string(),
+            "--tenant-id",
+            ORG,
+        ])
+        .env_remove("EVENTBUS_ACCESS_TOKEN");
+        if let Some(t) = token {
+            cmd.env("EVENTBUS_ACCESS_TOKEN", t);
+        }
+        // Off the runtime thread: the server answers on this test's runtime.
+        tokio::task::spawn_blocking(move || cmd.output().expect("run the CLI"))
+    };
+    let ok = run(Some("ops-token")).await.expect("join");
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success() && stdout.contains(ORDER_TOPIC),
+        "{stdout}"
+    );
+    let refused = run(None).await.expect("join");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("service.auth.error"),
+        "{stderr}"
+    );
+}
