@@ -377,6 +377,16 @@ impl ServerProcess {
     /// Starts `eventbus serve` on `data` with `topics`, JSON logs, and waits
     /// until it serves (the address comes from its log line).
     pub async fn spawn(data: &Path, topics: &Path, extra: &[&str]) -> ServerProcess {
+        Self::spawn_env(data, topics, extra, &[]).await
+    }
+
+    /// [`ServerProcess::spawn`] with extra environment variables.
+    pub async fn spawn_env(
+        data: &Path,
+        topics: &Path,
+        extra: &[&str],
+        envs: &[(&str, &std::ffi::OsStr)],
+    ) -> ServerProcess {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -385,6 +395,7 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(data)
             .args(extra)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())

@@ -137,6 +137,21 @@ impl Server {
             .any(|l| l.contains(needle))
     }
 
+    /// Whether a log line containing `needle` shows up within 10 s: the
+    /// server writes the line around the time it answers, and a reader
+    /// thread copies its stderr, so the line can trail the answer a little.
+    async fn logged_soon(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.logged(needle) {
+                return true;
+            }
+            // Polling a log, not synchronisation.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.logged(needle)
+    }
+
     fn log_text(&self) -> String {
         self.logs.lock().expect("log lines").join("\n")
     }
@@ -432,7 +447,7 @@ async fn a_full_disk_refuses_publishes_keeps_subscribers_and_resumes_without_res
         refused.message()
     );
     assert!(
-        server.logged("storage full"),
+        server.logged_soon("storage full").await,
         "the server logs the full disk:\n{}",
         server.log_text()
     );
@@ -479,7 +494,7 @@ async fn a_full_disk_refuses_publishes_keeps_subscribers_and_resumes_without_res
         acked.extend(got);
     }
     assert!(
-        server.logged("publishing resumed"),
+        server.logged_soon("publishing resumed").await,
         "the server logs the recovery:\n{}",
         server.log_text()
     );
@@ -585,7 +600,7 @@ async fn damage_inside_the_wal_refuses_to_start_until_point_in_time_is_chosen() 
     // The operator accepts losing what follows the damage.
     let mut server = Server::start(&data, &topics, &["--wal-recovery", "point-in-time"]).await;
     assert!(
-        server.logged("recovered to a point in time"),
+        server.logged_soon("recovered to a point in time").await,
         "the log must say what happened:\n{}",
         server.log_text()
     );
