@@ -42,38 +42,38 @@ impl tonic::service::Interceptor for Creds {
 }
 
 type Client = PubSubClient<InterceptedService<Channel, Creds>>;
+type Admin = AdminClient<InterceptedService<Channel, Creds>>;
 
-async fn client(server: &TestServer, token: &str, tenant: &str) -> Client {
-    let ch = Channel::from_shared(format!("http://{}", server.addr))
+async fn channel(server: &TestServer) -> Channel {
+    Channel::from_shared(format!("http://{}", server.addr))
         .expect("uri")
         .connect()
         .await
-        .expect("connect");
-    PubSubClient::with_interceptor(
-        ch,
-        Creds {
-            token: token.into(),
-            tenant: tenant.into(),
-        },
-    )
+        .expect("connect")
 }
 
-async fn admin(
-    server: &TestServer,
-    token: &str,
-) -> AdminClient<InterceptedService<Channel, Creds>> {
-    let ch = Channel::from_shared(format!("http://{}", server.addr))
-        .expect("uri")
-        .connect()
+fn creds(token: &str, tenant: &str) -> Creds {
+    Creds {
+        token: token.into(),
+        tenant: tenant.into(),
+    }
+}
+
+async fn client(server: &TestServer, token: &str, tenant: &str) -> Client {
+    PubSubClient::with_interceptor(channel(server).await, creds(token, tenant))
+}
+
+async fn admin(server: &TestServer, token: &str, tenant: &str) -> Admin {
+    AdminClient::with_interceptor(channel(server).await, creds(token, tenant))
+}
+
+/// GetTopic of the example topic, expected to fail; the status.
+async fn refused(server: &TestServer, token: &str, tenant: &str) -> tonic::Status {
+    client(server, token, tenant)
         .await
-        .expect("connect");
-    AdminClient::with_interceptor(
-        ch,
-        Creds {
-            token: token.into(),
-            tenant: ORG.into(),
-        },
-    )
+        .get_topic(topic_request())
+        .await
+        .expect_err("the call must be refused")
 }
 
 async fn static_server() -> TestServer {
@@ -118,23 +118,11 @@ async fn static_tokens_authenticate_every_call() {
         .await
         .expect_err("no credentials");
     assert_status(&st, Code::Unauthenticated, "service.auth.error");
-    let st = client(&server, "guess", ORG)
-        .await
-        .get_topic(topic_request())
-        .await
-        .expect_err("unknown token");
+    let st = refused(&server, "guess", ORG).await;
     assert_status(&st, Code::Unauthenticated, "service.auth.error");
-    let st = client(&server, "writer-token", "00D5e000000ZZZZEAC")
-        .await
-        .get_topic(topic_request())
-        .await
-        .expect_err("foreign tenant");
+    let st = refused(&server, "writer-token", "00D5e000000ZZZZEAC").await;
     assert_status(&st, Code::Unauthenticated, "service.auth.headers.invalid");
-    let st = client(&server, "writer-token", "")
-        .await
-        .get_topic(topic_request())
-        .await
-        .expect_err("no tenantid");
+    let st = refused(&server, "writer-token", "").await;
     assert_status(&st, Code::Unauthenticated, "service.auth.error");
 
     // Both tenantid forms are understood.
@@ -245,13 +233,13 @@ async fn grants_decide_publish_subscribe_and_admin() {
     );
 
     // Admin needs the admin grant.
-    let st = admin(&server, "writer-token")
+    let st = admin(&server, "writer-token", ORG)
         .await
         .list_topics(admin_pb::ListTopicsRequest {})
         .await
         .expect_err("writer uses admin");
     assert_status(&st, Code::PermissionDenied, "admin.permission");
-    let topics = admin(&server, "ops-token")
+    let topics = admin(&server, "ops-token", ORG)
         .await
         .list_topics(admin_pb::ListTopicsRequest {})
         .await
@@ -364,25 +352,15 @@ async fn limits_hold_per_tenant() {
     })
     .await;
     // B works in its own namespace: its topic first.
-    let ch = Channel::from_shared(format!("http://{}", server.addr))
-        .expect("uri")
-        .connect()
+    admin(&server, "b", OTHER)
         .await
-        .expect("connect");
-    AdminClient::with_interceptor(
-        ch,
-        Creds {
-            token: "b".into(),
-            tenant: OTHER.into(),
-        },
-    )
-    .create_topic(admin_pb::CreateTopicRequest {
-        topic_name: ORDER_TOPIC.into(),
-        schema_json: ORDER_SCHEMA.into(),
-        retention_ms: 0,
-    })
-    .await
-    .expect("B creates its topic");
+        .create_topic(admin_pb::CreateTopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+            schema_json: ORDER_SCHEMA.into(),
+            retention_ms: 0,
+        })
+        .await
+        .expect("B creates its topic");
     let open = |token: &'static str, tenant: &'static str| {
         let server = &server;
         async move {
@@ -482,18 +460,10 @@ async fn tenants_see_only_their_own_topics_events_and_schemas() {
     let with_tenant = |token: &'static str, tenant: &'static str| {
         let server = &server;
         async move {
-            let ch = Channel::from_shared(format!("http://{}", server.addr))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect");
-            let creds = Creds {
-                token: token.into(),
-                tenant: tenant.into(),
-            };
+            let ch = channel(server).await;
             (
-                PubSubClient::with_interceptor(ch.clone(), creds.clone()),
-                AdminClient::with_interceptor(ch, creds),
+                PubSubClient::with_interceptor(ch.clone(), creds(token, tenant)),
+                AdminClient::with_interceptor(ch, creds(token, tenant)),
             )
         }
     };
@@ -668,18 +638,7 @@ async fn tenants_see_only_their_own_topics_events_and_schemas() {
 
     // Topics and namespaces survive a restart.
     let server = server.restart().await;
-    let ch = Channel::from_shared(format!("http://{}", server.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let mut a = PubSubClient::with_interceptor(
-        ch,
-        Creds {
-            token: "a".into(),
-            tenant: ORG_A.into(),
-        },
-    );
+    let mut a = client(&server, "a", ORG_A).await;
     let info = a
         .get_topic(topic_request())
         .await
