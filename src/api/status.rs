@@ -53,12 +53,7 @@ pub fn counted(metrics: &Metrics, st: Status) -> Status {
 /// `RESOURCE_EXHAUSTED` with `service.request.too.large` for a request
 /// message over the decoding limit (`limit` bytes, when known), counted.
 pub fn too_large(metrics: &Metrics, limit: Option<usize>, rpc: RpcId) -> Status {
-    let message = match limit {
-        Some(n) => format!(
-            "The request is larger than the {n} bytes this server accepts per message. Send fewer or smaller events per request."
-        ),
-        None => "The request is larger than this server accepts per message. Send fewer or smaller events per request.".to_owned(),
-    };
+    let message = crate::broker::request_too_large_message(limit);
     counted(
         metrics,
         status(
@@ -86,9 +81,13 @@ pub fn inbound(metrics: &Metrics, st: Status, rpc: RpcId) -> Status {
     if !is_tonic_too_large(st.code(), st.metadata().get(ERROR_CODE_KEY).is_some()) {
         return st;
     }
+    too_large(metrics, tonic_limit(&st), rpc)
+}
+
+/// The byte limit named in tonic's too-large message, when it names one.
+pub fn tonic_limit(st: &Status) -> Option<usize> {
     // tonic says "... the limit is: N bytes"; without it the message names no number.
-    let limit = st
-        .message()
+    st.message()
         .split("limit is: ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
@@ -99,8 +98,7 @@ pub fn inbound(metrics: &Metrics, st: Status, rpc: RpcId) -> Status {
                 .nth(1)
                 .and_then(|rest| rest.split(' ').next())
                 .and_then(|n| n.parse().ok())
-        });
-    too_large(metrics, limit, rpc)
+        })
 }
 
 /// The gRPC status for an engine error.
@@ -122,6 +120,7 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         | BrokerError::SchemaInvalid(_)
         | BrokerError::RetentionInvalid(_) => Code::InvalidArgument,
         BrokerError::SchemaIncompatible { .. } => Code::FailedPrecondition,
+        BrokerError::RequestTooLarge(_) => Code::ResourceExhausted,
         BrokerError::TopicExists(_) => Code::AlreadyExists,
         BrokerError::TopicNotFound(_)
         | BrokerError::SchemaNotFound(_)

@@ -113,6 +113,18 @@ pub(super) async fn start(
         }
         Ok(req) if req.num_requested == 0 => None,
         Ok(req) => Some(Control::Grant(req.num_requested.unsigned_abs())),
+        // A request over the size limit: the client is still there and
+        // learns why its stream ends.
+        Err(st)
+            if status::is_tonic_too_large(
+                st.code(),
+                st.metadata().get(status::ERROR_CODE_KEY).is_some(),
+            ) =>
+        {
+            Some(Control::Fail(BrokerError::RequestTooLarge(
+                status::tonic_limit(&st),
+            )))
+        }
         // A broken transport: the client is gone.
         Err(_) => Some(Control::Disconnected),
     });

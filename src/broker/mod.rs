@@ -132,6 +132,10 @@ pub enum BrokerError {
         "num_requested must be greater than 0 in the first request and not negative after it; got {0}."
     )]
     CreditInvalid(i32),
+    /// A later request of a stream was over the server's message size
+    /// limit (`Some(bytes)` when known).
+    #[error("{}", request_too_large_message(*.0))]
+    RequestTooLarge(Option<usize>),
     /// CUSTOM without a replay id.
     #[error(
         "The replay preset is CUSTOM but no replay ID was given. Provide the replay ID to resume after."
@@ -187,6 +191,7 @@ impl BrokerError {
             BrokerError::PublishTopicMismatch { .. } => ErrorCode::PublishTopicMismatch,
             BrokerError::SubscribeTopicMismatch { .. } => ErrorCode::SubscriptionFetchTopicMismatch,
             BrokerError::CreditInvalid(_) => ErrorCode::SubscriptionFetchRequestedEventsInvalid,
+            BrokerError::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
             BrokerError::ReplayIdMissing => ErrorCode::SubscriptionFetchReplayIdValidationFailed,
             BrokerError::ReplayIdCorrupted(_) => ErrorCode::SubscriptionFetchReplayIdCorrupted,
             BrokerError::ShuttingDown => ErrorCode::ServiceUnavailable,
@@ -209,6 +214,16 @@ impl BrokerError {
             BrokerError::Log(e) => e.retryable(),
             _ => false,
         }
+    }
+}
+
+/// What a client is told about a request over the size limit.
+pub fn request_too_large_message(limit: Option<usize>) -> String {
+    match limit {
+        Some(n) => format!(
+            "The request is larger than the {n} bytes this server accepts per message. Send fewer or smaller events per request."
+        ),
+        None => "The request is larger than this server accepts per message. Send fewer or smaller events per request.".to_owned(),
     }
 }
 

@@ -377,3 +377,32 @@ async fn a_subscription_that_never_sends_its_first_request_is_ended() {
     drop(tx);
     server.shutdown().await;
 }
+
+/// A later FetchRequest over the size limit ends the subscription with
+/// RESOURCE_EXHAUSTED and our trailers, not with OK: the client is still
+/// there and must learn why its stream ended.
+#[tokio::test]
+async fn an_oversize_request_mid_stream_ends_it_with_request_too_large() {
+    let server = start_with(|a| a.max_request_bytes = 64 * 1024).await;
+    let mut client = server.client().await;
+    let (requests, mut stream) = subscribe(&mut client, fetch(ReplayPreset::Latest, Vec::new(), 1))
+        .await
+        .expect("subscribe");
+    requests
+        .send(pb::FetchRequest {
+            topic_name: ORDER_TOPIC.into(),
+            num_requested: 1,
+            auth_refresh: "x".repeat(100 * 1024),
+            ..Default::default()
+        })
+        .await;
+    let st = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue, // a keepalive may come first
+            Ok(None) => panic!("the stream ended with OK"),
+            Err(st) => break st,
+        }
+    };
+    assert_status(&st, Code::ResourceExhausted, "service.request.too.large");
+    assert!(st.message().contains("65536 bytes"), "{}", st.message());
+}
