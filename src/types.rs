@@ -46,6 +46,13 @@ impl TopicName {
         if name.split('/').skip(1).any(str::is_empty) {
             return Err(format!("the topic name `{name}` has an empty path segment"));
         }
+        // `.` and `..` read as paths everywhere else (the topics folder maps
+        // names to files); no Salesforce topic has them.
+        if name.split('/').skip(1).any(|seg| seg == "." || seg == "..") {
+            return Err(format!(
+                "the topic name `{name}` has a `.` or `..` path segment"
+            ));
+        }
         Ok(Self(name.to_owned()))
     }
 
@@ -212,6 +219,9 @@ mod tests {
         assert!(TopicName::parse("/event/a b").is_err());
         assert!(TopicName::parse("/event//x").is_err());
         assert!(TopicName::parse(&format!("/{}", "x".repeat(300))).is_err());
+        assert!(TopicName::parse("/../up").is_err());
+        assert!(TopicName::parse("/event/./x").is_err());
+        assert!(TopicName::parse("/event/x..y").is_ok());
     }
 
     #[test]
