@@ -235,14 +235,22 @@ fn powercut_shim() -> std::path::PathBuf {
         let src =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/powercut/powercut.c");
         let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("libpowercut.so");
-        let status = std::process::Command::new("cc")
-            .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .arg("-ldl")
-            .status()
-            .expect("a C compiler (cc) builds the power-cut shim");
-        assert!(status.success(), "building {} failed", src.display());
+        // Whichever C compiler the machine has (setup.sh installs clang;
+        // Debian machines usually have gcc as cc).
+        let built = ["cc", "gcc", "clang"].iter().any(|compiler| {
+            std::process::Command::new(compiler)
+                .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+                .arg(&out)
+                .arg(&src)
+                .arg("-ldl")
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        assert!(
+            built,
+            "no C compiler (cc, gcc, clang) built {}",
+            src.display()
+        );
         out
     })
     .clone()
