@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::namespace::Namespace;
 use super::status;
 use crate::auth::Authenticator;
-use crate::broker::{Broker, TopicSummary};
+use crate::broker::{Broker, BrokerError, TopicSummary};
 use crate::error::ErrorCode;
 use crate::types::{ReplayId, RpcId};
 
@@ -44,15 +44,15 @@ impl AdminService {
         self
     }
 
-    /// Authenticates the call, checks the admin grant, and returns the
-    /// caller's namespace: an admin manages its own tenant's topics.
-    fn admin<T>(&self, request: &Request<T>, rpc: RpcId) -> Result<Namespace, Status> {
+    /// Starts an admin call: a new rpc id, the caller authenticated and
+    /// holding the admin grant, and the caller's namespace (an admin manages
+    /// its own tenant's topics).
+    fn admin<T>(&self, request: &Request<T>) -> Result<AdminCall<'_>, Status> {
+        let rpc = RpcId::generate();
         let metrics = self.broker.metrics();
         let caller = status::authenticate(&self.auth, request.metadata(), metrics, rpc)?;
-        if caller.grants.is_admin() {
-            Ok(Namespace::of(&caller.tenant))
-        } else {
-            Err(status::denied(
+        if !caller.grants.is_admin() {
+            return Err(status::denied(
                 metrics,
                 ErrorCode::AdminPermission,
                 &format!(
@@ -60,8 +60,33 @@ impl AdminService {
                     caller.principal
                 ),
                 rpc,
-            ))
+            ));
         }
+        Ok(AdminCall {
+            rpc,
+            ns: Namespace::of(&caller.tenant),
+            metrics,
+        })
+    }
+}
+
+/// One admin call in progress: its rpc id and the caller's namespace.
+struct AdminCall<'a> {
+    rpc: RpcId,
+    ns: Namespace,
+    metrics: &'a crate::telemetry::metrics::Metrics,
+}
+
+impl AdminCall<'_> {
+    /// The status for `e`, with stored topic names turned back into the
+    /// caller's.
+    fn fail(&self, e: BrokerError) -> Status {
+        self.ns.scrub(status::fail(self.metrics, &e, self.rpc))
+    }
+
+    /// The stored name of the caller's topic `name`.
+    fn stored(&self, name: &str) -> Result<String, Status> {
+        self.ns.inward(name).map_err(|e| self.fail(e))
     }
 }
 
@@ -98,37 +123,31 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
-        let rpc = RpcId::generate();
-        let ns = self.admin(&request, rpc)?;
+        let call = self.admin(&request)?;
         let req = request.into_inner();
-        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
-        let stored = ns.inward(&req.topic_name).map_err(fail)?;
+        let fail = |e| call.fail(e);
+        let stored = call.stored(&req.topic_name)?;
         let schema = Broker::parse_schema(&req.schema_json).map_err(fail)?;
         self.broker
             .create_topic(&stored, schema, retention(req.retention_ms))
             .await
             .map_err(fail)?;
-        tracing::info!(topic = %stored, rpc_id = %rpc, "topic created");
+        tracing::info!(topic = %stored, rpc_id = %call.rpc, "topic created");
         let s = self.broker.describe(&stored).await.map_err(fail)?;
-        Ok(Response::new(describe(&ns, &s)))
+        Ok(Response::new(describe(&call.ns, &s)))
     }
 
     async fn list_topics(
         &self,
         request: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
-        let rpc = RpcId::generate();
-        let ns = self.admin(&request, rpc)?;
-        let all = self
-            .broker
-            .describe_all()
-            .await
-            .map_err(|e| status::fail(self.broker.metrics(), &e, rpc))?;
+        let call = self.admin(&request)?;
+        let all = self.broker.describe_all().await.map_err(|e| call.fail(e))?;
         Ok(Response::new(pb::ListTopicsResponse {
             topics: all
                 .iter()
-                .filter(|t| ns.outward(t.topic.name.as_str()).is_some())
-                .map(|t| describe(&ns, t))
+                .filter(|t| call.ns.outward(t.topic.name.as_str()).is_some())
+                .map(|t| describe(&call.ns, t))
                 .collect(),
         }))
     }
@@ -137,42 +156,39 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
-        let rpc = RpcId::generate();
-        let ns = self.admin(&request, rpc)?;
-        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
-        let stored = ns.inward(&request.into_inner().topic_name).map_err(fail)?;
+        let call = self.admin(&request)?;
+        let fail = |e| call.fail(e);
+        let stored = call.stored(&request.into_inner().topic_name)?;
         let s = self.broker.describe(&stored).await.map_err(fail)?;
-        Ok(Response::new(describe(&ns, &s)))
+        Ok(Response::new(describe(&call.ns, &s)))
     }
 
     async fn update_topic(
         &self,
         request: Request<pb::UpdateTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
-        let rpc = RpcId::generate();
-        let ns = self.admin(&request, rpc)?;
+        let call = self.admin(&request)?;
         let req = request.into_inner();
-        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
+        let fail = |e| call.fail(e);
         if req.retention_ms == 0 {
             return Err(fail(crate::broker::BrokerError::RetentionInvalid(0)));
         }
-        let stored = ns.inward(&req.topic_name).map_err(fail)?;
+        let stored = call.stored(&req.topic_name)?;
         self.broker
             .update_retention(&stored, Duration::from_millis(req.retention_ms))
             .await
             .map_err(fail)?;
         let s = self.broker.describe(&stored).await.map_err(fail)?;
-        Ok(Response::new(describe(&ns, &s)))
+        Ok(Response::new(describe(&call.ns, &s)))
     }
 
     async fn delete_topic(
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        let rpc = RpcId::generate();
-        let ns = self.admin(&request, rpc)?;
-        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
-        let stored = ns.inward(&request.into_inner().topic_name).map_err(fail)?;
+        let call = self.admin(&request)?;
+        let fail = |e| call.fail(e);
+        let stored = call.stored(&request.into_inner().topic_name)?;
         let deleted_events = self.broker.delete_topic(&stored).await.map_err(fail)?;
         Ok(Response::new(pb::DeleteTopicResponse { deleted_events }))
     }
@@ -181,11 +197,10 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::RegisterSchemaRequest>,
     ) -> Result<Response<pb::RegisterSchemaResponse>, Status> {
-        let rpc = RpcId::generate();
-        let ns = self.admin(&request, rpc)?;
+        let call = self.admin(&request)?;
         let req = request.into_inner();
-        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
-        let stored = ns.inward(&req.topic_name).map_err(fail)?;
+        let fail = |e| call.fail(e);
+        let stored = call.stored(&req.topic_name)?;
         let schema = Broker::parse_schema(&req.schema_json).map_err(fail)?;
         let schema_id = schema.id().to_string();
         let created = self
@@ -203,10 +218,9 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ListSchemasRequest>,
     ) -> Result<Response<pb::ListSchemasResponse>, Status> {
-        let rpc = RpcId::generate();
-        let ns = self.admin(&request, rpc)?;
-        let fail = |e| ns.scrub(status::fail(self.broker.metrics(), &e, rpc));
-        let stored = ns.inward(&request.into_inner().topic_name).map_err(fail)?;
+        let call = self.admin(&request)?;
+        let fail = |e| call.fail(e);
+        let stored = call.stored(&request.into_inner().topic_name)?;
         let topic = self.broker.topic(&stored).map_err(fail)?;
         let n = topic.schema_ids.len();
         let mut versions = Vec::with_capacity(n);
