@@ -49,6 +49,10 @@ pub enum Command {
     /// Register, get or list schema versions.
     #[command(subcommand)]
     Schema(crate::cli::SchemaCommand),
+    /// Create, list, describe, start, stop or delete managed subscriptions
+    /// (ManagedSubscribe keeps their committed position on the server).
+    #[command(subcommand)]
+    Managed(crate::cli::ManagedCommand),
     /// Publish JSON events, encoded to Avro with the topic's schema.
     Publish(crate::cli::PublishArgs),
     /// Subscribe and print events as JSON lines.
@@ -350,6 +354,14 @@ pub struct ServeArgs {
         default_value_t = 0
     )]
     pub max_subscriptions_per_tenant: usize,
+    /// Managed subscriptions one tenant may define (Salesforce allows 200);
+    /// more get RESOURCE_EXHAUSTED `managed.subscription.limit.exceeded`.
+    #[arg(
+        long,
+        env = "EVENTBUS_MAX_MANAGED_SUBSCRIPTIONS_PER_TENANT",
+        default_value_t = 200
+    )]
+    pub max_managed_subscriptions_per_tenant: usize,
     /// Sustained publish rate per tenant in events/s (0: no limit); faster
     /// publishing gets RESOURCE_EXHAUSTED `service.protection.triggered`.
     #[arg(
@@ -499,6 +511,7 @@ impl ServeArgs {
             max_event_bytes: self.max_event_bytes,
             default_retention: self.retention,
             retention_check_interval: self.retention_check_interval,
+            max_managed_per_tenant: self.max_managed_subscriptions_per_tenant,
             ..BrokerConfig::default()
         }
     }

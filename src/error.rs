@@ -81,6 +81,37 @@ pub enum ErrorCode {
     ServiceProtectionTriggered,
     /// The tenant has its maximum of open subscriptions. Salesforce's string.
     ConcurrentClientLimitExceeded,
+    /// ManagedSubscribe named neither an id nor a developer name, or both.
+    /// Salesforce's string.
+    ManagedIdOrDeveloperNameEmpty,
+    /// No managed subscription has this id. Salesforce's string.
+    ManagedIdNotFound,
+    /// No managed subscription has this developer name. Salesforce's string.
+    ManagedDeveloperNameNotFound,
+    /// The managed subscription id is malformed. Salesforce's string.
+    ManagedIdInvalid,
+    /// A commit in the first ManagedFetchRequest. Salesforce's string.
+    ManagedCommitRestricted,
+    /// `auth_refresh` in the first ManagedFetchRequest. Salesforce's string.
+    ManagedAuthRefreshRestricted,
+    /// Another stream holds the managed subscription. Salesforce's string.
+    ManagedAlreadyActive,
+    /// The managed subscription is in state STOP. Salesforce's string.
+    ManagedStopped,
+    /// The managed subscription was deleted. Salesforce's string.
+    ManagedDeleted,
+    /// `num_requested` negative on ManagedSubscribe. Salesforce's string.
+    ManagedEventsInvalid,
+    /// A managed subscription definition is not valid (admin API, topics
+    /// folder).
+    ManagedConfigInvalid,
+    /// A managed subscription with this developer name exists already.
+    ManagedAlreadyExists,
+    /// The tenant has its maximum of managed subscriptions.
+    ManagedLimitExceeded,
+    /// A ManagedFetchRequest is not understood (none in time, or a later
+    /// one names another subscription). Salesforce's string.
+    ManagedFetchRequestInvalid,
 }
 
 impl ErrorCode {
@@ -116,6 +147,20 @@ impl ErrorCode {
         ErrorCode::AdminPermission,
         ErrorCode::ServiceProtectionTriggered,
         ErrorCode::ConcurrentClientLimitExceeded,
+        ErrorCode::ManagedIdOrDeveloperNameEmpty,
+        ErrorCode::ManagedIdNotFound,
+        ErrorCode::ManagedDeveloperNameNotFound,
+        ErrorCode::ManagedIdInvalid,
+        ErrorCode::ManagedCommitRestricted,
+        ErrorCode::ManagedAuthRefreshRestricted,
+        ErrorCode::ManagedAlreadyActive,
+        ErrorCode::ManagedStopped,
+        ErrorCode::ManagedDeleted,
+        ErrorCode::ManagedEventsInvalid,
+        ErrorCode::ManagedConfigInvalid,
+        ErrorCode::ManagedAlreadyExists,
+        ErrorCode::ManagedLimitExceeded,
+        ErrorCode::ManagedFetchRequestInvalid,
     ];
 
     /// The exact trailer string.
@@ -183,6 +228,48 @@ impl ErrorCode {
             ErrorCode::ConcurrentClientLimitExceeded => {
                 "sfdc.platform.eventbus.grpc.concurrent.client.limit.exceeded"
             }
+            ErrorCode::ManagedIdOrDeveloperNameEmpty => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.id.or.developer.name.empty"
+            }
+            ErrorCode::ManagedIdNotFound => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.subscription.id.not.found"
+            }
+            ErrorCode::ManagedDeveloperNameNotFound => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.developer.name.not.found"
+            }
+            ErrorCode::ManagedIdInvalid => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.subscription.id.invalid"
+            }
+            ErrorCode::ManagedCommitRestricted => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.fetch.request.commit.request.restricted"
+            }
+            ErrorCode::ManagedAuthRefreshRestricted => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.fetch.request.auth.request.restricted"
+            }
+            ErrorCode::ManagedAlreadyActive => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.already.active"
+            }
+            ErrorCode::ManagedStopped => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.config.stopped"
+            }
+            ErrorCode::ManagedDeleted => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.config.deleted"
+            }
+            ErrorCode::ManagedEventsInvalid => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.fetch.request.events.invalid"
+            }
+            ErrorCode::ManagedConfigInvalid => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.config.invalid"
+            }
+            ErrorCode::ManagedAlreadyExists => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.already.exists"
+            }
+            ErrorCode::ManagedLimitExceeded => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.limit.exceeded"
+            }
+            ErrorCode::ManagedFetchRequestInvalid => {
+                "sfdc.platform.eventbus.grpc.managed.subscription.fetch.request.invalid"
+            }
         }
     }
 }
@@ -241,7 +328,21 @@ topic.meta.permission
 subscription.topic.cannot.subscribe
 admin.permission
 service.protection.triggered
-concurrent.client.limit.exceeded";
+concurrent.client.limit.exceeded
+managed.subscription.id.or.developer.name.empty
+managed.subscription.subscription.id.not.found
+managed.subscription.developer.name.not.found
+managed.subscription.subscription.id.invalid
+managed.subscription.fetch.request.commit.request.restricted
+managed.subscription.fetch.request.auth.request.restricted
+managed.subscription.already.active
+managed.subscription.config.stopped
+managed.subscription.config.deleted
+managed.subscription.fetch.request.events.invalid
+managed.subscription.config.invalid
+managed.subscription.already.exists
+managed.subscription.limit.exceeded
+managed.subscription.fetch.request.invalid";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))

@@ -204,6 +204,196 @@ impl fmt::Display for RpcId {
     }
 }
 
+/// Key prefix of managed-subscription ids, as Salesforce gives
+/// `ManagedEventSubscription` records.
+pub const MANAGED_ID_PREFIX: &str = "18x";
+
+/// Alphabet of the three-character suffix that makes a 15-character id
+/// case-insensitive (18 characters).
+const ID_SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+
+/// The id of a managed subscription: 18 characters in the style of a
+/// Salesforce record id, `18x` then 12 base-62 characters then the
+/// case-safety suffix. The 15-character form (without the suffix) names the
+/// same subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ManagedId(String);
+
+impl ManagedId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        const ALNUM: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let random = uuid::Uuid::new_v4().as_u128();
+        let mut id = String::from(MANAGED_ID_PREFIX);
+        let mut n = random;
+        for _ in 0..12 {
+            id.push(ALNUM[(n % 62) as usize] as char);
+            n /= 62;
+        }
+        id.push_str(&id_suffix(&id));
+        Self(id)
+    }
+
+    /// Checks an id a client sent: 15 or 18 letters and digits; the
+    /// 18-character form must carry the right suffix for its first 15.
+    /// Returns the 18-character form.
+    ///
+    /// # Errors
+    /// A human-readable reason.
+    pub fn parse(id: &str) -> Result<Self, String> {
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "the subscription ID `{}` may contain only letters and digits",
+                id.escape_debug()
+            ));
+        }
+        match id.len() {
+            15 => Ok(Self(format!("{id}{}", id_suffix(id)))),
+            18 if id[15..].eq_ignore_ascii_case(&id_suffix(&id[..15])) => {
+                Ok(Self(format!("{}{}", &id[..15], id_suffix(&id[..15]))))
+            }
+            18 => Err(format!(
+                "the subscription ID `{id}` has a wrong checksum suffix (its last three characters)"
+            )),
+            n => Err(format!(
+                "the subscription ID `{id}` is {n} characters long; IDs have 15 or 18 characters"
+            )),
+        }
+    }
+
+    /// Wraps an id read back from storage.
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
+
+    /// The 18-character id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ManagedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The case-safety suffix of a 15-character id: for each block of five
+/// characters, a bit per upper-case letter picks one of 32 characters.
+fn id_suffix(id15: &str) -> String {
+    id15.as_bytes()
+        .chunks(5)
+        .take(3)
+        .map(|chunk| {
+            let bits = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.is_ascii_uppercase())
+                .fold(0usize, |acc, (i, _)| acc | (1 << i));
+            ID_SUFFIX_ALPHABET[bits] as char
+        })
+        .collect()
+}
+
+/// Where a managed subscription starts when it has no usable commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ManagedReplay {
+    /// Only events published from then on.
+    Latest,
+    /// The oldest retained event.
+    Earliest,
+}
+
+impl std::str::FromStr for ManagedReplay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "LATEST" => Ok(Self::Latest),
+            "EARLIEST" => Ok(Self::Earliest),
+            _ => Err(format!("`{s}` is not a replay: use LATEST or EARLIEST")),
+        }
+    }
+}
+
+impl fmt::Display for ManagedReplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Latest => "LATEST",
+            Self::Earliest => "EARLIEST",
+        })
+    }
+}
+
+/// Whether a managed subscription may be consumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ManagedState {
+    /// Streams may open.
+    Run,
+    /// Streams are refused and the commit is gone.
+    Stop,
+}
+
+impl std::str::FromStr for ManagedState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "RUN" => Ok(Self::Run),
+            "STOP" => Ok(Self::Stop),
+            _ => Err(format!("`{s}` is not a state: use RUN or STOP")),
+        }
+    }
+}
+
+impl fmt::Display for ManagedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Run => "RUN",
+            Self::Stop => "STOP",
+        })
+    }
+}
+
+/// Longest developer name, as Salesforce allows.
+pub const MAX_DEVELOPER_NAME_CHARS: usize = 80;
+
+/// Checks a managed subscription's developer name the way Salesforce checks
+/// API names: a letter first, then letters, digits and single underscores,
+/// not ending with an underscore, at most 80 characters.
+///
+/// # Errors
+/// A human-readable reason.
+pub fn check_developer_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the developer name is blank".to_owned());
+    }
+    if name.len() > MAX_DEVELOPER_NAME_CHARS {
+        return Err(format!(
+            "the developer name is {} characters long; at most {MAX_DEVELOPER_NAME_CHARS} are allowed",
+            name.len()
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "the developer name `{}` must start with a letter",
+            name.escape_debug()
+        ));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "the developer name `{}` may contain only letters, digits and underscores",
+            name.escape_debug()
+        ));
+    }
+    if name.contains("__") || name.ends_with('_') {
+        return Err(format!(
+            "the developer name `{name}` may not contain two underscores in a row or end with one"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +420,65 @@ mod tests {
         assert!(ReplayId::decode(b"123").is_err());
         assert!(ReplayId::decode(&[0; 10]).is_err());
         assert!(ReplayId::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn managed_ids_have_the_salesforce_shape() {
+        let id = ManagedId::generate();
+        assert_eq!(id.as_str().len(), 18);
+        assert!(id.as_str().starts_with("18x"));
+        assert_eq!(ManagedId::parse(id.as_str()), Ok(id.clone()));
+        // The 15-character form names the same subscription.
+        assert_eq!(ManagedId::parse(&id.as_str()[..15]), Ok(id.clone()));
+        // The suffix is case-insensitive, the body is not.
+        assert_eq!(
+            ManagedId::parse(&format!(
+                "{}{}",
+                &id.as_str()[..15],
+                id.as_str()[15..].to_lowercase()
+            )),
+            Ok(id)
+        );
+        assert!(ManagedId::parse("18x").is_err());
+        assert!(ManagedId::parse("18xAAAAAAAAAAAA-").is_err());
+        assert!(ManagedId::parse(&"x".repeat(19)).is_err());
+    }
+
+    #[test]
+    fn the_suffix_matches_a_known_salesforce_id() {
+        // A documented 15 -> 18 conversion: 001A0000006Vm9r -> 001A0000006Vm9rIAC.
+        assert_eq!(
+            ManagedId::parse("001A0000006Vm9r").map(|i| i.as_str().to_owned()),
+            Ok("001A0000006Vm9rIAC".to_owned())
+        );
+        assert!(ManagedId::parse("001A0000006Vm9rAAA").is_err());
+    }
+
+    #[test]
+    fn developer_names_follow_the_api_name_rules() {
+        assert!(check_developer_name("Order_Fulfillment").is_ok());
+        assert!(check_developer_name("A1").is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "_a",
+            "a__b",
+            "a_",
+            "a-b",
+            "a b",
+            &"a".repeat(81),
+        ] {
+            assert!(check_developer_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn replays_and_states_parse_case_insensitively() {
+        assert_eq!("earliest".parse(), Ok(ManagedReplay::Earliest));
+        assert_eq!("LATEST".parse(), Ok(ManagedReplay::Latest));
+        assert!("custom".parse::<ManagedReplay>().is_err());
+        assert_eq!("stop".parse(), Ok(ManagedState::Stop));
+        assert!("pause".parse::<ManagedState>().is_err());
     }
 
     proptest! {

@@ -11,9 +11,11 @@ use tonic::{Request, Response, Status};
 use super::namespace::Namespace;
 use super::status;
 use crate::auth::Authenticator;
-use crate::broker::{Broker, BrokerError, TopicSummary};
+use crate::broker::{
+    Broker, BrokerError, ManagedChange, ManagedRef, ManagedView, NewManaged, TopicSummary,
+};
 use crate::error::ErrorCode;
-use crate::types::{ReplayId, RpcId};
+use crate::types::{ManagedReplay, ManagedState, Offset, ReplayId, RpcId};
 
 /// Code generated from `proto/eventbus/admin/v1/admin.proto`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)] // generated code
@@ -65,6 +67,7 @@ impl AdminService {
         Ok(AdminCall {
             rpc,
             ns: Namespace::of(&caller.tenant),
+            tenant: caller.tenant,
             metrics,
         })
     }
@@ -74,6 +77,7 @@ impl AdminService {
 struct AdminCall<'a> {
     rpc: RpcId,
     ns: Namespace,
+    tenant: String,
     metrics: &'a crate::telemetry::metrics::Metrics,
 }
 
@@ -110,6 +114,75 @@ fn describe(ns: &Namespace, s: &TopicSummary) -> pb::TopicDescription {
         event_count: count,
         bytes_on_disk: s.disk_bytes,
         created_ms: i64::try_from(s.topic.created_ms).unwrap_or(i64::MAX),
+    }
+}
+
+fn replay_pb(r: ManagedReplay) -> i32 {
+    match r {
+        ManagedReplay::Latest => pb::ManagedReplay::Latest as i32,
+        ManagedReplay::Earliest => pb::ManagedReplay::Earliest as i32,
+    }
+}
+
+fn state_pb(s: ManagedState) -> i32 {
+    match s {
+        ManagedState::Run => pb::ManagedState::Run as i32,
+        ManagedState::Stop => pb::ManagedState::Stop as i32,
+    }
+}
+
+fn replay_of(v: i32) -> Result<ManagedReplay, BrokerError> {
+    match pb::ManagedReplay::try_from(v) {
+        Ok(pb::ManagedReplay::Latest) => Ok(ManagedReplay::Latest),
+        Ok(pb::ManagedReplay::Earliest) => Ok(ManagedReplay::Earliest),
+        Err(_) => Err(BrokerError::ManagedInvalid(format!(
+            "replay {v} is not LATEST (0) or EARLIEST (1)"
+        ))),
+    }
+}
+
+fn state_of(v: i32) -> Result<ManagedState, BrokerError> {
+    match pb::ManagedState::try_from(v) {
+        Ok(pb::ManagedState::Run) => Ok(ManagedState::Run),
+        Ok(pb::ManagedState::Stop) => Ok(ManagedState::Stop),
+        Err(_) => Err(BrokerError::ManagedInvalid(format!(
+            "state {v} is not RUN (0) or STOP (1)"
+        ))),
+    }
+}
+
+/// The subscription a reference names: exactly one of id and name.
+fn reference(r: Option<pb::ManagedSubscriptionRef>) -> Result<ManagedRef, BrokerError> {
+    let r = r.unwrap_or_default();
+    match (r.id.trim().is_empty(), r.developer_name.trim().is_empty()) {
+        (false, true) => Ok(ManagedRef::Id(r.id)),
+        (true, false) => Ok(ManagedRef::Name(r.developer_name)),
+        (true, true) => Err(BrokerError::ManagedUnnamed),
+        (false, false) => Err(BrokerError::ManagedNamedTwice),
+    }
+}
+
+fn managed(ns: &Namespace, v: &ManagedView) -> pb::ManagedSubscription {
+    let r = &v.record;
+    let ms = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+    let replay = |o: Offset| ReplayId::from(o).to_bytes().to_vec().into();
+    pb::ManagedSubscription {
+        id: r.id.clone(),
+        developer_name: r.developer_name.clone(),
+        topic_name: ns.outward(&r.topic).unwrap_or(&r.topic).to_owned(),
+        default_replay: replay_pb(r.default_replay),
+        error_recovery_replay: replay_pb(r.error_recovery_replay),
+        state: state_pb(r.state),
+        created_ms: ms(r.created_ms),
+        updated_ms: ms(r.updated_ms),
+        committed_replay_id: v.committed.map(replay).unwrap_or_default(),
+        committed_ms: match (v.committed, r.commit) {
+            (Some(_), Some(c)) => ms(c.time_ms),
+            _ => 0,
+        },
+        latest_replay_id: v.latest.map(replay).unwrap_or_default(),
+        lag: v.lag(),
+        active: v.active,
     }
 }
 
@@ -234,5 +307,101 @@ impl pb::admin_server::Admin for AdminService {
             });
         }
         Ok(Response::new(pb::ListSchemasResponse { versions }))
+    }
+
+    async fn create_managed_subscription(
+        &self,
+        request: Request<pb::CreateManagedSubscriptionRequest>,
+    ) -> Result<Response<pb::ManagedSubscription>, Status> {
+        let call = self.admin(&request)?;
+        let req = request.into_inner();
+        let fail = |e| call.fail(e);
+        let def = NewManaged {
+            developer_name: req.developer_name,
+            topic: call.stored(&req.topic_name)?,
+            default_replay: replay_of(req.default_replay).map_err(fail)?,
+            error_recovery_replay: replay_of(req.error_recovery_replay).map_err(fail)?,
+            state: state_of(req.state).map_err(fail)?,
+        };
+        let v = self
+            .broker
+            .create_managed(&call.tenant, def)
+            .await
+            .map_err(fail)?;
+        tracing::info!(subscription = %v.record.id, name = %v.record.developer_name, rpc_id = %call.rpc, "managed subscription created");
+        Ok(Response::new(managed(&call.ns, &v)))
+    }
+
+    async fn list_managed_subscriptions(
+        &self,
+        request: Request<pb::ListManagedSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListManagedSubscriptionsResponse>, Status> {
+        let call = self.admin(&request)?;
+        Ok(Response::new(pb::ListManagedSubscriptionsResponse {
+            subscriptions: self
+                .broker
+                .list_managed(&call.tenant)
+                .iter()
+                .map(|v| managed(&call.ns, v))
+                .collect(),
+        }))
+    }
+
+    async fn describe_managed_subscription(
+        &self,
+        request: Request<pb::ManagedSubscriptionRef>,
+    ) -> Result<Response<pb::ManagedSubscription>, Status> {
+        let call = self.admin(&request)?;
+        let fail = |e| call.fail(e);
+        let r = reference(Some(request.into_inner())).map_err(fail)?;
+        let v = self
+            .broker
+            .describe_managed(&call.tenant, &r)
+            .map_err(fail)?;
+        Ok(Response::new(managed(&call.ns, &v)))
+    }
+
+    async fn update_managed_subscription(
+        &self,
+        request: Request<pb::UpdateManagedSubscriptionRequest>,
+    ) -> Result<Response<pb::ManagedSubscription>, Status> {
+        let call = self.admin(&request)?;
+        let req = request.into_inner();
+        let fail = |e| call.fail(e);
+        let r = reference(req.subscription).map_err(fail)?;
+        let change = ManagedChange {
+            state: req.state.map(state_of).transpose().map_err(fail)?,
+            default_replay: req
+                .default_replay
+                .map(replay_of)
+                .transpose()
+                .map_err(fail)?,
+            error_recovery_replay: req
+                .error_recovery_replay
+                .map(replay_of)
+                .transpose()
+                .map_err(fail)?,
+        };
+        let v = self
+            .broker
+            .update_managed(&call.tenant, &r, change)
+            .await
+            .map_err(fail)?;
+        Ok(Response::new(managed(&call.ns, &v)))
+    }
+
+    async fn delete_managed_subscription(
+        &self,
+        request: Request<pb::ManagedSubscriptionRef>,
+    ) -> Result<Response<pb::ManagedSubscription>, Status> {
+        let call = self.admin(&request)?;
+        let fail = |e| call.fail(e);
+        let r = reference(Some(request.into_inner())).map_err(fail)?;
+        let v = self
+            .broker
+            .delete_managed(&call.tenant, &r)
+            .await
+            .map_err(fail)?;
+        Ok(Response::new(managed(&call.ns, &v)))
     }
 }

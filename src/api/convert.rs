@@ -89,6 +89,27 @@ pub fn fetch_response(d: Delivery, rpc: RpcId) -> pb::FetchResponse {
     }
 }
 
+/// A delivery as a ManagedFetchResponse: events, or a commit answer
+/// alone (never both: the Java client does not commit a batch that
+/// carries a commit response).
+pub fn managed_response(d: Delivery, rpc: RpcId) -> pb::ManagedFetchResponse {
+    pb::ManagedFetchResponse {
+        events: d.events.into_iter().map(consumer_event).collect(),
+        latest_replay_id: d.latest.to_bytes().to_vec().into(),
+        rpc_id: rpc.to_string(),
+        pending_num_requested: i32::try_from(d.pending).unwrap_or(i32::MAX),
+        commit_response: d.commit.map(|c| pb::CommitReplayResponse {
+            commit_request_id: c.request_id,
+            replay_id: c.replay_id.into(),
+            error: c.error.map(|msg| pb::Error {
+                code: pb::ErrorCode::Commit as i32,
+                msg,
+            }),
+            process_time: i64::try_from(c.process_time_ms).unwrap_or(i64::MAX),
+        }),
+    }
+}
+
 /// The start position of a first FetchRequest. Unknown preset numbers are
 /// treated as LATEST, the proto3 default.
 pub fn start(req: &pb::FetchRequest) -> Start {

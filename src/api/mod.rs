@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod convert;
 pub mod limits;
+pub mod managed;
 pub mod namespace;
 pub mod oversize;
 pub mod publish;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::auth::{Authenticator, Caller};
@@ -135,7 +136,7 @@ fn rpc_span(rpc: &'static str, rpc_id: RpcId) -> tracing::Span {
 impl pb::pub_sub_server::PubSub for PubSubService {
     type SubscribeStream = subscribe::FetchStream;
     type PublishStreamStream = publish::PublishResponseStream;
-    type ManagedSubscribeStream = tokio_stream::Empty<Result<pb::ManagedFetchResponse, Status>>;
+    type ManagedSubscribeStream = managed::ManagedStream;
 
     async fn subscribe(
         &self,
@@ -259,15 +260,11 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         request: Request<tonic::Streaming<pb::ManagedFetchRequest>>,
     ) -> Result<Response<Self::ManagedSubscribeStream>, Status> {
         let rpc = RpcId::generate();
-        self.caller(&request, rpc)?;
-        Err(status::counted(
-            self.broker.metrics(),
-            status::status(
-                Code::Unimplemented,
-                ErrorCode::MethodUnimplemented,
-                "ManagedSubscribe is not available on this server yet. Use Subscribe with a stored replay ID.",
-                rpc,
-            ),
-        ))
+        let span = rpc_span("ManagedSubscribe", rpc);
+        let caller = self.caller(&request, rpc)?;
+        managed::start(self, &caller, request.into_inner(), rpc, span.clone())
+            .instrument(span)
+            .await
+            .map(Response::new)
     }
 }

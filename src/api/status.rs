@@ -118,13 +118,26 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         | BrokerError::ReplayIdMissing
         | BrokerError::ReplayIdCorrupted(_)
         | BrokerError::SchemaInvalid(_)
-        | BrokerError::RetentionInvalid(_) => Code::InvalidArgument,
-        BrokerError::SchemaIncompatible { .. } => Code::FailedPrecondition,
-        BrokerError::RequestTooLarge(_) => Code::ResourceExhausted,
-        BrokerError::TopicExists(_) => Code::AlreadyExists,
+        | BrokerError::RetentionInvalid(_)
+        | BrokerError::ManagedUnnamed
+        | BrokerError::ManagedNamedTwice
+        | BrokerError::ManagedIdInvalid(_)
+        | BrokerError::ManagedCommitInFirst
+        | BrokerError::ManagedAuthRefreshInFirst
+        | BrokerError::ManagedCreditInvalid(_)
+        | BrokerError::ManagedInvalid(_)
+        | BrokerError::ManagedMismatch { .. } => Code::InvalidArgument,
+        BrokerError::SchemaIncompatible { .. }
+        | BrokerError::ManagedAlreadyActive
+        | BrokerError::ManagedStopped(_) => Code::FailedPrecondition,
+        BrokerError::RequestTooLarge(_) | BrokerError::ManagedLimit(_) => Code::ResourceExhausted,
+        BrokerError::TopicExists(_) | BrokerError::ManagedExists(_) => Code::AlreadyExists,
         BrokerError::TopicNotFound(_)
         | BrokerError::SchemaNotFound(_)
-        | BrokerError::TopicDeleted(_) => Code::NotFound,
+        | BrokerError::TopicDeleted(_)
+        | BrokerError::ManagedIdNotFound(_)
+        | BrokerError::ManagedNameNotFound(_)
+        | BrokerError::ManagedDeleted(_) => Code::NotFound,
         BrokerError::ShuttingDown => Code::Unavailable,
         BrokerError::Provision(_) => Code::Internal,
         BrokerError::Log(e) if e.retryable() => Code::Unavailable,

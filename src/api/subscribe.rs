@@ -134,7 +134,8 @@ pub(super) async fn start(
     svc.tasks.spawn(
         async move {
             let _slot = slot;
-            sub.run(initial, Box::pin(controls), out_tx, stop).await
+            sub.run(initial, Box::pin(controls), out_tx, stop, None)
+                .await
         }
         .instrument(span),
     );

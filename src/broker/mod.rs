@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod credits;
+pub mod managed;
 pub mod provision;
 pub mod publisher;
 pub mod subscription;
@@ -30,8 +31,13 @@ use crate::types::{SchemaId, TopicId, TopicName};
 
 pub use admin::TopicSummary;
 
+pub use managed::{
+    ManagedChange, ManagedOpen, ManagedRef, ManagedSession, ManagedView, NewManaged,
+};
 pub use publisher::{PublishEvent, PublishOutcome, PublishReceipt};
-pub use subscription::{Control, Delivery, Start, Subscription};
+pub use subscription::{
+    CommitAnswer, CommitRequest, Control, Controls, Delivery, Start, Subscription,
+};
 
 /// The tenant every topic belongs to until authentication brings tenants:
 /// an 18-character id in the shape of a Salesforce org id.
@@ -55,6 +61,8 @@ pub struct BrokerConfig {
     pub default_retention: Duration,
     /// How often the retention task looks for expired events.
     pub retention_check_interval: Duration,
+    /// Most managed subscriptions one tenant may define.
+    pub max_managed_per_tenant: usize,
 }
 
 impl Default for BrokerConfig {
@@ -67,6 +75,7 @@ impl Default for BrokerConfig {
             max_event_bytes: 1024 * 1024,
             default_retention: Duration::from_secs(72 * 3600),
             retention_check_interval: Duration::from_secs(60),
+            max_managed_per_tenant: 200,
         }
     }
 }
@@ -170,6 +179,70 @@ pub enum BrokerError {
     /// A topics-folder or schema problem at provisioning time.
     #[error("{0}")]
     Provision(String),
+    /// ManagedSubscribe named no subscription.
+    #[error(
+        "The first ManagedFetchRequest names no managed subscription. Set either subscription_id or developer_name."
+    )]
+    ManagedUnnamed,
+    /// ManagedSubscribe named the subscription twice.
+    #[error(
+        "The first ManagedFetchRequest sets both subscription_id and developer_name. Set only one of them."
+    )]
+    ManagedNamedTwice,
+    /// A malformed managed subscription id.
+    #[error("The managed subscription ID is not valid: {0}.")]
+    ManagedIdInvalid(String),
+    /// No managed subscription with this id.
+    #[error("No managed subscription with ID {0} exists.")]
+    ManagedIdNotFound(String),
+    /// No managed subscription with this developer name.
+    #[error("No managed subscription with developer name {0} exists.")]
+    ManagedNameNotFound(String),
+    /// A commit in the first request.
+    #[error(
+        "The first ManagedFetchRequest may not carry a commit_replay_id_request. Commit in a later request, after events were delivered."
+    )]
+    ManagedCommitInFirst,
+    /// `auth_refresh` in the first request.
+    #[error("The first ManagedFetchRequest may not carry auth_refresh.")]
+    ManagedAuthRefreshInFirst,
+    /// `num_requested` negative on ManagedSubscribe.
+    #[error("num_requested must not be negative; got {0}.")]
+    ManagedCreditInvalid(i32),
+    /// Another stream holds the subscription.
+    #[error(
+        "An active managed subscription with the same ID already exists. If a previous subscription with the same ID was stopped, there can be a delay before it expires. Try subscribing again later."
+    )]
+    ManagedAlreadyActive,
+    /// The subscription is in state STOP.
+    #[error(
+        "The managed subscription {0} is stopped (state STOP). Set its state to RUN to consume it again; it then starts from its default replay."
+    )]
+    ManagedStopped(String),
+    /// The subscription was deleted.
+    #[error("The managed subscription {0} was deleted.")]
+    ManagedDeleted(String),
+    /// A definition that cannot be stored.
+    #[error("The managed subscription is not valid: {0}.")]
+    ManagedInvalid(String),
+    /// CreateManagedSubscription for a developer name in use.
+    #[error("A managed subscription with developer name {0} already exists.")]
+    ManagedExists(String),
+    /// The tenant has its maximum of managed subscriptions.
+    #[error(
+        "The org has {0} managed subscriptions, the most allowed. Delete one before creating another."
+    )]
+    ManagedLimit(usize),
+    /// A later ManagedFetchRequest named another subscription.
+    #[error(
+        "This stream is for managed subscription {first}, but a request named {got}. Later requests may repeat the subscription or leave it out, not change it."
+    )]
+    ManagedMismatch {
+        /// The stream's subscription as the first request named it.
+        first: String,
+        /// What the offending request named.
+        got: String,
+    },
     /// The log failed.
     #[error("storage failure")]
     Log(#[from] LogError),
@@ -201,6 +274,22 @@ impl BrokerError {
             BrokerError::RetentionInvalid(_) => ErrorCode::TopicRetentionInvalid,
             BrokerError::TopicDeleted(_) => ErrorCode::TopicNotFound,
             BrokerError::Provision(_) => ErrorCode::ServiceInternal,
+            BrokerError::ManagedUnnamed | BrokerError::ManagedNamedTwice => {
+                ErrorCode::ManagedIdOrDeveloperNameEmpty
+            }
+            BrokerError::ManagedIdInvalid(_) => ErrorCode::ManagedIdInvalid,
+            BrokerError::ManagedIdNotFound(_) => ErrorCode::ManagedIdNotFound,
+            BrokerError::ManagedNameNotFound(_) => ErrorCode::ManagedDeveloperNameNotFound,
+            BrokerError::ManagedCommitInFirst => ErrorCode::ManagedCommitRestricted,
+            BrokerError::ManagedAuthRefreshInFirst => ErrorCode::ManagedAuthRefreshRestricted,
+            BrokerError::ManagedCreditInvalid(_) => ErrorCode::ManagedEventsInvalid,
+            BrokerError::ManagedAlreadyActive => ErrorCode::ManagedAlreadyActive,
+            BrokerError::ManagedStopped(_) => ErrorCode::ManagedStopped,
+            BrokerError::ManagedDeleted(_) => ErrorCode::ManagedDeleted,
+            BrokerError::ManagedInvalid(_) => ErrorCode::ManagedConfigInvalid,
+            BrokerError::ManagedExists(_) => ErrorCode::ManagedAlreadyExists,
+            BrokerError::ManagedLimit(_) => ErrorCode::ManagedLimitExceeded,
+            BrokerError::ManagedMismatch { .. } => ErrorCode::ManagedFetchRequestInvalid,
             BrokerError::Log(LogError::StorageFull(_)) => ErrorCode::StorageFull,
             BrokerError::Log(e) if e.retryable() => ErrorCode::ServiceUnavailable,
             BrokerError::Log(_) => ErrorCode::ServiceInternal,
@@ -294,6 +383,7 @@ pub struct Broker {
     // scraped. Short critical sections, never held across `.await`.
     live: Mutex<HashMap<u64, Arc<LiveSubscription>>>,
     next_live_id: AtomicU64,
+    managed: managed::Registry,
 }
 
 /// What a running subscription publishes about itself for metrics.
@@ -352,6 +442,7 @@ impl Broker {
             metrics,
             live: Mutex::new(HashMap::new()),
             next_live_id: AtomicU64::new(0),
+            managed: managed::Registry::load(catalog.managed),
         }))
     }
 

@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, ManagedChange, ManagedRef, NewManaged};
 use crate::schema::ParsedSchema;
-use crate::types::TopicName;
+use crate::types::{ManagedReplay, ManagedState, TopicName};
 
 /// What provisioning did to one topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,24 +104,174 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// The folder below the topics folder that declares managed subscriptions.
+pub const MANAGED_DIR: &str = "managed";
+
+/// A managed subscription declared by `managed/<DeveloperName>.toml`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ManagedFile {
+    /// The developer name (the file name without `.toml`).
+    pub developer_name: String,
+    /// The topic it reads.
+    pub topic: TopicName,
+    /// Start without a commit (LATEST when not given).
+    pub default_replay: ManagedReplay,
+    /// Start when the commit is gone (LATEST when not given).
+    pub error_recovery_replay: ManagedReplay,
+    /// When given, applied at every start; when not, RUN at creation and
+    /// left as it is afterwards.
+    pub state: Option<ManagedState>,
+    /// Where it came from.
+    pub path: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManagedToml {
+    topic: String,
+    default_replay: Option<String>,
+    error_recovery_replay: Option<String>,
+    state: Option<String>,
+}
+
+/// Parses one managed-subscription file: `name` is its file name
+/// without `.toml`, `text` its contents and `path` the name errors give.
+///
+/// # Errors
+/// [`BrokerError::Provision`] naming `path`: a bad developer name, unknown
+/// keys, a bad topic name, replay or state.
+pub fn parse_managed_file(
+    name: &str,
+    text: &str,
+    path: PathBuf,
+) -> Result<ManagedFile, BrokerError> {
+    let bad = |why: String| BrokerError::Provision(format!("{}: {why}", path.display()));
+    crate::types::check_developer_name(name)
+        .map_err(|e| bad(format!("the file name gives {e}")))?;
+    let t: ManagedToml =
+        toml::from_str(text).map_err(|e| bad(format!("not a valid managed subscription: {e}")))?;
+    let topic = TopicName::parse(&t.topic).map_err(|e| bad(format!("topic: {e}")))?;
+    let replay = |v: Option<String>| -> Result<ManagedReplay, BrokerError> {
+        v.map_or(Ok(ManagedReplay::Latest), |s| s.parse().map_err(bad))
+    };
+    Ok(ManagedFile {
+        developer_name: name.to_owned(),
+        topic,
+        default_replay: replay(t.default_replay)?,
+        error_recovery_replay: replay(t.error_recovery_replay)?,
+        state: t.state.map(|s| s.parse()).transpose().map_err(bad)?,
+        path,
+    })
+}
+
+/// Reads every `managed/*.toml` of a topics folder (none when the folder
+/// has no `managed` folder).
+///
+/// # Errors
+/// As [`parse_managed_file`], and unreadable files.
+pub fn read_managed_dir(dir: &Path) -> Result<Vec<ManagedFile>, BrokerError> {
+    let dir = dir.join(MANAGED_DIR);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(&dir)
+        .map_err(|e| BrokerError::Provision(format!("{}: cannot read: {e}", dir.display())))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| BrokerError::Provision(format!("{}: {e}", dir.display())))?
+            .path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                BrokerError::Provision(format!("{}: cannot read: {e}", path.display()))
+            })?;
+            parse_managed_file(&name, &text, path)
+        })
+        .collect()
+}
+
 impl Broker {
-    /// Provisions every topic of a topics folder; all files are parsed
-    /// before anything is stored, so a bad file changes nothing.
+    /// Provisions every topic of a topics folder, then the managed
+    /// subscriptions of its `managed` folder; all files are parsed before
+    /// anything is stored, so a bad file changes nothing.
     ///
     /// # Errors
-    /// As [`read_topics_dir`] and [`Broker::provision`].
+    /// As [`read_topics_dir`], [`read_managed_dir`] and
+    /// [`Broker::provision`]; a declared subscription whose topic differs
+    /// from the stored one (the topic is fixed after creation).
     pub async fn provision_dir(
         &self,
         dir: &Path,
     ) -> Result<Vec<(TopicName, Outcome)>, BrokerError> {
         let files = read_topics_dir(dir)?;
+        let managed = read_managed_dir(dir)?;
         let mut done = Vec::with_capacity(files.len());
         for f in files {
             let outcome = self.provision(&f.name, f.schema).await?;
             tracing::info!(topic = %f.name, file = %f.path.display(), ?outcome, "provisioned topic");
             done.push((f.name, outcome));
         }
+        for m in managed {
+            self.provision_managed(m).await?;
+        }
         Ok(done)
+    }
+
+    /// Creates a declared managed subscription, or brings an existing one's
+    /// replays (and state, when the file gives one) in line with the file.
+    async fn provision_managed(&self, m: ManagedFile) -> Result<(), BrokerError> {
+        let tenant = super::DEFAULT_TENANT_GUID;
+        let in_file = |e: BrokerError| BrokerError::Provision(format!("{}: {e}", m.path.display()));
+        let r = ManagedRef::Name(m.developer_name.clone());
+        match self.describe_managed(tenant, &r) {
+            Ok(v) if v.record.topic != m.topic.as_str() => {
+                Err(in_file(BrokerError::ManagedInvalid(format!(
+                    "it names topic {}, but the stored subscription reads {} and a topic cannot change; delete the subscription (eventbus managed delete {}) to declare it anew",
+                    m.topic, v.record.topic, m.developer_name
+                ))))
+            }
+            Ok(_) => {
+                let change = ManagedChange {
+                    state: m.state,
+                    default_replay: Some(m.default_replay),
+                    error_recovery_replay: Some(m.error_recovery_replay),
+                };
+                self.update_managed(tenant, &r, change)
+                    .await
+                    .map_err(in_file)?;
+                tracing::info!(subscription = %m.developer_name, file = %m.path.display(), "managed subscription provisioned");
+                Ok(())
+            }
+            Err(BrokerError::ManagedNameNotFound(_)) => {
+                let v = self
+                    .create_managed(
+                        tenant,
+                        NewManaged {
+                            developer_name: m.developer_name.clone(),
+                            topic: m.topic.as_str().to_owned(),
+                            default_replay: m.default_replay,
+                            error_recovery_replay: m.error_recovery_replay,
+                            state: m.state.unwrap_or(ManagedState::Run),
+                        },
+                    )
+                    .await
+                    .map_err(in_file)?;
+                tracing::info!(subscription = %m.developer_name, id = %v.record.id, file = %m.path.display(), "managed subscription created");
+                Ok(())
+            }
+            Err(e) => Err(in_file(e)),
+        }
     }
 }
 
@@ -158,6 +308,48 @@ mod tests {
             .expect_err("a name with a space")
             .to_string();
         assert!(err.contains("not a valid topic name"), "{err}");
+    }
+
+    #[test]
+    fn managed_files_parse_with_defaults_and_name_the_file_on_errors() {
+        let p = || PathBuf::from("t/managed/Fulfillment.toml");
+        let m =
+            parse_managed_file("Fulfillment", "topic = \"/event/A__e\"\n", p()).expect("parses");
+        assert_eq!(m.topic.as_str(), "/event/A__e");
+        assert_eq!(m.default_replay, ManagedReplay::Latest);
+        assert_eq!(m.error_recovery_replay, ManagedReplay::Latest);
+        assert_eq!(m.state, None);
+        let full = "topic = \"/event/A__e\"\ndefault_replay = \"earliest\"\nerror_recovery_replay = \"EARLIEST\"\nstate = \"STOP\"\n";
+        let m = parse_managed_file("Fulfillment", full, p()).expect("parses");
+        assert_eq!(m.default_replay, ManagedReplay::Earliest);
+        assert_eq!(m.state, Some(ManagedState::Stop));
+        for (name, text, want) in [
+            ("Bad__Name", "topic = \"/event/A__e\"", "underscores"),
+            (
+                "Ok",
+                "topic = \"/event/A__e\"\nreplay = \"LATEST\"",
+                "unknown field",
+            ),
+            ("Ok", "topic = \"event\"", "topic"),
+            (
+                "Ok",
+                "topic = \"/event/A__e\"\ndefault_replay = \"CUSTOM\"",
+                "LATEST or EARLIEST",
+            ),
+            (
+                "Ok",
+                "topic = \"/event/A__e\"\nstate = \"PAUSE\"",
+                "RUN or STOP",
+            ),
+        ] {
+            let err = parse_managed_file(name, text, p())
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.contains("Fulfillment.toml") && err.contains(want),
+                "{err}"
+            );
+        }
     }
 
     #[test]

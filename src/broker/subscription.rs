@@ -8,12 +8,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::credits::Credits;
+use super::managed::ManagedSession;
 use super::{Broker, BrokerError, LiveSubscription, Topic};
 use crate::log::StoredEvent;
 use crate::telemetry::metrics;
@@ -22,6 +24,9 @@ use crate::types::{Offset, ReplayId};
 /// How long a stopping subscription waits to hand its shutdown error to a
 /// client that is not reading.
 const SHUTDOWN_NOTICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The client's side of a subscription, as the delivery loop reads it.
+pub type Controls = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Control> + Send>>;
 
 /// Where a subscription starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,13 +44,40 @@ pub enum Start {
 pub enum Control {
     /// More credit.
     Grant(u32),
+    /// A managed subscription's commit (ManagedSubscribe only).
+    Commit(CommitRequest),
     /// The client sent something that ends the stream with this error.
     Fail(BrokerError),
     /// The client's side of the stream broke; nobody is listening.
     Disconnected,
 }
 
-/// One response's worth of events (empty for a keepalive).
+/// A client's request to commit a position of a managed subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRequest {
+    /// The client's correlation id.
+    pub request_id: String,
+    /// The replay id to commit, as the client sent it.
+    pub replay_id: Vec<u8>,
+    /// When the server received it, epoch milliseconds.
+    pub received_ms: u64,
+}
+
+/// The answer to one or more commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitAnswer {
+    /// The correlation id of the (newest) commit answered.
+    pub request_id: String,
+    /// The replay id it named.
+    pub replay_id: Vec<u8>,
+    /// Why it was not committed; `None` once it is durable.
+    pub error: Option<String>,
+    /// When the server received the request, epoch milliseconds.
+    pub process_time_ms: u64,
+}
+
+/// One response's worth of events (empty for a keepalive or a commit
+/// answer).
 #[derive(Debug)]
 pub struct Delivery {
     /// The events, in offset order.
@@ -55,13 +87,21 @@ pub struct Delivery {
     pub latest: ReplayId,
     /// Credit left after this response.
     pub pending: u32,
+    /// A commit answer; a response carrying one carries no events.
+    pub commit: Option<CommitAnswer>,
 }
 
 /// A subscription ready to run.
 pub struct Subscription {
-    broker: Arc<Broker>,
-    topic: Arc<Topic>,
-    cursor: Offset,
+    pub(super) broker: Arc<Broker>,
+    pub(super) topic: Arc<Topic>,
+    pub(super) cursor: Offset,
+}
+
+/// What the delivery loop does after handling client input.
+enum Flow {
+    Go,
+    End,
 }
 
 impl Broker {
@@ -138,17 +178,21 @@ impl Subscription {
     }
 
     /// Delivers events until the client goes away, half-closes (the
-    /// controls stream ends), sends a bad request, or `stop` fires.
+    /// controls stream ends), sends a bad request, or `stop` fires; for a
+    /// managed subscription also until it is stopped or deleted.
     ///
-    /// `controls` is polled only while the loop waits, so unread requests
-    /// stay in the transport's flow control rather than in a queue.
-    /// Errors are sent on `out` before returning.
+    /// `controls` is polled only while the loop waits (and, for a managed
+    /// subscription, once after each response, so commits are answered
+    /// while events flow), so unread requests stay in the transport's flow
+    /// control rather than in a queue. Errors are sent on `out` before
+    /// returning.
     pub async fn run(
         mut self,
         initial_credit: u32,
-        mut controls: std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Control> + Send>>,
+        mut controls: Controls,
         out: mpsc::Sender<Result<Delivery, BrokerError>>,
         stop: CancellationToken,
+        mut managed: Option<ManagedSession>,
     ) {
         let broker = self.broker.clone();
         broker
@@ -221,6 +265,7 @@ impl Subscription {
                     events,
                     latest: ReplayId::from(self.cursor),
                     pending: credits.available(),
+                    commit: None,
                 };
                 if !send(&out, Ok(delivery), &stop).await {
                     return self.shutdown(&out, &stop).await;
@@ -231,30 +276,51 @@ impl Subscription {
                 live.credit
                     .store(u64::from(credits.available()), Ordering::Relaxed);
                 keepalive_at = Instant::now() + cfg.keepalive;
+                // A managed subscription answers commits between responses
+                // too, not only once it runs out of credit or events.
+                if let Some(session) = managed.as_mut()
+                    && let Some(ctl) = controls.next().now_or_never()
+                {
+                    let had_credit = credits.available() > 0;
+                    let flow = self
+                        .handle(ctl, &mut controls, &mut credits, Some(session), &out, &stop)
+                        .await;
+                    if matches!(flow, Flow::End) {
+                        return;
+                    }
+                    live.credit
+                        .store(u64::from(credits.available()), Ordering::Relaxed);
+                    if !had_credit && credits.available() > 0 {
+                        keepalive_at = Instant::now() + cfg.keepalive;
+                    }
+                }
                 continue;
             }
             let had_credit = credits.available() > 0;
+            let ending = managed.as_ref().map(ManagedSession::ending);
             tokio::select! {
                 // Shutdown first, then client input, so a stream that is
                 // both busy and asked to stop stops.
                 biased;
                 _ = stop.cancelled() => return self.shutdown(&out, &stop).await,
                 _ = out.closed() => return,
-                ctl = controls.next() => match ctl {
-                    Some(Control::Grant(n)) => {
-                        credits.grant(n);
-                        live.credit.store(u64::from(credits.available()), Ordering::Relaxed);
-                        if !had_credit {
-                            keepalive_at = Instant::now() + cfg.keepalive;
-                        }
+                () = cancelled(ending.as_ref()) => {
+                    if let Some(session) = managed.as_ref() {
+                        let _ = out.send(Err(session.end_reason())).await;
                     }
-                    Some(Control::Fail(e)) => {
-                        let _ = out.send(Err(e)).await;
+                    return;
+                }
+                ctl = controls.next() => {
+                    let flow = self
+                        .handle(ctl, &mut controls, &mut credits, managed.as_mut(), &out, &stop)
+                        .await;
+                    if matches!(flow, Flow::End) {
                         return;
                     }
-                    Some(Control::Disconnected) => return,
-                    // The client half-closed: end the stream with OK now.
-                    None => return,
+                    live.credit.store(u64::from(credits.available()), Ordering::Relaxed);
+                    if !had_credit && credits.available() > 0 {
+                        keepalive_at = Instant::now() + cfg.keepalive;
+                    }
                 },
                 changed = tail.changed(), if had_credit => {
                     if changed.is_err() {
@@ -266,12 +332,79 @@ impl Subscription {
                         events: Vec::new(),
                         latest: ReplayId::from(self.cursor),
                         pending: credits.available(),
+                        commit: None,
                     };
                     if !send(&out, Ok(ka), &stop).await {
                         return self.shutdown(&out, &stop).await;
                     }
                     keepalive_at = Instant::now() + cfg.keepalive;
                 }
+            }
+        }
+    }
+
+    /// Handles one input from the client (`None`: it half-closed). A
+    /// commit is answered together with every further commit that is
+    /// already waiting: they are made durable with one write and answered
+    /// with one response for the newest.
+    async fn handle(
+        &mut self,
+        first: Option<Control>,
+        controls: &mut Controls,
+        credits: &mut Credits,
+        managed: Option<&mut ManagedSession>,
+        out: &mpsc::Sender<Result<Delivery, BrokerError>>,
+        stop: &CancellationToken,
+    ) -> Flow {
+        let mut commits = Vec::new();
+        // Some(None): end with OK; Some(Some(e)): end with `e`.
+        let mut end: Option<Option<BrokerError>> = None;
+        let mut listening = true;
+        let mut next = first;
+        loop {
+            match next {
+                Some(Control::Grant(n)) => credits.grant(n),
+                Some(Control::Commit(c)) => commits.push(c),
+                Some(Control::Fail(e)) => end = Some(Some(e)),
+                Some(Control::Disconnected) => {
+                    listening = false;
+                    end = Some(None);
+                }
+                // The client half-closed: end the stream with OK, after
+                // answering the commits it sent before.
+                None => end = Some(None),
+            }
+            if commits.is_empty() || end.is_some() {
+                break;
+            }
+            match controls.next().now_or_never() {
+                Some(ctl) => next = ctl,
+                None => break,
+            }
+        }
+        if let Some(session) = managed
+            && !commits.is_empty()
+        {
+            // Commits the client sent are stored even if it is gone.
+            let answers = session.commit(commits, self.cursor).await;
+            for answer in answers {
+                let response = Delivery {
+                    events: Vec::new(),
+                    latest: ReplayId::from(self.cursor),
+                    pending: credits.available(),
+                    commit: Some(answer),
+                };
+                if listening && !send(out, Ok(response), stop).await {
+                    return Flow::End;
+                }
+            }
+        }
+        match end {
+            None => Flow::Go,
+            Some(None) => Flow::End,
+            Some(Some(e)) => {
+                let _ = out.send(Err(e)).await;
+                Flow::End
             }
         }
     }
@@ -297,6 +430,14 @@ impl Subscription {
             )
             .await;
         }
+    }
+}
+
+/// Resolves when `token` is cancelled; never without a token.
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(t) => t.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -29,6 +29,7 @@ pub async fn run(cmd: Command) -> Result<()> {
         Command::Serve(_) => bail!("serve is not a client command"),
         Command::Topic(t) => topic(t).await,
         Command::Schema(s) => schema(s).await,
+        Command::Managed(m) => super::managed::run(m).await,
         Command::Publish(p) => publish(p).await,
         Command::Subscribe(s) => subscribe(s).await,
         Command::Bench(b) => crate::bench::run(b).await,
@@ -67,7 +68,7 @@ fn token(cmd: TokenCommand) -> Result<()> {
     Ok(())
 }
 
-async fn channel(conn: &ConnArgs) -> Result<Channel> {
+pub(super) async fn channel(conn: &ConnArgs) -> Result<Channel> {
     connect(&conn.server, conn.timeout, &conn.tls()).await
 }
 
@@ -104,7 +105,7 @@ pub(crate) async fn connect(
 }
 
 /// Explains a server error with its error code.
-fn rpc_error(what: &str, st: tonic::Status) -> anyhow::Error {
+pub(super) fn rpc_error(what: &str, st: tonic::Status) -> anyhow::Error {
     let code = st
         .metadata()
         .get("error-code")
@@ -117,7 +118,7 @@ fn rpc_error(what: &str, st: tonic::Status) -> anyhow::Error {
     )
 }
 
-fn unary<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
+pub(super) fn unary<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
     let mut req = authorized(conn, msg);
     req.set_timeout(conn.timeout);
     req
@@ -144,7 +145,7 @@ fn authorized<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
     req
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -7,6 +7,7 @@
 //! other and sees only what the wire shows.
 
 mod commands;
+mod managed;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -127,6 +128,97 @@ pub enum TopicCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+}
+
+/// A managed subscription on the command line: an id (`18x…`, 15 or 18
+/// characters) or a developer name.
+#[derive(Debug, Subcommand)]
+pub enum ManagedCommand {
+    /// Create a managed subscription on a topic (the topic is fixed after).
+    Create {
+        /// Developer name: a letter, then letters, digits and single
+        /// underscores; unique in the tenant.
+        name: String,
+        /// The topic it reads.
+        #[arg(long)]
+        topic: String,
+        /// Where a stream starts when nothing was committed: latest or earliest.
+        #[arg(long, default_value = "latest", value_parser = parse_replay)]
+        default_replay: crate::types::ManagedReplay,
+        /// Where a stream starts when the commit is no longer retained.
+        #[arg(long, default_value = "latest", value_parser = parse_replay)]
+        error_recovery_replay: crate::types::ManagedReplay,
+        /// Create it in state STOP.
+        #[arg(long)]
+        stopped: bool,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List the tenant's managed subscriptions.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Show one: state, replays, committed replay id and lag.
+    Describe {
+        /// Id or developer name.
+        subscription: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Set state RUN: streams may open again (from the default replay
+    /// after a STOP).
+    Start {
+        /// Id or developer name.
+        subscription: String,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Set state STOP: the active stream ends, the commit is deleted and new
+    /// streams are refused until `start`.
+    Stop {
+        /// Id or developer name.
+        subscription: String,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Change the default or error-recovery replay.
+    Update {
+        /// Id or developer name.
+        subscription: String,
+        /// latest or earliest.
+        #[arg(long, value_parser = parse_replay)]
+        default_replay: Option<crate::types::ManagedReplay>,
+        /// latest or earliest.
+        #[arg(long, value_parser = parse_replay)]
+        error_recovery_replay: Option<crate::types::ManagedReplay>,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Delete it; its active stream ends.
+    Delete {
+        /// Id or developer name.
+        subscription: String,
+        /// Connection settings.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+fn parse_replay(s: &str) -> Result<crate::types::ManagedReplay, String> {
+    s.parse()
 }
 
 /// `eventbus token …`: access tokens for `--auth static`.

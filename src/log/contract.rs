@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{NewEvent, TopicLog, TopicRecord};
-use crate::types::{EventId, Offset, SchemaId, TopicId};
+use super::{CommitRecord, ManagedRecord, NewEvent, TopicLog, TopicRecord};
+use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TopicId};
 
 /// A small event whose payload encodes `n`.
 pub fn event(n: u64) -> NewEvent {
@@ -188,6 +188,41 @@ pub async fn catalog_round_trips(log: &dyn TopicLog) {
     assert_eq!(cat.next_topic_id, 4);
 }
 
+/// Managed-subscription records are stored, replaced (a commit) and
+/// deleted by id.
+pub async fn managed_records_round_trip(log: &dyn TopicLog) {
+    let rec = |id: &str, commit: Option<u64>| ManagedRecord {
+        id: id.to_owned(),
+        tenant: "00D000000000000EAA".into(),
+        developer_name: format!("Sub_{id}"),
+        topic: "/event/A__e".into(),
+        default_replay: ManagedReplay::Earliest,
+        error_recovery_replay: ManagedReplay::Latest,
+        state: ManagedState::Run,
+        created_ms: 1,
+        updated_ms: 2,
+        commit: commit.map(|offset| CommitRecord {
+            topic_id: 3,
+            offset,
+            time_ms: 4,
+        }),
+    };
+    log.put_managed(rec("b", None)).await.expect("put");
+    log.put_managed(rec("a", None)).await.expect("put");
+    log.put_managed(rec("a", Some(7))).await.expect("commit");
+    let mut got = log.load_catalog().await.expect("load").managed;
+    got.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(got, vec![rec("a", Some(7)), rec("b", None)]);
+    log.delete_managed("a").await.expect("delete");
+    log.delete_managed("never")
+        .await
+        .expect("deleting an absent id is fine");
+    assert_eq!(
+        log.load_catalog().await.expect("load").managed,
+        vec![rec("b", None)]
+    );
+}
+
 /// Deleting a topic removes its events and record, and its id is not reused.
 pub async fn delete_topic_removes_everything(log: &dyn TopicLog) {
     let rec = TopicRecord {
@@ -290,6 +325,11 @@ macro_rules! contract_tests {
             async fn catalog_round_trips() {
                 let (log, _g) = make();
                 $crate::log::contract::catalog_round_trips(&*log).await;
+            }
+            #[tokio::test]
+            async fn managed_records_round_trip() {
+                let (log, _g) = make();
+                $crate::log::contract::managed_records_round_trip(&*log).await;
             }
             #[tokio::test]
             async fn delete_topic_removes_everything() {

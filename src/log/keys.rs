@@ -16,6 +16,10 @@ pub const KIND_SCHEMA: u8 = b's';
 /// Kind byte of trim points (meta column family), followed by the topic id.
 pub const KIND_TRIM: u8 = b'm';
 
+/// Kind byte of managed-subscription records (meta column family),
+/// followed by the id.
+pub const KIND_MANAGED: u8 = b'g';
+
 /// Key of the next-topic-id counter (meta column family).
 pub const NEXT_TOPIC_ID_KEY: &[u8] = b"n";
 
@@ -66,6 +70,14 @@ pub fn topic_key(name: &str) -> Vec<u8> {
 pub fn schema_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
     k.push(KIND_SCHEMA);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `g | managed subscription id`.
+pub fn managed_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(KIND_MANAGED);
     k.extend_from_slice(id.as_bytes());
     k
 }

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
 use super::tail::Tails;
-use super::{Catalog, LogBounds, LogError, NewEvent, StoredEvent, TopicLog, TopicRecord, now_ms};
+use super::{
+    Catalog, LogBounds, LogError, ManagedRecord, NewEvent, StoredEvent, TopicLog, TopicRecord,
+    now_ms,
+};
 use crate::types::{Offset, SchemaId, TopicId};
 
 /// An in-memory topic log.
@@ -23,6 +26,7 @@ pub struct MemoryTopicLog {
     topics: Mutex<HashMap<String, TopicRecord>>,
     schemas: Mutex<HashMap<SchemaId, String>>,
     next_topic_id: Mutex<u32>,
+    managed: Mutex<HashMap<String, ManagedRecord>>,
     closed: AtomicBool,
 }
 
@@ -147,6 +151,11 @@ impl TopicLog for MemoryTopicLog {
             topics,
             schemas,
             next_topic_id: (*lock(&self.next_topic_id)).max(1),
+            managed: {
+                let mut m: Vec<_> = lock(&self.managed).values().cloned().collect();
+                m.sort_by(|a, b| a.id.cmp(&b.id));
+                m
+            },
         })
     }
 
@@ -177,6 +186,22 @@ impl TopicLog for MemoryTopicLog {
 
     async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError> {
         lock(&self.schemas).insert(id, json);
+        Ok(())
+    }
+
+    async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        lock(&self.managed).insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        lock(&self.managed).remove(id);
         Ok(())
     }
 

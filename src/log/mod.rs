@@ -35,7 +35,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::types::{EventId, Offset, SchemaId, TopicId};
+use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TopicId};
 
 /// How hard `append` works before it acknowledges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -147,6 +147,43 @@ pub struct TopicRecord {
     pub created_ms: u64,
 }
 
+/// A managed subscription as the catalog stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedRecord {
+    /// The 18-character id.
+    pub id: String,
+    /// The tenant (org id) the subscription belongs to.
+    pub tenant: String,
+    /// Unique per tenant.
+    pub developer_name: String,
+    /// The stored name of the topic it reads (fixed at creation).
+    pub topic: String,
+    /// Start without a commit.
+    pub default_replay: ManagedReplay,
+    /// Start when the commit is no longer retained.
+    pub error_recovery_replay: ManagedReplay,
+    /// RUN or STOP.
+    pub state: ManagedState,
+    /// Creation time, epoch milliseconds.
+    pub created_ms: u64,
+    /// Last change of the definition, epoch milliseconds.
+    pub updated_ms: u64,
+    /// The last committed position, if any.
+    pub commit: Option<CommitRecord>,
+}
+
+/// A committed position of a managed subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    /// The topic id the offset belongs to: a commit made before the topic
+    /// was deleted and created again does not apply to the new topic.
+    pub topic_id: u32,
+    /// Processed up to and including this offset.
+    pub offset: u64,
+    /// When it was committed, epoch milliseconds.
+    pub time_ms: u64,
+}
+
 /// Everything the catalog holds, as loaded at startup.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Catalog {
@@ -157,6 +194,8 @@ pub struct Catalog {
     /// The smallest topic id never used: ids of deleted topics are not
     /// handed out again.
     pub next_topic_id: u32,
+    /// All managed subscriptions of every tenant.
+    pub managed: Vec<ManagedRecord>,
 }
 
 /// Errors of the log layer.
@@ -251,6 +290,13 @@ pub trait TopicLog: Send + Sync + 'static {
 
     /// Durably stores a schema's JSON under its id.
     async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError>;
+
+    /// Durably stores a managed subscription (insert or replace, by id);
+    /// commits are stored this way too, so it returns only once synced.
+    async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError>;
+
+    /// Durably deletes a managed subscription by id (no error when absent).
+    async fn delete_managed(&self, id: &str) -> Result<(), LogError>;
 
     /// Makes everything acknowledged so far durable and stops the writer;
     /// later appends fail with [`LogError::Closed`].

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::tail::Tails;
 use super::writer::{self, WriterMsg};
 use super::{
-    Catalog, Durability, LogBounds, LogError, NewEvent, StoredEvent, TopicLog, TopicRecord, codec,
-    keys,
+    Catalog, Durability, LogBounds, LogError, ManagedRecord, NewEvent, StoredEvent, TopicLog,
+    TopicRecord, codec, keys,
 };
 use crate::store::{CF_EVENTS, CF_META, Store, is_no_space};
 use crate::telemetry::metrics::Metrics;
@@ -346,6 +346,12 @@ impl TopicLog for RocksTopicLog {
                             })?;
                             cat.schemas.push((SchemaId::new(id), json));
                         }
+                        Some(&keys::KIND_MANAGED) => {
+                            let rec: ManagedRecord = serde_json::from_slice(v).map_err(|e| {
+                                LogError::Corrupt(format!("managed subscription record: {e}"))
+                            })?;
+                            cat.managed.push(rec);
+                        }
                         _ => {}
                     }
                     it.next();
@@ -444,6 +450,32 @@ impl TopicLog for RocksTopicLog {
             tokio::task::spawn_blocking(move || {
                 let meta = cf(&db, CF_META)?;
                 db.put_cf_opt(&meta, keys::schema_key(id.as_str()), json, &synced())
+                    .map_err(write_failed)
+            })
+            .await,
+        )
+    }
+
+    async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError> {
+        let db = self.db.clone();
+        let value = serde_json::to_vec(&record).map_err(storage)?;
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                db.put_cf_opt(&meta, keys::managed_key(&record.id), value, &synced())
+                    .map_err(write_failed)
+            })
+            .await,
+        )
+    }
+
+    async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
+        let db = self.db.clone();
+        let key = keys::managed_key(id);
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                db.delete_cf_opt(&meta, key, &synced())
                     .map_err(write_failed)
             })
             .await,

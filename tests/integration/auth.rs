@@ -680,3 +680,113 @@ async fn the_cli_sends_the_token_and_tenant() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn managed_subscriptions_live_in_the_tenant_namespace_and_need_the_subscribe_grant() {
+    const OTHER: &str = "00D5e000000OtheEAC";
+    let server = start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        let entry = |token: &str, tenant: &str, grants: &str| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{tenant}\"\nprincipal = \"{token}\"\ngrants = [{grants}]\n",
+                hash_token(token)
+            )
+        };
+        let body = [
+            entry("a", ORG, "\"subscribe:*\", \"admin\""),
+            entry("writer", ORG, "\"publish:*\""),
+            entry("b", OTHER, "\"subscribe:*\", \"admin\""),
+        ]
+        .join("\n");
+        std::fs::write(&file, body).expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+    })
+    .await;
+    let create = admin_pb::CreateManagedSubscriptionRequest {
+        developer_name: "Shared_Name".into(),
+        topic_name: ORDER_TOPIC.into(),
+        ..Default::default()
+    };
+    let mine = admin(&server, "a", ORG)
+        .await
+        .create_managed_subscription(create.clone())
+        .await
+        .expect("A creates")
+        .into_inner();
+    // B sees nothing of A's: not in its list, not by id; it may use the
+    // same developer name on its own topic.
+    let mut b = admin(&server, "b", OTHER).await;
+    let list = b
+        .list_managed_subscriptions(admin_pb::ListManagedSubscriptionsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(list.subscriptions.is_empty(), "{list:?}");
+    let st = b
+        .describe_managed_subscription(admin_pb::ManagedSubscriptionRef {
+            id: mine.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("A's id is unknown to B");
+    assert_status(
+        &st,
+        Code::NotFound,
+        "managed.subscription.subscription.id.not.found",
+    );
+    b.create_topic(admin_pb::CreateTopicRequest {
+        topic_name: ORDER_TOPIC.into(),
+        schema_json: ORDER_SCHEMA.into(),
+        retention_ms: 0,
+    })
+    .await
+    .expect("B's topic");
+    let theirs = b
+        .create_managed_subscription(create)
+        .await
+        .expect("the same developer name in another tenant")
+        .into_inner();
+    assert_eq!(
+        theirs.topic_name, ORDER_TOPIC,
+        "names are shown as the tenant sent them"
+    );
+    assert_ne!(theirs.id, mine.id);
+
+    // Opening by id from another tenant: unknown. Without the subscribe
+    // grant on the topic: refused.
+    let managed = |token: &'static str, tenant: &'static str, req: pb::ManagedFetchRequest| {
+        let server = &server;
+        async move {
+            let (tx, rx) = mpsc::channel(1);
+            tx.send(req).await.expect("send");
+            let resp = client(server, token, tenant)
+                .await
+                .managed_subscribe(ReceiverStream::new(rx))
+                .await;
+            (tx, resp)
+        }
+    };
+    let by_id = |id: &str| pb::ManagedFetchRequest {
+        subscription_id: id.into(),
+        num_requested: 1,
+        ..Default::default()
+    };
+    let (_t, r) = managed("b", OTHER, by_id(&mine.id)).await;
+    assert_status(
+        &r.expect_err("refused"),
+        Code::NotFound,
+        "managed.subscription.subscription.id.not.found",
+    );
+    let (_t, r) = managed("writer", ORG, by_id(&mine.id)).await;
+    assert_status(
+        &r.expect_err("refused"),
+        Code::PermissionDenied,
+        "subscription.topic.cannot.subscribe",
+    );
+    let (_t, r) = managed("a", ORG, by_id(&mine.id)).await;
+    r.expect("A opens its own");
+    let (_t, r) = managed("b", OTHER, by_id(&theirs.id)).await;
+    r.expect("B opens its own at the same time: another subscription");
+    server.shutdown().await;
+}

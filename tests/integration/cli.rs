@@ -297,6 +297,8 @@ async fn every_command_explains_itself() {
         vec!["schema", "register", "--help"],
         vec!["publish", "--help"],
         vec!["subscribe", "--help"],
+        vec!["managed", "--help"],
+        vec!["managed", "create", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
             .args(&args)
@@ -372,5 +374,94 @@ async fn bench_runs_each_workload_against_a_server_and_reports_json() {
     let r: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(r["subscriptions"], 50);
     assert!(r["bytes_per_idle_subscription"].as_f64().is_some());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn managed_commands_create_list_describe_stop_start_and_delete() {
+    let server = start().await;
+    let out = ok(&eventbus(
+        &server,
+        &[
+            "managed",
+            "create",
+            "Billing_Sync",
+            "--topic",
+            ORDER_TOPIC,
+            "--default-replay",
+            "earliest",
+        ],
+        None,
+    )
+    .await);
+    assert!(
+        out.contains("created managed subscription Billing_Sync (18x"),
+        "{out}"
+    );
+    let list = ok(&eventbus(&server, &["managed", "list", "--json"], None).await);
+    let rows: Vec<Value> = list
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    let id = rows[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(rows[0]["state"], "RUN");
+    assert_eq!(rows[0]["default_replay"], "EARLIEST");
+    assert_eq!(rows[0]["error_recovery_replay"], "LATEST");
+    assert_eq!(rows[0]["lag"], Value::Null, "no commit yet");
+
+    // Describe by id or by name; the table and the JSON agree.
+    let by_id: Value = serde_json::from_str(&ok(&eventbus(
+        &server,
+        &["managed", "describe", &id, "--json"],
+        None,
+    )
+    .await))
+    .expect("json");
+    assert_eq!(by_id["developer_name"], "Billing_Sync");
+    let table = ok(&eventbus(&server, &["managed", "describe", "Billing_Sync"], None).await);
+    assert!(
+        table.contains(&id) && table.contains(ORDER_TOPIC),
+        "{table}"
+    );
+
+    let out = ok(&eventbus(&server, &["managed", "stop", "Billing_Sync"], None).await);
+    assert!(out.contains("is now STOP"), "{out}");
+    let out = ok(&eventbus(&server, &["managed", "start", &id], None).await);
+    assert!(out.contains("is now RUN"), "{out}");
+    let out = ok(&eventbus(
+        &server,
+        &[
+            "managed",
+            "update",
+            "Billing_Sync",
+            "--error-recovery-replay",
+            "earliest",
+        ],
+        None,
+    )
+    .await);
+    assert!(out.contains("EARLIEST"), "{out}");
+
+    // Errors name the problem and the error code.
+    let err = failed(
+        &eventbus(
+            &server,
+            &["managed", "create", "Billing_Sync", "--topic", ORDER_TOPIC],
+            None,
+        )
+        .await,
+    );
+    assert!(err.contains("managed.subscription.already.exists"), "{err}");
+    let err = failed(&eventbus(&server, &["managed", "describe", "Nobody"], None).await);
+    assert!(err.contains("developer.name.not.found"), "{err}");
+
+    let out = ok(&eventbus(&server, &["managed", "delete", "Billing_Sync"], None).await);
+    assert!(
+        out.contains("deleted managed subscription Billing_Sync"),
+        "{out}"
+    );
+    let list = ok(&eventbus(&server, &["managed", "list"], None).await);
+    assert_eq!(list.lines().count(), 1, "only the header is left: {list}");
     server.shutdown().await;
 }

@@ -180,24 +180,3 @@ async fn topics_persist_without_the_topics_folder() {
     task.await.expect("join").expect("clean stop");
     drop(dir);
 }
-
-#[tokio::test]
-async fn managed_subscribe_is_unimplemented_with_an_error_code() {
-    let server = start().await;
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(pb::ManagedFetchRequest {
-        developer_name: "x".into(),
-        num_requested: 1,
-        ..Default::default()
-    })
-    .await
-    .expect("queue");
-    let st = server
-        .client()
-        .await
-        .managed_subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect_err("unimplemented");
-    assert_status(&st, Code::Unimplemented, "service.method.unimplemented");
-    server.shutdown().await;
-}
