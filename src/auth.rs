@@ -416,20 +416,36 @@ impl Authenticator {
             )));
         }
         let org = org_id_of(tenant_id)?;
-        let caller = match self.mode {
-            AuthMode::Static => self
-                .tokens
-                .get(&hash_token(token))
-                .cloned()
-                .ok_or_else(|| AuthError::BadToken("unknown token".into()))?,
-            _ => self.verify_jwt(token)?,
-        };
+        let caller = self.caller_of(token)?;
         if !same_org(&caller.tenant, org) {
             return Err(AuthError::BadHeader(format!(
                 "tenantid `{tenant_id}` does not match the tenant of the access token"
             )));
         }
         Ok(caller)
+    }
+
+    /// Authenticates a REST call that carries only `Authorization: Bearer
+    /// <token>` (the Tooling API shape): the token alone names the tenant.
+    ///
+    /// # Errors
+    /// A missing or unknown token.
+    pub fn authenticate_bearer(&self, token: Option<&str>) -> Result<Caller, AuthError> {
+        if self.mode == AuthMode::None {
+            return self.authenticate(Headers::default());
+        }
+        self.caller_of(present(token, "Authorization: Bearer")?)
+    }
+
+    fn caller_of(&self, token: &str) -> Result<Caller, AuthError> {
+        match self.mode {
+            AuthMode::Static => self
+                .tokens
+                .get(&hash_token(token))
+                .cloned()
+                .ok_or_else(|| AuthError::BadToken("unknown token".into())),
+            _ => self.verify_jwt(token),
+        }
     }
 
     fn verify_jwt(&self, token: &str) -> Result<Caller, AuthError> {

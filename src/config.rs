@@ -244,6 +244,10 @@ pub struct ServeArgs {
     /// empty turns it off.
     #[arg(long, env = "EVENTBUS_METRICS_LISTEN", default_value = "")]
     pub metrics_listen: String,
+    /// Address of the Tooling API query endpoint (plain HTTP) that Pub/Sub
+    /// API clients use to look up managed subscriptions; empty turns it off.
+    #[arg(long, env = "EVENTBUS_TOOLING_LISTEN", default_value = "")]
+    pub tooling_listen: String,
     /// Address to listen on for gRPC (plaintext).
     #[arg(long, env = "EVENTBUS_LISTEN", default_value = "127.0.0.1:7011")]
     pub listen: SocketAddr,
@@ -484,15 +488,21 @@ impl ServeArgs {
     /// # Errors
     /// A message when the address does not parse.
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
-        if self.metrics_listen.trim().is_empty() {
-            return Ok(None);
-        }
-        self.metrics_listen.parse().map(Some).map_err(|e| {
-            format!(
-                "EVENTBUS_METRICS_LISTEN (--metrics-listen) `{}` is not an address like 127.0.0.1:9090: {e}",
-                self.metrics_listen
-            )
-        })
+        optional_addr(
+            &self.metrics_listen,
+            "EVENTBUS_METRICS_LISTEN (--metrics-listen)",
+        )
+    }
+
+    /// The Tooling API endpoint's address, `None` when it is off.
+    ///
+    /// # Errors
+    /// A message when the address does not parse.
+    pub fn tooling_addr(&self) -> Result<Option<SocketAddr>, String> {
+        optional_addr(
+            &self.tooling_listen,
+            "EVENTBUS_TOOLING_LISTEN (--tooling-listen)",
+        )
     }
 
     /// Defaults with `data_dir` set: what tests use.
@@ -557,6 +567,17 @@ impl ServeArgs {
             first_request_timeout: self.first_request_timeout,
         }
     }
+}
+
+/// An address setting that may be empty (off).
+fn optional_addr(value: &str, setting: &str) -> Result<Option<SocketAddr>, String> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|e| format!("{setting} `{value}` is not an address like 127.0.0.1:9090: {e}"))
 }
 
 #[cfg(test)]

@@ -222,7 +222,9 @@ pub struct Server {
     args: ServeArgs,
     broker: Arc<Broker>,
     metrics: Option<TcpListener>,
+    tooling: Option<TcpListener>,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     auth: Arc<crate::auth::Authenticator>,
 }
 
@@ -238,6 +240,7 @@ impl Server {
         // TLS first: a missing or invalid certificate fails before the data
         // folder is opened (and locked).
         let tls = args.tls().server_config()?;
+        let http_tls = args.tls().http_config()?;
         let auth = Arc::new(
             crate::auth::Authenticator::load(&args.auth())
                 .map_err(|e| ServerError::Config(e.to_string()))?,
@@ -264,25 +267,38 @@ impl Server {
             durability = ?args.durability,
             "storage open"
         );
-        let metrics = match args.metrics_addr().map_err(ServerError::Config)? {
-            Some(addr) => match TcpListener::bind(addr).await {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    let _ = broker.close().await;
-                    return Err(ServerError::Config(format!(
-                        "cannot listen for metrics on {addr}: {e}"
-                    )));
-                }
-            },
-            None => None,
+        let bind = |addr: Result<Option<std::net::SocketAddr>, String>, what: &'static str| async move {
+            match addr.map_err(ServerError::Config)? {
+                Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|e| {
+                    ServerError::Config(format!("cannot listen for {what} on {addr}: {e}"))
+                }),
+                None => Ok(None),
+            }
+        };
+        let (metrics, tooling) = match (
+            bind(args.metrics_addr(), "metrics").await,
+            bind(args.tooling_addr(), "the tooling api").await,
+        ) {
+            (Ok(m), Ok(t)) => (m, t),
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = broker.close().await;
+                return Err(e);
+            }
         };
         Ok(Self {
             args,
             broker,
             metrics,
+            tooling,
             tls,
+            http_tls,
             auth,
         })
+    }
+
+    /// The bound address of the Tooling API endpoint, when it is on.
+    pub fn tooling_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tooling.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound address of the metrics endpoint, when it is on.
@@ -310,7 +326,9 @@ impl Server {
             args,
             broker,
             metrics,
+            tooling,
             tls,
+            http_tls,
             auth,
         } = self;
         let tls_on = tls.is_some();
@@ -332,7 +350,7 @@ impl Server {
         // tonic refuses an oversize unary request without our trailers.
         let pubsub = RequestLimit::new(pubsub, broker.metrics().clone(), args.max_request_bytes);
         let admin = admin_pb::admin_server::AdminServer::new(
-            AdminService::new(broker.clone()).with_auth(auth),
+            AdminService::new(broker.clone()).with_auth(auth.clone()),
         )
         .max_decoding_message_size(args.max_request_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
@@ -355,6 +373,21 @@ impl Server {
         tasks.spawn(broker.clone().run_retention(streams.clone()));
         if let Some(listener) = metrics {
             tasks.spawn(serve_metrics(listener, broker.clone(), stop.clone()));
+        }
+        if let Some(listener) = tooling {
+            if let Ok(addr) = listener.local_addr() {
+                // Logged before the gRPC line below, so scripts that wait for
+                // that line find this one too. Not "listening on": scripts
+                // take the gRPC address from the first such line.
+                tracing::info!(tls = http_tls.is_some(), "tooling api serving on {addr}");
+            }
+            tasks.spawn(crate::api::tooling::serve(
+                listener,
+                http_tls,
+                broker.clone(),
+                auth.clone(),
+                stop.clone(),
+            ));
         }
 
         if let Ok(local) = listener.local_addr() {

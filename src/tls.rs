@@ -93,6 +93,54 @@ impl ServerTls {
         self.cert.is_some() || self.self_signed.is_some()
     }
 
+    /// The certificate and key files in use, `None` for plaintext (with
+    /// `self_signed`, created first when missing).
+    fn identity_files(&self) -> Result<Option<(PathBuf, PathBuf)>, TlsError> {
+        Ok(match (&self.cert, &self.key, &self.self_signed) {
+            (Some(cert), Some(key), _) => Some((cert.clone(), key.clone())),
+            (_, _, Some(dir)) => {
+                let dev = DevCa::ensure(dir)?;
+                Some((dev.server_cert, dev.server_key))
+            }
+            _ => None,
+        })
+    }
+
+    /// A rustls configuration for the plain-HTTP side endpoints (the
+    /// Tooling API), with the same certificate as the gRPC listener and
+    /// HTTP/1.1 only; `None` for plaintext. Callers there authenticate with
+    /// a bearer token, so no client certificate is asked for.
+    ///
+    /// # Errors
+    /// As [`ServerTls::server_config`].
+    pub fn http_config(
+        &self,
+    ) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let Some((cert, key)) = self.identity_files()? else {
+            return Ok(None);
+        };
+        let cert_pem = read_pem(&cert, "TLS certificate", "CERTIFICATE")?;
+        let key_pem = read_pem(&key, "TLS private key", "PRIVATE KEY")?;
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Invalid(format!("TLS certificate {}: {e}", cert.display())))?;
+        let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| TlsError::Invalid(format!("TLS private key {}: {e}", key.display())))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| TlsError::Invalid(format!("TLS certificate {}: {e}", cert.display())))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(std::sync::Arc::new(config)))
+    }
+
     /// The tonic server configuration, or `None` for plaintext. With
     /// `self_signed`, creates the development CA and certificate first when
     /// the folder does not hold them yet.
@@ -100,13 +148,8 @@ impl ServerTls {
     /// # Errors
     /// [`TlsError`] naming the file that is missing, unreadable or invalid.
     pub fn server_config(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
-        let (cert, key) = match (&self.cert, &self.key, &self.self_signed) {
-            (Some(cert), Some(key), _) => (cert.clone(), key.clone()),
-            (_, _, Some(dir)) => {
-                let dev = DevCa::ensure(dir)?;
-                (dev.server_cert, dev.server_key)
-            }
-            _ => return Ok(None),
+        let Some((cert, key)) = self.identity_files()? else {
+            return Ok(None);
         };
         let cert_pem = read_pem(&cert, "TLS certificate", "CERTIFICATE")?;
         let key_pem = read_pem(&key, "TLS private key", "PRIVATE KEY")?;

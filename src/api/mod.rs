@@ -13,6 +13,7 @@ pub mod oversize;
 pub mod publish;
 pub mod status;
 pub mod subscribe;
+pub mod tooling;
 
 use std::sync::Arc;
 

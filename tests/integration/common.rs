@@ -51,6 +51,7 @@ pub const ORDER_SCHEMA_V2: &str = r#"{
 pub struct TestServer {
     pub addr: SocketAddr,
     pub metrics: Option<SocketAddr>,
+    pub tooling: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     pub stop: CancellationToken,
     pub task: JoinHandle<Result<(), ServerError>>,
@@ -92,12 +93,14 @@ async fn launch(args: ServeArgs, dir: Arc<TempDir>) -> TestServer {
     let server = Server::build(args.clone()).await.expect("server builds");
     let broker = server.broker().clone();
     let metrics = server.metrics_addr();
+    let tooling = server.tooling_addr();
     let stop = CancellationToken::new();
     let task = tokio::spawn(server.serve(listener, stop.clone()));
     wait_until_serving(addr).await;
     TestServer {
         addr,
         metrics,
+        tooling,
         broker,
         stop,
         task,

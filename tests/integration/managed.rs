@@ -831,3 +831,109 @@ async fn the_java_client_flow_consumes_commits_and_resumes() {
     );
     server.shutdown().await;
 }
+
+/// One plain HTTP/1.1 GET; returns the status code and the body.
+async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8(raw).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, serde_json::from_str(body).expect("json body"))
+}
+
+fn soql_path(q: &str) -> String {
+    let encoded: String = q
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("/services/data/v62.0/tooling/query/?q={encoded}")
+}
+
+#[tokio::test]
+async fn the_tooling_api_query_finds_managed_subscriptions_by_id_or_name() {
+    let server = start_with(|a| a.tooling_listen = "127.0.0.1:0".into()).await;
+    let addr = server.tooling.expect("tooling endpoint on");
+    let sub = create_earliest(&server).await;
+    let q = |filter: &str| {
+        soql_path(&format!(
+            "SELECT Id, DeveloperName, Metadata FROM ManagedEventSubscription WHERE {filter} LIMIT 1"
+        ))
+    };
+    for filter in [
+        format!("Id='{}'", sub.id),
+        format!("DeveloperName='{NAME}'"),
+    ] {
+        let (status, body) = http_get(addr, &q(&filter), None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["size"], 1, "{body}");
+        let rec = &body["records"][0];
+        assert_eq!(rec["Id"], sub.id.as_str());
+        assert_eq!(rec["DeveloperName"], NAME);
+        assert_eq!(rec["Metadata"]["topicName"], ORDER_TOPIC);
+        assert_eq!(rec["Metadata"]["state"], "RUN");
+        assert_eq!(rec["Metadata"]["defaultReplay"], "EARLIEST");
+        assert_eq!(rec["attributes"]["type"], "ManagedEventSubscription");
+    }
+    let (status, body) = http_get(addr, &q("DeveloperName='Nobody'"), None).await;
+    assert_eq!(
+        (status, body["size"].clone()),
+        (200, serde_json::json!(0)),
+        "{body}"
+    );
+    let (status, body) = http_get(addr, &soql_path("SELECT Id FROM Account"), None).await;
+    assert_eq!(status, 400);
+    assert_eq!(body[0]["errorCode"], "MALFORMED_QUERY");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_tooling_api_needs_a_valid_bearer_token_when_auth_is_on() {
+    let server = start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"00D000000000000EAA\"\nprincipal = \"ops\"\ngrants = [\"subscribe:*\", \"admin\"]\n",
+                eventbus::auth::hash_token("good-token")
+            ),
+        )
+        .expect("tokens");
+        a.auth = eventbus::auth::AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+        a.tooling_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let addr = server.tooling.expect("tooling endpoint on");
+    let path = soql_path("SELECT Id, Metadata FROM ManagedEventSubscription");
+    for bearer in [None, Some("bad-token")] {
+        let (status, body) = http_get(addr, &path, bearer).await;
+        assert_eq!(status, 401, "{bearer:?}");
+        assert_eq!(body[0]["errorCode"], "INVALID_SESSION_ID");
+    }
+    let (status, body) = http_get(addr, &path, Some("good-token")).await;
+    assert_eq!(
+        (status, body["size"].clone()),
+        (200, serde_json::json!(0)),
+        "{body}"
+    );
+    server.shutdown().await;
+}
