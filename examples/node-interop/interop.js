@@ -9,7 +9,15 @@
 //   3. an unknown topic must fail with status 5 (publish) or 5/7 (subscribe);
 //   4. a wrong token (publish, publishBatch, subscribe) and a tenantid of
 //      another org must fail with gRPC status 16 and the Salesforce
-//      error-code trailer.
+//      error-code trailer;
+//   5. subscribeWithManagedSubscription: the client looks the managed
+//      subscription up with a SOQL query on its instanceUrl (eventbus's
+//      Tooling API endpoint, EVENTBUS_TOOLING_URL), consumes, commits with
+//      commitReplayId, is refused a second concurrent stream
+//      (managed.subscription.already.active), and a new client resumes
+//      right after the commit. EVENTBUS_BIN (the eventbus CLI, used to read
+//      the stored commit) and EVENTBUS_TLS_CA must be set too; without
+//      EVENTBUS_TOOLING_URL this part is skipped.
 //
 // Usage: node interop.js ENDPOINT TOKEN TENANT [TOPIC]
 //   ENDPOINT  host:port of eventbus (TLS; the certificate is not verified,
@@ -20,6 +28,7 @@
 // return exactly the events this run publishes.
 // Prints `ok` / `FAIL` lines, a summary line, then `N passed, N failed`;
 // exits non-zero on any failure.
+import { execFileSync } from 'node:child_process';
 import PubSubApiClient from 'salesforce-pubsub-api-client';
 
 const [endpoint, token, tenant, topic = '/event/Order_Event__e'] = process.argv.slice(2);
@@ -63,13 +72,14 @@ function makeLogger(label) {
     return { debug: keep('debug'), info: keep('info'), warn: keep('warn'), error: keep('error') };
 }
 
-function newClient(label, accessToken, organizationId) {
+function newClient(label, accessToken, organizationId, instanceUrl = 'https://eventbus.localhost') {
     return new PubSubApiClient(
         {
             authType: 'user-supplied',
             accessToken,
-            // Sent as the `instanceurl` header; the client insists on https://.
-            instanceUrl: 'https://eventbus.localhost',
+            // Sent as the `instanceurl` header, and where the client sends
+            // Tooling API queries (managed subscriptions); https:// only.
+            instanceUrl,
             organizationId,
             pubSubEndpoint: endpoint,
             // eventbus serves a development certificate the client cannot be told to trust.
@@ -364,6 +374,128 @@ async function expectSubscribeRejected(what, client, topicName, wantCodes, wantE
     }
 }
 
+const ALREADY_ACTIVE = 'sfdc.platform.eventbus.grpc.managed.subscription.already.active';
+const FAILED_PRECONDITION = 9;
+
+// The managed subscription's stored commit, read with the eventbus CLI.
+function storedCommit(name) {
+    const out = execFileSync(
+        process.env.EVENTBUS_BIN,
+        ['managed', 'describe', name, '--json', '--server', endpoint, '--tls-ca', process.env.EVENTBUS_TLS_CA],
+        { env: { ...process.env, EVENTBUS_ACCESS_TOKEN: token, EVENTBUS_TENANT_ID: tenant }, encoding: 'utf8' }
+    );
+    return JSON.parse(out).committed_replay_id;
+}
+
+function hexReplayId(n) {
+    return BigInt(n).toString(16).padStart(16, '0');
+}
+
+// Consumes `n` events through subscribeWithManagedSubscription; `onEvent`
+// sees each (the client, its subscription info, the event).
+function consumeManaged(client, name, n, onEvent) {
+    const events = [];
+    return within(`${n} events from managed subscription ${name}`, (resolve, reject) => {
+        client
+            .subscribeWithManagedSubscription(
+                name,
+                (info, type, data) => {
+                    if (type === 'event') {
+                        events.push(data);
+                        onEvent?.(info, data);
+                    } else if (type === 'lastEvent') resolve(events);
+                    else if (type === 'error') reject(new Error(`managed subscription error: ${describe(data)}`));
+                },
+                n
+            )
+            .catch(reject);
+    });
+}
+
+// The first consumer runs in a process of its own (interop.js with
+// EVENTBUS_MANAGED_CHILD set), because the client has no call to end a
+// managed stream: close() stops new calls only, so the stream ends when the
+// process does, as when a real consumer stops. It consumes 4 events from
+// the default replay, commits the third, waits until the server stored the
+// commit, checks that a second client is refused while it holds the
+// subscription, and prints what it saw as one JSON line.
+async function managedChild(instanceUrl, replayIds) {
+    const name = 'Order_Processor'; // examples/topics/managed/Order_Processor.toml, EARLIEST
+    const first = newClient('managed-1', token, tenant, instanceUrl);
+    await first.connect();
+    let subscriptionId;
+    const got = await consumeManaged(first, name, 4, (info, ev) => {
+        subscriptionId = info.subscriptionId;
+        // Processed the third event: commit it, as a consumer would.
+        if (ev.replayId === replayIds[2]) first.commitReplayId(info.subscriptionId, ev.replayId);
+    });
+    const want = hexReplayId(replayIds[2]);
+    let stored;
+    await within('the commit to be stored', (resolve) => {
+        const poll = () => {
+            stored = storedCommit(name);
+            if (stored === want) resolve();
+            else setTimeout(poll, 50); // polling the server's state, bounded by within()
+        };
+        poll();
+    });
+    const second = newClient('managed-2', token, tenant, instanceUrl);
+    await second.connect();
+    const refusal = await within('the second stream to be refused', (resolve) => {
+        let error;
+        second.subscribeWithManagedSubscription(
+            name,
+            (_info, type, data) => {
+                if (type === 'error') error = data;
+                else if (type === 'grpcStatus') resolve({ code: data.code, errorCode: errorCodeTrailer(error), detail: describe(error) });
+            },
+            1
+        );
+    });
+    console.log(JSON.stringify({ got: got.map((e) => e.replayId), subscriptionId, stored, want, refusal }));
+    process.exit(0);
+}
+
+async function managedPhase(instanceUrl) {
+    const replayIds = published.map((p) => p.replayId);
+    let child;
+    try {
+        const out = execFileSync(process.execPath, [process.argv[1], ...process.argv.slice(2)], {
+            env: { ...process.env, EVENTBUS_MANAGED_CHILD: JSON.stringify(replayIds) },
+            encoding: 'utf8',
+            timeout: 2 * WAIT_MS
+        });
+        child = JSON.parse(out.trim().split('\n').pop());
+    } catch (err) {
+        check('the managed-subscription consumer process completes', false, `${err.message}\n${err.stdout ?? ''}`);
+        return;
+    }
+    check(
+        'subscribeWithManagedSubscription finds the subscription through the Tooling API query and delivers from its default replay (EARLIEST)',
+        child.got.join() === replayIds.slice(0, 4).join() &&
+            typeof child.subscriptionId === 'string' && child.subscriptionId.startsWith('18x') && child.subscriptionId.length === 18,
+        `${child.got.join(', ')}; id ${child.subscriptionId}`
+    );
+    check('commitReplayId is stored on the server (managed describe)', child.stored === child.want, `${child.stored} != ${child.want}`);
+    check(
+        'a second concurrent stream is refused with status 9 and managed.subscription.already.active',
+        child.refusal.code === FAILED_PRECONDITION && child.refusal.errorCode === ALREADY_ACTIVE,
+        `status ${child.refusal.code}, ${child.refusal.detail}`
+    );
+
+    // The consumer process is gone: a new client resumes right after the
+    // commit, with no gap and no re-delivery.
+    const next = newClient('managed-3', token, tenant, instanceUrl);
+    await next.connect();
+    const rest = await consumeManaged(next, 'Order_Processor', replayIds.length - 3);
+    next.close();
+    check(
+        `after the consumer process exits, a new client resumes right after the committed replay id (${replayIds.length - 3} events)`,
+        rest.map((e) => e.replayId).join() === replayIds.slice(3).join(),
+        rest.map((e) => e.replayId).join(', ')
+    );
+}
+
 async function main() {
     const client = newClient('good', token, tenant);
     await client.connect();
@@ -373,6 +505,7 @@ async function main() {
     } finally {
         client.close();
     }
+    if (process.env.EVENTBUS_TOOLING_URL) await managedPhase(process.env.EVENTBUS_TOOLING_URL);
 
     // An unknown topic: the client's integration tests expect status 5 or 7.
     const unknown = '/event/No_Such_Event__e';
@@ -425,6 +558,10 @@ async function main() {
     otherTenant.close();
 }
 
+if (process.env.EVENTBUS_MANAGED_CHILD) {
+    await managedChild(process.env.EVENTBUS_TOOLING_URL, JSON.parse(process.env.EVENTBUS_MANAGED_CHILD));
+}
+
 let crashed;
 try {
     await main();
@@ -437,7 +574,9 @@ try {
 if (failed === 0) {
     console.log(
         `node interop: salesforce-pubsub-api-client published ${published.length} events (2 unary, 2 PublishStream batches), ` +
-            `received and decoded all with credit 3 then ${published.length - 3}, wrong credentials rejected with status 16`
+            `received and decoded all with credit 3 then ${published.length - 3}, ` +
+            (process.env.EVENTBUS_TOOLING_URL ? 'consumed, committed and resumed a managed subscription, ' : '') +
+            'wrong credentials rejected with status 16'
     );
 } else {
     console.log(`--- last client log lines (${crashed ? 'crashed' : 'failed'}) ---`);

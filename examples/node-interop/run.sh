@@ -53,13 +53,15 @@ cat >"$work/tokens.toml" <<EOF
 sha256 = "$hash"
 tenant = "$tenant"
 principal = "node-interop"
-grants = ["publish:/event/*", "subscribe:/event/*"]
+grants = ["publish:/event/*", "subscribe:/event/*", "admin"]
 EOF
 
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --topics "$root/examples/topics" \
   --tls-self-signed "$work/tls" --auth static --auth-tokens-file "$work/tokens.toml" \
-  --keepalive 300ms >"$work/server.log" 2>&1 &
+  --keepalive 300ms --tooling-listen 127.0.0.1:0 >"$work/server.log" 2>&1 &
 # --keepalive: the check waits for one Subscribe keepalive; 300 ms keeps that short.
+# --tooling-listen: the client looks managed subscriptions up with a Tooling
+# API query on its instanceUrl before ManagedSubscribe.
 pid=$!
 addr=""
 for _ in $(seq 1 300); do
@@ -70,12 +72,19 @@ for _ in $(seq 1 300); do
   sleep 0.1 # polling for readiness, bounded at 30 s
 done
 [ -n "$addr" ] || { cat "$work/server.log"; setup_failed "eventbus never became ready"; }
+# Logged before the gRPC address line, so present once that is.
+tooling="$(sed -n 's/.*tooling api serving on \([0-9.:]*\).*/\1/p' "$work/server.log" | head -n1)"
+[ -n "$tooling" ] || { cat "$work/server.log"; setup_failed "no tooling api address in the log"; }
 
 echo "== salesforce-pubsub-api-client $(node -p "require('$here/node_modules/salesforce-pubsub-api-client/package.json').version") (node $(node --version)) against eventbus on $addr (TLS, static auth), topic $topic"
 status=0
 # By name: the certificate is for localhost, and Node warns (DEP0123) when TLS
 # is given an IP address as server name.
-node "$here/interop.js" "localhost:${addr##*:}" "$token" "$tenant" "$topic" || status=$?
+# The Tooling API endpoint serves the same development certificate over
+# HTTPS; Node trusts its CA through NODE_EXTRA_CA_CERTS.
+EVENTBUS_TOOLING_URL="https://localhost:${tooling##*:}" EVENTBUS_BIN="$bin" \
+  EVENTBUS_TLS_CA="$work/tls/ca.pem" NODE_EXTRA_CA_CERTS="$work/tls/ca.pem" \
+  node "$here/interop.js" "localhost:${addr##*:}" "$token" "$tenant" "$topic" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server log ---"
   tail -n 40 "$work/server.log"
