@@ -84,7 +84,28 @@ fn topic_name_of(rel: &Path, path: &Path) -> Result<TopicName, BrokerError> {
     })
 }
 
+/// How deep the topics folder may nest; guards against symlink loops.
+const MAX_DEPTH: usize = 16;
+
+/// Whether a folder entry is hidden: dot files, and the `..data` and
+/// `..<timestamp>` entries Kubernetes puts into a mounted ConfigMap, which
+/// would otherwise provision every topic again under a timestamp name.
+fn hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BrokerError> {
+    collect_at(dir, out, 0)
+}
+
+fn collect_at(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), BrokerError> {
+    if depth > MAX_DEPTH {
+        return Err(BrokerError::Provision(format!(
+            "topics folder {}: nested more than {MAX_DEPTH} folders deep (a symlink loop?)",
+            dir.display()
+        )));
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| {
         BrokerError::Provision(format!("topics folder {}: cannot read: {e}", dir.display()))
     })?;
@@ -92,11 +113,14 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BrokerError> {
         let entry = entry
             .map_err(|e| BrokerError::Provision(format!("topics folder {}: {e}", dir.display())))?;
         let path = entry.path();
-        let ty = entry
-            .file_type()
+        if hidden(&path) {
+            continue;
+        }
+        // Follows symlinks: a folder linked into the topics folder counts.
+        let meta = std::fs::metadata(&path)
             .map_err(|e| BrokerError::Provision(format!("{}: {e}", path.display())))?;
-        if ty.is_dir() {
-            collect(&path, out)?;
+        if meta.is_dir() {
+            collect_at(&path, out, depth + 1)?;
         } else if path.extension().is_some_and(|e| e == "avsc") {
             out.push(path);
         }
@@ -181,7 +205,7 @@ pub fn read_managed_dir(dir: &Path) -> Result<Vec<ManagedFile>, BrokerError> {
         let path = entry
             .map_err(|e| BrokerError::Provision(format!("{}: {e}", dir.display())))?
             .path();
-        if path.extension().is_some_and(|e| e == "toml") {
+        if !hidden(&path) && path.extension().is_some_and(|e| e == "toml") {
             paths.push(path);
         }
     }
@@ -295,6 +319,23 @@ mod tests {
             names,
             vec!["/data/AccountChangeEvent", "/event/Order_Event__e"]
         );
+    }
+
+    #[test]
+    fn hidden_entries_are_skipped_and_linked_folders_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("..2026_11_27_data");
+        std::fs::create_dir_all(real.join("event")).expect("mkdir");
+        std::fs::write(real.join("event/Order_Event__e.avsc"), SCHEMA).expect("write");
+        // The shape of a mounted ConfigMap: ..data links to the timestamped
+        // folder, visible names link through ..data.
+        std::os::unix::fs::symlink(&real, dir.path().join("..data")).expect("link");
+        std::os::unix::fs::symlink(dir.path().join("..data/event"), dir.path().join("event"))
+            .expect("link");
+        std::fs::write(dir.path().join(".hidden.avsc"), SCHEMA).expect("write");
+        let files = read_topics_dir(dir.path()).expect("reads");
+        let names: Vec<_> = files.iter().map(|f| f.name.as_str().to_owned()).collect();
+        assert_eq!(names, vec!["/event/Order_Event__e"]);
     }
 
     #[test]
