@@ -111,8 +111,14 @@ impl Cli {
         let Some(path) = serve.get_one::<PathBuf>("config").cloned() else {
             return Ok(Cli::from_arg_matches(&matches)?);
         };
+        // A file value applies unless a variable or a flag set the setting.
+        // Settings without a default have no value source at all when
+        // unset, so "not from env or flags" is the test, not "default".
         let from_file = file_flags(&path, |id| {
-            serve.value_source(id) == Some(ValueSource::DefaultValue)
+            !matches!(
+                serve.value_source(id),
+                Some(ValueSource::EnvVariable | ValueSource::CommandLine)
+            )
         })?;
         let mut layered: Vec<OsString> = Vec::with_capacity(args.len() + from_file.len() + 1);
         layered.push(args.first().cloned().unwrap_or_else(|| "eventbus".into()));
@@ -248,6 +254,11 @@ pub struct ServeArgs {
     /// API clients use to look up managed subscriptions; empty turns it off.
     #[arg(long, env = "EVENTBUS_TOOLING_LISTEN", default_value = "")]
     pub tooling_listen: String,
+    /// Address of a plaintext listener that serves only `grpc.health.v1`
+    /// (for Kubernetes gRPC probes when the main port speaks TLS); empty
+    /// turns it off.
+    #[arg(long, env = "EVENTBUS_HEALTH_LISTEN", default_value = "")]
+    pub health_listen: String,
     /// Address to listen on for gRPC (plaintext).
     #[arg(long, env = "EVENTBUS_LISTEN", default_value = "127.0.0.1:7011")]
     pub listen: SocketAddr,
@@ -505,6 +516,17 @@ impl ServeArgs {
         )
     }
 
+    /// The plaintext health listener's address, `None` when it is off.
+    ///
+    /// # Errors
+    /// A message when the address does not parse.
+    pub fn health_addr(&self) -> Result<Option<SocketAddr>, String> {
+        optional_addr(
+            &self.health_listen,
+            "EVENTBUS_HEALTH_LISTEN (--health-listen)",
+        )
+    }
+
     /// Defaults with `data_dir` set: what tests use.
     pub fn for_tests(data_dir: PathBuf) -> Self {
         let mut args = Cli::parse_from(["eventbus"]).serve;
@@ -675,6 +697,36 @@ mod tests {
             .into_serve()
             .expect("serve");
         assert_eq!(a.max_credit, 50);
+    }
+
+    #[test]
+    fn file_values_apply_to_settings_without_a_default() {
+        // Found by the deploy checks: topics, TLS and JWT files in the config
+        // file were ignored, so a server meant to use TLS came up plaintext.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "topics = \"/etc/eventbus/topics\"\ntls_cert = \"/tls/tls.crt\"\ntls_key = \"/tls/tls.key\"\nauth = \"jwt\"\njwt_jwks_file = \"/jwt/jwks.json\"\njwt_issuer = \"https://issuer\"\n",
+        );
+        let p = path.display().to_string();
+        let a = Cli::load_from(["eventbus", "serve", "--config", &p])
+            .map_err(|e| format!("{e:?}"))
+            .expect("loads")
+            .into_serve()
+            .expect("serve");
+        assert_eq!(a.topics, Some(PathBuf::from("/etc/eventbus/topics")));
+        assert_eq!(a.tls_cert, Some(PathBuf::from("/tls/tls.crt")));
+        assert_eq!(a.tls_key, Some(PathBuf::from("/tls/tls.key")));
+        assert_eq!(a.jwt_jwks_file, Some(PathBuf::from("/jwt/jwks.json")));
+        assert_eq!(a.jwt_issuer.as_deref(), Some("https://issuer"));
+        assert!(a.tls().enabled());
+        // A flag still beats the file.
+        let a = Cli::load_from(["eventbus", "serve", "--config", &p, "--topics", "/other"])
+            .map_err(|e| format!("{e:?}"))
+            .expect("loads")
+            .into_serve()
+            .expect("serve");
+        assert_eq!(a.topics, Some(PathBuf::from("/other")));
     }
 
     #[test]

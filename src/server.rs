@@ -223,6 +223,7 @@ pub struct Server {
     broker: Arc<Broker>,
     metrics: Option<TcpListener>,
     tooling: Option<TcpListener>,
+    health: Option<TcpListener>,
     tls: Option<tonic::transport::ServerTlsConfig>,
     http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     auth: Arc<crate::auth::Authenticator>,
@@ -255,7 +256,8 @@ impl Server {
             metrics.clone(),
         )?);
         let broker = Broker::open(log, args.broker(), metrics).await?;
-        if let Some(dir) = &args.topics
+        // `topics = ""` in the config file means none.
+        if let Some(dir) = args.topics.as_ref().filter(|d| !d.as_os_str().is_empty())
             && let Err(e) = broker.provision_dir(dir).await
         {
             let _ = broker.close().await;
@@ -275,12 +277,13 @@ impl Server {
                 None => Ok(None),
             }
         };
-        let (metrics, tooling) = match (
+        let (metrics, tooling, health) = match (
             bind(args.metrics_addr(), "metrics").await,
             bind(args.tooling_addr(), "the tooling api").await,
+            bind(args.health_addr(), "health").await,
         ) {
-            (Ok(m), Ok(t)) => (m, t),
-            (Err(e), _) | (_, Err(e)) => {
+            (Ok(m), Ok(t), Ok(h)) => (m, t, h),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 let _ = broker.close().await;
                 return Err(e);
             }
@@ -290,10 +293,16 @@ impl Server {
             broker,
             metrics,
             tooling,
+            health,
             tls,
             http_tls,
             auth,
         })
+    }
+
+    /// The bound address of the plaintext health listener, when it is on.
+    pub fn health_addr(&self) -> Option<std::net::SocketAddr> {
+        self.health.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound address of the Tooling API endpoint, when it is on.
@@ -327,6 +336,7 @@ impl Server {
             broker,
             metrics,
             tooling,
+            health: health_listener,
             tls,
             http_tls,
             auth,
@@ -373,6 +383,41 @@ impl Server {
         tasks.spawn(broker.clone().run_retention(streams.clone()));
         if let Some(listener) = metrics {
             tasks.spawn(serve_metrics(listener, broker.clone(), stop.clone()));
+        }
+        if let Some(listener) = health_listener {
+            if let Ok(addr) = listener.local_addr() {
+                // Not "listening on": scripts take the gRPC address from that line.
+                tracing::info!("health (plaintext) serving on {addr}");
+            }
+            // Reports what the main port's health reports, NOT_SERVING during
+            // the drain included; stops once the streams end.
+            // Reflection of the health service alone, for grpcurl (which
+            // asks v1alpha first).
+            let reflect = || {
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            };
+            let only_health = tonic::transport::Server::builder()
+                .add_service(health_svc.clone())
+                .add_service(
+                    reflect()
+                        .build_v1()
+                        .map_err(|e| ServerError::Config(format!("reflection: {e}")))?,
+                )
+                .add_service(
+                    reflect()
+                        .build_v1alpha()
+                        .map_err(|e| ServerError::Config(format!("reflection: {e}")))?,
+                )
+                .serve_with_incoming_shutdown(incoming(listener), {
+                    let streams = streams.clone();
+                    async move { streams.cancelled().await }
+                });
+            tasks.spawn(async move {
+                if let Err(e) = only_health.await {
+                    tracing::warn!(error = %e, "health listener failed");
+                }
+            });
         }
         if let Some(listener) = tooling {
             if let Ok(addr) = listener.local_addr() {

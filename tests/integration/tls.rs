@@ -21,6 +21,7 @@ use crate::common::*;
 /// A TLS server on 127.0.0.1:0 with its folders.
 struct TlsServer {
     addr: std::net::SocketAddr,
+    health: Option<std::net::SocketAddr>,
     stop: CancellationToken,
     task: JoinHandle<Result<(), eventbus::server::ServerError>>,
     args: ServeArgs,
@@ -40,10 +41,12 @@ impl TlsServer {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
         let server = Server::build(args.clone()).await.expect("server builds");
+        let health = server.health_addr();
         let stop = CancellationToken::new();
         let task = tokio::spawn(server.serve(listener, stop.clone()));
         TlsServer {
             addr,
+            health,
             stop,
             task,
             args,
@@ -273,4 +276,51 @@ async fn a_missing_certificate_stops_startup_by_name() {
     assert!(err.contains("nope.pem"), "{err}");
     // Nothing was opened: the data folder was not created.
     assert!(!dir.path().join("data").exists());
+}
+
+#[tokio::test]
+async fn a_plaintext_health_listener_serves_health_only_for_probes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls_dir = dir.path().join("tls");
+    let server = TlsServer::start(dir.path(), |a| {
+        a.tls_self_signed = Some(tls_dir.clone());
+        a.health_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let health_addr = server.health.expect("health listener on");
+    // Plaintext, as the kubelet's gRPC probe connects.
+    let channel = Endpoint::from_shared(format!("http://{health_addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("plaintext connect");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: "eventbus.v1.PubSub".into(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        if status
+            .as_ref()
+            .is_ok_and(|s| *s == ServingStatus::Serving as i32)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never SERVING: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // readiness poll
+    }
+    // Only health: the Pub/Sub API is not reachable without TLS.
+    let st = PubSubClient::new(channel)
+        .get_topic(pb::TopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+        })
+        .await
+        .expect_err("no Pub/Sub API on the health port");
+    assert_eq!(st.code(), tonic::Code::Unimplemented, "{st:?}");
+    server.stop().await;
 }
