@@ -62,22 +62,23 @@ impl Broker {
         if retention.is_zero() {
             return Err(BrokerError::RetentionInvalid(0));
         }
-        let mut next_id = self.provision_lock.lock().await;
+        let _guard = self.provision_lock.lock().await;
         if self.lookup(name.as_str()).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
         let schema_id = schema.id().clone();
         self.store_schema(schema).await?;
         let topic = Topic {
-            id: TopicId(*next_id),
+            id: TopicId(self.log.allocate_topic_id().await?),
             name,
             schema_ids: vec![schema_id],
             retention,
             created_ms: now_ms(),
         };
-        self.log.put_topic(topic.to_record()).await?;
-        *next_id = next_id.saturating_add(1);
+        // Registered before the record is visible to other processes, so
+        // they never see a topic this process cannot serve yet.
         self.log.register_topic(topic.id).await?;
+        self.log.put_topic(topic.to_record()).await?;
         Ok(self.install(topic))
     }
 
@@ -212,7 +213,7 @@ impl Broker {
         duration_ms(topic.retention)
     }
 
-    fn lookup(&self, name: &str) -> Option<Arc<Topic>> {
+    pub(super) fn lookup(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -230,7 +231,7 @@ impl Broker {
         Ok(())
     }
 
-    fn install(&self, topic: Topic) -> Arc<Topic> {
+    pub(super) fn install(&self, topic: Topic) -> Arc<Topic> {
         let topic = Arc::new(topic);
         self.topics
             .write()

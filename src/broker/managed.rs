@@ -105,6 +105,9 @@ impl ManagedView {
 enum EndReason {
     Stopped,
     Deleted,
+    // The shared lease could not be renewed: another process may take the
+    // subscription, so this stream must stop delivering.
+    LeaseLost,
 }
 
 struct Lease {
@@ -124,6 +127,16 @@ struct Entry {
 }
 
 impl Entry {
+    fn new(record: ManagedRecord) -> Self {
+        Entry {
+            record: Mutex::new(record),
+            write: tokio::sync::Mutex::new(()),
+            lease: Mutex::new(None),
+            ended: Mutex::new(None),
+            released: Notify::new(),
+        }
+    }
+
     fn snapshot(&self) -> ManagedRecord {
         lock(&self.record).clone()
     }
@@ -156,19 +169,7 @@ impl Registry {
     pub(crate) fn load(records: Vec<ManagedRecord>) -> Self {
         let entries = records
             .into_iter()
-            .map(|r| {
-                let id = r.id.clone();
-                (
-                    id,
-                    Arc::new(Entry {
-                        record: Mutex::new(r),
-                        write: tokio::sync::Mutex::new(()),
-                        lease: Mutex::new(None),
-                        ended: Mutex::new(None),
-                        released: Notify::new(),
-                    }),
-                )
-            })
+            .map(|r| (r.id.clone(), Arc::new(Entry::new(r))))
             .collect();
         Self {
             entries: RwLock::new(entries),
@@ -192,6 +193,10 @@ pub struct ManagedSession {
     entry: Arc<Entry>,
     generation: u64,
     end: CancellationToken,
+    // The subscription's id and this stream's name in the shared lease.
+    id: String,
+    holder: String,
+    renewer: Option<tokio::task::JoinHandle<()>>,
     topic: TopicId,
     // Positions this stream may commit: from where it started to what it
     // has delivered.
@@ -210,6 +215,9 @@ impl ManagedSession {
     pub(crate) fn end_reason(&self) -> BrokerError {
         match *lock(&self.entry.ended) {
             Some(EndReason::Deleted) => BrokerError::ManagedDeleted(self.name.clone()),
+            Some(EndReason::LeaseLost) => BrokerError::Log(crate::log::LogError::Storage(
+                "the managed subscription's lease could not be renewed".into(),
+            )),
             _ => BrokerError::ManagedStopped(self.name.clone()),
         }
     }
@@ -221,7 +229,7 @@ impl ManagedSession {
 
     /// The subscription's id.
     pub fn id(&self) -> String {
-        lock(&self.entry.record).id.clone()
+        self.id.clone()
     }
 
     /// Checks `batch` in order against what this stream delivered (up to
@@ -305,19 +313,24 @@ impl ManagedSession {
                     .to_owned(),
             );
         }
-        let mut rec = self.entry.snapshot();
-        rec.commit = Some(CommitRecord {
+        let commit = CommitRecord {
             topic_id: self.topic.0,
             offset: at.0,
             time_ms: now_ms(),
-        });
-        match self.broker.log().put_managed(rec.clone()).await {
-            Ok(()) => {
-                *lock(&self.entry.record) = rec;
+        };
+        let id = self.entry.snapshot().id;
+        // Only the commit: a definition changed meanwhile by another
+        // process stays as that process stored it.
+        match self.broker.log().put_commit(&id, Some(commit)).await {
+            Ok(true) => {
+                lock(&self.entry.record).commit = Some(commit);
                 Ok(())
             }
+            Ok(false) => {
+                Err("The managed subscription was deleted; the commit was not stored.".to_owned())
+            }
             Err(e) => {
-                tracing::warn!(subscription = %rec.id, error = %e, "commit not stored");
+                tracing::warn!(subscription = %id, error = %e, "commit not stored");
                 Err("The commit could not be stored; commit again later.".to_owned())
             }
         }
@@ -326,6 +339,23 @@ impl ManagedSession {
 
 impl Drop for ManagedSession {
     fn drop(&mut self) {
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
+        }
+        // The shared lease first, so another process may take over as soon
+        // as this one lets go.
+        let (log, key, holder) = (
+            self.broker.log().clone(),
+            lease_key(&self.id),
+            self.holder.clone(),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = log.release_lease(&key, &holder).await {
+                    tracing::debug!(error = %e, "lease not released; it expires");
+                }
+            });
+        }
         let mut lease = lock(&self.entry.lease);
         if lease
             .as_ref()
@@ -336,6 +366,17 @@ impl Drop for ManagedSession {
             self.entry.released.notify_waiters();
         }
     }
+}
+
+/// How long a process holds a managed subscription's shared lease without
+/// renewing it: a process that dies frees its subscriptions after this.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a stream renews its lease (a third of the TTL, so two renewals
+/// may fail before it lapses).
+const LEASE_RENEW: Duration = Duration::from_millis(3300);
+
+fn lease_key(id: &str) -> String {
+    format!("managed.{id}")
 }
 
 /// A managed stream ready to run.
@@ -431,13 +472,7 @@ impl Broker {
             commit: None,
         };
         self.log().put_managed(record.clone()).await?;
-        let entry = Arc::new(Entry {
-            record: Mutex::new(record),
-            write: tokio::sync::Mutex::new(()),
-            lease: Mutex::new(None),
-            ended: Mutex::new(None),
-            released: Notify::new(),
-        });
+        let entry = Arc::new(Entry::new(record));
         write(&self.managed.entries).insert(id.to_string(), entry.clone());
         Ok(self.view(&entry))
     }
@@ -584,11 +619,44 @@ impl Broker {
             entry,
             generation,
             end,
+            id: rec.id.clone(),
+            holder: format!("{}/{generation}", self.instance),
+            renewer: None,
             topic: TopicId(0),
             start: Offset(0),
             committed: None,
             name: rec.developer_name.clone(),
         };
+        // Then the lease every process on the log respects; another process
+        // whose stream is ending gets until the deadline to let go.
+        let key = lease_key(&rec.id);
+        loop {
+            if self
+                .log()
+                .acquire_lease(&key, &session.holder, LEASE_TTL)
+                .await?
+            {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::ManagedAlreadyActive);
+            }
+            // Polling another process's lease: it sends no wake-up.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        session.renewer = Some(tokio::spawn(renew(
+            self.log().clone(),
+            key,
+            session.holder.clone(),
+            Arc::downgrade(&session.entry),
+            session.end.clone(),
+        )));
+        // The record as it is now: another process may have changed it while
+        // this one waited for the lease.
+        let rec = session.entry.snapshot();
+        if rec.state == ManagedState::Stop {
+            return Err(BrokerError::ManagedStopped(rec.developer_name));
+        }
         let topic = self.topic(&rec.topic)?;
         let bounds = self.log().bounds(topic.id)?;
         let at = |replay| match replay {
@@ -620,6 +688,88 @@ impl Broker {
             session,
             topic: rec.topic,
         })
+    }
+}
+
+/// Renews a stream's shared lease until the stream ends; when renewing
+/// fails, ends the stream (another process may take the subscription).
+async fn renew(
+    log: crate::log::SharedLog,
+    key: String,
+    holder: String,
+    entry: std::sync::Weak<Entry>,
+    end: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(LEASE_RENEW);
+    tick.tick().await; // the first tick is immediate; the lease is fresh
+    loop {
+        tokio::select! {
+            () = end.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match log.renew_lease(&key, &holder, LEASE_TTL).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                tracing::warn!(lease = %key, "lost a managed subscription's lease; ending its stream");
+                if let Some(entry) = entry.upgrade() {
+                    *lock(&entry.ended) = Some(EndReason::LeaseLost);
+                }
+                end.cancel();
+                return;
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// A definition another process (or this one) stored: the in-memory
+    /// entry follows it. A STOP ends the stream here; while this process
+    /// streams the subscription, its own commit is the newer one.
+    pub(super) fn managed_changed(&self, rec: ManagedRecord) {
+        let existing = read(&self.managed.entries).get(&rec.id).cloned();
+        let Some(entry) = existing else {
+            let id = rec.id.clone();
+            write(&self.managed.entries).insert(id, Arc::new(Entry::new(rec)));
+            return;
+        };
+        let stopping = {
+            let mut current = lock(&entry.record);
+            let stopping = current.state == ManagedState::Run && rec.state == ManagedState::Stop;
+            let keep_commit = entry.active() && rec.state == ManagedState::Run;
+            let commit = if keep_commit {
+                current.commit
+            } else {
+                rec.commit
+            };
+            *current = ManagedRecord { commit, ..rec };
+            stopping
+        };
+        if stopping {
+            entry.end_stream(EndReason::Stopped);
+        }
+    }
+
+    /// A definition another process deleted: its stream here ends.
+    pub(super) fn managed_deleted(&self, id: &str) {
+        if let Some(entry) = write(&self.managed.entries).remove(id) {
+            entry.end_stream(EndReason::Deleted);
+        }
+    }
+
+    /// Applies a freshly loaded list of definitions whole.
+    pub(super) fn managed_resync(&self, records: Vec<ManagedRecord>) {
+        let ids: std::collections::HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+        for rec in records {
+            self.managed_changed(rec);
+        }
+        let gone: Vec<String> = read(&self.managed.entries)
+            .keys()
+            .filter(|id| !ids.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.managed_deleted(&id);
+        }
     }
 }
 

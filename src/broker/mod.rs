@@ -6,11 +6,13 @@
 //! Must not: import tonic, prost or rocksdb; it speaks domain types only.
 //!
 //! Lock order: `provision_lock` (async, held across log writes so two
-//! provisioning calls cannot both assign a topic id) is taken before
-//! `topics`; `topics` is never held across an `.await`.
+//! provisioning calls of this process cannot both create a topic) is taken
+//! before `topics`; `topics` is never held across an `.await`. Topic ids come
+//! from the log, so processes sharing a log never hand out the same one.
 
 pub mod admin;
 pub mod credits;
+mod follow;
 pub mod managed;
 pub mod provision;
 pub mod publisher;
@@ -340,6 +342,23 @@ impl Topic {
             .expect("a topic always has at least one schema")
     }
 
+    /// The topic a catalog record describes.
+    ///
+    /// # Errors
+    /// [`BrokerError::Provision`] for a stored name that is not valid.
+    fn from_record(rec: TopicRecord) -> Result<Self, BrokerError> {
+        let name = TopicName::parse(&rec.name).map_err(|e| {
+            BrokerError::Provision(format!("stored topic {:?} is invalid: {e}", rec.name))
+        })?;
+        Ok(Topic {
+            id: TopicId(rec.id),
+            name,
+            schema_ids: rec.schema_ids.into_iter().map(SchemaId::new).collect(),
+            retention: Duration::from_millis(rec.retention_ms),
+            created_ms: rec.created_ms,
+        })
+    }
+
     fn to_record(&self) -> TopicRecord {
         TopicRecord {
             id: self.id.0,
@@ -374,8 +393,8 @@ pub struct Broker {
     schemas: SchemaRegistry,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     // Held across log writes while topics are created, changed or deleted
-    // (see the module docs); guards the next topic id to hand out.
-    provision_lock: tokio::sync::Mutex<u32>,
+    // (see the module docs).
+    provision_lock: tokio::sync::Mutex<()>,
     cfg: BrokerConfig,
     stats: BrokerStats,
     metrics: Arc<Metrics>,
@@ -384,6 +403,8 @@ pub struct Broker {
     live: Mutex<HashMap<u64, Arc<LiveSubscription>>>,
     next_live_id: AtomicU64,
     managed: managed::Registry,
+    // Names this process in leases on a log several processes share.
+    instance: String,
 }
 
 /// What a running subscription publishes about itself for metrics.
@@ -406,8 +427,10 @@ impl Broker {
         cfg: BrokerConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, BrokerError> {
+        // Watch first, then load: a change made meanwhile by another
+        // process is seen twice at worst, never missed.
+        let changes = log.watch_catalog();
         let catalog = log.load_catalog().await?;
-        let next_topic_id = catalog.next_topic_id;
         let schemas = SchemaRegistry::new();
         for (id, json) in &catalog.schemas {
             let parsed = ParsedSchema::parse(json).map_err(|e| {
@@ -417,33 +440,27 @@ impl Broker {
         }
         let mut topics = HashMap::new();
         for rec in catalog.topics {
-            let name = TopicName::parse(&rec.name).map_err(|e| {
-                BrokerError::Provision(format!("stored topic {:?} is invalid: {e}", rec.name))
-            })?;
-            log.register_topic(TopicId(rec.id)).await?;
-            topics.insert(
-                rec.name.clone(),
-                Arc::new(Topic {
-                    id: TopicId(rec.id),
-                    name,
-                    schema_ids: rec.schema_ids.into_iter().map(SchemaId::new).collect(),
-                    retention: Duration::from_millis(rec.retention_ms),
-                    created_ms: rec.created_ms,
-                }),
-            );
+            let topic = Topic::from_record(rec)?;
+            log.register_topic(topic.id).await?;
+            topics.insert(topic.name.as_str().to_owned(), Arc::new(topic));
         }
-        Ok(Arc::new(Self {
+        let broker = Arc::new(Self {
             log,
             schemas,
             topics: RwLock::new(topics),
-            provision_lock: tokio::sync::Mutex::new(next_topic_id.max(1)),
+            provision_lock: tokio::sync::Mutex::new(()),
             cfg,
             stats: BrokerStats::default(),
             metrics,
             live: Mutex::new(HashMap::new()),
             next_live_id: AtomicU64::new(0),
             managed: managed::Registry::load(catalog.managed),
-        }))
+            instance: uuid::Uuid::new_v4().to_string(),
+        });
+        if let Some(changes) = changes {
+            tokio::spawn(follow::follow(Arc::downgrade(&broker), changes));
+        }
+        Ok(broker)
     }
 
     /// The engine's settings.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{CommitRecord, ManagedRecord, NewEvent, TopicLog, TopicRecord};
+use super::{CatalogChange, CommitRecord, ManagedRecord, NewEvent, TopicLog, TopicRecord};
 use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TopicId};
 
 /// A small event whose payload encodes `n`.
@@ -223,6 +223,145 @@ pub async fn managed_records_round_trip(log: &dyn TopicLog) {
     );
 }
 
+/// A commit replaces only the commit of a stored subscription.
+pub async fn put_commit_changes_only_the_commit(log: &dyn TopicLog) {
+    let mut rec = ManagedRecord {
+        id: "m1".into(),
+        tenant: "00D000000000000EAA".into(),
+        developer_name: "Sub".into(),
+        topic: "/event/A__e".into(),
+        default_replay: ManagedReplay::Earliest,
+        error_recovery_replay: ManagedReplay::Latest,
+        state: ManagedState::Run,
+        created_ms: 1,
+        updated_ms: 2,
+        commit: None,
+    };
+    log.put_managed(rec.clone()).await.expect("put");
+    let commit = CommitRecord {
+        topic_id: 3,
+        offset: 9,
+        time_ms: 10,
+    };
+    assert!(log.put_commit("m1", Some(commit)).await.expect("commit"));
+    assert!(
+        !log.put_commit("absent", Some(commit))
+            .await
+            .expect("commit")
+    );
+    rec.commit = Some(commit);
+    assert_eq!(
+        log.load_catalog().await.expect("load").managed,
+        vec![rec.clone()]
+    );
+    assert!(log.put_commit("m1", None).await.expect("uncommit"));
+    rec.commit = None;
+    assert_eq!(log.load_catalog().await.expect("load").managed, vec![rec]);
+}
+
+/// Topic ids come out unique and above every stored topic's id.
+pub async fn allocated_topic_ids_are_fresh(log: &dyn TopicLog) {
+    log.put_topic(TopicRecord {
+        id: 7,
+        name: "/event/A__e".into(),
+        schema_ids: vec!["x".into()],
+        retention_ms: 1,
+        created_ms: 1,
+    })
+    .await
+    .expect("put topic");
+    let a = log.allocate_topic_id().await.expect("allocate");
+    let b = log.allocate_topic_id().await.expect("allocate");
+    assert!(a > 7 && b > a, "{a}, {b}");
+}
+
+/// Schemas are read back by id.
+pub async fn schemas_are_read_back_by_id(log: &dyn TopicLog) {
+    log.put_schema(SchemaId::new("s1"), "{\"type\":\"string\"}".into())
+        .await
+        .expect("put schema");
+    assert_eq!(
+        log.get_schema(&SchemaId::new("s1"))
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("{\"type\":\"string\"}")
+    );
+    assert_eq!(
+        log.get_schema(&SchemaId::new("none")).await.expect("get"),
+        None
+    );
+}
+
+/// A lease keeps other holders out until it is released or expires.
+pub async fn leases_exclude_other_holders(log: &dyn TopicLog) {
+    let long = Duration::from_secs(60);
+    assert!(log.acquire_lease("k", "a", long).await.expect("acquire"));
+    assert!(
+        log.acquire_lease("k", "a", long)
+            .await
+            .expect("again by the holder")
+    );
+    assert!(!log.acquire_lease("k", "b", long).await.expect("refused"));
+    assert!(log.renew_lease("k", "a", long).await.expect("renew"));
+    assert!(!log.renew_lease("k", "b", long).await.expect("not b's"));
+    log.release_lease("k", "b")
+        .await
+        .expect("not b's to release");
+    assert!(!log.acquire_lease("k", "b", long).await.expect("still a's"));
+    log.release_lease("k", "a").await.expect("release");
+    assert!(
+        log.acquire_lease("k", "b", Duration::from_millis(1))
+            .await
+            .expect("free")
+    );
+    // An expired lease goes to whoever asks.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(!log.renew_lease("k", "b", long).await.expect("expired"));
+    assert!(log.acquire_lease("k", "a", long).await.expect("taken over"));
+}
+
+/// A log that reports catalog changes reports every kind of them.
+pub async fn catalog_changes_are_reported(log: &dyn TopicLog) {
+    let Some(mut rx) = log.watch_catalog() else {
+        return; // a log written by one handle only
+    };
+    let topic = TopicRecord {
+        id: 2,
+        name: "/event/B__e".into(),
+        schema_ids: vec!["s".into()],
+        retention_ms: 1,
+        created_ms: 1,
+    };
+    log.put_schema(SchemaId::new("s"), "{}".into())
+        .await
+        .expect("schema");
+    log.put_topic(topic.clone()).await.expect("topic");
+    log.register_topic(TopicId(2)).await.expect("register");
+    log.delete_topic(TopicId(2), "/event/B__e")
+        .await
+        .expect("delete");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let change = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a change within 10 s")
+            .expect("watch open");
+        seen.push(change);
+    }
+    assert_eq!(
+        seen,
+        vec![
+            CatalogChange::Schema(SchemaId::new("s")),
+            CatalogChange::Topic(topic),
+            CatalogChange::TopicDeleted {
+                id: 2,
+                name: "/event/B__e".into()
+            },
+        ]
+    );
+}
+
 /// Deleting a topic removes its events and record, and its id is not reused.
 pub async fn delete_topic_removes_everything(log: &dyn TopicLog) {
     let rec = TopicRecord {
@@ -330,6 +469,31 @@ macro_rules! contract_tests {
             async fn managed_records_round_trip() {
                 let (log, _g) = make();
                 $crate::log::contract::managed_records_round_trip(&*log).await;
+            }
+            #[tokio::test]
+            async fn put_commit_changes_only_the_commit() {
+                let (log, _g) = make();
+                $crate::log::contract::put_commit_changes_only_the_commit(&*log).await;
+            }
+            #[tokio::test]
+            async fn allocated_topic_ids_are_fresh() {
+                let (log, _g) = make();
+                $crate::log::contract::allocated_topic_ids_are_fresh(&*log).await;
+            }
+            #[tokio::test]
+            async fn schemas_are_read_back_by_id() {
+                let (log, _g) = make();
+                $crate::log::contract::schemas_are_read_back_by_id(&*log).await;
+            }
+            #[tokio::test]
+            async fn leases_exclude_other_holders() {
+                let (log, _g) = make();
+                $crate::log::contract::leases_exclude_other_holders(&*log).await;
+            }
+            #[tokio::test]
+            async fn catalog_changes_are_reported() {
+                let (log, _g) = make();
+                $crate::log::contract::catalog_changes_are_reported(&*log).await;
             }
             #[tokio::test]
             async fn delete_topic_removes_everything() {

@@ -7,17 +7,21 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::watch;
+use std::time::Duration;
 
+use tokio::sync::{broadcast, watch};
+
+use super::lease::LeaseTable;
 use super::tail::Tails;
 use super::{
-    Catalog, LogBounds, LogError, ManagedRecord, NewEvent, StoredEvent, TopicLog, TopicRecord,
-    now_ms,
+    Catalog, CatalogChange, CommitRecord, LogBounds, LogError, ManagedRecord, NewEvent,
+    StoredEvent, TopicLog, TopicRecord, now_ms,
 };
 use crate::types::{Offset, SchemaId, TopicId};
 
-/// An in-memory topic log.
-#[derive(Default)]
+/// An in-memory topic log. Shared by several brokers in one process, it
+/// stands in for a log several eventbus processes share: every handle sees
+/// every catalog change and the same leases.
 pub struct MemoryTopicLog {
     tails: Tails,
     // One lock for all topics: appends are serialised as with the RocksDB
@@ -28,12 +32,45 @@ pub struct MemoryTopicLog {
     next_topic_id: Mutex<u32>,
     managed: Mutex<HashMap<String, ManagedRecord>>,
     closed: AtomicBool,
+    changes: broadcast::Sender<CatalogChange>,
+    leases: LeaseTable,
 }
+
+impl Default for MemoryTopicLog {
+    fn default() -> Self {
+        Self {
+            tails: Tails::default(),
+            events: Mutex::default(),
+            topics: Mutex::default(),
+            schemas: Mutex::default(),
+            next_topic_id: Mutex::new(1),
+            managed: Mutex::default(),
+            closed: AtomicBool::new(false),
+            changes: broadcast::channel(CHANGES_BUFFERED).0,
+            leases: LeaseTable::default(),
+        }
+    }
+}
+
+/// Catalog changes a slow watcher may fall behind by before it must reload.
+const CHANGES_BUFFERED: usize = 1024;
 
 impl MemoryTopicLog {
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn changed(&self, change: CatalogChange) {
+        // No watcher is fine: nobody needs to know.
+        let _ = self.changes.send(change);
+    }
+
+    fn open(&self) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        Ok(())
     }
 }
 
@@ -164,7 +201,8 @@ impl TopicLog for MemoryTopicLog {
             let mut next = lock(&self.next_topic_id);
             *next = (*next).max(record.id.saturating_add(1));
         }
-        lock(&self.topics).insert(record.name.clone(), record);
+        lock(&self.topics).insert(record.name.clone(), record.clone());
+        self.changed(CatalogChange::Topic(record));
         Ok(())
     }
 
@@ -174,6 +212,10 @@ impl TopicLog for MemoryTopicLog {
             .map_or(0, |l| l.len() as u64);
         lock(&self.topics).remove(name);
         self.tails.remove(topic);
+        self.changed(CatalogChange::TopicDeleted {
+            id: topic.0,
+            name: name.to_owned(),
+        });
         Ok(removed)
     }
 
@@ -185,23 +227,73 @@ impl TopicLog for MemoryTopicLog {
     }
 
     async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError> {
-        lock(&self.schemas).insert(id, json);
+        lock(&self.schemas).insert(id.clone(), json);
+        self.changed(CatalogChange::Schema(id));
         Ok(())
     }
 
     async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(LogError::Closed);
-        }
-        lock(&self.managed).insert(record.id.clone(), record);
+        self.open()?;
+        lock(&self.managed).insert(record.id.clone(), record.clone());
+        self.changed(CatalogChange::Managed(record));
         Ok(())
     }
 
     async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(LogError::Closed);
-        }
+        self.open()?;
         lock(&self.managed).remove(id);
+        self.changed(CatalogChange::ManagedDeleted(id.to_owned()));
+        Ok(())
+    }
+
+    async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError> {
+        self.open()?;
+        let updated = lock(&self.managed).get_mut(id).map(|r| {
+            r.commit = commit;
+            r.clone()
+        });
+        Ok(match updated {
+            Some(rec) => {
+                self.changed(CatalogChange::Managed(rec));
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn allocate_topic_id(&self) -> Result<u32, LogError> {
+        self.open()?;
+        let mut next = lock(&self.next_topic_id);
+        let id = (*next).max(1);
+        *next = id.saturating_add(1);
+        Ok(id)
+    }
+
+    async fn get_schema(&self, id: &SchemaId) -> Result<Option<String>, LogError> {
+        Ok(lock(&self.schemas).get(id).cloned())
+    }
+
+    fn watch_catalog(&self) -> Option<broadcast::Receiver<CatalogChange>> {
+        Some(self.changes.subscribe())
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
+        self.open()?;
+        Ok(self.leases.acquire(key, holder, ttl))
+    }
+
+    async fn renew_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, LogError> {
+        self.open()?;
+        Ok(self.leases.renew(key, holder, ttl))
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LogError> {
+        self.leases.release(key, holder);
         Ok(())
     }
 

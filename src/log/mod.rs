@@ -17,6 +17,7 @@
 
 pub mod codec;
 pub mod keys;
+mod lease;
 pub mod memory;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
@@ -30,6 +31,7 @@ pub mod contract;
 mod model_tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -198,6 +200,29 @@ pub struct Catalog {
     pub managed: Vec<ManagedRecord>,
 }
 
+/// A change to the catalog, as every handle on a shared log sees it
+/// (changes made through this handle included): how several eventbus
+/// processes on one shared log learn of each other's topics, schemas and
+/// managed subscriptions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogChange {
+    /// A topic was created or changed.
+    Topic(TopicRecord),
+    /// A topic was deleted.
+    TopicDeleted {
+        /// Its id.
+        id: u32,
+        /// Its name.
+        name: String,
+    },
+    /// A schema was stored.
+    Schema(SchemaId),
+    /// A managed subscription was created or changed (its commit included).
+    Managed(ManagedRecord),
+    /// A managed subscription was deleted.
+    ManagedDeleted(String),
+}
+
 /// Errors of the log layer.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -291,9 +316,38 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Durably stores a schema's JSON under its id.
     async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError>;
 
-    /// Durably stores a managed subscription (insert or replace, by id);
-    /// commits are stored this way too, so it returns only once synced.
+    /// Durably stores a managed subscription (insert or replace, by id).
     async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError>;
+
+    /// Durably replaces only the commit of a managed subscription (`None`
+    /// removes it), leaving its definition as stored: a commit made on one
+    /// process cannot undo a state change made on another. Returns false
+    /// when no subscription has this id.
+    async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError>;
+
+    /// Takes a topic id never handed out before, by this handle or any
+    /// other on the same log.
+    async fn allocate_topic_id(&self) -> Result<u32, LogError>;
+
+    /// A schema's JSON by id, `None` when the log has none.
+    async fn get_schema(&self, id: &SchemaId) -> Result<Option<String>, LogError>;
+
+    /// Every catalog change from now on, or `None` for a log that only this
+    /// handle writes (nothing changes behind its back).
+    fn watch_catalog(&self) -> Option<tokio::sync::broadcast::Receiver<CatalogChange>>;
+
+    /// Takes the lease `key` for `holder` for `ttl`, unless another holder's
+    /// lease is still running; true when `holder` holds it now. Leases keep a
+    /// managed subscription to one stream across every process on the log;
+    /// a process that dies without releasing loses its leases after `ttl`.
+    async fn acquire_lease(&self, key: &str, holder: &str, ttl: Duration)
+    -> Result<bool, LogError>;
+
+    /// Extends `holder`'s lease by `ttl`; false when it lost the lease.
+    async fn renew_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, LogError>;
+
+    /// Gives up `holder`'s lease (no error when it does not hold it).
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LogError>;
 
     /// Durably deletes a managed subscription by id (no error when absent).
     async fn delete_managed(&self, id: &str) -> Result<(), LogError>;

@@ -10,11 +10,12 @@ use std::time::Duration;
 use rocksdb::{DB, ReadOptions, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::lease::LeaseTable;
 use super::tail::Tails;
 use super::writer::{self, WriterMsg};
 use super::{
-    Catalog, Durability, LogBounds, LogError, ManagedRecord, NewEvent, StoredEvent, TopicLog,
-    TopicRecord, codec, keys,
+    Catalog, CatalogChange, CommitRecord, Durability, LogBounds, LogError, ManagedRecord, NewEvent,
+    StoredEvent, TopicLog, TopicRecord, codec, keys,
 };
 use crate::store::{CF_EVENTS, CF_META, Store, is_no_space};
 use crate::telemetry::metrics::Metrics;
@@ -27,6 +28,15 @@ pub struct RocksTopicLog {
     tx: mpsc::Sender<WriterMsg>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop_syncer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    // Read-modify-write of meta records (the topic id counter, a managed
+    // subscription's commit) one at a time. Never held across an `.await`
+    // of anything but the blocking task doing the write.
+    meta_rmw: Arc<Mutex<()>>,
+    // The next topic id to hand out, read from the catalog on first use.
+    next_topic_id: tokio::sync::Mutex<Option<u32>>,
+    // One process opens the database (RocksDB's LOCK file), so leases
+    // only need to hold within it.
+    leases: LeaseTable,
 }
 
 fn storage(e: impl std::fmt::Display) -> LogError {
@@ -122,6 +132,9 @@ impl RocksTopicLog {
             tx,
             threads: Mutex::new(threads),
             stop_syncer: Mutex::new(stop_syncer),
+            meta_rmw: Arc::new(Mutex::new(())),
+            next_topic_id: tokio::sync::Mutex::new(None),
+            leases: LeaseTable::default(),
         })
     }
 
@@ -480,6 +493,83 @@ impl TopicLog for RocksTopicLog {
             })
             .await,
         )
+    }
+
+    async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError> {
+        let db = self.db.clone();
+        let rmw = self.meta_rmw.clone();
+        let key = keys::managed_key(id);
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let _one = rmw.lock().unwrap_or_else(|p| p.into_inner());
+                let meta = cf(&db, CF_META)?;
+                let Some(v) = db.get_cf(&meta, &key).map_err(storage)? else {
+                    return Ok(false);
+                };
+                let mut rec: ManagedRecord = serde_json::from_slice(&v)
+                    .map_err(|e| LogError::Corrupt(format!("managed subscription record: {e}")))?;
+                rec.commit = commit;
+                let value = serde_json::to_vec(&rec).map_err(storage)?;
+                db.put_cf_opt(&meta, &key, value, &synced())
+                    .map_err(write_failed)?;
+                Ok(true)
+            })
+            .await,
+        )
+    }
+
+    async fn allocate_topic_id(&self) -> Result<u32, LogError> {
+        // One process opens the database, so a counter in memory hands out
+        // unique ids; it starts above the stored counter, which `put_topic`
+        // raises durably with every record (an id handed out but never
+        // stored may come again after a restart, harmlessly: nothing used it).
+        let mut next = self.next_topic_id.lock().await;
+        let id = match *next {
+            Some(id) => id,
+            None => self.load_catalog().await?.next_topic_id.max(1),
+        };
+        *next = Some(id.saturating_add(1));
+        Ok(id)
+    }
+
+    async fn get_schema(&self, id: &SchemaId) -> Result<Option<String>, LogError> {
+        let db = self.db.clone();
+        let key = keys::schema_key(id.as_str());
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                match db.get_cf(&meta, key).map_err(storage)? {
+                    Some(v) => String::from_utf8(v)
+                        .map(Some)
+                        .map_err(|_| LogError::Corrupt("schema is not UTF-8".into())),
+                    None => Ok(None),
+                }
+            })
+            .await,
+        )
+    }
+
+    fn watch_catalog(&self) -> Option<tokio::sync::broadcast::Receiver<CatalogChange>> {
+        // Only this process writes the database.
+        None
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
+        Ok(self.leases.acquire(key, holder, ttl))
+    }
+
+    async fn renew_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, LogError> {
+        Ok(self.leases.renew(key, holder, ttl))
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LogError> {
+        self.leases.release(key, holder);
+        Ok(())
     }
 
     async fn close(&self) -> Result<(), LogError> {
