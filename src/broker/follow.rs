@@ -16,7 +16,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use super::{Broker, BrokerError, Topic};
 use crate::log::CatalogChange;
 use crate::schema::ParsedSchema;
-use crate::types::{SchemaId, TopicId};
+use crate::types::SchemaId;
 
 /// Applies `changes` to the broker until it is dropped or the log closes.
 pub(super) async fn follow(broker: Weak<Broker>, mut changes: broadcast::Receiver<CatalogChange>) {
@@ -62,14 +62,26 @@ impl Broker {
                     self.install(topic);
                 }
             }
-            CatalogChange::TopicDeleted { id, name } => {
-                let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-                if topics.get(&name).is_some_and(|t| t.id == TopicId(id)) {
-                    topics.remove(&name);
+            CatalogChange::TopicDeleted(name) => {
+                // Changes arrive in order: a topic deleted and created again
+                // is removed here and installed by the change that follows.
+                let removed = self
+                    .topics
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
+                if removed.is_some() {
                     tracing::info!(topic = %name, "topic deleted by another process");
                 }
             }
-            CatalogChange::Schema(id) => self.learn_schema(&id).await?,
+            CatalogChange::Schema(id, json) => {
+                if self.schemas.get(&id).is_none() {
+                    let parsed = ParsedSchema::parse(&json).map_err(|e| {
+                        BrokerError::Provision(format!("stored schema {id} does not parse: {e}"))
+                    })?;
+                    self.schemas.insert(parsed);
+                }
+            }
             CatalogChange::Managed(rec) => self.managed_changed(rec),
             CatalogChange::ManagedDeleted(id) => self.managed_deleted(&id),
         }

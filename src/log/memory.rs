@@ -212,10 +212,7 @@ impl TopicLog for MemoryTopicLog {
             .map_or(0, |l| l.len() as u64);
         lock(&self.topics).remove(name);
         self.tails.remove(topic);
-        self.changed(CatalogChange::TopicDeleted {
-            id: topic.0,
-            name: name.to_owned(),
-        });
+        self.changed(CatalogChange::TopicDeleted(name.to_owned()));
         Ok(removed)
     }
 
@@ -227,8 +224,8 @@ impl TopicLog for MemoryTopicLog {
     }
 
     async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError> {
-        lock(&self.schemas).insert(id.clone(), json);
-        self.changed(CatalogChange::Schema(id));
+        lock(&self.schemas).insert(id.clone(), json.clone());
+        self.changed(CatalogChange::Schema(id, json));
         Ok(())
     }
 

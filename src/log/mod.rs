@@ -1,8 +1,10 @@
 //! The per-topic append-only event log and its small metadata catalog.
 //!
 //! Owns: the [`TopicLog`] trait, the event and catalog record types, the
-//! RocksDB backend ([`rocks::RocksTopicLog`]) and its in-memory twin
-//! ([`memory::MemoryTopicLog`]), and the contract tests both must pass.
+//! RocksDB backend ([`rocks::RocksTopicLog`]), its in-memory twin
+//! ([`memory::MemoryTopicLog`]), the NATS JetStream backend
+//! ([`jetstream::JetStreamTopicLog`], several servers on one replicated log),
+//! and the contract tests all must pass.
 //! Must not: know about Avro, authentication or the wire format; this file
 //! must not name RocksDB (only the backend files do), so a distributed
 //! backend can sit behind the same trait.
@@ -16,6 +18,7 @@
 //!   to at least the writer (the tail watch moves after the commit).
 
 pub mod codec;
+pub mod jetstream;
 pub mod keys;
 mod lease;
 pub mod memory;
@@ -208,15 +211,10 @@ pub struct Catalog {
 pub enum CatalogChange {
     /// A topic was created or changed.
     Topic(TopicRecord),
-    /// A topic was deleted.
-    TopicDeleted {
-        /// Its id.
-        id: u32,
-        /// Its name.
-        name: String,
-    },
-    /// A schema was stored.
-    Schema(SchemaId),
+    /// A topic was deleted: its name.
+    TopicDeleted(String),
+    /// A schema was stored: its id and JSON.
+    Schema(SchemaId, String),
     /// A managed subscription was created or changed (its commit included).
     Managed(ManagedRecord),
     /// A managed subscription was deleted.

@@ -30,6 +30,20 @@ impl TailState {
         self.latest.send_replace(latest);
     }
 
+    /// Moves the tail forward to `latest` unless it is already there or
+    /// beyond; wakes watchers only on a move. For backends where several
+    /// sources (this process's appends, a follower of other processes')
+    /// report the same tail out of order.
+    pub(crate) fn advance(&self, latest: Offset) {
+        self.latest.send_if_modified(|cur| {
+            let moved = latest > *cur;
+            if moved {
+                *cur = latest;
+            }
+            moved
+        });
+    }
+
     /// Records a new trim point.
     pub(crate) fn set_trimmed(&self, trimmed: Offset) {
         self.trimmed.fetch_max(trimmed.0, Ordering::AcqRel);
