@@ -64,6 +64,29 @@ pub enum Command {
     Token(crate::cli::TokenCommand),
 }
 
+/// The storage backend of the topic log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Embedded RocksDB in `data_dir`: one server.
+    #[default]
+    Rocksdb,
+    /// A NATS JetStream cluster: any number of servers on one log.
+    Jetstream,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "rocksdb" => Ok(Self::Rocksdb),
+            "jetstream" => Ok(Self::Jetstream),
+            other => Err(format!(
+                "unknown backend `{other}`: use `rocksdb` (default) or `jetstream`"
+            )),
+        }
+    }
+}
+
 /// What the binary was asked to do.
 #[derive(Debug)]
 pub enum Action {
@@ -272,6 +295,33 @@ pub struct ServeArgs {
     /// Keepalive interval of a subscription that has credit and nothing new.
     #[arg(long, env = "EVENTBUS_KEEPALIVE", default_value = "60s", value_parser = parse_duration)]
     pub keepalive: Duration,
+    /// Where events live: `rocksdb` (embedded, this machine's `data_dir`)
+    /// or `jetstream` (a NATS JetStream cluster shared by any number of
+    /// eventbus servers).
+    #[arg(long, env = "EVENTBUS_BACKEND", default_value = "rocksdb")]
+    pub backend: Backend,
+    /// NATS server URLs for `--backend jetstream`, comma-separated; the
+    /// client fails over among them.
+    #[arg(
+        long,
+        env = "EVENTBUS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        value_delimiter = ','
+    )]
+    pub nats_url: Vec<String>,
+    /// Replicas of every JetStream stream and bucket: 1, or 3 on a cluster.
+    #[arg(long, env = "EVENTBUS_NATS_REPLICAS", default_value_t = 1)]
+    pub nats_replicas: usize,
+    /// Prefix of every JetStream stream, subject and bucket name, so several
+    /// deployments can share one cluster.
+    #[arg(long, env = "EVENTBUS_NATS_PREFIX", default_value = "eventbus")]
+    pub nats_prefix: String,
+    /// A NATS credentials file (JWT and NKey seed) for `--backend jetstream`.
+    #[arg(long, env = "EVENTBUS_NATS_CREDENTIALS", value_parser = any_path())]
+    pub nats_credentials: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for TLS to NATS.
+    #[arg(long, env = "EVENTBUS_NATS_TLS_CA", value_parser = any_path())]
+    pub nats_tls_ca: Option<PathBuf>,
     /// `sync`: acknowledge after the WAL is fsynced. `buffered`: acknowledge
     /// after the write, fsync in the background (faster; a machine crash can
     /// lose the last acknowledged events).
@@ -404,6 +454,26 @@ impl ServeArgs {
     /// One message listing every invalid setting.
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
+        if !matches!(self.nats_replicas, 1..=5) {
+            problems.push(format!(
+                "EVENTBUS_NATS_REPLICAS (--nats-replicas) must be 1 to 5 (JetStream's range; 3 on a three-node cluster); got {}",
+                self.nats_replicas
+            ));
+        }
+        if self.backend == Backend::Jetstream && self.jetstream().urls.is_empty() {
+            problems.push("EVENTBUS_NATS_URL (--nats-url) names no server".to_owned());
+        }
+        if self.nats_prefix.is_empty()
+            || !self
+                .nats_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problems.push(format!(
+                "EVENTBUS_NATS_PREFIX (--nats-prefix) `{}` must be letters, digits, - and _",
+                self.nats_prefix
+            ));
+        }
         for (name, v) in [
             (
                 "EVENTBUS_PUBLISH_EVENTS_PER_TENANT (--publish-events-per-tenant)",
@@ -545,6 +615,24 @@ impl ServeArgs {
             retention_check_interval: self.retention_check_interval,
             max_managed_per_tenant: self.max_managed_subscriptions_per_tenant,
             ..BrokerConfig::default()
+        }
+    }
+
+    /// The JetStream backend's section.
+    pub fn jetstream(&self) -> crate::log::jetstream::JetStreamConfig {
+        let set = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        crate::log::jetstream::JetStreamConfig {
+            urls: self
+                .nats_url
+                .iter()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            replicas: self.nats_replicas,
+            prefix: self.nats_prefix.clone(),
+            credentials_file: set(&self.nats_credentials),
+            tls_ca: set(&self.nats_tls_ca),
+            ..crate::log::jetstream::JetStreamConfig::default()
         }
     }
 

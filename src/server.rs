@@ -16,8 +16,10 @@ use crate::api::admin::{AdminService, pb as admin_pb};
 use crate::api::oversize::RequestLimit;
 use crate::api::{PubSubService, pb};
 use crate::broker::{Broker, BrokerError};
+use crate::config::Backend;
 use crate::config::ServeArgs;
 use crate::log::SharedLog;
+use crate::log::jetstream::JetStreamTopicLog;
 use crate::log::rocks::RocksTopicLog;
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::Metrics;
@@ -247,14 +249,23 @@ impl Server {
                 .map_err(|e| ServerError::Config(e.to_string()))?,
         );
         tracing::info!(mode = ?auth.mode(), "authentication");
-        let store = Store::open_with(&args.data_dir, args.wal_recovery)?;
         let metrics = Arc::new(Metrics::new());
-        let log: SharedLog = Arc::new(RocksTopicLog::open(
-            &store,
-            args.durability,
-            args.wal_sync_interval,
-            metrics.clone(),
-        )?);
+        let log: SharedLog = match args.backend {
+            Backend::Rocksdb => {
+                let store = Store::open_with(&args.data_dir, args.wal_recovery)?;
+                Arc::new(RocksTopicLog::open(
+                    &store,
+                    args.durability,
+                    args.wal_sync_interval,
+                    metrics.clone(),
+                )?)
+            }
+            Backend::Jetstream => {
+                let cfg = args.jetstream();
+                tracing::info!(urls = ?cfg.urls, replicas = cfg.replicas, prefix = %cfg.prefix, "connecting to NATS JetStream");
+                Arc::new(JetStreamTopicLog::connect(cfg).await?)
+            }
+        };
         let broker = Broker::open(log, args.broker(), metrics).await?;
         // `topics = ""` in the config file means none.
         if let Some(dir) = args.topics.as_ref().filter(|d| !d.as_os_str().is_empty())
@@ -264,6 +275,7 @@ impl Server {
             return Err(e.into());
         }
         tracing::info!(
+            backend = ?args.backend,
             data_dir = %args.data_dir.display(),
             topics = broker.topics().len(),
             durability = ?args.durability,

@@ -13,6 +13,7 @@ mod durability;
 mod faults;
 mod graceful;
 mod hostile;
+mod jetstream;
 mod managed;
 mod publish;
 mod subscribe;

@@ -1,0 +1,249 @@
+//! `--backend jetstream`: two eventbus servers on one NATS JetStream log.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use eventbus::api::admin::pb as admin;
+use eventbus::api::admin::pb::admin_client::AdminClient;
+use eventbus::api::pb::{self, ReplayPreset};
+use eventbus::config::Backend;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+use crate::common::*;
+
+/// A nats-server with JetStream on a free loopback port; killed on drop.
+pub struct Nats {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Nats {
+    /// Starts one and waits (reading its log, not sleeping) until it
+    /// accepts clients.
+    pub fn start() -> Nats {
+        let bin = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .unwrap_or("nats-server");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(bin)
+            .arg("--jetstream")
+            .arg("--store_dir")
+            .arg(dir.path())
+            .args(["--addr", "127.0.0.1", "--port", "-1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start nats-server ({e}): install it with `apt-get install nats-server` (scripts/setup.sh does)")
+            });
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Finds the port, then keeps draining the log so the server never
+        // blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once("Listening for client connections on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("nats-server listens within 30 s");
+        Nats {
+            child,
+            _dir: dir,
+            url: format!("nats://{addr}"),
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server on `nats` with its own data folder but the shared `prefix`.
+async fn on_jetstream(nats: &Nats, prefix: &str) -> TestServer {
+    let (url, prefix) = (nats.url.clone(), prefix.to_owned());
+    start_with(move |a| {
+        a.backend = Backend::Jetstream;
+        a.nats_url = vec![url];
+        a.nats_prefix = prefix;
+    })
+    .await
+}
+
+async fn admin_client(server: &TestServer) -> AdminClient<tonic::transport::Channel> {
+    AdminClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect admin")
+}
+
+/// Polls `f` until it returns `Some` (another server learns of a change
+/// through the log's change feed, in the background).
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling, bounded
+    }
+}
+
+#[tokio::test]
+async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscriptions() {
+    let nats = Nats::start();
+    let a = on_jetstream(&nats, "two").await;
+    let b = on_jetstream(&nats, "two").await;
+
+    // Published through A, replayed through B: same replay ids, same bytes.
+    let published = publish_orders(&a, 0, 5).await;
+    let mut client = b.client().await;
+    let (_tx, mut stream) = subscribe(&mut client, fetch(ReplayPreset::Earliest, vec![], 10))
+        .await
+        .expect("subscribe on b");
+    let (events, _) = collect_events(&mut stream, 5).await;
+    let got: Vec<Vec<u8>> = events.iter().map(|e| e.replay_id.to_vec()).collect();
+    assert_eq!(got, published);
+    assert_eq!(
+        events[3].event.as_ref().expect("event").payload.to_vec(),
+        order_payload(3)
+    );
+    // Live: B's subscriber sees A's next publish promptly.
+    let more = publish_orders(&a, 5, 1).await;
+    let (live, _) = collect_events(&mut stream, 1).await;
+    assert_eq!(live[0].replay_id.to_vec(), more[0]);
+
+    // A topic created through A is usable through B without a restart.
+    admin_client(&a)
+        .await
+        .create_topic(admin::CreateTopicRequest {
+            topic_name: "/event/Shipment__e".into(),
+            schema_json: ORDER_SCHEMA.into(),
+            retention_ms: 0,
+        })
+        .await
+        .expect("create on a");
+    let info = eventually("b knows the new topic", || {
+        let b = &b;
+        async move {
+            b.client()
+                .await
+                .get_topic(pb::TopicRequest {
+                    topic_name: "/event/Shipment__e".into(),
+                })
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(info.into_inner().topic_name, "/event/Shipment__e");
+
+    // A managed subscription made on A is exclusive across A and B.
+    admin_client(&a)
+        .await
+        .create_managed_subscription(admin::CreateManagedSubscriptionRequest {
+            developer_name: "Across".into(),
+            topic_name: ORDER_TOPIC.into(),
+            default_replay: admin::ManagedReplay::Earliest as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("create managed");
+    let open = |server: &TestServer| {
+        let addr = server.addr;
+        async move {
+            let (tx, rx) = mpsc::channel(8);
+            tx.send(pb::ManagedFetchRequest {
+                developer_name: "Across".into(),
+                num_requested: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("queue");
+            let resp = pb::pub_sub_client::PubSubClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect")
+                .managed_subscribe(ReceiverStream::new(rx))
+                .await;
+            (tx, resp)
+        }
+    };
+    eventually("b knows the managed subscription", || {
+        let b = &b;
+        async move {
+            admin_client(b)
+                .await
+                .describe_managed_subscription(admin::ManagedSubscriptionRef {
+                    developer_name: "Across".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let (tx_a, on_a) = open(&a).await;
+    let mut on_a = on_a.expect("a opens").into_inner();
+    let first = next(&mut on_a).await.expect("healthy").expect("open");
+    assert_eq!(first.events.len(), 6);
+    let (_tx_b, on_b) = open(&b).await;
+    let st = on_b.expect_err("b is refused while a streams");
+    assert_status(
+        &st,
+        Code::FailedPrecondition,
+        "managed.subscription.already.active",
+    );
+    // A commits the third event and lets go; B resumes right after it.
+    tx_a.send(pb::ManagedFetchRequest {
+        commit_replay_id_request: Some(pb::CommitReplayRequest {
+            commit_request_id: "c".into(),
+            replay_id: published[2].clone().into(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("commit");
+    loop {
+        let r = next(&mut on_a).await.expect("healthy").expect("open");
+        if let Some(c) = r.commit_response {
+            assert!(c.error.is_none(), "{c:?}");
+            break;
+        }
+    }
+    drop(tx_a);
+    assert!(next(&mut on_a).await.expect("ends with OK").is_none());
+    let (_tx_b, on_b) = open(&b).await;
+    let mut on_b = on_b.expect("b opens once a let go").into_inner();
+    let resumed = next(&mut on_b).await.expect("healthy").expect("open");
+    let ids: Vec<Vec<u8>> = resumed
+        .events
+        .iter()
+        .map(|e| e.replay_id.to_vec())
+        .collect();
+    assert_eq!(ids[0], published[3], "resumes right after a's commit");
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
