@@ -78,6 +78,116 @@ impl Drop for Nats {
     }
 }
 
+/// A JetStream cluster of nats-servers on loopback ports, each with its own
+/// store; every node is killed on drop.
+pub struct NatsCluster {
+    nodes: Vec<Option<Child>>,
+    _dirs: Vec<tempfile::TempDir>,
+    pub urls: Vec<String>,
+}
+
+/// Free loopback ports: bound, read, released (another process could take
+/// one in between; the cluster then fails to start, loudly).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+fn nats_bin() -> &'static str {
+    [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).is_file())
+    .unwrap_or("nats-server")
+}
+
+impl NatsCluster {
+    /// Starts `n` nodes routed to each other and waits (reading their logs)
+    /// until every node knows the JetStream metadata leader.
+    pub fn start(n: usize) -> NatsCluster {
+        let ports = free_ports(2 * n);
+        let (client, route) = ports.split_at(n);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for i in 0..n {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let routes: Vec<String> = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| format!("nats://127.0.0.1:{}", route[j]))
+                .collect();
+            let mut child = Command::new(nats_bin())
+                .arg("--jetstream")
+                .arg("--store_dir")
+                .arg(dir.path())
+                .args(["--addr", "127.0.0.1", "--port", &client[i].to_string()])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", route[i])])
+                .args(["--routes", &routes.join(",")])
+                .args([
+                    "--cluster_name",
+                    "eventbus-test",
+                    "--server_name",
+                    &format!("n{i}"),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start nats-server ({e}): apt-get install nats-server")
+                });
+            let stderr = child.stderr.take().expect("piped");
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut told = false;
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if !told && line.contains("metadata leader") {
+                        told = true;
+                        let _ = tx.send(i);
+                    }
+                }
+            });
+            nodes.push(Some(child));
+            dirs.push(dir);
+        }
+        for _ in 0..n {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("every node knows the JetStream leader within 30 s");
+        }
+        NatsCluster {
+            nodes,
+            _dirs: dirs,
+            urls: client
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect(),
+        }
+    }
+
+    /// SIGKILLs node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
 /// A server on `nats` with its own data folder but the shared `prefix`.
 async fn on_jetstream(nats: &Nats, prefix: &str) -> TestServer {
     let (url, prefix) = (nats.url.clone(), prefix.to_owned());
@@ -246,4 +356,146 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
 
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Publishes events `from..from+n` with fixed event ids, retrying a failed
+/// request as is (JetStream drops the duplicates of a retried publish), and
+/// returns the acknowledged (replay id, event number) pairs.
+async fn publish_retrying(server: &TestServer, schema: &str, from: i64, n: i64) -> Vec<(u64, i64)> {
+    let events: Vec<pb::ProducerEvent> = (from..from + n)
+        .map(|i| pb::ProducerEvent {
+            id: format!("order-{i}"),
+            ..order_event(schema, i)
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = async {
+            server
+                .client()
+                .await
+                .publish(pb::PublishRequest {
+                    topic_name: ORDER_TOPIC.into(),
+                    events: events.clone(),
+                    auth_refresh: String::new(),
+                })
+                .await
+        };
+        match tokio::time::timeout(Duration::from_secs(15), attempt).await {
+            Ok(Ok(resp)) => {
+                let results = resp.into_inner().results;
+                if results.iter().all(|r| r.error.is_none()) {
+                    return results
+                        .iter()
+                        .zip(from..)
+                        .map(|(r, i)| (replay_num(&r.replay_id), i))
+                        .collect();
+                }
+            }
+            Ok(Err(st)) => assert!(
+                matches!(
+                    st.code(),
+                    Code::Unavailable | Code::Internal | Code::DeadlineExceeded
+                ),
+                "only transient failures while a node is down: {st:?}"
+            ),
+            Err(_) => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publishing never resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // retry backoff
+    }
+}
+
+/// Reads `n` events from EARLIEST as a Pub/Sub client does: on a failed
+/// stream it subscribes again after the last replay id it received.
+async fn read_resuming(addr: std::net::SocketAddr, n: usize) -> Vec<pb::ConsumerEvent> {
+    let mut seen: Vec<pb::ConsumerEvent> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriber stalled at {}",
+            seen.len()
+        );
+        let first = match seen.last() {
+            None => fetch(ReplayPreset::Earliest, vec![], 100),
+            Some(last) => fetch(ReplayPreset::Custom, last.replay_id.to_vec(), 100),
+        };
+        let subscribed = async {
+            let mut client = pb::pub_sub_client::PubSubClient::connect(format!("http://{addr}"))
+                .await
+                .ok()?;
+            subscribe(&mut client, first).await.ok()
+        };
+        let Some((tx, mut stream)) = subscribed.await else {
+            tokio::time::sleep(Duration::from_millis(100)).await; // reconnect backoff
+            continue;
+        };
+        while let Ok(Ok(Some(r))) =
+            tokio::time::timeout(Duration::from_secs(20), stream.message()).await
+        {
+            seen.extend(r.events);
+            if seen.len() >= n {
+                break;
+            }
+            if r.pending_num_requested == 0 {
+                tx.send(more(100)).await;
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn killing_a_nats_node_loses_no_acknowledged_event() {
+    let mut cluster = NatsCluster::start(3);
+    let urls = cluster.urls.clone();
+    let server = start_with(move |a| {
+        a.backend = Backend::Jetstream;
+        a.nats_url = urls;
+        a.nats_replicas = 3;
+        a.nats_prefix = "kill".into();
+    })
+    .await;
+    let schema = server.order_schema_id().await;
+    // A live subscriber from the start, resuming from its last replay id
+    // whenever its stream fails (UNAVAILABLE while JetStream moves a
+    // leader): it must see every event once, in order.
+    let reader = tokio::spawn(read_resuming(server.addr, 300));
+    let mut acked = Vec::new();
+    for batch in 0..10 {
+        acked.extend(publish_retrying(&server, &schema, batch * 10, 10).await);
+    }
+    cluster.kill(0);
+    for batch in 10..30 {
+        acked.extend(publish_retrying(&server, &schema, batch * 10, 10).await);
+    }
+
+    // Every acknowledged event once, with dense replay ids, in order.
+    let ids: Vec<u64> = acked.iter().map(|(r, _)| *r).collect();
+    assert_eq!(ids, (1..=300).collect::<Vec<u64>>(), "dense, no duplicates");
+    let seen: Vec<u64> = reader
+        .await
+        .expect("subscriber")
+        .iter()
+        .map(|e| replay_num(&e.replay_id))
+        .collect();
+    assert_eq!(
+        seen, ids,
+        "the live subscriber saw every event once, in order"
+    );
+    // And a fresh replay from EARLIEST returns them all with their bytes.
+    let replayed = read_resuming(server.addr, 300).await;
+    assert_eq!(replayed.len(), acked.len());
+    for (e, (r, n)) in replayed.iter().zip(&acked) {
+        assert_eq!(replay_num(&e.replay_id), *r);
+        assert_eq!(
+            e.event.as_ref().expect("event").payload.to_vec(),
+            order_payload(*n)
+        );
+    }
+    server.shutdown().await;
 }
