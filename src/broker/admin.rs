@@ -78,7 +78,31 @@ impl Broker {
         // Registered before the record is visible to other processes, so
         // they never see a topic this process cannot serve yet.
         self.log.register_topic(topic.id).await?;
-        self.log.put_topic(topic.to_record()).await?;
+        if !self.log.create_topic(topic.to_record()).await? {
+            // Another process on the shared log created it first: take its
+            // record (the id reserved here stays unused).
+            let catalog = self.log.load_catalog().await?;
+            if let Some(rec) = catalog
+                .topics
+                .into_iter()
+                .find(|t| t.name == topic.name.as_str())
+            {
+                for id in &rec.schema_ids {
+                    if let Some(json) = self
+                        .log
+                        .get_schema(&crate::types::SchemaId::new(id.as_str()))
+                        .await?
+                        && let Ok(parsed) = ParsedSchema::parse(&json)
+                    {
+                        self.schemas.insert(parsed);
+                    }
+                }
+                let theirs = Topic::from_record(rec)?;
+                self.log.register_topic(theirs.id).await?;
+                self.install(theirs);
+            }
+            return Err(BrokerError::TopicExists(topic.name.to_string()));
+        }
         Ok(self.install(topic))
     }
 
@@ -128,9 +152,18 @@ impl Broker {
         name: &TopicName,
         schema: ParsedSchema,
     ) -> Result<Outcome, BrokerError> {
+        let mut schema = schema;
         if self.lookup(name.as_str()).is_none() {
-            self.create_topic(name.as_str(), schema, None).await?;
-            return Ok(Outcome::Created);
+            let json = schema.json().to_owned();
+            match self.create_topic(name.as_str(), schema, None).await {
+                Ok(_) => return Ok(Outcome::Created),
+                // Another process on a shared log created it meanwhile: go
+                // on as for an existing topic.
+                Err(BrokerError::TopicExists(_)) => {
+                    schema = Self::parse_schema(&json)?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(if self.register_schema(name.as_str(), schema).await? {
             Outcome::NewVersion

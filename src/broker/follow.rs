@@ -197,6 +197,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn two_processes_provisioning_one_topic_at_once_agree_on_it() {
+        let (a, b) = pair().await;
+        let (ra, rb) = tokio::join!(topic(&a, "/event/A__e"), topic(&b, "/event/A__e"));
+        let _ = (ra, rb);
+        let (ta, tb) = (
+            a.topic("/event/A__e").expect("a"),
+            b.topic("/event/A__e").expect("b"),
+        );
+        assert_eq!(ta.id, tb.id, "one topic, one id");
+    }
+
+    #[tokio::test]
     async fn a_managed_subscription_is_exclusive_across_processes() {
         let (a, b) = pair().await;
         topic(&a, "/event/A__e").await;

@@ -259,6 +259,20 @@ pub async fn put_commit_changes_only_the_commit(log: &dyn TopicLog) {
     assert_eq!(log.load_catalog().await.expect("load").managed, vec![rec]);
 }
 
+/// Creating a topic whose name exists stores nothing.
+pub async fn create_topic_refuses_an_existing_name(log: &dyn TopicLog) {
+    let rec = |id: u32| TopicRecord {
+        id,
+        name: "/event/C__e".into(),
+        schema_ids: vec!["x".into()],
+        retention_ms: 60_000,
+        created_ms: 1,
+    };
+    assert!(log.create_topic(rec(4)).await.expect("create"));
+    assert!(!log.create_topic(rec(5)).await.expect("second create"));
+    assert_eq!(log.load_catalog().await.expect("load").topics, vec![rec(4)]);
+}
+
 /// Topic ids come out unique and above every stored topic's id.
 pub async fn allocated_topic_ids_are_fresh(log: &dyn TopicLog) {
     log.put_topic(TopicRecord {
@@ -471,6 +485,11 @@ macro_rules! contract_tests {
             async fn put_commit_changes_only_the_commit() {
                 let (log, _g) = make();
                 $crate::log::contract::put_commit_changes_only_the_commit(&*log).await;
+            }
+            #[tokio::test]
+            async fn create_topic_refuses_an_existing_name() {
+                let (log, _g) = make();
+                $crate::log::contract::create_topic_refuses_an_existing_name(&*log).await;
             }
             #[tokio::test]
             async fn allocated_topic_ids_are_fresh() {

@@ -874,11 +874,11 @@ impl Inner {
             Err(e) => return Err(storage(e)),
         };
         match existing {
-            Some(info) => match max_age {
-                Some(age) if info.config.max_age != age => {
+            Some(info) => match max_age.map(|age| self.stream_config(topic, age)) {
+                Some(want) if info.config.max_age != want.max_age => {
                     let cfg = stream::Config {
-                        max_age: age,
-                        duplicate_window: self.stream_config(topic, age).duplicate_window,
+                        max_age: want.max_age,
+                        duplicate_window: want.duplicate_window,
                         ..info.config
                     };
                     let updated = timed("stream update", self.js.update_stream(cfg))
@@ -1474,6 +1474,31 @@ impl TopicLog for JetStreamTopicLog {
             .await
             .map_err(|e| storage(format!("topic record {}: {e}", record.name)))?;
         Ok(())
+    }
+
+    async fn create_topic(&self, record: TopicRecord) -> Result<bool, LogError> {
+        let inner = &self.inner;
+        inner
+            .raise_next_topic_id(record.id.saturating_add(1))
+            .await?;
+        inner
+            .ensure_stream(
+                TopicId(record.id),
+                Some(Duration::from_millis(record.retention_ms)),
+            )
+            .await?;
+        let value = serde_json::to_vec(&record).map_err(storage)?;
+        // Create, not put: of several processes creating the same topic at
+        // once (replicas provisioning one topics folder), one wins.
+        match inner
+            .topics_kv
+            .create(key_of(&record.name), value.into())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(storage(format!("topic record {}: {e}", record.name))),
+        }
     }
 
     async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError> {

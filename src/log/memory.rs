@@ -206,6 +206,20 @@ impl TopicLog for MemoryTopicLog {
         Ok(())
     }
 
+    async fn create_topic(&self, record: TopicRecord) -> Result<bool, LogError> {
+        {
+            let mut topics = lock(&self.topics);
+            if topics.contains_key(&record.name) {
+                return Ok(false);
+            }
+            let mut next = lock(&self.next_topic_id);
+            *next = (*next).max(record.id.saturating_add(1));
+            topics.insert(record.name.clone(), record.clone());
+        }
+        self.changed(CatalogChange::Topic(record));
+        Ok(true)
+    }
+
     async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError> {
         let removed = lock(&self.events)
             .remove(&topic)

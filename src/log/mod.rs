@@ -300,6 +300,12 @@ pub trait TopicLog: Send + Sync + 'static {
     /// catalog's `next_topic_id` above its id.
     async fn put_topic(&self, record: TopicRecord) -> Result<(), LogError>;
 
+    /// Stores a new topic's record unless a topic of that name exists
+    /// (created by this handle or another on the same log); false, and
+    /// nothing stored, when one does. Raises `next_topic_id` like
+    /// [`TopicLog::put_topic`].
+    async fn create_topic(&self, record: TopicRecord) -> Result<bool, LogError>;
+
     /// Deletes a topic: its events, trim point and catalog record, in one
     /// durable write. Watchers of its tail see the watch close. Returns the
     /// number of events that were retained.

@@ -405,6 +405,25 @@ impl TopicLog for RocksTopicLog {
         )
     }
 
+    async fn create_topic(&self, record: TopicRecord) -> Result<bool, LogError> {
+        // One process writes the database and the broker creates topics one
+        // at a time, so look-then-write cannot race.
+        let db = self.db.clone();
+        let key = keys::topic_key(&record.name);
+        let exists = joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                Ok(db.get_cf(&meta, key).map_err(storage)?.is_some())
+            })
+            .await,
+        )?;
+        if exists {
+            return Ok(false);
+        }
+        self.put_topic(record).await?;
+        Ok(true)
+    }
+
     async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError> {
         let registered = self.tails.get(topic).map(|t| t.bounds()).ok();
         let db = self.db.clone();

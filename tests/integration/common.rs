@@ -80,8 +80,34 @@ pub async fn start_with(adjust: impl FnOnce(&mut ServeArgs)) -> TestServer {
     let topics = write_topics(dir.path(), ORDER_SCHEMA);
     let mut args = ServeArgs::for_tests(dir.path().join("data"));
     args.topics = Some(topics);
+    on_test_backend(&mut args);
     adjust(&mut args);
     launch(args, dir).await
+}
+
+/// The backend the suite runs on: RocksDB, or with
+/// `EVENTBUS_TEST_BACKEND=jetstream` the JetStream cluster named by
+/// `EVENTBUS_TEST_NATS_URL` (scripts/test.sh starts one with
+/// scripts/nats-cluster.sh), every server under a prefix of its own and
+/// with `EVENTBUS_TEST_NATS_REPLICAS` replicas (default 3).
+pub fn on_test_backend(args: &mut ServeArgs) {
+    if std::env::var("EVENTBUS_TEST_BACKEND").as_deref() != Ok("jetstream") {
+        return;
+    }
+    let urls = std::env::var("EVENTBUS_TEST_NATS_URL")
+        .expect("EVENTBUS_TEST_BACKEND=jetstream needs EVENTBUS_TEST_NATS_URL");
+    args.backend = eventbus::config::Backend::Jetstream;
+    args.nats_url = urls.split(',').map(str::to_owned).collect();
+    args.nats_replicas = std::env::var("EVENTBUS_TEST_NATS_REPLICAS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    args.nats_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+}
+
+/// Whether the suite runs on the JetStream backend.
+pub fn on_jetstream() -> bool {
+    std::env::var("EVENTBUS_TEST_BACKEND").as_deref() == Ok("jetstream")
 }
 
 async fn launch(args: ServeArgs, dir: Arc<TempDir>) -> TestServer {
