@@ -24,6 +24,9 @@ use crate::log::rocks::RocksTopicLog;
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 
+/// How long startup keeps trying to reach NATS JetStream.
+const NATS_CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The gRPC service name health reports on besides the empty name.
 pub const PUBSUB_SERVICE_NAME: &str = "eventbus.v1.PubSub";
 /// The admin service's name, also reported by health.
@@ -263,7 +266,19 @@ impl Server {
             Backend::Jetstream => {
                 let cfg = args.jetstream();
                 tracing::info!(urls = ?cfg.urls, replicas = cfg.replicas, prefix = %cfg.prefix, "connecting to NATS JetStream");
-                Arc::new(JetStreamTopicLog::connect(cfg).await?)
+                // NATS may still be starting (a cluster and its clients
+                // rolled out together): keep trying for a while.
+                let deadline = tokio::time::Instant::now() + NATS_CONNECT_PATIENCE;
+                loop {
+                    match JetStreamTopicLog::connect(cfg.clone()).await {
+                        Ok(log) => break Arc::new(log),
+                        Err(e) if tokio::time::Instant::now() < deadline => {
+                            tracing::warn!(error = %e, "NATS JetStream not reachable yet; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         };
         let broker = Broker::open(log, args.broker(), metrics).await?;
