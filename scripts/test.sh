@@ -9,6 +9,16 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 cargo test --all-targets
+# The backend-independent integration tests once more on the JetStream
+# backend (replicas 3), against a three-node NATS cluster on loopback ports;
+# the RocksDB-only ones (crash, faults, durability, graceful, hostile) stay
+# out. The cluster is stopped however this script ends.
+nats_dir="$(mktemp -d)"
+trap 'scripts/nats-cluster.sh stop "$nats_dir"; rm -rf "$nats_dir"' EXIT
+nats_urls="$(scripts/nats-cluster.sh start "$nats_dir")"
+EVENTBUS_TEST_BACKEND=jetstream EVENTBUS_TEST_NATS_URL="$nats_urls" \
+  cargo test --test integration -- publish:: subscribe:: managed:: admin:: topics:: auth:: cli:: tls::
+scripts/nats-cluster.sh stop "$nats_dir"
 # cargo test built target/debug/eventbus (the integration tests run it);
 # a separate `cargo build` would resolve features without dev-dependencies
 # and compile RocksDB once more.
