@@ -98,7 +98,7 @@ pub fn managed_response(d: Delivery, rpc: RpcId) -> pb::ManagedFetchResponse {
         latest_replay_id: d.latest.to_bytes().to_vec().into(),
         rpc_id: rpc.to_string(),
         pending_num_requested: i32::try_from(d.pending).unwrap_or(i32::MAX),
-        commit_response: d.commit.map(|c| pb::CommitReplayResponse {
+        commit_response: d.commit.map(|c| *c).map(|c| pb::CommitReplayResponse {
             commit_request_id: c.request_id,
             replay_id: c.replay_id.into(),
             error: c.error.map(|msg| pb::Error {

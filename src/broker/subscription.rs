@@ -87,8 +87,10 @@ pub struct Delivery {
     pub latest: ReplayId,
     /// Credit left after this response.
     pub pending: u32,
-    /// A commit answer; a response carrying one carries no events.
-    pub commit: Option<CommitAnswer>,
+    /// A commit answer; a response carrying one carries no events. Boxed:
+    /// deliveries sit in every subscription's channel slots (tokio
+    /// allocates 32 at a time), so their size is paid per idle subscriber.
+    pub commit: Option<Box<CommitAnswer>>,
 }
 
 /// A subscription ready to run.
@@ -282,9 +284,15 @@ impl Subscription {
                     && let Some(ctl) = controls.next().now_or_never()
                 {
                     let had_credit = credits.available() > 0;
-                    let flow = self
-                        .handle(ctl, &mut controls, &mut credits, Some(session), &out, &stop)
-                        .await;
+                    let flow = Box::pin(self.handle(
+                        ctl,
+                        &mut controls,
+                        &mut credits,
+                        Some(session),
+                        &out,
+                        &stop,
+                    ))
+                    .await;
                     if matches!(flow, Flow::End) {
                         return;
                     }
@@ -311,9 +319,17 @@ impl Subscription {
                     return;
                 }
                 ctl = controls.next() => {
-                    let flow = self
-                        .handle(ctl, &mut controls, &mut credits, managed.as_mut(), &out, &stop)
-                        .await;
+                    // Boxed: input handling (commits) would otherwise grow
+                    // every subscription's future, idle ones included.
+                    let flow = Box::pin(self.handle(
+                        ctl,
+                        &mut controls,
+                        &mut credits,
+                        managed.as_mut(),
+                        &out,
+                        &stop,
+                    ))
+                    .await;
                     if matches!(flow, Flow::End) {
                         return;
                     }
@@ -392,7 +408,7 @@ impl Subscription {
                     events: Vec::new(),
                     latest: ReplayId::from(self.cursor),
                     pending: credits.available(),
-                    commit: Some(answer),
+                    commit: Some(Box::new(answer)),
                 };
                 if listening && !send(out, Ok(response), stop).await {
                     return Flow::End;
