@@ -14,70 +14,6 @@ use tonic::Code;
 
 use crate::common::*;
 
-/// A nats-server with JetStream on a free loopback port; killed on drop.
-pub struct Nats {
-    child: Child,
-    _dir: tempfile::TempDir,
-    pub url: String,
-}
-
-impl Nats {
-    /// Starts one and waits (reading its log, not sleeping) until it
-    /// accepts clients.
-    pub fn start() -> Nats {
-        let bin = [
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-            "/usr/local/bin/nats-server",
-        ]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).is_file())
-        .unwrap_or("nats-server");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(bin)
-            .arg("--jetstream")
-            .arg("--store_dir")
-            .arg(dir.path())
-            .args(["--addr", "127.0.0.1", "--port", "-1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start nats-server ({e}): install it with `apt-get install nats-server` (scripts/setup.sh does)")
-            });
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Finds the port, then keeps draining the log so the server never
-        // blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("Listening for client connections on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("nats-server listens within 30 s");
-        Nats {
-            child,
-            _dir: dir,
-            url: format!("nats://{addr}"),
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A JetStream cluster of nats-servers on loopback ports, each with its own
 /// store; every node is killed on drop.
 pub struct NatsCluster {
@@ -188,19 +124,8 @@ impl Drop for NatsCluster {
     }
 }
 
-/// A server on `nats` with its own data folder but the shared `prefix`.
-async fn on_jetstream(nats: &Nats, prefix: &str) -> TestServer {
-    let (url, prefix) = (nats.url.clone(), prefix.to_owned());
-    start_with(move |a| {
-        a.backend = Backend::Jetstream;
-        a.nats_url = vec![url];
-        a.nats_prefix = prefix;
-    })
-    .await
-}
-
-async fn admin_client(server: &TestServer) -> AdminClient<tonic::transport::Channel> {
-    AdminClient::connect(format!("http://{}", server.addr))
+async fn admin_client(addr: std::net::SocketAddr) -> AdminClient<tonic::transport::Channel> {
+    AdminClient::connect(format!("http://{addr}"))
         .await
         .expect("connect admin")
 }
@@ -223,9 +148,32 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
 
 #[tokio::test]
 async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscriptions() {
-    let nats = Nats::start();
-    let a = on_jetstream(&nats, "two").await;
-    let b = on_jetstream(&nats, "two").await;
+    // Two eventbus processes (this test's and a child) on a three-node
+    // cluster, replicas 3.
+    let cluster = NatsCluster::start(3);
+    let urls = cluster.urls.join(",");
+    let nats_args = [
+        "--backend",
+        "jetstream",
+        "--nats-url",
+        urls.as_str(),
+        "--nats-replicas",
+        "3",
+        "--nats-prefix",
+        "two",
+    ];
+    let a = {
+        let urls = cluster.urls.clone();
+        start_with(move |args| {
+            args.backend = Backend::Jetstream;
+            args.nats_url = urls;
+            args.nats_replicas = 3;
+            args.nats_prefix = "two".into();
+        })
+        .await
+    };
+    let b_dir = tempfile::tempdir().expect("temp dir");
+    let mut b = ServerProcess::spawn(&b_dir.path().join("data"), &a.topics, &nats_args).await;
 
     // Published through A, replayed through B: same replay ids, same bytes.
     let published = publish_orders(&a, 0, 5).await;
@@ -246,7 +194,7 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
     assert_eq!(live[0].replay_id.to_vec(), more[0]);
 
     // A topic created through A is usable through B without a restart.
-    admin_client(&a)
+    admin_client(a.addr)
         .await
         .create_topic(admin::CreateTopicRequest {
             topic_name: "/event/Shipment__e".into(),
@@ -271,7 +219,7 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
     assert_eq!(info.into_inner().topic_name, "/event/Shipment__e");
 
     // A managed subscription made on A is exclusive across A and B.
-    admin_client(&a)
+    admin_client(a.addr)
         .await
         .create_managed_subscription(admin::CreateManagedSubscriptionRequest {
             developer_name: "Across".into(),
@@ -281,29 +229,26 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
         })
         .await
         .expect("create managed");
-    let open = |server: &TestServer| {
-        let addr = server.addr;
-        async move {
-            let (tx, rx) = mpsc::channel(8);
-            tx.send(pb::ManagedFetchRequest {
-                developer_name: "Across".into(),
-                num_requested: 10,
-                ..Default::default()
-            })
+    let open = |addr: std::net::SocketAddr| async move {
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(pb::ManagedFetchRequest {
+            developer_name: "Across".into(),
+            num_requested: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("queue");
+        let resp = pb::pub_sub_client::PubSubClient::connect(format!("http://{addr}"))
             .await
-            .expect("queue");
-            let resp = pb::pub_sub_client::PubSubClient::connect(format!("http://{addr}"))
-                .await
-                .expect("connect")
-                .managed_subscribe(ReceiverStream::new(rx))
-                .await;
-            (tx, resp)
-        }
+            .expect("connect")
+            .managed_subscribe(ReceiverStream::new(rx))
+            .await;
+        (tx, resp)
     };
     eventually("b knows the managed subscription", || {
         let b = &b;
         async move {
-            admin_client(b)
+            admin_client(b.addr)
                 .await
                 .describe_managed_subscription(admin::ManagedSubscriptionRef {
                     developer_name: "Across".into(),
@@ -314,11 +259,11 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
         }
     })
     .await;
-    let (tx_a, on_a) = open(&a).await;
+    let (tx_a, on_a) = open(a.addr).await;
     let mut on_a = on_a.expect("a opens").into_inner();
     let first = next(&mut on_a).await.expect("healthy").expect("open");
     assert_eq!(first.events.len(), 6);
-    let (_tx_b, on_b) = open(&b).await;
+    let (_tx_b, on_b) = open(b.addr).await;
     let st = on_b.expect_err("b is refused while a streams");
     assert_status(
         &st,
@@ -344,7 +289,7 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
     }
     drop(tx_a);
     assert!(next(&mut on_a).await.expect("ends with OK").is_none());
-    let (_tx_b, on_b) = open(&b).await;
+    let (_tx_b, on_b) = open(b.addr).await;
     let mut on_b = on_b.expect("b opens once a let go").into_inner();
     let resumed = next(&mut on_b).await.expect("healthy").expect("open");
     let ids: Vec<Vec<u8>> = resumed
@@ -355,7 +300,8 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
     assert_eq!(ids[0], published[3], "resumes right after a's commit");
 
     a.shutdown().await;
-    b.shutdown().await;
+    let _ = b.child.kill();
+    let _ = b.child.wait();
 }
 
 /// Publishes events `from..from+n` with fixed event ids, retrying a failed
