@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: eventbus (durability sync and buffered) against NATS
-# JetStream (file storage) on this machine, same payloads and counts, runs
-# alternated, three repetitions; medians and ratios go to BENCHMARKS.md.
+# Side-by-side benchmark: eventbus (RocksDB backend with durability sync and
+# buffered, and the JetStream backend on the same nats-server) against NATS
+# JetStream itself (file storage) on this machine, same payloads and counts,
+# runs alternated, three repetitions; medians and ratios go to BENCHMARKS.md.
+# eventbus-jetstream beside raw JetStream is the cost of the gRPC layer.
 #
 # Usage: bench/compare.sh [--quick]    (--quick: smaller counts, one repetition)
 # Needs: cargo, python3; installs nats-server from Debian when missing.
@@ -46,15 +48,17 @@ nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >"$work/nats.log" 
 pids+=($!); nats_pid=$!
 wait_for "$work/nats.log" "Server is ready"
 
-start_eventbus() { # name durability -> sets addr_<name>, pid_<name>
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/$1" --durability "$2" >"$work/$1.log" 2>&1 &
+start_eventbus() { # name extra-serve-args... -> sets addr_<name>, pid_<name>
+  local name="$1"; shift
+  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/$name" "$@" >"$work/$name.log" 2>&1 &
   local pid=$!; pids+=("$pid")
-  wait_for "$work/$1.log" "listening on"
-  local addr; addr="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$work/$1.log" | head -n1)"
-  printf -v "addr_$1" '%s' "$addr"; printf -v "pid_$1" '%s' "$pid"
+  wait_for "$work/$name.log" "listening on"
+  local addr; addr="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$work/$name.log" | head -n1)"
+  printf -v "addr_$name" '%s' "$addr"; printf -v "pid_$name" '%s' "$pid"
 }
-start_eventbus sync sync
-start_eventbus buffered buffered
+start_eventbus sync --durability sync
+start_eventbus buffered --durability buffered
+start_eventbus jetstream --backend jetstream --nats-url "nats://127.0.0.1:$nats_port" --nats-prefix bench
 
 results="$work/results.jsonl"
 # The disk's own fdatasync latency: the floor under every sync acknowledgement.
@@ -70,6 +74,7 @@ targets() { # workload-label, then common args
   run "$w|jetstream" --target jetstream --nats-url "nats://127.0.0.1:$nats_port" --server-pid "$nats_pid" "$@"
   run "$w|eventbus-sync" --server "$addr_sync" --server-pid "$pid_sync" "$@"
   run "$w|eventbus-buffered" --server "$addr_buffered" --server-pid "$pid_buffered" "$@"
+  run "$w|eventbus-jetstream" --server "$addr_jetstream" --server-pid "$pid_jetstream" "$@"
 }
 
 for rep in $(seq 1 "$reps"); do
@@ -78,7 +83,7 @@ for rep in $(seq 1 "$reps"); do
   # flight; JetStream async publish with 1000 acks outstanding per publisher.
   run "publish|jetstream" --target jetstream --nats-url "nats://127.0.0.1:$nats_port" --server-pid "$nats_pid" \
       publish --events "$(n 200000)" --streams 4 --window 1000 --size 1024
-  for d in sync buffered; do
+  for d in sync buffered jetstream; do
     a="addr_$d" p="pid_$d"
     run "publish|eventbus-$d" --server "${!a}" --server-pid "${!p}" \
         publish --events "$(n 200000)" --streams 4 --batch 100 --window 8 --size 1024

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 from collections import defaultdict
 
-TARGETS = ["jetstream", "eventbus-sync", "eventbus-buffered"]
+TARGETS = ["jetstream", "eventbus-sync", "eventbus-buffered", "eventbus-jetstream"]
 WORKLOADS = [
     ("publish", "durable publish, events/s (eventbus: 4 PublishStreams x 100 x 1 KiB, 8 in flight; JetStream: 4 async publishers, 1000 acks outstanding)"),
     ("unary", "unary publish, 50 concurrent callers, 1 event each, events/s"),
@@ -73,24 +73,26 @@ def main():
     out.append("**Durability is not the same.** JetStream acknowledges a publish after writing it, without fsync "
                "(its default `sync_interval` flushes every 2 minutes). eventbus `sync` acknowledges only after the "
                "write-ahead log is fsynced; eventbus `buffered` acknowledges after the write and fsyncs every 100 ms. "
-               "`buffered` is the like-for-like comparison; `sync` shows the cost of the stronger promise.\n")
+               "`buffered` is the like-for-like comparison; `sync` shows the cost of the stronger promise. "
+               "eventbus `jetstream` is eventbus on its JetStream backend against the same nats-server (one replica): "
+               "beside raw JetStream it shows what the Pub/Sub API layer costs.\n")
     out.append("## Throughput\n")
-    out.append("| Workload | JetStream | eventbus sync | eventbus buffered | sync / JetStream | buffered / JetStream |")
-    out.append("|---|---|---|---|---|---|")
+    out.append("| Workload | JetStream | eventbus sync | eventbus buffered | eventbus on JetStream | sync / JetStream | buffered / JetStream | on JetStream / JetStream |")
+    out.append("|---|---|---|---|---|---|---|---|")
     for w, desc in WORKLOADS:
         if w in ("latency", "e2e"):
             continue
-        js, s, b = (stat(w, t, "events_per_sec") for t in TARGETS)
-        out.append(f"| {desc} | {fmt(js)} | {fmt(s)} | {fmt(b)} | {ratio(s, js)} | {ratio(b, js)} |")
+        js, s, b, ej = (stat(w, t, "events_per_sec") for t in TARGETS)
+        out.append(f"| {desc} | {fmt(js)} | {fmt(s)} | {fmt(b)} | {fmt(ej)} | {ratio(s, js)} | {ratio(b, js)} | {ratio(ej, js)} |")
     out.append("\n## Latency\n")
-    out.append("| Workload | Percentile | JetStream | eventbus sync | eventbus buffered | sync / JetStream | buffered / JetStream |")
-    out.append("|---|---|---|---|---|---|---|")
+    out.append("| Workload | Percentile | JetStream | eventbus sync | eventbus buffered | eventbus on JetStream | sync / JetStream | buffered / JetStream | on JetStream / JetStream |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     for w, desc in WORKLOADS:
         if w not in ("latency", "e2e"):
             continue
         for p in ("p50", "p99", "p999"):
-            js, s, b = (stat(w, t, f"latency_us.{p}") for t in TARGETS)
-            out.append(f"| {desc} | {p} | {fmt(js, 'us')} | {fmt(s, 'us')} | {fmt(b, 'us')} | {ratio(s, js)} | {ratio(b, js)} |")
+            js, s, b, ej = (stat(w, t, f"latency_us.{p}") for t in TARGETS)
+            out.append(f"| {desc} | {p} | {fmt(js, 'us')} | {fmt(s, 'us')} | {fmt(b, 'us')} | {fmt(ej, 'us')} | {ratio(s, js)} | {ratio(b, js)} | {ratio(ej, js)} |")
     idle = stat("idle", "eventbus-sync", "bytes_per_idle_subscription")
     out.append("\n## Memory\n")
     out.append(f"- Idle subscriptions: {fmt(idle)} bytes of server RSS each (10,000 subscriptions, credit 1, LATEST).")
