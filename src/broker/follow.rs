@@ -209,6 +209,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn two_processes_creating_one_developer_name_at_once_make_one_subscription() {
+        let (a, b) = pair().await;
+        topic(&a, "/event/A__e").await;
+        eventually("b knows the topic", || b.topic("/event/A__e").is_ok()).await;
+        let def = || NewManaged {
+            developer_name: "Once".into(),
+            topic: "/event/A__e".into(),
+            default_replay: ManagedReplay::Latest,
+            error_recovery_replay: ManagedReplay::Latest,
+            state: ManagedState::Run,
+        };
+        let (ra, rb) = tokio::join!(
+            a.create_managed(TENANT, def()),
+            b.create_managed(TENANT, def())
+        );
+        assert_eq!(
+            usize::from(ra.is_ok()) + usize::from(rb.is_ok()),
+            1,
+            "exactly one creation succeeds: {:?} {:?}",
+            ra.map(|v| v.record.id),
+            rb.map(|v| v.record.id)
+        );
+    }
+
+    #[tokio::test]
     async fn a_managed_subscription_is_exclusive_across_processes() {
         let (a, b) = pair().await;
         topic(&a, "/event/A__e").await;

@@ -471,7 +471,11 @@ impl Broker {
             updated_ms: now,
             commit: None,
         };
-        self.log().put_managed(record.clone()).await?;
+        // The log has the last word: another process on a shared log may
+        // have taken the name since this one looked.
+        if !self.log().create_managed(record.clone()).await? {
+            return Err(BrokerError::ManagedExists(record.developer_name));
+        }
         let entry = Arc::new(Entry::new(record));
         write(&self.managed.entries).insert(id.to_string(), entry.clone());
         Ok(self.view(&entry))

@@ -223,6 +223,53 @@ pub async fn managed_records_round_trip(log: &dyn TopicLog) {
     );
 }
 
+/// A developer name is taken once per tenant, and free again after a delete.
+pub async fn create_managed_takes_a_name_once_per_tenant(log: &dyn TopicLog) {
+    let rec = |id: &str, tenant: &str| ManagedRecord {
+        id: id.to_owned(),
+        tenant: tenant.to_owned(),
+        developer_name: "Same".into(),
+        topic: "/event/A__e".into(),
+        default_replay: ManagedReplay::Latest,
+        error_recovery_replay: ManagedReplay::Latest,
+        state: ManagedState::Run,
+        created_ms: 1,
+        updated_ms: 1,
+        commit: None,
+    };
+    assert!(
+        log.create_managed(rec("m1", "00D000000000000EAA"))
+            .await
+            .expect("create")
+    );
+    assert!(
+        !log.create_managed(rec("m2", "00D000000000000EAA"))
+            .await
+            .expect("taken")
+    );
+    assert!(
+        log.create_managed(rec("m3", "00D5e000000OtheEAC"))
+            .await
+            .expect("other tenant")
+    );
+    log.delete_managed("m1").await.expect("delete");
+    assert!(
+        log.create_managed(rec("m4", "00D000000000000EAA"))
+            .await
+            .expect("free again")
+    );
+    let mut ids: Vec<String> = log
+        .load_catalog()
+        .await
+        .expect("load")
+        .managed
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["m3", "m4"]);
+}
+
 /// A commit replaces only the commit of a stored subscription.
 pub async fn put_commit_changes_only_the_commit(log: &dyn TopicLog) {
     let mut rec = ManagedRecord {
@@ -480,6 +527,11 @@ macro_rules! contract_tests {
             async fn managed_records_round_trip() {
                 let (log, _g) = make();
                 $crate::log::contract::managed_records_round_trip(&*log).await;
+            }
+            #[tokio::test]
+            async fn create_managed_takes_a_name_once_per_tenant() {
+                let (log, _g) = make();
+                $crate::log::contract::create_managed_takes_a_name_once_per_tenant(&*log).await;
             }
             #[tokio::test]
             async fn put_commit_changes_only_the_commit() {

@@ -195,6 +195,9 @@ struct Inner {
     topics_kv: kv::Store,
     schemas_kv: kv::Store,
     managed_kv: kv::Store,
+    // Tenant and developer name -> id: the name a managed subscription
+    // takes, claimed with a KV create so two processes cannot both take it.
+    names_kv: kv::Store,
     meta_kv: kv::Store,
     leases_kv: kv::Store,
     tails: Tails,
@@ -498,6 +501,7 @@ impl JetStreamTopicLog {
             topics_kv: bucket("topics").await?,
             schemas_kv: bucket("schemas").await?,
             managed_kv: bucket("managed").await?,
+            names_kv: bucket("names").await?,
             meta_kv: bucket("meta").await?,
             leases_kv: bucket("leases").await?,
             client,
@@ -1585,15 +1589,88 @@ impl TopicLog for JetStreamTopicLog {
         Ok(())
     }
 
+    async fn create_managed(&self, record: ManagedRecord) -> Result<bool, LogError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        let names = &self.inner.names_kv;
+        let name = key_of(&format!("{}/{}", record.tenant, record.developer_name));
+        let fail = |e: &dyn std::fmt::Display| {
+            storage(format!(
+                "managed subscription name {}: {e}",
+                record.developer_name
+            ))
+        };
+        loop {
+            match names.create(&name, record.id.clone().into()).await {
+                Ok(_) => break,
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                    // Taken, unless the claim outlived its subscription (a
+                    // process died between the claim and the record):
+                    // then it is taken over.
+                    let Some(claim) = names.entry(&name).await.map_err(|e| fail(&e))? else {
+                        continue;
+                    };
+                    let holder = String::from_utf8_lossy(&claim.value).into_owned();
+                    let alive = claim.operation == Operation::Put
+                        && self
+                            .inner
+                            .managed_kv
+                            .get(key_of(&holder))
+                            .await
+                            .map_err(|e| fail(&e))?
+                            .is_some();
+                    if alive {
+                        return Ok(false);
+                    }
+                    match names
+                        .update(&name, record.id.clone().into(), claim.revision)
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                        Err(e) => return Err(fail(&e)),
+                    }
+                }
+                Err(e) => return Err(fail(&e)),
+            }
+        }
+        self.put_managed(record).await?;
+        Ok(true)
+    }
+
     async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(LogError::Closed);
         }
+        let record = self
+            .inner
+            .managed_kv
+            .get(key_of(id))
+            .await
+            .map_err(|e| storage(format!("managed subscription {id}: {e}")))?
+            .and_then(|v| serde_json::from_slice::<ManagedRecord>(&v).ok());
         self.inner
             .managed_kv
             .delete(key_of(id))
             .await
-            .map_err(|e| storage(format!("managed subscription {id}: {e}")))
+            .map_err(|e| storage(format!("managed subscription {id}: {e}")))?;
+        // The name is free again; a claim another subscription took over
+        // meanwhile stays (it names another id).
+        if let Some(rec) = record {
+            let name = key_of(&format!("{}/{}", rec.tenant, rec.developer_name));
+            if let Ok(Some(claim)) = self.inner.names_kv.entry(&name).await
+                && claim.operation == Operation::Put
+                && claim.value.as_ref() == id.as_bytes()
+            {
+                let _ = self
+                    .inner
+                    .names_kv
+                    .delete_expect_revision(&name, Some(claim.revision))
+                    .await;
+            }
+        }
+        Ok(())
     }
 
     async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError> {

@@ -250,6 +250,22 @@ impl TopicLog for MemoryTopicLog {
         Ok(())
     }
 
+    async fn create_managed(&self, record: ManagedRecord) -> Result<bool, LogError> {
+        self.open()?;
+        {
+            let mut all = lock(&self.managed);
+            if all
+                .values()
+                .any(|r| r.tenant == record.tenant && r.developer_name == record.developer_name)
+            {
+                return Ok(false);
+            }
+            all.insert(record.id.clone(), record.clone());
+        }
+        self.changed(CatalogChange::Managed(record));
+        Ok(true)
+    }
+
     async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
         self.open()?;
         lock(&self.managed).remove(id);

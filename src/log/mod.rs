@@ -323,6 +323,11 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Durably stores a managed subscription (insert or replace, by id).
     async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError>;
 
+    /// Durably stores a new managed subscription unless its tenant has one
+    /// of the same developer name (created through any handle on the log);
+    /// false, and nothing stored, when it has.
+    async fn create_managed(&self, record: ManagedRecord) -> Result<bool, LogError>;
+
     /// Durably replaces only the commit of a managed subscription (`None`
     /// removes it), leaving its definition as stored: a commit made on one
     /// process cannot undo a state change made on another. Returns false

@@ -501,6 +501,22 @@ impl TopicLog for RocksTopicLog {
         )
     }
 
+    async fn create_managed(&self, record: ManagedRecord) -> Result<bool, LogError> {
+        // One process writes the database and the broker creates managed
+        // subscriptions one at a time, so look-then-write cannot race.
+        let taken = self
+            .load_catalog()
+            .await?
+            .managed
+            .iter()
+            .any(|r| r.tenant == record.tenant && r.developer_name == record.developer_name);
+        if taken {
+            return Ok(false);
+        }
+        self.put_managed(record).await?;
+        Ok(true)
+    }
+
     async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
         let db = self.db.clone();
         let key = keys::managed_key(id);
