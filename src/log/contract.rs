@@ -188,10 +188,10 @@ pub async fn catalog_round_trips(log: &dyn TopicLog) {
     assert_eq!(cat.next_topic_id, 4);
 }
 
-/// Managed-subscription records are stored, replaced (a commit) and
-/// deleted by id.
-pub async fn managed_records_round_trip(log: &dyn TopicLog) {
-    let rec = |id: &str, commit: Option<u64>| ManagedRecord {
+/// A managed-subscription record of the default tenant, developer name
+/// `Sub_<id>`, with a commit at `commit` when given.
+pub fn managed_record(id: &str, commit: Option<u64>) -> ManagedRecord {
+    ManagedRecord {
         id: id.to_owned(),
         tenant: "00D000000000000EAA".into(),
         developer_name: format!("Sub_{id}"),
@@ -206,7 +206,13 @@ pub async fn managed_records_round_trip(log: &dyn TopicLog) {
             offset,
             time_ms: 4,
         }),
-    };
+    }
+}
+
+/// Managed-subscription records are stored, replaced (a commit) and
+/// deleted by id.
+pub async fn managed_records_round_trip(log: &dyn TopicLog) {
+    let rec = managed_record;
     log.put_managed(rec("b", None)).await.expect("put");
     log.put_managed(rec("a", None)).await.expect("put");
     log.put_managed(rec("a", Some(7))).await.expect("commit");
@@ -226,16 +232,9 @@ pub async fn managed_records_round_trip(log: &dyn TopicLog) {
 /// A developer name is taken once per tenant, and free again after a delete.
 pub async fn create_managed_takes_a_name_once_per_tenant(log: &dyn TopicLog) {
     let rec = |id: &str, tenant: &str| ManagedRecord {
-        id: id.to_owned(),
         tenant: tenant.to_owned(),
         developer_name: "Same".into(),
-        topic: "/event/A__e".into(),
-        default_replay: ManagedReplay::Latest,
-        error_recovery_replay: ManagedReplay::Latest,
-        state: ManagedState::Run,
-        created_ms: 1,
-        updated_ms: 1,
-        commit: None,
+        ..managed_record(id, None)
     };
     assert!(
         log.create_managed(rec("m1", "00D000000000000EAA"))
@@ -273,16 +272,8 @@ pub async fn create_managed_takes_a_name_once_per_tenant(log: &dyn TopicLog) {
 /// A commit replaces only the commit of a stored subscription.
 pub async fn put_commit_changes_only_the_commit(log: &dyn TopicLog) {
     let mut rec = ManagedRecord {
-        id: "m1".into(),
-        tenant: "00D000000000000EAA".into(),
         developer_name: "Sub".into(),
-        topic: "/event/A__e".into(),
-        default_replay: ManagedReplay::Earliest,
-        error_recovery_replay: ManagedReplay::Latest,
-        state: ManagedState::Run,
-        created_ms: 1,
-        updated_ms: 2,
-        commit: None,
+        ..managed_record("m1", None)
     };
     log.put_managed(rec.clone()).await.expect("put");
     let commit = CommitRecord {

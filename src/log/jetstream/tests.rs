@@ -10,7 +10,6 @@ use bytes::Bytes;
 use super::testing::{NatsServer, log_on_fresh_server};
 use super::*;
 use crate::log::contract::{self, event};
-use crate::types::{ManagedReplay, ManagedState};
 
 contract::contract_tests!({ log_on_fresh_server() });
 
@@ -172,25 +171,6 @@ async fn a_topic_deleted_by_another_process_closes_the_watch() {
     ));
 }
 
-fn managed(id: &str, commit: Option<u64>) -> ManagedRecord {
-    ManagedRecord {
-        id: id.into(),
-        tenant: "00D000000000000EAA".into(),
-        developer_name: format!("Sub_{id}"),
-        topic: "/event/A__e".into(),
-        default_replay: ManagedReplay::Earliest,
-        error_recovery_replay: ManagedReplay::Latest,
-        state: ManagedState::Run,
-        created_ms: 1,
-        updated_ms: 2,
-        commit: commit.map(|offset| crate::log::CommitRecord {
-            topic_id: 7,
-            offset,
-            time_ms: 3,
-        }),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_changes_reach_the_other_process() {
     let server = NatsServer::start();
@@ -209,10 +189,12 @@ async fn catalog_changes_reach_the_other_process() {
     a.put_schema(SchemaId::new("s1"), "{\"type\":\"record\"}".into())
         .await
         .expect("put schema");
-    a.put_managed(managed("m1", None))
+    a.put_managed(contract::managed_record("m1", None))
         .await
         .expect("put managed");
-    a.put_managed(managed("m1", Some(5))).await.expect("commit");
+    a.put_managed(contract::managed_record("m1", Some(5)))
+        .await
+        .expect("commit");
     a.delete_managed("m1").await.expect("delete managed");
     a.delete_topic(TopicId(7), &topic.name)
         .await
@@ -220,8 +202,8 @@ async fn catalog_changes_reach_the_other_process() {
     let mut want = vec![
         CatalogChange::Topic(topic.clone()),
         CatalogChange::Schema(SchemaId::new("s1"), "{\"type\":\"record\"}".into()),
-        CatalogChange::Managed(managed("m1", None)),
-        CatalogChange::Managed(managed("m1", Some(5))),
+        CatalogChange::Managed(contract::managed_record("m1", None)),
+        CatalogChange::Managed(contract::managed_record("m1", Some(5))),
         CatalogChange::ManagedDeleted("m1".into()),
         CatalogChange::TopicDeleted(topic.name.clone()),
     ];
