@@ -159,6 +159,14 @@ pub enum JsonError {
         /// [`MAX_ZERO_WIDTH_ITEMS`].
         limit: u64,
     },
+    /// The event has more values than [`MAX_JSON_VALUES`]: encoding or decoding stops
+    /// rather than build an unbounded tree (a schema's defaults or zero-byte records can
+    /// expand far beyond the bytes of the event).
+    #[error("the event has more than {limit} values, more than can be encoded or shown as JSON")]
+    TooManyValues {
+        /// [`MAX_JSON_VALUES`].
+        limit: u64,
+    },
     /// The schema refers to a type it never defines (parsing rejects such schemas, so this
     /// is defensive).
     #[error("the schema uses the type `{name}` but never defines it")]
@@ -202,6 +210,7 @@ impl ParsedSchema {
             out: Vec::with_capacity(128),
             path: String::new(),
             zero_width_items: 0,
+            values_left: MAX_JSON_VALUES,
         };
         match self.avro_schema() {
             Schema::Record(record) => encoder.record(record, value, 0, Some(defaults))?,
@@ -231,14 +240,23 @@ impl ParsedSchema {
         let mut decoder = Decoder {
             names: &names,
             input: payload,
+            values_left: MAX_JSON_VALUES,
         };
         let value = decoder.value(self.avro_schema(), 0);
         match value {
             Ok(value) if decoder.input.is_empty() => Ok(value),
+            Err(_) if decoder.values_left == 0 => Err(JsonError::TooManyValues {
+                limit: MAX_JSON_VALUES,
+            }),
             Ok(_) | Err(Undecodable) => Err(JsonError::Undecodable),
         }
     }
 }
+
+/// Most values one event may have when encoded from JSON or decoded to JSON. A 1 MiB event
+/// has at most about a million values that take bytes; the cap stops schemas whose
+/// defaults or zero-byte records would expand one small event into an unbounded tree.
+pub const MAX_JSON_VALUES: u64 = 4_000_000;
 
 // ---- encoding ----
 
@@ -253,6 +271,8 @@ struct Encoder<'s, 'n> {
     path: String,
     /// Zero-byte array items written so far (see [`MAX_ZERO_WIDTH_ITEMS`]).
     zero_width_items: u64,
+    /// Values the encoder may still write (see [`MAX_JSON_VALUES`]).
+    values_left: u64,
 }
 
 impl<'s> Encoder<'s, '_> {
@@ -283,6 +303,12 @@ impl<'s> Encoder<'s, '_> {
     }
 
     fn value(&mut self, schema: &'s Schema, value: &Value, depth: usize) -> Result<(), JsonError> {
+        self.values_left = self
+            .values_left
+            .checked_sub(1)
+            .ok_or(JsonError::TooManyValues {
+                limit: MAX_JSON_VALUES,
+            })?;
         match self.base(schema)? {
             Base::Null => match value {
                 Value::Null => Ok(()),
@@ -594,7 +620,9 @@ impl<'s> Encoder<'s, '_> {
             return self
                 .value(schema, default, depth)
                 .map_err(|source| match source {
-                    inner @ JsonError::BadDefault { .. } => inner,
+                    inner @ (JsonError::BadDefault { .. } | JsonError::TooManyValues { .. }) => {
+                        inner
+                    }
                     other => JsonError::BadDefault {
                         field: self.path.clone(),
                         source: Box::new(other),
@@ -834,10 +862,13 @@ struct Undecodable;
 struct Decoder<'s, 'n, 'a> {
     names: &'n NamedTypes<'s>,
     input: &'a [u8],
+    /// Values the decoder may still build (see [`MAX_JSON_VALUES`]).
+    values_left: u64,
 }
 
 impl<'s, 'a> Decoder<'s, '_, 'a> {
     fn value(&mut self, schema: &'s Schema, depth: usize) -> Result<Value, Undecodable> {
+        self.values_left = self.values_left.checked_sub(1).ok_or(Undecodable)?;
         let base = self.names.base(schema).map_err(|_| Undecodable)?;
         Ok(match base {
             Base::Null => Value::Null,

@@ -12,6 +12,26 @@ pub(crate) const LINKED_LIST: &str = r#"{"type":"record","name":"Node","fields":
         {"name":"value","type":"long"},
         {"name":"next","type":["null","Node"],"default":null}]}"#;
 
+/// The probe's schema bomb: `R_i = {a: R_(i-1), b: R_(i-1)}` for `i` in `1..=levels`,
+/// with `R_0 = {x: leaf}` (`leaf` is type JSON, `"null"` for the bomb itself). Each `R_i`
+/// is defined as the type of a top-level field `d_i` and refers to `R_(i-1)` by name, so
+/// the JSON stays flat; a value of `R_i` has `2^i` leaves.
+pub(crate) fn doubling(levels: usize, leaf: &str) -> String {
+    let mut fields = vec![format!(
+        r#"{{"name":"d0","type":{{"type":"record","name":"R0","fields":[{{"name":"x","type":{leaf}}}]}}}}"#
+    )];
+    for i in 1..=levels {
+        fields.push(format!(
+            r#"{{"name":"d{i}","type":{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":"R{p}"}},{{"name":"b","type":"R{p}"}}]}}}}"#,
+            p = i - 1
+        ));
+    }
+    format!(
+        r#"{{"type":"record","name":"Bomb","fields":[{}]}}"#,
+        fields.join(",")
+    )
+}
+
 /// Parses a schema the test knows to be valid.
 pub(crate) fn parsed(json: &str) -> ParsedSchema {
     ParsedSchema::parse(json).expect("test schema parses")
