@@ -427,6 +427,23 @@ pub struct ServeArgs {
         default_value_t = 200
     )]
     pub max_managed_subscriptions_per_tenant: usize,
+    /// Most bytes of JSON one schema may have (Admin API, topics folder).
+    #[arg(long, env = "EVENTBUS_MAX_SCHEMA_BYTES", default_value_t = 1024 * 1024)]
+    pub max_schema_bytes: usize,
+    /// Most types, fields and union branches one schema may have.
+    #[arg(long, env = "EVENTBUS_MAX_SCHEMA_TYPES", default_value_t = 20_000)]
+    pub max_schema_types: usize,
+    /// Most distinct schemas one tenant's topics may use; more get
+    /// RESOURCE_EXHAUSTED `schema.limit.exceeded`.
+    #[arg(long, env = "EVENTBUS_MAX_SCHEMAS_PER_TENANT", default_value_t = 1_000)]
+    pub max_schemas_per_tenant: usize,
+    /// Most bytes of schema JSON one tenant's schemas may add up to.
+    #[arg(
+        long,
+        env = "EVENTBUS_MAX_SCHEMA_BYTES_PER_TENANT",
+        default_value_t = 16 * 1024 * 1024
+    )]
+    pub max_schema_bytes_per_tenant: usize,
     /// Sustained publish rate per tenant in events/s (0: no limit); faster
     /// publishing gets RESOURCE_EXHAUSTED `service.protection.triggered`.
     #[arg(
@@ -545,6 +562,30 @@ impl ServeArgs {
                     .to_owned(),
             );
         }
+        for (value, what) in [
+            (
+                self.max_schema_bytes,
+                "EVENTBUS_MAX_SCHEMA_BYTES (--max-schema-bytes)",
+            ),
+            (
+                self.max_schema_types,
+                "EVENTBUS_MAX_SCHEMA_TYPES (--max-schema-types)",
+            ),
+            (
+                self.max_schemas_per_tenant,
+                "EVENTBUS_MAX_SCHEMAS_PER_TENANT (--max-schemas-per-tenant)",
+            ),
+            (
+                self.max_schema_bytes_per_tenant,
+                "EVENTBUS_MAX_SCHEMA_BYTES_PER_TENANT (--max-schema-bytes-per-tenant)",
+            ),
+        ] {
+            if value == 0 {
+                problems.push(format!(
+                    "{what} must be at least 1: no schema could be registered"
+                ));
+            }
+        }
         if self.max_concurrent_streams < 100 {
             problems.push(
                 "EVENTBUS_MAX_CONCURRENT_STREAMS (--max-concurrent-streams) must be at least 100 (clients expect 100 per connection)"
@@ -614,6 +655,12 @@ impl ServeArgs {
             default_retention: self.retention,
             retention_check_interval: self.retention_check_interval,
             max_managed_per_tenant: self.max_managed_subscriptions_per_tenant,
+            schema_limits: crate::schema::SchemaLimits {
+                max_bytes: self.max_schema_bytes,
+                max_types: self.max_schema_types,
+            },
+            max_schemas_per_tenant: self.max_schemas_per_tenant,
+            max_schema_bytes_per_tenant: self.max_schema_bytes_per_tenant,
             ..BrokerConfig::default()
         }
     }

@@ -112,6 +112,8 @@ pub enum ErrorCode {
     /// A ManagedFetchRequest is not understood (none in time, or a later
     /// one names another subscription). Salesforce's string.
     ManagedFetchRequestInvalid,
+    /// The tenant has its maximum of schemas, or of schema bytes.
+    SchemaLimitExceeded,
 }
 
 impl ErrorCode {
@@ -161,6 +163,7 @@ impl ErrorCode {
         ErrorCode::ManagedAlreadyExists,
         ErrorCode::ManagedLimitExceeded,
         ErrorCode::ManagedFetchRequestInvalid,
+        ErrorCode::SchemaLimitExceeded,
     ];
 
     /// The exact trailer string.
@@ -270,6 +273,7 @@ impl ErrorCode {
             ErrorCode::ManagedFetchRequestInvalid => {
                 "sfdc.platform.eventbus.grpc.managed.subscription.fetch.request.invalid"
             }
+            ErrorCode::SchemaLimitExceeded => "sfdc.platform.eventbus.grpc.schema.limit.exceeded",
         }
     }
 }
@@ -342,7 +346,8 @@ managed.subscription.fetch.request.events.invalid
 managed.subscription.config.invalid
 managed.subscription.already.exists
 managed.subscription.limit.exceeded
-managed.subscription.fetch.request.invalid";
+managed.subscription.fetch.request.invalid
+schema.limit.exceeded";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))

@@ -33,8 +33,8 @@ use crate::broker::{Broker, BrokerConfig};
 use crate::log::SharedLog;
 use crate::log::memory::MemoryTopicLog;
 use crate::schema::json::JsonDefaults;
-use crate::schema::validate::PayloadError;
-use crate::schema::{ParsedSchema, compat, schema_id_of};
+use crate::schema::validate::{PayloadError, step_budget};
+use crate::schema::{ParsedSchema, SchemaLimits, compat, schema_id_of};
 use crate::telemetry::metrics::Metrics;
 use crate::types::{Offset, REPLAY_ID_LEN, ReplayId, TopicName};
 
@@ -288,9 +288,10 @@ fn reference(schema: &ParsedSchema, payload: &[u8]) -> Result<usize, String> {
     })
 }
 
-/// Validates `payload` and checks the verdict against the other readers of the crate.
+/// Validates `payload`, checks the walk stayed inside its step budget, and checks the
+/// verdict against the other readers of the crate.
 fn check_payload(schema: &ParsedSchema, payload: &[u8]) {
-    match schema.validate(payload) {
+    match check_steps(schema, payload) {
         Ok(()) => {
             // The CLI's decoder runs after the validator and must read what it accepted.
             let value = match schema.decode_to_json(payload) {
@@ -325,6 +326,88 @@ fn check_payload(schema: &ParsedSchema, payload: &[u8]) {
             }
         }
     }
+}
+
+/// Validates `payload` and fails when the walk used its whole step budget: the budget is
+/// a proven bound (see [`step_budget`]), so reaching it means validation is no longer
+/// linear in the payload, which is a finding even when nothing crashes.
+fn check_steps(schema: &ParsedSchema, payload: &[u8]) -> Result<(), PayloadError> {
+    let (verdict, steps) = schema.validate_counting(payload);
+    let budget = step_budget(payload.len());
+    assert!(
+        steps < budget && !matches!(verdict, Err(PayloadError::TooCostly { .. })),
+        "validating {} bytes took {steps} steps, the budget is {budget}",
+        payload.len()
+    );
+    verdict
+}
+
+/// Builds schemas whose named types are reused many times, the shape that makes a naive
+/// walk exponential: a chain of records where each may use earlier ones several times,
+/// directly, in unions, arrays and maps, next to zero-byte types (`null`, `fixed` of size
+/// 0) and types that take bytes.
+fn reuse_schema(input: &mut Input<'_>) -> String {
+    let levels = 1 + usize::from(input.byte() % 48);
+    let mut defs: Vec<String> = Vec::new();
+    let pick_earlier = |input: &mut Input<'_>, i: usize| -> String {
+        format!("R{}", i - 1 - usize::from(input.byte()) % i)
+    };
+    for i in 0..levels {
+        let n = 1 + usize::from(input.byte() % 4);
+        let fields: Vec<String> = (0..n)
+            .map(|f| {
+                let ty = match (input.byte() % 10, i) {
+                    (0..=3, i) if i > 0 => format!("\"{}\"", pick_earlier(input, i)),
+                    (4, i) if i > 0 => format!("[\"null\",\"{}\"]", pick_earlier(input, i)),
+                    (5, i) if i > 0 => format!(
+                        "{{\"type\":\"array\",\"items\":\"{}\"}}",
+                        pick_earlier(input, i)
+                    ),
+                    (6, i) if i > 0 => format!(
+                        "{{\"type\":\"map\",\"values\":\"{}\"}}",
+                        pick_earlier(input, i)
+                    ),
+                    (7, _) => format!("{{\"type\":\"fixed\",\"name\":\"Z{i}_{f}\",\"size\":0}}"),
+                    (8, _) => "[\"null\",\"int\"]".to_owned(),
+                    _ => "\"null\"".to_owned(),
+                };
+                format!("{{\"name\":\"f{f}\",\"type\":{ty}}}")
+            })
+            .collect();
+        defs.push(format!(
+            "{{\"name\":\"d{i}\",\"type\":{{\"type\":\"record\",\"name\":\"R{i}\",\"fields\":[{}]}}}}",
+            fields.join(",")
+        ));
+    }
+    format!(
+        "{{\"type\":\"record\",\"name\":\"Top\",\"fields\":[{}]}}",
+        defs.join(",")
+    )
+}
+
+/// Target `schema_walk`: a schema that reuses named types heavily (generated, or any
+/// schema of [`schema_from`]), then a payload. Fails when validation reaches its step
+/// budget, when a schema that passes the registration caps decodes to more values than
+/// the JSON decoder allows, or on anything [`check_payload`] checks.
+pub fn schema_walk(data: &[u8]) {
+    let mut input = Input::new(data);
+    let schema = if input.byte() % 4 == 0 {
+        schema_from(&mut input)
+    } else {
+        ParsedSchema::parse(&reuse_schema(&mut input)).ok()
+    };
+    let Some(schema) = schema else {
+        return;
+    };
+    let payload = input.rest();
+    if schema.check_limits(&SchemaLimits::default()).is_err() {
+        // Not registrable, but a stored schema of an older version could be like it:
+        // validation must stay linear all the same. Decoding it may hit the JSON value
+        // cap, which is its bound.
+        check_steps(&schema, payload).ok();
+        return;
+    }
+    check_payload(&schema, payload);
 }
 
 /// Target `avro_validate`: a schema from the input (fixed, generated or text), the rest
@@ -373,7 +456,7 @@ pub fn schema_register(data: &[u8]) {
     let mut input = Input::new(data);
     let first = String::from_utf8_lossy(input.until_nul()).into_owned();
     let second = String::from_utf8_lossy(input.rest()).into_owned();
-    let Ok(new) = Broker::parse_schema(&first) else {
+    let Ok(new) = Broker::parse_schema_with(&first, &SchemaLimits::default()) else {
         return;
     };
     check_parsed(&new);
@@ -1042,8 +1125,9 @@ mod tests {
     type Target = fn(&[u8]);
 
     /// Every target, by the name of its corpus folder.
-    const TARGETS: [(&str, Target); 6] = [
+    const TARGETS: [(&str, Target); 7] = [
         ("avro_validate", avro_validate),
+        ("schema_walk", schema_walk),
         ("schema_register", schema_register),
         ("replay_id", replay_id),
         ("topics_folder", topics_folder),

@@ -200,7 +200,11 @@ impl pb::admin_server::Admin for AdminService {
         let req = request.into_inner();
         let fail = |e| call.fail(e);
         let stored = call.stored(&req.topic_name)?;
-        let schema = Broker::parse_schema(&req.schema_json).map_err(fail)?;
+        let schema = self
+            .broker
+            .parse_schema(req.schema_json.clone())
+            .await
+            .map_err(fail)?;
         self.broker
             .create_topic(&stored, schema, retention(req.retention_ms))
             .await
@@ -274,7 +278,11 @@ impl pb::admin_server::Admin for AdminService {
         let req = request.into_inner();
         let fail = |e| call.fail(e);
         let stored = call.stored(&req.topic_name)?;
-        let schema = Broker::parse_schema(&req.schema_json).map_err(fail)?;
+        let schema = self
+            .broker
+            .parse_schema(req.schema_json.clone())
+            .await
+            .map_err(fail)?;
         let schema_id = schema.id().to_string();
         let created = self
             .broker

@@ -118,6 +118,7 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         | BrokerError::ReplayIdMissing
         | BrokerError::ReplayIdCorrupted(_)
         | BrokerError::SchemaInvalid(_)
+        | BrokerError::SchemaOverLimit(_)
         | BrokerError::RetentionInvalid(_)
         | BrokerError::ManagedUnnamed
         | BrokerError::ManagedNamedTwice
@@ -130,7 +131,9 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         BrokerError::SchemaIncompatible { .. }
         | BrokerError::ManagedAlreadyActive
         | BrokerError::ManagedStopped(_) => Code::FailedPrecondition,
-        BrokerError::RequestTooLarge(_) | BrokerError::ManagedLimit(_) => Code::ResourceExhausted,
+        BrokerError::RequestTooLarge(_)
+        | BrokerError::ManagedLimit(_)
+        | BrokerError::SchemaLimit(_) => Code::ResourceExhausted,
         BrokerError::TopicExists(_) | BrokerError::ManagedExists(_) => Code::AlreadyExists,
         BrokerError::TopicNotFound(_)
         | BrokerError::SchemaNotFound(_)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::provision::Outcome;
 use super::{Broker, BrokerError, Topic};
 use crate::log::{LogBounds, now_ms};
-use crate::schema::{ParsedSchema, compat};
+use crate::schema::{ParsedSchema, SchemaError, SchemaLimits, compat};
 use crate::types::{TopicId, TopicName};
 
 /// A topic with what its log holds now.
@@ -31,17 +31,88 @@ impl TopicSummary {
     }
 }
 
+/// The broker error for a schema that does not parse or breaks a cap.
+fn schema_error(e: SchemaError) -> BrokerError {
+    match e {
+        SchemaError::OverLimit { reason } => BrokerError::SchemaOverLimit(reason),
+        other => BrokerError::SchemaInvalid(other.to_string()),
+    }
+}
+
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Broker {
-    /// Parses a schema given as text through the Admin API.
+    /// Parses a schema given as text, checking the registration caps (size before
+    /// parsing, the rest after).
     ///
     /// # Errors
-    /// [`BrokerError::SchemaInvalid`] saying what is wrong.
-    pub fn parse_schema(json: &str) -> Result<ParsedSchema, BrokerError> {
-        ParsedSchema::parse(json).map_err(|e| BrokerError::SchemaInvalid(e.to_string()))
+    /// [`BrokerError::SchemaInvalid`] saying what is wrong, [`BrokerError::SchemaOverLimit`]
+    /// naming the cap.
+    pub fn parse_schema_with(
+        json: &str,
+        limits: &SchemaLimits,
+    ) -> Result<ParsedSchema, BrokerError> {
+        ParsedSchema::parse_limited(json, limits).map_err(schema_error)
+    }
+
+    /// [`Broker::parse_schema_with`] this broker's caps, on a blocking thread: a schema of
+    /// a megabyte takes tens of milliseconds to parse, which must not hold up the calls
+    /// that share a runtime worker with it.
+    ///
+    /// # Errors
+    /// As [`Broker::parse_schema_with`]; [`BrokerError::ShuttingDown`] if the blocking
+    /// pool is gone.
+    pub async fn parse_schema(&self, json: String) -> Result<ParsedSchema, BrokerError> {
+        let limits = self.cfg.schema_limits;
+        // Checked here too, so an oversize text is refused without a thread hop.
+        limits.check_text(&json).map_err(schema_error)?;
+        tokio::task::spawn_blocking(move || Self::parse_schema_with(&json, &limits))
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)?
+    }
+
+    /// Checks a schema against the per-schema caps and its tenant's schema count and
+    /// bytes before it is stored for topic `name` (a stored name: the tenant is its
+    /// namespace). A schema the tenant already uses costs nothing more.
+    ///
+    /// # Errors
+    /// [`BrokerError::SchemaOverLimit`], [`BrokerError::SchemaLimit`].
+    fn admit_schema(&self, name: &TopicName, schema: &ParsedSchema) -> Result<(), BrokerError> {
+        schema
+            .check_limits(&self.cfg.schema_limits)
+            .map_err(schema_error)?;
+        let tenant = name.namespace();
+        let mut ids = std::collections::HashSet::new();
+        for topic in self.topics() {
+            if topic.name.namespace() == tenant {
+                ids.extend(topic.schema_ids.iter().cloned());
+            }
+        }
+        if ids.contains(schema.id()) {
+            return Ok(());
+        }
+        let max = self.cfg.max_schemas_per_tenant;
+        if ids.len() >= max {
+            return Err(BrokerError::SchemaLimit(format!(
+                "This org's topics use {} schemas, the most allowed (EVENTBUS_MAX_SCHEMAS_PER_TENANT). Delete a topic before registering another schema.",
+                ids.len()
+            )));
+        }
+        let bytes: usize = ids
+            .iter()
+            .filter_map(|id| self.schemas.get(id))
+            .map(|s| s.json().len())
+            .sum();
+        let max = self.cfg.max_schema_bytes_per_tenant;
+        if bytes.saturating_add(schema.json().len()) > max {
+            return Err(BrokerError::SchemaLimit(format!(
+                "This org's schemas take {bytes} bytes; {} more would pass the most allowed, {max} (EVENTBUS_MAX_SCHEMA_BYTES_PER_TENANT). Delete a topic before registering another schema.",
+                schema.json().len()
+            )));
+        }
+        Ok(())
     }
 
     /// Creates a topic with its first schema.
@@ -66,6 +137,7 @@ impl Broker {
         if self.lookup(name.as_str()).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
+        self.admit_schema(&name, &schema)?;
         let schema_id = schema.id().clone();
         self.store_schema(schema).await?;
         let topic = Topic {
@@ -132,6 +204,7 @@ impl Broker {
             current: current_id.to_string(),
             reason: e.to_string(),
         })?;
+        self.admit_schema(&topic.name, &schema)?;
         let id = schema.id().clone();
         self.store_schema(schema).await?;
         let mut t = (*topic).clone();
@@ -160,7 +233,8 @@ impl Broker {
                 // Another process on a shared log created it meanwhile: go
                 // on as for an existing topic.
                 Err(BrokerError::TopicExists(_)) => {
-                    schema = Self::parse_schema(&json)?;
+                    schema = ParsedSchema::parse(&json)
+                        .map_err(|e| BrokerError::SchemaInvalid(e.to_string()))?;
                 }
                 Err(e) => return Err(e),
             }

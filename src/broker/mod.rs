@@ -65,6 +65,12 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Most managed subscriptions one tenant may define.
     pub max_managed_per_tenant: usize,
+    /// Caps on each schema registered (Admin API, topics folder).
+    pub schema_limits: crate::schema::SchemaLimits,
+    /// Most distinct schemas (by id) one tenant's topics may use.
+    pub max_schemas_per_tenant: usize,
+    /// Most bytes of schema JSON one tenant's schemas may add up to.
+    pub max_schema_bytes_per_tenant: usize,
 }
 
 impl Default for BrokerConfig {
@@ -78,6 +84,9 @@ impl Default for BrokerConfig {
             default_retention: Duration::from_secs(72 * 3600),
             retention_check_interval: Duration::from_secs(60),
             max_managed_per_tenant: 200,
+            schema_limits: crate::schema::SchemaLimits::default(),
+            max_schemas_per_tenant: 1_000,
+            max_schema_bytes_per_tenant: 16 * 1024 * 1024,
         }
     }
 }
@@ -164,6 +173,13 @@ pub enum BrokerError {
     /// A schema given through the admin API does not parse.
     #[error("The schema is not a valid Avro record schema: {0}")]
     SchemaInvalid(String),
+    /// A schema breaks a registration cap of its own (size, types, nesting, zero-byte
+    /// fields).
+    #[error("The schema cannot be registered: {0}.")]
+    SchemaOverLimit(String),
+    /// The tenant has its maximum of schemas, or of schema bytes.
+    #[error("{0}")]
+    SchemaLimit(String),
     /// A new schema version cannot read events written with the current one.
     #[error("The schema is not backward compatible with the current version {current}: {reason}")]
     SchemaIncompatible {
@@ -271,7 +287,10 @@ impl BrokerError {
             BrokerError::ReplayIdCorrupted(_) => ErrorCode::SubscriptionFetchReplayIdCorrupted,
             BrokerError::ShuttingDown => ErrorCode::ServiceUnavailable,
             BrokerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
-            BrokerError::SchemaInvalid(_) => ErrorCode::SchemaInvalid,
+            BrokerError::SchemaInvalid(_) | BrokerError::SchemaOverLimit(_) => {
+                ErrorCode::SchemaInvalid
+            }
+            BrokerError::SchemaLimit(_) => ErrorCode::SchemaLimitExceeded,
             BrokerError::SchemaIncompatible { .. } => ErrorCode::SchemaIncompatible,
             BrokerError::RetentionInvalid(_) => ErrorCode::TopicRetentionInvalid,
             BrokerError::TopicDeleted(_) => ErrorCode::TopicNotFound,

@@ -239,6 +239,12 @@ impl Broker {
         dir: &Path,
     ) -> Result<Vec<(TopicName, Outcome)>, BrokerError> {
         let files = read_topics_dir(dir)?;
+        // The caps of the Admin API apply to files too, checked before anything is stored.
+        for f in &files {
+            f.schema
+                .check_limits(&self.cfg.schema_limits)
+                .map_err(|e| BrokerError::Provision(format!("{}: {e}", f.path.display())))?;
+        }
         let managed = read_managed_dir(dir)?;
         let mut done = Vec::with_capacity(files.len());
         for f in files {

@@ -17,6 +17,7 @@
 pub mod compat;
 pub mod json;
 mod kinds;
+pub mod limits;
 pub mod registry;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -34,6 +35,7 @@ use md5::{Digest as _, Md5};
 use crate::types::SchemaId;
 use kinds::Base;
 
+pub use limits::SchemaLimits;
 pub use registry::SchemaRegistry;
 
 /// Errors of the schema layer.
@@ -43,6 +45,12 @@ pub enum SchemaError {
     #[error("the schema could not be parsed: {reason}")]
     Parse {
         /// What is wrong and, for JSON syntax errors, the line and column.
+        reason: String,
+    },
+    /// The schema parses but breaks a registration cap (see [`limits`]).
+    #[error("the schema is over a limit: {reason}")]
+    OverLimit {
+        /// Which cap, by how much, and the setting that raises it.
         reason: String,
     },
     /// The top-level schema is not a record (Pub/Sub payloads are records).
@@ -145,6 +153,13 @@ impl ParsedSchema {
     /// A [`validate::PayloadError`] naming the field path and what is wrong.
     pub fn validate(&self, payload: &[u8]) -> Result<(), validate::PayloadError> {
         self.program.validate(payload)
+    }
+
+    /// [`ParsedSchema::validate`], also returning how many steps the walk took. The walk
+    /// never takes more than [`validate::step_budget`] of the payload's length; the fuzz
+    /// targets and tests check that bound.
+    pub fn validate_counting(&self, payload: &[u8]) -> (Result<(), validate::PayloadError>, u64) {
+        self.program.validate_counting(payload)
     }
 
     /// The parsed apache-avro schema tree; crate-private so no `apache_avro` type leaves

@@ -16,6 +16,7 @@ mod hostile;
 mod jetstream;
 mod managed;
 mod publish;
+mod schemas;
 mod subscribe;
 mod tls;
 mod topics;
