@@ -77,7 +77,7 @@ impl AdminService {
 struct AdminCall<'a> {
     rpc: RpcId,
     ns: Namespace,
-    tenant: String,
+    tenant: crate::types::TenantId,
     metrics: &'a crate::telemetry::metrics::Metrics,
 }
 

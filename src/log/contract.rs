@@ -251,11 +251,23 @@ pub async fn create_managed_takes_a_name_once_per_tenant(log: &dyn TopicLog) {
             .await
             .expect("other tenant")
     );
+    // Both forms of an org id are one tenant, also for records that name
+    // it by its 15-character form (as older versions stored them).
+    assert!(
+        !log.create_managed(rec("m5", "00D5e000000Othe"))
+            .await
+            .expect("taken by the 18-character form")
+    );
     log.delete_managed("m1").await.expect("delete");
     assert!(
-        log.create_managed(rec("m4", "00D000000000000EAA"))
+        log.create_managed(rec("m4", "00D000000000000"))
             .await
             .expect("free again")
+    );
+    assert!(
+        !log.create_managed(rec("m6", "00D000000000000EAA"))
+            .await
+            .expect("taken by the 15-character form")
     );
     let mut ids: Vec<String> = log
         .load_catalog()

@@ -112,7 +112,7 @@ use super::{
     Catalog, CatalogChange, CommitRecord, EventHeader, LogBounds, LogError, ManagedRecord,
     NewEvent, StorageStats, StoredEvent, TopicLog, TopicRecord, now_ms,
 };
-use crate::types::{EventId, Offset, SchemaId, TopicId};
+use crate::types::{EventId, Offset, SchemaId, TenantId, TopicId};
 
 /// How often a tail follower re-reads its stream's state (first sequence
 /// after retention, size). One stream-info request per topic and process each time: cheap for
@@ -1594,13 +1594,34 @@ impl TopicLog for JetStreamTopicLog {
             return Err(LogError::Closed);
         }
         let names = &self.inner.names_kv;
-        let name = key_of(&format!("{}/{}", record.tenant, record.developer_name));
+        // Claimed under the canonical tenant id, so both forms of an org id
+        // take one name.
+        let tenant = TenantId::from_stored(&record.tenant);
+        let name = key_of(&format!("{tenant}/{}", record.developer_name));
         let fail = |e: &dyn std::fmt::Display| {
             storage(format!(
                 "managed subscription name {}: {e}",
                 record.developer_name
             ))
         };
+        // Older versions claimed under the form the token named: a live
+        // claim under the 15-character form takes the name too.
+        let legacy = key_of(&format!("{}/{}", tenant.short(), record.developer_name));
+        if let Some(claim) = names.entry(&legacy).await.map_err(|e| fail(&e))?
+            && claim.operation == Operation::Put
+        {
+            let holder = String::from_utf8_lossy(&claim.value).into_owned();
+            let alive = self
+                .inner
+                .managed_kv
+                .get(key_of(&holder))
+                .await
+                .map_err(|e| fail(&e))?
+                .is_some();
+            if alive {
+                return Ok(false);
+            }
+        }
         loop {
             match names.create(&name, record.id.clone().into()).await {
                 Ok(_) => break,
@@ -1657,17 +1678,26 @@ impl TopicLog for JetStreamTopicLog {
             .map_err(|e| storage(format!("managed subscription {id}: {e}")))?;
         // The name is free again; a claim another subscription took over
         // meanwhile stays (it names another id).
+        // The claim is under the canonical tenant id, or, made by an older
+        // version, under the form the record names.
         if let Some(rec) = record {
-            let name = key_of(&format!("{}/{}", rec.tenant, rec.developer_name));
-            if let Ok(Some(claim)) = self.inner.names_kv.entry(&name).await
-                && claim.operation == Operation::Put
-                && claim.value.as_ref() == id.as_bytes()
-            {
-                let _ = self
-                    .inner
-                    .names_kv
-                    .delete_expect_revision(&name, Some(claim.revision))
-                    .await;
+            let canonical = TenantId::from_stored(&rec.tenant).to_string();
+            let mut tenants = vec![canonical];
+            if tenants[0] != rec.tenant {
+                tenants.push(rec.tenant.clone());
+            }
+            for tenant in tenants {
+                let name = key_of(&format!("{tenant}/{}", rec.developer_name));
+                if let Ok(Some(claim)) = self.inner.names_kv.entry(&name).await
+                    && claim.operation == Operation::Put
+                    && claim.value.as_ref() == id.as_bytes()
+                {
+                    let _ = self
+                        .inner
+                        .names_kv
+                        .delete_expect_revision(&name, Some(claim.revision))
+                        .await;
+                }
             }
         }
         Ok(())

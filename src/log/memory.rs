@@ -256,7 +256,7 @@ impl TopicLog for MemoryTopicLog {
             let mut all = lock(&self.managed);
             if all
                 .values()
-                .any(|r| r.tenant == record.tenant && r.developer_name == record.developer_name)
+                .any(|r| r.same_tenant(&record) && r.developer_name == record.developer_name)
             {
                 return Ok(false);
             }

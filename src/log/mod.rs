@@ -40,7 +40,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TopicId};
+use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TenantId, TopicId};
 
 /// How hard `append` works before it acknowledges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -157,7 +157,9 @@ pub struct TopicRecord {
 pub struct ManagedRecord {
     /// The 18-character id.
     pub id: String,
-    /// The tenant (org id) the subscription belongs to.
+    /// The tenant (org id) the subscription belongs to: the canonical
+    /// 18-character form; older versions stored the form the token named
+    /// (read it through [`TenantId::from_stored`]).
     pub tenant: String,
     /// Unique per tenant.
     pub developer_name: String,
@@ -175,6 +177,15 @@ pub struct ManagedRecord {
     pub updated_ms: u64,
     /// The last committed position, if any.
     pub commit: Option<CommitRecord>,
+}
+
+impl ManagedRecord {
+    /// Whether `other` belongs to the same tenant. Tenants are compared in
+    /// canonical form: records written by older versions may name the
+    /// tenant by its 15-character org id.
+    pub fn same_tenant(&self, other: &ManagedRecord) -> bool {
+        TenantId::from_stored(&self.tenant) == TenantId::from_stored(&other.tenant)
+    }
 }
 
 /// A committed position of a managed subscription.

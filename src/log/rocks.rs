@@ -509,7 +509,7 @@ impl TopicLog for RocksTopicLog {
             .await?
             .managed
             .iter()
-            .any(|r| r.tenant == record.tenant && r.developer_name == record.developer_name);
+            .any(|r| r.same_tenant(&record) && r.developer_name == record.developer_name);
         if taken {
             return Ok(false);
         }

@@ -790,3 +790,116 @@ async fn managed_subscriptions_live_in_the_tenant_namespace_and_need_the_subscri
     r.expect("B opens its own at the same time: another subscription");
     server.shutdown().await;
 }
+
+/// A server whose tokens name one org by both of its ids: token `long`
+/// by the 18-character id, token `short` by the 15-character one, each
+/// with every grant.
+async fn two_forms_server(adjust: impl FnOnce(&mut eventbus::config::ServeArgs)) -> TestServer {
+    start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        let entry = |token: &str, tenant: &str| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{tenant}\"\nprincipal = \"{token}\"\ngrants = [\"publish:*\", \"subscribe:*\", \"admin\"]\n",
+                hash_token(token)
+            )
+        };
+        std::fs::write(
+            &file,
+            [entry("long", ORG_A), entry("short", &ORG_A[..15])].join("\n"),
+        )
+        .expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+        adjust(a);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn both_forms_of_an_org_id_are_one_tenant_for_managed_subscriptions_and_limits() {
+    let server = two_forms_server(|a| {
+        a.max_subscriptions_per_tenant = 1;
+        a.max_managed_subscriptions_per_tenant = 1;
+    })
+    .await;
+    let short = &ORG_A[..15];
+    admin(&server, "long", ORG_A)
+        .await
+        .create_topic(admin_pb::CreateTopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+            schema_json: ORDER_SCHEMA.into(),
+            retention_ms: 0,
+        })
+        .await
+        .expect("the tenant's topic");
+    let create = |name: &str| admin_pb::CreateManagedSubscriptionRequest {
+        developer_name: name.into(),
+        topic_name: ORDER_TOPIC.into(),
+        ..Default::default()
+    };
+    admin(&server, "long", ORG_A)
+        .await
+        .create_managed_subscription(create("Dup"))
+        .await
+        .expect("the first definition");
+    let mut by_short = admin(&server, "short", short).await;
+    let st = by_short
+        .create_managed_subscription(create("Dup"))
+        .await
+        .expect_err("the same developer name for the same org");
+    assert_status(
+        &st,
+        Code::AlreadyExists,
+        "managed.subscription.already.exists",
+    );
+    let st = by_short
+        .create_managed_subscription(create("Other"))
+        .await
+        .expect_err("the org is at its limit of one");
+    assert_status(
+        &st,
+        Code::ResourceExhausted,
+        "managed.subscription.limit.exceeded",
+    );
+    let listed = by_short
+        .list_managed_subscriptions(admin_pb::ListManagedSubscriptionsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.subscriptions.len(), 1, "{listed:?}");
+    assert_eq!(listed.subscriptions[0].developer_name, "Dup");
+
+    // One subscription slot for the org, whichever id its token names.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(fetch(ReplayPreset::Latest, vec![], 1))
+        .await
+        .expect("send");
+    let _held = client(&server, "long", ORG_A)
+        .await
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .expect("the org's one subscription");
+    let (tx2, rx2) = mpsc::channel(1);
+    tx2.send(fetch(ReplayPreset::Latest, vec![], 1))
+        .await
+        .expect("send");
+    let st = client(&server, "short", short)
+        .await
+        .subscribe(ReceiverStream::new(rx2))
+        .await
+        .expect_err("a second subscription of the same org");
+    assert_status(
+        &st,
+        Code::ResourceExhausted,
+        "concurrent.client.limit.exceeded",
+    );
+    // TopicInfo names the tenant by its canonical id either way.
+    let info = client(&server, "short", short)
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner();
+    assert_eq!(info.tenant_guid, ORG_A);
+    drop((tx, tx2));
+}

@@ -543,3 +543,43 @@ async fn a_call_larger_than_the_ack_window_gets_dense_offsets() {
     assert_eq!(got, (1..=n).map(Offset).collect::<Vec<_>>());
     assert_eq!(log.bounds(TopicId(9)).expect("bounds").latest, Offset(n));
 }
+
+#[tokio::test]
+async fn a_name_claimed_by_an_older_version_under_the_short_org_id_stays_taken() {
+    let server = NatsServer::start();
+    let log = connect(&server, &server.config()).await;
+    // What an older version stored for a token naming its tenant by the
+    // 15-character id: the record and the name claimed under that form.
+    let old = ManagedRecord {
+        tenant: "00D5e000000Othe".into(),
+        developer_name: "Same".into(),
+        ..contract::managed_record("m1", None)
+    };
+    log.put_managed(old.clone()).await.expect("put managed");
+    log.inner
+        .names_kv
+        .put(key_of("00D5e000000Othe/Same"), Bytes::from_static(b"m1"))
+        .await
+        .expect("claim");
+    let new = |id: &str| ManagedRecord {
+        id: id.into(),
+        tenant: "00D5e000000OtheEAC".into(),
+        ..old.clone()
+    };
+    assert!(
+        !log.create_managed(new("m2")).await.expect("create"),
+        "the 18-character form of the same org finds the name taken"
+    );
+    // Deleting the old subscription frees its claim.
+    log.delete_managed("m1").await.expect("delete");
+    assert!(
+        log.inner
+            .names_kv
+            .get(key_of("00D5e000000Othe/Same"))
+            .await
+            .expect("get")
+            .is_none(),
+        "the old claim is released"
+    );
+    assert!(log.create_managed(new("m3")).await.expect("create"));
+}
