@@ -161,7 +161,11 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let caller = self.caller(&request, rpc)?;
         let req = request.into_inner();
         let fail = |e| status::fail(self.broker.metrics(), &e, rpc);
-        let schema = self.broker.schema(&req.schema_id).map_err(fail)?;
+        // The caller's own tenant's text, never another tenant's.
+        let json = self
+            .broker
+            .schema_text(&caller.tenant, &req.schema_id)
+            .map_err(fail)?;
         // Schemas live in the namespace of the topics that use them: an id
         // that only another tenant's topics use is answered as unknown.
         let ns = Namespace::of(&caller.tenant);
@@ -174,7 +178,11 @@ impl pb::pub_sub_server::PubSub for PubSubService {
                 req.schema_id,
             )));
         }
-        Ok(Response::new(convert::schema_info(&schema, rpc)))
+        Ok(Response::new(convert::schema_info(
+            &req.schema_id,
+            &json,
+            rpc,
+        )))
     }
 
     async fn get_topic(

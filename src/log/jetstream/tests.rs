@@ -186,7 +186,8 @@ async fn catalog_changes_reach_the_other_process() {
         created_ms: 1,
     };
     a.put_topic(topic.clone()).await.expect("put topic");
-    a.put_schema(SchemaId::new("s1"), "{\"type\":\"record\"}".into())
+    let tenant = contract::tenant("00D000000000000");
+    a.put_schema(&tenant, SchemaId::new("s1"), "{\"type\":\"record\"}".into())
         .await
         .expect("put schema");
     a.put_managed(contract::managed_record("m1", None))
@@ -201,7 +202,11 @@ async fn catalog_changes_reach_the_other_process() {
         .expect("delete topic");
     let mut want = vec![
         CatalogChange::Topic(topic.clone()),
-        CatalogChange::Schema(SchemaId::new("s1"), "{\"type\":\"record\"}".into()),
+        CatalogChange::Schema(SchemaRecord {
+            tenant: Some(tenant),
+            id: SchemaId::new("s1"),
+            json: "{\"type\":\"record\"}".into(),
+        }),
         CatalogChange::Managed(contract::managed_record("m1", None)),
         CatalogChange::Managed(contract::managed_record("m1", Some(5))),
         CatalogChange::ManagedDeleted("m1".into()),
@@ -582,4 +587,49 @@ async fn a_name_claimed_by_an_older_version_under_the_short_org_id_stays_taken()
         "the old claim is released"
     );
     assert!(log.create_managed(new("m3")).await.expect("create"));
+}
+
+#[tokio::test]
+async fn schema_texts_stored_before_texts_were_per_tenant_still_load() {
+    let server = NatsServer::start();
+    let log = connect(&server, &server.config()).await;
+    // The layout of older versions: key = the schema id, value = the first
+    // text registered for it.
+    log.inner
+        .schemas_kv
+        .put(key_of("old"), Bytes::from_static(b"{\"doc\":\"first\"}"))
+        .await
+        .expect("legacy record");
+    let a = contract::tenant("00D5e000000Aaaa");
+    log.put_schema(&a, SchemaId::new("old"), "{\"doc\":\"A's\"}".into())
+        .await
+        .expect("put");
+    let schemas = log.load_catalog().await.expect("load").schemas;
+    assert_eq!(
+        schemas,
+        vec![
+            SchemaRecord {
+                tenant: None,
+                id: SchemaId::new("old"),
+                json: "{\"doc\":\"first\"}".into()
+            },
+            SchemaRecord {
+                tenant: Some(a.clone()),
+                id: SchemaId::new("old"),
+                json: "{\"doc\":\"A's\"}".into()
+            },
+        ]
+    );
+    let old = SchemaId::new("old");
+    assert_eq!(
+        log.get_schema(None, &old).await.expect("get").as_deref(),
+        Some("{\"doc\":\"first\"}")
+    );
+    assert_eq!(
+        log.get_schema(Some(&a), &old)
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("{\"doc\":\"A's\"}")
+    );
 }
