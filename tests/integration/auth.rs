@@ -90,6 +90,7 @@ async fn static_server() -> TestServer {
             entry("writer-token", "writer", "\"publish:/event/*\""),
             entry("reader-token", "reader", "\"subscribe:/event/Order_Event__e\""),
             entry("ops-token", "ops", "\"admin\""),
+            entry("other-token", "other", "\"subscribe:/event/Other__e\""),
         ]
         .join("\n");
         std::fs::write(&file, body).expect("tokens file");
@@ -1051,6 +1052,43 @@ async fn check_own_schema_texts(server: &TestServer, id: &str) {
         .await
         .expect_err("C has no topic with it");
     assert_status(&st, Code::NotFound, "schema.meta.permission");
+}
+
+#[tokio::test]
+async fn get_schema_needs_a_publish_or_subscribe_grant_on_a_topic_of_the_schema() {
+    let server = static_server().await;
+    let id = client(&server, "writer-token", ORG)
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner()
+        .schema_id;
+    // A grant to publish or to subscribe to the topic reads its schema.
+    for token in ["writer-token", "reader-token"] {
+        assert_eq!(
+            schema_text_of(&server, token, ORG, &id).await.expect(token),
+            ORDER_SCHEMA
+        );
+    }
+    // A grant on another topic only, or the admin grant alone, does not:
+    // answered like an unknown id.
+    for token in ["other-token", "ops-token"] {
+        let st = schema_text_of(&server, token, ORG, &id)
+            .await
+            .expect_err(token);
+        assert_status(&st, Code::NotFound, "schema.meta.permission");
+        let unknown = schema_text_of(&server, token, ORG, "AAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .expect_err("unknown id");
+        assert_eq!(st.code(), unknown.code());
+        assert_eq!(error_code(&st), error_code(&unknown));
+    }
+    // Admins read schema texts through ListSchemas.
+    assert_eq!(
+        listed_texts(&server, "ops-token", ORG).await,
+        vec![ORDER_SCHEMA.to_owned()]
+    );
 }
 
 /// A schema only tenant B uses.
