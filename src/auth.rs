@@ -17,6 +17,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::types::TenantId;
+
 /// The tenant of every call in mode `none`, and of the topics folder.
 pub const DEFAULT_TENANT: &str = crate::broker::DEFAULT_TENANT_GUID;
 
@@ -164,8 +166,9 @@ impl Grants {
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    /// The tenant (an org id) whose topics the call sees.
-    pub tenant: String,
+    /// The tenant whose topics the call sees: the org id in its canonical
+    /// 18-character form, whichever form the token or claim names.
+    pub tenant: TenantId,
     /// Who called, for logs.
     pub principal: String,
     /// What the caller may do.
@@ -401,7 +404,7 @@ impl Authenticator {
     pub fn authenticate(&self, headers: Headers<'_>) -> Result<Caller, AuthError> {
         if self.mode == AuthMode::None {
             return Ok(Caller {
-                tenant: DEFAULT_TENANT.to_owned(),
+                tenant: TenantId::from_stored(DEFAULT_TENANT),
                 principal: "anonymous".to_owned(),
                 grants: Grants::all(),
             });
@@ -476,10 +479,11 @@ impl Authenticator {
                         return Err(AuthError::BadToken("the token names no `tenant`".into()));
                     }
                     let tenant = org_id_of(&claims.tenant)
-                        .map_err(|_| {
+                        .ok()
+                        .and_then(|id| TenantId::parse(id).ok())
+                        .ok_or_else(|| {
                             AuthError::BadToken("the token's `tenant` is not an org id".into())
-                        })?
-                        .to_owned();
+                        })?;
                     let grants = Grants::parse(&claims.grants).map_err(AuthError::BadToken)?;
                     return Ok(Caller {
                         tenant,
@@ -518,8 +522,9 @@ fn load_tokens(path: &Path) -> Result<HashMap<String, Caller>, AuthConfigError> 
             )));
         }
         let tenant = org_id_of(&t.tenant)
-            .map_err(|e| AuthConfigError::Invalid(format!("{}: {e}", at())))?
-            .to_owned();
+            .map_err(|e| e.to_string())
+            .and_then(TenantId::parse)
+            .map_err(|e| AuthConfigError::Invalid(format!("{}: {e}", at())))?;
         let grants = Grants::parse(&t.grants)
             .map_err(|e| AuthConfigError::Invalid(format!("{}: {e}", at())))?;
         let caller = Caller {
@@ -659,6 +664,36 @@ mod tests {
             })
             .expect_err("missing");
         assert_eq!(missing, AuthError::MissingHeader("instanceurl"));
+    }
+
+    #[test]
+    fn both_forms_of_a_tenant_id_give_one_canonical_tenant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = format!(
+            "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{}\"\nprincipal = \"short\"\n\n[[tokens]]\nsha256 = \"{}\"\ntenant = \"core/acme/{ORG}\"\nprincipal = \"long\"\n",
+            hash_token("t15"),
+            &ORG[..15],
+            hash_token("t18"),
+        );
+        let auth = Authenticator::load(&tokens_file(dir.path(), &body)).expect("load");
+        for (token, tenant_header) in [("t15", ORG), ("t18", &ORG[..15])] {
+            let caller = auth
+                .authenticate(headers(token, tenant_header))
+                .expect("same org");
+            assert_eq!(caller.tenant, ORG, "token {token}");
+        }
+        let jwt = jwt_settings(dir.path(), Some("0123456789abcdef0123456789abcdef"), None);
+        let auth = Authenticator::load(&jwt).expect("load");
+        let mut claims = claims(now() + 600, "eventbus");
+        claims["tenant"] = serde_json::Value::from(&ORG[..15]);
+        let token = jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .expect("sign");
+        let caller = auth.authenticate(headers(&token, ORG)).expect("JWT");
+        assert_eq!(caller.tenant, ORG);
     }
 
     #[test]

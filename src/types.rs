@@ -167,6 +167,83 @@ impl fmt::Display for SchemaId {
     }
 }
 
+/// A tenant: a Salesforce org id in its one canonical form, the
+/// 18-character id.
+///
+/// An org has two ids, 15 characters (case-sensitive) and 18 (the same 15
+/// plus a case-safety suffix). Every per-tenant structure (topic
+/// namespaces, managed subscriptions, limits, schema texts) is keyed by
+/// this type, so both forms of one org are one tenant everywhere. The
+/// suffix is always computed from the first 15 characters: an 18-character
+/// id whose suffix does not match names the same org as its first 15
+/// (what the tenant of a token is compared with decides who the caller is,
+/// never the suffix).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// The tenant of an org id of 15 or 18 letters and digits.
+    ///
+    /// # Errors
+    /// A human-readable reason for any other string.
+    pub fn parse(id: &str) -> Result<Self, String> {
+        let org_id = matches!(id.len(), 15 | 18) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !org_id {
+            return Err(format!(
+                "`{}` is not an org id (15 or 18 letters and digits)",
+                id.escape_debug()
+            ));
+        }
+        let short = &id[..15];
+        Ok(Self(format!("{short}{}", id_suffix(short))))
+    }
+
+    /// The tenant of an id read back from storage or handed over by
+    /// another module: canonical when `id` is an org id (records written
+    /// before tenants were canonical may hold the 15-character form), else
+    /// kept as it is so a malformed record still matches only itself.
+    pub fn from_stored(id: &str) -> Self {
+        Self::parse(id).unwrap_or_else(|_| Self(id.to_owned()))
+    }
+
+    /// The 18-character id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 15 characters: the form stored topic names carry.
+    pub fn short(&self) -> &str {
+        self.0.get(..15).unwrap_or(&self.0)
+    }
+}
+
+/// Read-only view of the canonical text, so a `&TenantId` goes wherever a
+/// tenant `&str` is expected.
+impl std::ops::Deref for TenantId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for TenantId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for TenantId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Longest event id a client may send, in characters (spec §7).
 pub const MAX_EVENT_ID_CHARS: usize = 36;
 
@@ -462,6 +539,34 @@ mod tests {
             Ok("001A0000006Vm9rIAC".to_owned())
         );
         assert!(ManagedId::parse("001A0000006Vm9rAAA").is_err());
+    }
+
+    #[test]
+    fn both_forms_of_an_org_id_are_one_tenant() {
+        let long = TenantId::parse("00D5e000000AbcdEAC").expect("18");
+        assert_eq!(long, "00D5e000000AbcdEAC");
+        assert_eq!(TenantId::parse("00D5e000000Abcd"), Ok(long.clone()));
+        assert_eq!(long.short(), "00D5e000000Abcd");
+        // The suffix is recomputed, whatever case or value it was sent with.
+        assert_eq!(TenantId::parse("00D5e000000Abcdeac"), Ok(long.clone()));
+        assert_eq!(TenantId::parse("00D5e000000AbcdXYZ"), Ok(long.clone()));
+        // The 15 characters are case-sensitive: another org.
+        assert_ne!(TenantId::parse("00D5e000000ABCD"), Ok(long.clone()));
+        // The default tenant's id is already canonical.
+        assert_eq!(
+            TenantId::parse("00D000000000000").map(|t| t.to_string()),
+            Ok("00D000000000000EAA".to_owned())
+        );
+        for bad in [
+            "",
+            "00D5e000000Abc",
+            "00D5e000000Abcd-",
+            "00D5e000000AbcdEACX",
+        ] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(TenantId::from_stored("00D5e000000Abcd"), long);
+        assert_eq!(TenantId::from_stored("not an org"), "not an org");
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl AdminService {
 struct AdminCall<'a> {
     rpc: RpcId,
     ns: Namespace,
-    tenant: String,
+    tenant: crate::types::TenantId,
     metrics: &'a crate::telemetry::metrics::Metrics,
 }
 
@@ -306,10 +306,14 @@ impl pb::admin_server::Admin for AdminService {
         let n = topic.schema_ids.len();
         let mut versions = Vec::with_capacity(n);
         for (i, id) in topic.schema_ids.iter().enumerate() {
-            let schema = self.broker.schema(id.as_str()).map_err(fail)?;
+            // The tenant's own text of each version, never another tenant's.
+            let json = self
+                .broker
+                .schema_text(&call.tenant, id.as_str())
+                .map_err(fail)?;
             versions.push(pb::SchemaVersion {
                 schema_id: id.to_string(),
-                schema_json: schema.json().to_owned(),
+                schema_json: json.to_string(),
                 version: u32::try_from(i + 1).unwrap_or(u32::MAX),
                 current: i + 1 == n,
             });

@@ -5,7 +5,6 @@
 use crate::api::pb;
 use crate::broker::{Delivery, PublishEvent, PublishReceipt, Start, Topic};
 use crate::log::{EventHeader, StoredEvent};
-use crate::schema::ParsedSchema;
 use crate::types::RpcId;
 
 /// A publish request's events in domain form.
@@ -132,11 +131,11 @@ pub fn topic_info(t: &Topic, tenant: &str, rpc: RpcId) -> pb::TopicInfo {
     }
 }
 
-/// A schema as SchemaInfo.
-pub fn schema_info(s: &ParsedSchema, rpc: RpcId) -> pb::SchemaInfo {
+/// A schema (its id and the caller's JSON text of it) as SchemaInfo.
+pub fn schema_info(id: &str, json: &str, rpc: RpcId) -> pb::SchemaInfo {
     pb::SchemaInfo {
-        schema_json: s.json().to_owned(),
-        schema_id: s.id().to_string(),
+        schema_json: json.to_owned(),
+        schema_id: id.to_owned(),
         rpc_id: rpc.to_string(),
     }
 }

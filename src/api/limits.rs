@@ -1,13 +1,17 @@
 //! Per-tenant protection limits: open subscriptions and publish rate.
 //!
 //! Owns: the counters and token buckets, one set per tenant, so a tenant
-//! that hits its limit never slows or refuses another. Must not: know about
-//! gRPC statuses (the service maps a refusal to `RESOURCE_EXHAUSTED`).
+//! that hits its limit never slows or refuses another. A tenant is its
+//! canonical org id ([`TenantId`]): the 15- and 18-character forms of one
+//! org share one set. Must not: know about gRPC statuses (the service maps
+//! a refusal to `RESOURCE_EXHAUSTED`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use crate::types::TenantId;
 
 /// The limits, each 0 for "no limit".
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -55,7 +59,7 @@ struct Tenant {
 #[derive(Debug, Default)]
 pub struct Limits {
     cfg: LimitsConfig,
-    tenants: Mutex<HashMap<String, Arc<Tenant>>>,
+    tenants: Mutex<HashMap<TenantId, Arc<Tenant>>>,
 }
 
 /// Which limit refused a call.
@@ -98,7 +102,7 @@ impl Limits {
             .tenants
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(tenant.to_owned())
+        map.entry(TenantId::from_stored(tenant))
             .or_insert_with(|| {
                 Arc::new(Tenant {
                     subscriptions: AtomicUsize::new(0),
@@ -212,6 +216,34 @@ mod tests {
         limits
             .open_subscription("A")
             .expect("a slot was given back");
+    }
+
+    #[test]
+    fn both_forms_of_an_org_id_count_as_one_tenant() {
+        let limits = Limits::new(LimitsConfig {
+            max_subscriptions_per_tenant: 1,
+            publish_events_per_sec: 10.0,
+            ..Default::default()
+        });
+        let _slot = limits
+            .open_subscription("00D5e000000AbcdEAC")
+            .expect("first");
+        assert_eq!(
+            limits
+                .open_subscription("00D5e000000Abcd")
+                .expect_err("the same org by its 15-character id"),
+            LimitHit::Subscriptions(1)
+        );
+        let t0 = Instant::now();
+        limits
+            .charge_publish_at("00D5e000000Abcd", 10, 0, t0)
+            .expect("the burst");
+        assert!(
+            limits
+                .charge_publish_at("00D5e000000AbcdEAC", 1, 0, t0)
+                .is_err(),
+            "one bucket for both forms"
+        );
     }
 
     #[test]

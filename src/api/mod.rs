@@ -161,20 +161,33 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let caller = self.caller(&request, rpc)?;
         let req = request.into_inner();
         let fail = |e| status::fail(self.broker.metrics(), &e, rpc);
-        let schema = self.broker.schema(&req.schema_id).map_err(fail)?;
-        // Schemas live in the namespace of the topics that use them: an id
-        // that only another tenant's topics use is answered as unknown.
+        // The caller's own tenant's text, never another tenant's.
+        let json = self
+            .broker
+            .schema_text(&caller.tenant, &req.schema_id)
+            .map_err(fail)?;
+        // As on Salesforce, a caller reads the schemas of the topics it may
+        // publish or subscribe to: an id none of those topics has (another
+        // tenant's, or one of a topic the caller has no grant on) is
+        // answered exactly like an unknown id (`schema.meta.permission`,
+        // "bad ID or credentials"). Mode `none` grants every topic.
         let ns = Namespace::of(&caller.tenant);
         let visible = self.broker.topics().iter().any(|t| {
-            ns.outward(t.name.as_str()).is_some()
-                && t.schema_ids.iter().any(|id| id.as_str() == req.schema_id)
+            t.schema_ids.iter().any(|id| id.as_str() == req.schema_id)
+                && ns.outward(t.name.as_str()).is_some_and(|name| {
+                    caller.grants.can_publish(name) || caller.grants.can_subscribe(name)
+                })
         });
         if !visible {
             return Err(fail(crate::broker::BrokerError::SchemaNotFound(
                 req.schema_id,
             )));
         }
-        Ok(Response::new(convert::schema_info(&schema, rpc)))
+        Ok(Response::new(convert::schema_info(
+            &req.schema_id,
+            &json,
+            rpc,
+        )))
     }
 
     async fn get_topic(

@@ -14,8 +14,9 @@ use tonic::Status;
 use crate::auth::same_org;
 use crate::broker::{BrokerError, DEFAULT_TENANT_GUID};
 
-/// What starts every stored name of a non-default tenant.
-pub const TENANT_MARK: &str = "/~";
+/// What starts every stored name of a non-default tenant (the broker reads
+/// a stored name's tenant from it: [`crate::broker::owner_of_topic`]).
+pub use crate::broker::TENANT_MARK;
 
 /// One tenant's view of topic names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +101,19 @@ mod tests {
         assert_eq!(other.outward(&stored), None);
         assert_eq!(acme.outward("/event/A__e"), None);
         assert_eq!(acme.outward("/~00D5e000000Abcdx/event/A__e"), None);
+    }
+
+    #[test]
+    fn the_broker_reads_the_tenant_of_a_stored_name() {
+        use crate::broker::owner_of_topic;
+        for tenant in ["00D5e000000AbcdEAC", "00D5e000000Abcd", DEFAULT_TENANT_GUID] {
+            let stored = Namespace::of(tenant).inward("/event/A__e").expect("inward");
+            assert_eq!(
+                owner_of_topic(&stored),
+                crate::types::TenantId::from_stored(tenant),
+                "{tenant}"
+            );
+        }
     }
 
     #[test]

@@ -139,7 +139,8 @@ impl Broker {
         }
         self.admit_schema(&name, &schema)?;
         let schema_id = schema.id().clone();
-        self.store_schema(schema).await?;
+        let owner = super::owner_of_topic(name.as_str());
+        self.store_schema(&owner, schema).await?;
         let topic = Topic {
             id: TopicId(self.log.allocate_topic_id().await?),
             name,
@@ -160,13 +161,13 @@ impl Broker {
                 .find(|t| t.name == topic.name.as_str())
             {
                 for id in &rec.schema_ids {
-                    if let Some(json) = self
-                        .log
-                        .get_schema(&crate::types::SchemaId::new(id.as_str()))
-                        .await?
-                        && let Ok(parsed) = ParsedSchema::parse(&json)
+                    match self
+                        .learn_schema(&owner, &crate::types::SchemaId::new(id.as_str()))
+                        .await
                     {
-                        self.schemas.insert(parsed);
+                        Err(e @ BrokerError::Log(_)) => return Err(e),
+                        // Not stored or not parsing: that topic's problem.
+                        Ok(()) | Err(_) => {}
                     }
                 }
                 let theirs = Topic::from_record(rec)?;
@@ -193,7 +194,14 @@ impl Broker {
         let _guard = self.provision_lock.lock().await;
         let topic = self.topic(name)?;
         let current_id = topic.current_schema().clone();
+        let owner = topic.owner();
         if schema.id() == &current_id {
+            // No new version, but the tenant's own text when it has none:
+            // a text stored before texts were kept per tenant that several
+            // tenants use comes back this way (see `schemas`).
+            if self.schemas.text(&owner, &current_id).is_none() {
+                self.store_schema(&owner, schema).await?;
+            }
             return Ok(false);
         }
         let current = self
@@ -206,7 +214,7 @@ impl Broker {
         })?;
         self.admit_schema(&topic.name, &schema)?;
         let id = schema.id().clone();
-        self.store_schema(schema).await?;
+        self.store_schema(&owner, schema).await?;
         let mut t = (*topic).clone();
         t.schema_ids.retain(|s| s != &id);
         t.schema_ids.push(id);
@@ -326,16 +334,6 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned()
-    }
-
-    async fn store_schema(&self, schema: ParsedSchema) -> Result<(), BrokerError> {
-        if self.schemas.get(schema.id()).is_none() {
-            self.log
-                .put_schema(schema.id().clone(), schema.json().to_owned())
-                .await?;
-        }
-        self.schemas.insert(schema);
-        Ok(())
     }
 
     pub(super) fn install(&self, topic: Topic) -> Arc<Topic> {

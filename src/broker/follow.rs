@@ -47,8 +47,10 @@ impl Broker {
     async fn apply(&self, change: CatalogChange) -> Result<(), BrokerError> {
         match change {
             CatalogChange::Topic(rec) => {
+                let owner = super::owner_of_topic(&rec.name);
                 for id in &rec.schema_ids {
-                    self.learn_schema(&SchemaId::new(id.as_str())).await?;
+                    self.learn_schema(&owner, &SchemaId::new(id.as_str()))
+                        .await?;
                 }
                 let topic = Topic::from_record(rec)?;
                 let same = self.lookup(topic.name.as_str()).is_some_and(|t| {
@@ -74,32 +76,24 @@ impl Broker {
                     tracing::info!(topic = %name, "topic deleted by another process");
                 }
             }
-            CatalogChange::Schema(id, json) => {
-                if self.schemas.get(&id).is_none() {
-                    let parsed = ParsedSchema::parse(&json).map_err(|e| {
-                        BrokerError::Provision(format!("stored schema {id} does not parse: {e}"))
+            CatalogChange::Schema(rec) => {
+                let known = match &rec.tenant {
+                    Some(t) => self.schemas.text(t, &rec.id).is_some(),
+                    None => self.schemas.get(&rec.id).is_some(),
+                };
+                if !known {
+                    let parsed = ParsedSchema::parse(&rec.json).map_err(|e| {
+                        BrokerError::Provision(format!(
+                            "stored schema {} does not parse: {e}",
+                            rec.id
+                        ))
                     })?;
-                    self.schemas.insert(parsed);
+                    self.schemas.insert(rec.tenant.as_ref(), parsed);
                 }
             }
             CatalogChange::Managed(rec) => self.managed_changed(rec),
             CatalogChange::ManagedDeleted(id) => self.managed_deleted(&id),
         }
-        Ok(())
-    }
-
-    /// Loads a schema another process stored, unless it is known.
-    async fn learn_schema(&self, id: &SchemaId) -> Result<(), BrokerError> {
-        if self.schemas.get(id).is_some() {
-            return Ok(());
-        }
-        let Some(json) = self.log.get_schema(id).await? else {
-            return Err(BrokerError::SchemaNotFound(id.to_string()));
-        };
-        let parsed = ParsedSchema::parse(&json).map_err(|e| {
-            BrokerError::Provision(format!("stored schema {id} does not parse: {e}"))
-        })?;
-        self.schemas.insert(parsed);
         Ok(())
     }
 

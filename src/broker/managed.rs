@@ -3,7 +3,10 @@
 //!
 //! Owns: the definitions (per tenant, unique developer names, a limit per
 //! tenant), their committed replay ids, the start position of a new stream
-//! and the lease that keeps a second stream out.
+//! and the lease that keeps a second stream out. A tenant is its canonical
+//! org id ([`TenantId`]): definitions stored with the 15-character form (as
+//! older versions did) are read as the 18-character one, so both forms of
+//! an org share one set of names and one limit.
 //! Must not: know the wire; the API layer turns requests into
 //! [`ManagedRef`]s and [`CommitRequest`]s.
 //!
@@ -25,7 +28,8 @@ use super::subscription::{CommitAnswer, CommitRequest, Subscription};
 use super::{Broker, BrokerError};
 use crate::log::{CommitRecord, ManagedRecord, now_ms};
 use crate::types::{
-    ManagedId, ManagedReplay, ManagedState, Offset, ReplayId, TopicId, check_developer_name,
+    ManagedId, ManagedReplay, ManagedState, Offset, ReplayId, TenantId, TopicId,
+    check_developer_name,
 };
 
 /// How long a new stream waits for the previous holder of the subscription
@@ -127,7 +131,11 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(record: ManagedRecord) -> Self {
+    /// The entry of a record, its tenant in canonical form (every record
+    /// enters the registry here: loaded, created, or changed by another
+    /// process).
+    fn new(mut record: ManagedRecord) -> Self {
+        record.tenant = TenantId::from_stored(&record.tenant).to_string();
         Entry {
             record: Mutex::new(record),
             write: tokio::sync::Mutex::new(()),
@@ -177,10 +185,10 @@ impl Registry {
         }
     }
 
-    fn of_tenant(&self, tenant: &str) -> Vec<Arc<Entry>> {
+    fn of_tenant(&self, tenant: &TenantId) -> Vec<Arc<Entry>> {
         read(&self.entries)
             .values()
-            .filter(|e| lock(&e.record).tenant == tenant)
+            .filter(|e| *tenant == lock(&e.record).tenant.as_str())
             .cloned()
             .collect()
     }
@@ -391,18 +399,19 @@ pub struct ManagedOpen {
 
 impl Broker {
     fn managed_entry(&self, tenant: &str, r: &ManagedRef) -> Result<Arc<Entry>, BrokerError> {
+        let tenant = TenantId::from_stored(tenant);
         match r {
             ManagedRef::Id(raw) => {
                 let id = ManagedId::parse(raw).map_err(BrokerError::ManagedIdInvalid)?;
                 read(&self.managed.entries)
                     .get(id.as_str())
-                    .filter(|e| lock(&e.record).tenant == tenant)
+                    .filter(|e| tenant == lock(&e.record).tenant.as_str())
                     .cloned()
                     .ok_or_else(|| BrokerError::ManagedIdNotFound(raw.clone()))
             }
             ManagedRef::Name(name) => self
                 .managed
-                .of_tenant(tenant)
+                .of_tenant(&tenant)
                 .into_iter()
                 .find(|e| lock(&e.record).developer_name == *name)
                 .ok_or_else(|| BrokerError::ManagedNameNotFound(name.clone())),
@@ -440,8 +449,9 @@ impl Broker {
     ) -> Result<ManagedView, BrokerError> {
         check_developer_name(&def.developer_name).map_err(BrokerError::ManagedInvalid)?;
         self.topic(&def.topic)?;
+        let tenant = TenantId::from_stored(tenant);
         let _g = self.managed.lock.lock().await;
-        let mine = self.managed.of_tenant(tenant);
+        let mine = self.managed.of_tenant(&tenant);
         if mine
             .iter()
             .any(|e| lock(&e.record).developer_name == def.developer_name)
@@ -461,7 +471,7 @@ impl Broker {
         let now = now_ms();
         let record = ManagedRecord {
             id: id.to_string(),
-            tenant: tenant.to_owned(),
+            tenant: tenant.to_string(),
             developer_name: def.developer_name,
             topic: def.topic,
             default_replay: def.default_replay,
@@ -485,7 +495,7 @@ impl Broker {
     pub fn list_managed(&self, tenant: &str) -> Vec<ManagedView> {
         let mut v: Vec<_> = self
             .managed
-            .of_tenant(tenant)
+            .of_tenant(&TenantId::from_stored(tenant))
             .iter()
             .map(|e| self.view(e))
             .collect();
@@ -745,7 +755,12 @@ impl Broker {
             } else {
                 rec.commit
             };
-            *current = ManagedRecord { commit, ..rec };
+            let tenant = TenantId::from_stored(&rec.tenant).to_string();
+            *current = ManagedRecord {
+                commit,
+                tenant,
+                ..rec
+            };
             stopping
         };
         if stopping {
@@ -787,4 +802,87 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::BrokerConfig;
+    use crate::log::SharedLog;
+    use crate::log::memory::MemoryTopicLog;
+    use crate::schema::ParsedSchema;
+    use crate::telemetry::metrics::Metrics;
+    use crate::types::TopicName;
+
+    const LONG: &str = "00D5e000000AbcdEAC";
+    const SHORT: &str = "00D5e000000Abcd";
+    const TOPIC: &str = "/~00D5e000000Abcd/event/A__e";
+    const SCHEMA: &str =
+        r#"{"type":"record","name":"A__e","fields":[{"name":"CreatedDate","type":"long"}]}"#;
+
+    fn def(name: &str) -> NewManaged {
+        NewManaged {
+            developer_name: name.into(),
+            topic: TOPIC.into(),
+            default_replay: ManagedReplay::Latest,
+            error_recovery_replay: ManagedReplay::Latest,
+            state: ManagedState::Run,
+        }
+    }
+
+    #[tokio::test]
+    async fn both_forms_of_an_org_id_share_developer_names_and_the_limit() {
+        let log: SharedLog = Arc::new(MemoryTopicLog::new());
+        // A definition an older version stored for a token that named the
+        // tenant by its 15-character id.
+        log.put_managed(ManagedRecord {
+            id: ManagedId::generate().to_string(),
+            tenant: SHORT.into(),
+            developer_name: "Old".into(),
+            topic: TOPIC.into(),
+            default_replay: ManagedReplay::Latest,
+            error_recovery_replay: ManagedReplay::Latest,
+            state: ManagedState::Run,
+            created_ms: 1,
+            updated_ms: 1,
+            commit: None,
+        })
+        .await
+        .expect("old record");
+        let cfg = BrokerConfig {
+            max_managed_per_tenant: 2,
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::open(log, cfg, Arc::new(Metrics::new()))
+            .await
+            .expect("broker");
+        let name = TopicName::parse(TOPIC).expect("name");
+        broker
+            .provision(&name, ParsedSchema::parse(SCHEMA).expect("schema"))
+            .await
+            .expect("topic");
+
+        assert_eq!(broker.list_managed(LONG).len(), 1, "the old definition");
+        broker
+            .describe_managed(LONG, &ManagedRef::Name("Old".into()))
+            .expect("found by the 18-character form");
+        assert!(matches!(
+            broker.create_managed(LONG, def("Old")).await,
+            Err(BrokerError::ManagedExists(_))
+        ));
+        let second = broker
+            .create_managed(SHORT, def("New"))
+            .await
+            .expect("a second name");
+        assert_eq!(second.record.tenant, LONG, "stored in canonical form");
+        assert!(matches!(
+            broker.create_managed(LONG, def("New")).await,
+            Err(BrokerError::ManagedExists(_))
+        ));
+        assert!(matches!(
+            broker.create_managed(LONG, def("Third")).await,
+            Err(BrokerError::ManagedLimit(2))
+        ));
+        assert_eq!(broker.list_managed(SHORT).len(), 2);
+    }
 }

@@ -16,6 +16,7 @@ mod follow;
 pub mod managed;
 pub mod provision;
 pub mod publisher;
+pub mod schemas;
 pub mod subscription;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use crate::telemetry::metrics::{self, Metrics};
 use crate::types::{SchemaId, TopicId, TopicName};
 
 pub use admin::TopicSummary;
+pub use schemas::{TENANT_MARK, owner_of_topic};
 
 pub use managed::{
     ManagedChange, ManagedOpen, ManagedRef, ManagedSession, ManagedView, NewManaged,
@@ -451,11 +453,17 @@ impl Broker {
         let changes = log.watch_catalog();
         let catalog = log.load_catalog().await?;
         let schemas = SchemaRegistry::new();
-        for (id, json) in &catalog.schemas {
-            let parsed = ParsedSchema::parse(json).map_err(|e| {
-                BrokerError::Provision(format!("stored schema {id} does not parse: {e}"))
+        // Texts stored before texts were kept per tenant: given to their
+        // tenant once the topics are known (see `schemas`).
+        let mut legacy = Vec::new();
+        for rec in catalog.schemas {
+            let parsed = ParsedSchema::parse(&rec.json).map_err(|e| {
+                BrokerError::Provision(format!("stored schema {} does not parse: {e}", rec.id))
             })?;
-            schemas.insert(parsed);
+            schemas.insert(rec.tenant.as_ref(), parsed);
+            if rec.tenant.is_none() {
+                legacy.push((rec.id, rec.json));
+            }
         }
         let mut topics = HashMap::new();
         for rec in catalog.topics {
@@ -476,6 +484,7 @@ impl Broker {
             managed: managed::Registry::load(catalog.managed),
             instance: uuid::Uuid::new_v4().to_string(),
         });
+        broker.adopt_legacy_schemas(legacy).await?;
         if let Some(changes) = changes {
             tokio::spawn(follow::follow(Arc::downgrade(&broker), changes));
         }
@@ -578,7 +587,9 @@ impl Broker {
         v
     }
 
-    /// Resolves a schema id.
+    /// Resolves a schema id to the parsed schema every tenant's payloads of
+    /// that id validate against. Its JSON text is whichever tenant's came
+    /// first: callers get theirs from [`Broker::schema_text`].
     ///
     /// # Errors
     /// Blank or unknown ids.

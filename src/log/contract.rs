@@ -10,8 +10,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{CatalogChange, CommitRecord, ManagedRecord, NewEvent, TopicLog, TopicRecord};
-use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TopicId};
+use super::{
+    CatalogChange, CommitRecord, ManagedRecord, NewEvent, SchemaRecord, TopicLog, TopicRecord,
+};
+use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TenantId, TopicId};
+
+/// A tenant of the schema checks.
+pub fn tenant(org15: &str) -> TenantId {
+    TenantId::parse(org15).expect("a 15-character org id")
+}
 
 /// A small event whose payload encodes `n`.
 pub fn event(n: u64) -> NewEvent {
@@ -179,12 +186,20 @@ pub async fn catalog_round_trips(log: &dyn TopicLog) {
         created_ms: 5,
     };
     log.put_topic(rec.clone()).await.expect("put topic");
-    log.put_schema(SchemaId::new("y"), "{}".into())
+    let t = tenant("00D000000000000");
+    log.put_schema(&t, SchemaId::new("y"), "{}".into())
         .await
         .expect("put schema");
     let cat = log.load_catalog().await.expect("load");
     assert_eq!(cat.topics, vec![rec]);
-    assert_eq!(cat.schemas, vec![(SchemaId::new("y"), "{}".to_owned())]);
+    assert_eq!(
+        cat.schemas,
+        vec![SchemaRecord {
+            tenant: Some(t),
+            id: SchemaId::new("y"),
+            json: "{}".to_owned()
+        }]
+    );
     assert_eq!(cat.next_topic_id, 4);
 }
 
@@ -251,11 +266,23 @@ pub async fn create_managed_takes_a_name_once_per_tenant(log: &dyn TopicLog) {
             .await
             .expect("other tenant")
     );
+    // Both forms of an org id are one tenant, also for records that name
+    // it by its 15-character form (as older versions stored them).
+    assert!(
+        !log.create_managed(rec("m5", "00D5e000000Othe"))
+            .await
+            .expect("taken by the 18-character form")
+    );
     log.delete_managed("m1").await.expect("delete");
     assert!(
-        log.create_managed(rec("m4", "00D000000000000EAA"))
+        log.create_managed(rec("m4", "00D000000000000"))
             .await
             .expect("free again")
+    );
+    assert!(
+        !log.create_managed(rec("m6", "00D000000000000EAA"))
+            .await
+            .expect("taken by the 15-character form")
     );
     let mut ids: Vec<String> = log
         .load_catalog()
@@ -327,21 +354,56 @@ pub async fn allocated_topic_ids_are_fresh(log: &dyn TopicLog) {
     assert!(a > 7 && b > a, "{a}, {b}");
 }
 
-/// Schemas are read back by id.
-pub async fn schemas_are_read_back_by_id(log: &dyn TopicLog) {
-    log.put_schema(SchemaId::new("s1"), "{\"type\":\"string\"}".into())
+/// Schema texts are read back per tenant and id: two tenants' texts of one
+/// id are kept apart, and a tenant never reads another's.
+pub async fn schema_texts_are_kept_per_tenant(log: &dyn TopicLog) {
+    let (a, b, c) = (
+        tenant("00D5e000000Aaaa"),
+        tenant("00D5e000000Bbbb"),
+        tenant("00D5e000000Cccc"),
+    );
+    let id = SchemaId::new("s1");
+    log.put_schema(&a, id.clone(), "{\"doc\":\"A's\"}".into())
         .await
         .expect("put schema");
+    log.put_schema(&b, id.clone(), "{\"doc\":\"B's\"}".into())
+        .await
+        .expect("put schema");
+    let get = |t: Option<TenantId>, id: &str| {
+        let id = SchemaId::new(id);
+        async move { log.get_schema(t.as_ref(), &id).await.expect("get") }
+    };
     assert_eq!(
-        log.get_schema(&SchemaId::new("s1"))
-            .await
-            .expect("get")
-            .as_deref(),
-        Some("{\"type\":\"string\"}")
+        get(Some(a.clone()), "s1").await.as_deref(),
+        Some("{\"doc\":\"A's\"}")
     );
     assert_eq!(
-        log.get_schema(&SchemaId::new("none")).await.expect("get"),
-        None
+        get(Some(b.clone()), "s1").await.as_deref(),
+        Some("{\"doc\":\"B's\"}")
+    );
+    assert_eq!(get(Some(c), "s1").await, None, "C stored none");
+    assert_eq!(get(None, "s1").await, None, "no text without a tenant");
+    assert_eq!(get(Some(a.clone()), "none").await, None);
+    // The later text of a tenant replaces its earlier one.
+    log.put_schema(&a, id.clone(), "{}".into())
+        .await
+        .expect("put schema");
+    let mut cat = log.load_catalog().await.expect("load").schemas;
+    cat.sort();
+    assert_eq!(
+        cat,
+        vec![
+            SchemaRecord {
+                tenant: Some(a),
+                id: id.clone(),
+                json: "{}".into()
+            },
+            SchemaRecord {
+                tenant: Some(b),
+                id,
+                json: "{\"doc\":\"B's\"}".into()
+            },
+        ]
     );
 }
 
@@ -385,7 +447,8 @@ pub async fn catalog_changes_are_reported(log: &dyn TopicLog) {
         retention_ms: 1,
         created_ms: 1,
     };
-    log.put_schema(SchemaId::new("s"), "{}".into())
+    let t = tenant("00D000000000000");
+    log.put_schema(&t, SchemaId::new("s"), "{}".into())
         .await
         .expect("schema");
     log.put_topic(topic.clone()).await.expect("topic");
@@ -404,7 +467,11 @@ pub async fn catalog_changes_are_reported(log: &dyn TopicLog) {
     assert_eq!(
         seen,
         vec![
-            CatalogChange::Schema(SchemaId::new("s"), "{}".into()),
+            CatalogChange::Schema(SchemaRecord {
+                tenant: Some(t),
+                id: SchemaId::new("s"),
+                json: "{}".into()
+            }),
             CatalogChange::Topic(topic),
             CatalogChange::TopicDeleted("/event/B__e".into()),
         ]
@@ -540,9 +607,9 @@ macro_rules! contract_tests {
                 $crate::log::contract::allocated_topic_ids_are_fresh(&*log).await;
             }
             #[tokio::test]
-            async fn schemas_are_read_back_by_id() {
+            async fn schema_texts_are_kept_per_tenant() {
                 let (log, _g) = make();
-                $crate::log::contract::schemas_are_read_back_by_id(&*log).await;
+                $crate::log::contract::schema_texts_are_kept_per_tenant(&*log).await;
             }
             #[tokio::test]
             async fn leases_exclude_other_holders() {

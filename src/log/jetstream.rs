@@ -15,7 +15,9 @@
 //!   prefix purges happen, so sequences between the first and the last are
 //!   all present);
 //! - buckets `EB_topics` (key: base64url of the topic name), `EB_schemas`
-//!   (key: base64url of the schema id), `EB_managed` (key: base64url of the
+//!   (key: base64url of `<tenant>/<schema id>`, one text per tenant; keys of
+//!   the schema id alone are texts stored before texts were kept per tenant,
+//!   read but never written), `EB_managed` (key: base64url of the
 //!   subscription id), `EB_meta` (`next_topic_id`, decimal), `EB_leases`
 //!   (key: base64url of the lease key, value: holder and expiry, JSON).
 //!
@@ -110,9 +112,9 @@ use tokio_util::task::TaskTracker;
 use super::tail::{TailState, Tails};
 use super::{
     Catalog, CatalogChange, CommitRecord, EventHeader, LogBounds, LogError, ManagedRecord,
-    NewEvent, StorageStats, StoredEvent, TopicLog, TopicRecord, now_ms,
+    NewEvent, SchemaRecord, StorageStats, StoredEvent, TopicLog, TopicRecord, now_ms,
 };
-use crate::types::{EventId, Offset, SchemaId, TopicId};
+use crate::types::{EventId, Offset, SchemaId, TenantId, TopicId};
 
 /// How often a tail follower re-reads its stream's state (first sequence
 /// after retention, size). One stream-info request per topic and process each time: cheap for
@@ -289,6 +291,32 @@ fn unkey(k: &str) -> Result<String, LogError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| LogError::Corrupt(format!("key {k:?} is not base64url of UTF-8")))
+}
+
+/// The schemas bucket's key of a tenant's text (`<tenant>/<id>`; tenant ids
+/// have no `/`), or with `None` of a text stored before texts were kept per
+/// tenant (the id alone; schema ids have no `/` either).
+fn schema_key(tenant: Option<&TenantId>, id: &SchemaId) -> String {
+    match tenant {
+        Some(t) => key_of(&format!("{t}/{id}")),
+        None => key_of(id.as_str()),
+    }
+}
+
+/// A schemas bucket entry as a record.
+fn schema_record(key: &str, value: &[u8]) -> Result<SchemaRecord, LogError> {
+    let name = unkey(key)?;
+    let json = String::from_utf8(value.to_vec())
+        .map_err(|_| LogError::Corrupt(format!("schema {name} is not UTF-8")))?;
+    let (tenant, id) = match name.split_once('/') {
+        Some((tenant, id)) => (Some(TenantId::from_stored(tenant)), id.to_owned()),
+        None => (None, name),
+    };
+    Ok(SchemaRecord {
+        tenant,
+        id: SchemaId::new(id),
+        json,
+    })
 }
 
 /// Header text for a client-chosen string: itself when plain visible ASCII,
@@ -796,11 +824,10 @@ fn change_of(kind: WatchKind, entry: &kv::Entry) -> Result<Option<CatalogChange>
                 .map_err(|e| LogError::Corrupt(format!("topic record: {e}")))?,
         )),
         (WatchKind::Topics, false) => Some(CatalogChange::TopicDeleted(unkey(&entry.key)?)),
-        (WatchKind::Schemas, true) => Some(CatalogChange::Schema(
-            SchemaId::new(unkey(&entry.key)?),
-            String::from_utf8(entry.value.to_vec())
-                .map_err(|_| LogError::Corrupt("schema is not UTF-8".into()))?,
-        )),
+        (WatchKind::Schemas, true) => Some(CatalogChange::Schema(schema_record(
+            &entry.key,
+            &entry.value,
+        )?)),
         (WatchKind::Schemas, false) => None,
         (WatchKind::Managed, true) => Some(CatalogChange::Managed(
             serde_json::from_slice(&entry.value)
@@ -1450,10 +1477,9 @@ impl TopicLog for JetStreamTopicLog {
         }
         cat.topics.sort_by_key(|t| t.id);
         for (k, v) in all_entries(&inner.schemas_kv).await? {
-            let json = String::from_utf8(v.to_vec())
-                .map_err(|_| LogError::Corrupt(format!("schema {k} is not UTF-8")))?;
-            cat.schemas.push((SchemaId::new(unkey(&k)?), json));
+            cat.schemas.push(schema_record(&k, &v)?);
         }
+        cat.schemas.sort();
         for (_, v) in all_entries(&inner.managed_kv).await? {
             let rec: ManagedRecord = serde_json::from_slice(&v)
                 .map_err(|e| LogError::Corrupt(format!("managed subscription record: {e}")))?;
@@ -1567,10 +1593,15 @@ impl TopicLog for JetStreamTopicLog {
         }
     }
 
-    async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError> {
+    async fn put_schema(
+        &self,
+        tenant: &TenantId,
+        id: SchemaId,
+        json: String,
+    ) -> Result<(), LogError> {
         self.inner
             .schemas_kv
-            .put(key_of(id.as_str()), json.into())
+            .put(schema_key(Some(tenant), &id), json.into())
             .await
             .map_err(|e| storage(format!("schema {id}: {e}")))?;
         Ok(())
@@ -1594,13 +1625,34 @@ impl TopicLog for JetStreamTopicLog {
             return Err(LogError::Closed);
         }
         let names = &self.inner.names_kv;
-        let name = key_of(&format!("{}/{}", record.tenant, record.developer_name));
+        // Claimed under the canonical tenant id, so both forms of an org id
+        // take one name.
+        let tenant = TenantId::from_stored(&record.tenant);
+        let name = key_of(&format!("{tenant}/{}", record.developer_name));
         let fail = |e: &dyn std::fmt::Display| {
             storage(format!(
                 "managed subscription name {}: {e}",
                 record.developer_name
             ))
         };
+        // Older versions claimed under the form the token named: a live
+        // claim under the 15-character form takes the name too.
+        let legacy = key_of(&format!("{}/{}", tenant.short(), record.developer_name));
+        if let Some(claim) = names.entry(&legacy).await.map_err(|e| fail(&e))?
+            && claim.operation == Operation::Put
+        {
+            let holder = String::from_utf8_lossy(&claim.value).into_owned();
+            let alive = self
+                .inner
+                .managed_kv
+                .get(key_of(&holder))
+                .await
+                .map_err(|e| fail(&e))?
+                .is_some();
+            if alive {
+                return Ok(false);
+            }
+        }
         loop {
             match names.create(&name, record.id.clone().into()).await {
                 Ok(_) => break,
@@ -1657,17 +1709,26 @@ impl TopicLog for JetStreamTopicLog {
             .map_err(|e| storage(format!("managed subscription {id}: {e}")))?;
         // The name is free again; a claim another subscription took over
         // meanwhile stays (it names another id).
+        // The claim is under the canonical tenant id, or, made by an older
+        // version, under the form the record names.
         if let Some(rec) = record {
-            let name = key_of(&format!("{}/{}", rec.tenant, rec.developer_name));
-            if let Ok(Some(claim)) = self.inner.names_kv.entry(&name).await
-                && claim.operation == Operation::Put
-                && claim.value.as_ref() == id.as_bytes()
-            {
-                let _ = self
-                    .inner
-                    .names_kv
-                    .delete_expect_revision(&name, Some(claim.revision))
-                    .await;
+            let canonical = TenantId::from_stored(&rec.tenant).to_string();
+            let mut tenants = vec![canonical];
+            if tenants[0] != rec.tenant {
+                tenants.push(rec.tenant.clone());
+            }
+            for tenant in tenants {
+                let name = key_of(&format!("{tenant}/{}", rec.developer_name));
+                if let Ok(Some(claim)) = self.inner.names_kv.entry(&name).await
+                    && claim.operation == Operation::Put
+                    && claim.value.as_ref() == id.as_bytes()
+                {
+                    let _ = self
+                        .inner
+                        .names_kv
+                        .delete_expect_revision(&name, Some(claim.revision))
+                        .await;
+                }
             }
         }
         Ok(())
@@ -1705,11 +1766,15 @@ impl TopicLog for JetStreamTopicLog {
         self.take_topic_id().await
     }
 
-    async fn get_schema(&self, id: &SchemaId) -> Result<Option<String>, LogError> {
+    async fn get_schema(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &SchemaId,
+    ) -> Result<Option<String>, LogError> {
         let value = self
             .inner
             .schemas_kv
-            .get(key_of(id.as_str()))
+            .get(schema_key(tenant, id))
             .await
             .map_err(|e| storage(format!("schema {id}: {e}")))?;
         value

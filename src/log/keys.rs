@@ -5,14 +5,18 @@
 //! A one-byte kind prefix, then fixed-width big-endian ids, so byte order
 //! equals numeric order and one topic's events are one contiguous range.
 
-use crate::types::{Offset, TopicId};
+use crate::types::{Offset, TenantId, TopicId};
 
 /// Kind byte of event keys (events column family).
 pub const KIND_EVENT: u8 = b'e';
 /// Kind byte of topic records (meta column family), followed by the name.
 pub const KIND_TOPIC: u8 = b't';
-/// Kind byte of schema records (meta column family), followed by the id.
+/// Kind byte of schema records stored before texts were kept per tenant
+/// (meta column family), followed by the id. Read, never written.
 pub const KIND_SCHEMA: u8 = b's';
+/// Kind byte of a tenant's schema text (meta column family), followed by
+/// the tenant's length (one byte), the tenant and the id.
+pub const KIND_TENANT_SCHEMA: u8 = b'S';
 /// Kind byte of trim points (meta column family), followed by the topic id.
 pub const KIND_TRIM: u8 = b'm';
 
@@ -74,6 +78,36 @@ pub fn schema_key(id: &str) -> Vec<u8> {
     k
 }
 
+/// `S | tenant_len:u8 | tenant | schema id`. Tenant ids are 18 bytes; the
+/// length keeps the key unambiguous for any other stored form.
+pub fn tenant_schema_key(tenant: &TenantId, id: &str) -> Vec<u8> {
+    // Canonical ids are 18 bytes; any other stored form comes from a topic
+    // name (at most 255 bytes with its prefix), so nothing is cut in
+    // practice: the cut only keeps the encoding total.
+    let t = tenant.as_str().as_bytes();
+    let t = &t[..t.len().min(usize::from(u8::MAX))];
+    let len = u8::try_from(t.len()).unwrap_or(u8::MAX);
+    let mut k = Vec::with_capacity(2 + t.len() + id.len());
+    k.push(KIND_TENANT_SCHEMA);
+    k.push(len);
+    k.extend_from_slice(t);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Splits a tenant schema key into tenant and schema id.
+pub fn parse_tenant_schema_key(key: &[u8]) -> Option<(TenantId, String)> {
+    let (&kind, rest) = key.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    if kind != KIND_TENANT_SCHEMA || rest.len() < usize::from(len) {
+        return None;
+    }
+    let (tenant, id) = rest.split_at(usize::from(len));
+    let tenant = std::str::from_utf8(tenant).ok()?;
+    let id = std::str::from_utf8(id).ok()?;
+    Some((TenantId::from_stored(tenant), id.to_owned()))
+}
+
 /// `g | managed subscription id`.
 pub fn managed_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
@@ -106,6 +140,14 @@ mod tests {
             prop_assume!(t1 != t2);
             let (k1, k2) = (event_key(TopicId(t1), Offset(a)), event_key(TopicId(t2), Offset(b)));
             prop_assert_eq!(t1.cmp(&t2), k1.cmp(&k2));
+        }
+
+        #[test]
+        fn tenant_schema_keys_round_trip(short in "[0-9A-Za-z]{15}", id in "[0-9A-Za-z_-]{0,40}") {
+            let tenant = TenantId::parse(&short).expect("an org id");
+            let key = tenant_schema_key(&tenant, &id);
+            prop_assert_eq!(parse_tenant_schema_key(&key), Some((tenant, id)));
+            prop_assert_ne!(key[0], KIND_SCHEMA);
         }
 
         #[test]

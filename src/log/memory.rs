@@ -15,9 +15,9 @@ use super::lease::LeaseTable;
 use super::tail::Tails;
 use super::{
     Catalog, CatalogChange, CommitRecord, LogBounds, LogError, ManagedRecord, NewEvent,
-    StoredEvent, TopicLog, TopicRecord, now_ms,
+    SchemaRecord, StoredEvent, TopicLog, TopicRecord, now_ms,
 };
-use crate::types::{Offset, SchemaId, TopicId};
+use crate::types::{Offset, SchemaId, TenantId, TopicId};
 
 /// An in-memory topic log. Shared by several brokers in one process, it
 /// stands in for a log several eventbus processes share: every handle sees
@@ -28,7 +28,8 @@ pub struct MemoryTopicLog {
     // writer, which is what the contract expects. No `.await` inside.
     events: Mutex<HashMap<TopicId, VecDeque<StoredEvent>>>,
     topics: Mutex<HashMap<String, TopicRecord>>,
-    schemas: Mutex<HashMap<SchemaId, String>>,
+    // By owner (`None`: a text stored before texts were kept per tenant).
+    schemas: Mutex<HashMap<(Option<TenantId>, SchemaId), String>>,
     next_topic_id: Mutex<u32>,
     managed: Mutex<HashMap<String, ManagedRecord>>,
     closed: AtomicBool,
@@ -59,6 +60,13 @@ impl MemoryTopicLog {
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Stores a schema text the way versions before per-tenant texts did:
+    /// one text per id, no tenant. For tests of how such records load.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn put_legacy_schema(&self, id: SchemaId, json: String) {
+        lock(&self.schemas).insert((None, id), json);
     }
 
     fn changed(&self, change: CatalogChange) {
@@ -180,10 +188,15 @@ impl TopicLog for MemoryTopicLog {
     async fn load_catalog(&self) -> Result<Catalog, LogError> {
         let mut topics: Vec<_> = lock(&self.topics).values().cloned().collect();
         topics.sort_by_key(|t| t.id);
-        let schemas = lock(&self.schemas)
+        let mut schemas: Vec<SchemaRecord> = lock(&self.schemas)
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|((tenant, id), json)| SchemaRecord {
+                tenant: tenant.clone(),
+                id: id.clone(),
+                json: json.clone(),
+            })
             .collect();
+        schemas.sort();
         Ok(Catalog {
             topics,
             schemas,
@@ -237,9 +250,18 @@ impl TopicLog for MemoryTopicLog {
             .map_or(0, |l| l.iter().map(|e| e.event.approx_size() as u64).sum()))
     }
 
-    async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError> {
-        lock(&self.schemas).insert(id.clone(), json.clone());
-        self.changed(CatalogChange::Schema(id, json));
+    async fn put_schema(
+        &self,
+        tenant: &TenantId,
+        id: SchemaId,
+        json: String,
+    ) -> Result<(), LogError> {
+        lock(&self.schemas).insert((Some(tenant.clone()), id.clone()), json.clone());
+        self.changed(CatalogChange::Schema(SchemaRecord {
+            tenant: Some(tenant.clone()),
+            id,
+            json,
+        }));
         Ok(())
     }
 
@@ -256,7 +278,7 @@ impl TopicLog for MemoryTopicLog {
             let mut all = lock(&self.managed);
             if all
                 .values()
-                .any(|r| r.tenant == record.tenant && r.developer_name == record.developer_name)
+                .any(|r| r.same_tenant(&record) && r.developer_name == record.developer_name)
             {
                 return Ok(false);
             }
@@ -296,8 +318,14 @@ impl TopicLog for MemoryTopicLog {
         Ok(id)
     }
 
-    async fn get_schema(&self, id: &SchemaId) -> Result<Option<String>, LogError> {
-        Ok(lock(&self.schemas).get(id).cloned())
+    async fn get_schema(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &SchemaId,
+    ) -> Result<Option<String>, LogError> {
+        Ok(lock(&self.schemas)
+            .get(&(tenant.cloned(), id.clone()))
+            .cloned())
     }
 
     fn watch_catalog(&self) -> Option<broadcast::Receiver<CatalogChange>> {

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TopicId};
+use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TenantId, TopicId};
 
 /// How hard `append` works before it acknowledges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -152,12 +152,31 @@ pub struct TopicRecord {
     pub created_ms: u64,
 }
 
+/// A schema's JSON text as the catalog stores it.
+///
+/// Schema ids are Salesforce's (MD5 of the Parsing Canonical Form), so two
+/// tenants' schemas that differ only in `doc`, `aliases` or `default` share
+/// an id; each tenant's text is a record of its own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SchemaRecord {
+    /// The tenant that registered the text; `None` for a record stored
+    /// before texts were kept per tenant (one text per id, whichever tenant
+    /// registered it first).
+    pub tenant: Option<TenantId>,
+    /// The schema id.
+    pub id: SchemaId,
+    /// The JSON text as registered.
+    pub json: String,
+}
+
 /// A managed subscription as the catalog stores it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagedRecord {
     /// The 18-character id.
     pub id: String,
-    /// The tenant (org id) the subscription belongs to.
+    /// The tenant (org id) the subscription belongs to: the canonical
+    /// 18-character form; older versions stored the form the token named
+    /// (read it through [`TenantId::from_stored`]).
     pub tenant: String,
     /// Unique per tenant.
     pub developer_name: String,
@@ -177,6 +196,15 @@ pub struct ManagedRecord {
     pub commit: Option<CommitRecord>,
 }
 
+impl ManagedRecord {
+    /// Whether `other` belongs to the same tenant. Tenants are compared in
+    /// canonical form: records written by older versions may name the
+    /// tenant by its 15-character org id.
+    pub fn same_tenant(&self, other: &ManagedRecord) -> bool {
+        TenantId::from_stored(&self.tenant) == TenantId::from_stored(&other.tenant)
+    }
+}
+
 /// A committed position of a managed subscription.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRecord {
@@ -194,8 +222,9 @@ pub struct CommitRecord {
 pub struct Catalog {
     /// All topics.
     pub topics: Vec<TopicRecord>,
-    /// All schemas: id and JSON text.
-    pub schemas: Vec<(SchemaId, String)>,
+    /// All schema texts, each tenant's and those stored before texts were
+    /// kept per tenant.
+    pub schemas: Vec<SchemaRecord>,
     /// The smallest topic id never used: ids of deleted topics are not
     /// handed out again.
     pub next_topic_id: u32,
@@ -213,8 +242,8 @@ pub enum CatalogChange {
     Topic(TopicRecord),
     /// A topic was deleted: its name.
     TopicDeleted(String),
-    /// A schema was stored: its id and JSON.
-    Schema(SchemaId, String),
+    /// A schema text was stored.
+    Schema(SchemaRecord),
     /// A managed subscription was created or changed (its commit included).
     Managed(ManagedRecord),
     /// A managed subscription was deleted.
@@ -317,8 +346,14 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Storage-wide figures; cheap (reads in-memory counters).
     fn storage_stats(&self) -> StorageStats;
 
-    /// Durably stores a schema's JSON under its id.
-    async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError>;
+    /// Durably stores `tenant`'s JSON text of a schema (insert or
+    /// replace). Texts of other tenants with the same id are kept apart.
+    async fn put_schema(
+        &self,
+        tenant: &TenantId,
+        id: SchemaId,
+        json: String,
+    ) -> Result<(), LogError>;
 
     /// Durably stores a managed subscription (insert or replace, by id).
     async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError>;
@@ -338,8 +373,14 @@ pub trait TopicLog: Send + Sync + 'static {
     /// other on the same log.
     async fn allocate_topic_id(&self) -> Result<u32, LogError>;
 
-    /// A schema's JSON by id, `None` when the log has none.
-    async fn get_schema(&self, id: &SchemaId) -> Result<Option<String>, LogError>;
+    /// `tenant`'s JSON text of a schema, `None` when it stored none; with
+    /// `tenant` `None`, the text stored for the id before texts were kept
+    /// per tenant. Never another tenant's text.
+    async fn get_schema(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &SchemaId,
+    ) -> Result<Option<String>, LogError>;
 
     /// Every catalog change from now on, or `None` for a log that only this
     /// handle writes (nothing changes behind its back).

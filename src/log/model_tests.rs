@@ -169,7 +169,8 @@ struct Model {
     ticks: Vec<u64>,
     closed: bool,
     catalog: BTreeMap<String, TopicRecord>,
-    schemas: BTreeMap<String, String>,
+    /// Schema texts by (tenant, id).
+    schemas: BTreeMap<(String, String), String>,
     next_topic_id: u32,
 }
 
@@ -396,21 +397,31 @@ async fn run_case(backend: &mut dyn Backend, ops: &[Op]) -> Result<(), TestCaseE
                 same(&at, &got, &Some(()))?;
             }
             Op::PutSchema(i, json) => {
-                let id = format!("schema-{i}");
+                // Two tenants, one id in common: texts are kept per tenant.
+                let org = if i % 2 == 0 {
+                    "00D5e000000Aaaa"
+                } else {
+                    "00D5e000000Bbbb"
+                };
+                let tenant = crate::types::TenantId::parse(org).expect("org id");
+                let id = format!("schema-{}", i / 2);
                 let got = log
-                    .put_schema(SchemaId::new(id.clone()), json.clone())
+                    .put_schema(&tenant, SchemaId::new(id.clone()), json.clone())
                     .await;
-                model.schemas.insert(id, json.clone());
+                model.schemas.insert((tenant.to_string(), id), json.clone());
                 same(&at, &got, &Some(()))?;
             }
             Op::LoadCatalog => {
                 let got = log.load_catalog().await.map(|mut c| {
                     c.topics.sort_by_key(|t| t.id);
                     c.schemas.sort();
-                    let schemas: Vec<(String, String)> = c
+                    let schemas: Vec<((String, String), String)> = c
                         .schemas
                         .into_iter()
-                        .map(|(k, v)| (k.as_str().to_owned(), v))
+                        .map(|r| {
+                            let tenant = r.tenant.map(|t| t.to_string()).unwrap_or_default();
+                            ((tenant, r.id.as_str().to_owned()), r.json)
+                        })
                         .collect();
                     (c.topics, schemas, c.next_topic_id)
                 });

@@ -15,11 +15,11 @@ use super::tail::Tails;
 use super::writer::{self, WriterMsg};
 use super::{
     Catalog, CatalogChange, CommitRecord, Durability, LogBounds, LogError, ManagedRecord, NewEvent,
-    StoredEvent, TopicLog, TopicRecord, codec, keys,
+    SchemaRecord, StoredEvent, TopicLog, TopicRecord, codec, keys,
 };
 use crate::store::{CF_EVENTS, CF_META, Store, is_no_space};
 use crate::telemetry::metrics::Metrics;
-use crate::types::{Offset, SchemaId, TopicId};
+use crate::types::{Offset, SchemaId, TenantId, TopicId};
 
 /// The RocksDB-backed topic log.
 pub struct RocksTopicLog {
@@ -357,7 +357,25 @@ impl TopicLog for RocksTopicLog {
                             let json = String::from_utf8(v.to_vec()).map_err(|_| {
                                 LogError::Corrupt(format!("schema {id} is not UTF-8"))
                             })?;
-                            cat.schemas.push((SchemaId::new(id), json));
+                            cat.schemas.push(SchemaRecord {
+                                tenant: None,
+                                id: SchemaId::new(id),
+                                json,
+                            });
+                        }
+                        Some(&keys::KIND_TENANT_SCHEMA) => {
+                            let (tenant, id) =
+                                keys::parse_tenant_schema_key(k).ok_or_else(|| {
+                                    LogError::Corrupt("a tenant schema key is malformed".into())
+                                })?;
+                            let json = String::from_utf8(v.to_vec()).map_err(|_| {
+                                LogError::Corrupt(format!("schema {id} is not UTF-8"))
+                            })?;
+                            cat.schemas.push(SchemaRecord {
+                                tenant: Some(tenant),
+                                id: SchemaId::new(id),
+                                json,
+                            });
                         }
                         Some(&keys::KIND_MANAGED) => {
                             let rec: ManagedRecord = serde_json::from_slice(v).map_err(|e| {
@@ -476,12 +494,18 @@ impl TopicLog for RocksTopicLog {
         )
     }
 
-    async fn put_schema(&self, id: SchemaId, json: String) -> Result<(), LogError> {
+    async fn put_schema(
+        &self,
+        tenant: &TenantId,
+        id: SchemaId,
+        json: String,
+    ) -> Result<(), LogError> {
         let db = self.db.clone();
+        let key = keys::tenant_schema_key(tenant, id.as_str());
         joined(
             tokio::task::spawn_blocking(move || {
                 let meta = cf(&db, CF_META)?;
-                db.put_cf_opt(&meta, keys::schema_key(id.as_str()), json, &synced())
+                db.put_cf_opt(&meta, key, json, &synced())
                     .map_err(write_failed)
             })
             .await,
@@ -509,7 +533,7 @@ impl TopicLog for RocksTopicLog {
             .await?
             .managed
             .iter()
-            .any(|r| r.tenant == record.tenant && r.developer_name == record.developer_name);
+            .any(|r| r.same_tenant(&record) && r.developer_name == record.developer_name);
         if taken {
             return Ok(false);
         }
@@ -567,9 +591,16 @@ impl TopicLog for RocksTopicLog {
         Ok(id)
     }
 
-    async fn get_schema(&self, id: &SchemaId) -> Result<Option<String>, LogError> {
+    async fn get_schema(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &SchemaId,
+    ) -> Result<Option<String>, LogError> {
         let db = self.db.clone();
-        let key = keys::schema_key(id.as_str());
+        let key = match tenant {
+            Some(t) => keys::tenant_schema_key(t, id.as_str()),
+            None => keys::schema_key(id.as_str()),
+        };
         joined(
             tokio::task::spawn_blocking(move || {
                 let meta = cf(&db, CF_META)?;
@@ -681,6 +712,63 @@ mod tests {
         );
         let offs = contract::fill(&log, TopicId(1), 1).await;
         assert_eq!(offs, vec![Offset(6)], "offsets are never reused after trim");
+        log.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn schema_texts_stored_before_texts_were_per_tenant_still_load() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = contract::tenant("00D5e000000Aaaa");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            // The layout of older versions: `s | id` → the first text.
+            let meta = cf(store.db(), CF_META).expect("meta column family");
+            store
+                .db()
+                .put_cf(meta, keys::schema_key("old"), "{\"doc\":\"first\"}")
+                .expect("legacy record");
+            let log = RocksTopicLog::open(
+                &store,
+                Durability::Sync,
+                Duration::from_millis(50),
+                Arc::new(Metrics::new()),
+            )
+            .expect("open");
+            log.put_schema(&a, SchemaId::new("old"), "{\"doc\":\"A's\"}".into())
+                .await
+                .expect("put");
+            log.close().await.expect("close");
+        }
+        let log = open(dir.path());
+        let mut schemas = log.load_catalog().await.expect("load").schemas;
+        schemas.sort();
+        assert_eq!(
+            schemas,
+            vec![
+                SchemaRecord {
+                    tenant: None,
+                    id: SchemaId::new("old"),
+                    json: "{\"doc\":\"first\"}".into()
+                },
+                SchemaRecord {
+                    tenant: Some(a.clone()),
+                    id: SchemaId::new("old"),
+                    json: "{\"doc\":\"A's\"}".into()
+                },
+            ]
+        );
+        let old = SchemaId::new("old");
+        assert_eq!(
+            log.get_schema(None, &old).await.expect("get").as_deref(),
+            Some("{\"doc\":\"first\"}")
+        );
+        assert_eq!(
+            log.get_schema(Some(&a), &old)
+                .await
+                .expect("get")
+                .as_deref(),
+            Some("{\"doc\":\"A's\"}")
+        );
         log.close().await.expect("close");
     }
 

@@ -90,6 +90,7 @@ async fn static_server() -> TestServer {
             entry("writer-token", "writer", "\"publish:/event/*\""),
             entry("reader-token", "reader", "\"subscribe:/event/Order_Event__e\""),
             entry("ops-token", "ops", "\"admin\""),
+            entry("other-token", "other", "\"subscribe:/event/Other__e\""),
         ]
         .join("\n");
         std::fs::write(&file, body).expect("tokens file");
@@ -788,5 +789,478 @@ async fn managed_subscriptions_live_in_the_tenant_namespace_and_need_the_subscri
     r.expect("A opens its own");
     let (_t, r) = managed("b", OTHER, by_id(&theirs.id)).await;
     r.expect("B opens its own at the same time: another subscription");
+    server.shutdown().await;
+}
+
+/// A server whose tokens name one org by both of its ids: token `long`
+/// by the 18-character id, token `short` by the 15-character one, each
+/// with every grant.
+async fn two_forms_server(adjust: impl FnOnce(&mut eventbus::config::ServeArgs)) -> TestServer {
+    start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        let entry = |token: &str, tenant: &str| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{tenant}\"\nprincipal = \"{token}\"\ngrants = [\"publish:*\", \"subscribe:*\", \"admin\"]\n",
+                hash_token(token)
+            )
+        };
+        std::fs::write(
+            &file,
+            [entry("long", ORG_A), entry("short", &ORG_A[..15])].join("\n"),
+        )
+        .expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+        adjust(a);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn both_forms_of_an_org_id_are_one_tenant_for_managed_subscriptions_and_limits() {
+    let server = two_forms_server(|a| {
+        a.max_subscriptions_per_tenant = 1;
+        a.max_managed_subscriptions_per_tenant = 1;
+    })
+    .await;
+    let short = &ORG_A[..15];
+    admin(&server, "long", ORG_A)
+        .await
+        .create_topic(admin_pb::CreateTopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+            schema_json: ORDER_SCHEMA.into(),
+            retention_ms: 0,
+        })
+        .await
+        .expect("the tenant's topic");
+    let create = |name: &str| admin_pb::CreateManagedSubscriptionRequest {
+        developer_name: name.into(),
+        topic_name: ORDER_TOPIC.into(),
+        ..Default::default()
+    };
+    admin(&server, "long", ORG_A)
+        .await
+        .create_managed_subscription(create("Dup"))
+        .await
+        .expect("the first definition");
+    let mut by_short = admin(&server, "short", short).await;
+    let st = by_short
+        .create_managed_subscription(create("Dup"))
+        .await
+        .expect_err("the same developer name for the same org");
+    assert_status(
+        &st,
+        Code::AlreadyExists,
+        "managed.subscription.already.exists",
+    );
+    let st = by_short
+        .create_managed_subscription(create("Other"))
+        .await
+        .expect_err("the org is at its limit of one");
+    assert_status(
+        &st,
+        Code::ResourceExhausted,
+        "managed.subscription.limit.exceeded",
+    );
+    let listed = by_short
+        .list_managed_subscriptions(admin_pb::ListManagedSubscriptionsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.subscriptions.len(), 1, "{listed:?}");
+    assert_eq!(listed.subscriptions[0].developer_name, "Dup");
+
+    // One subscription slot for the org, whichever id its token names.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(fetch(ReplayPreset::Latest, vec![], 1))
+        .await
+        .expect("send");
+    let _held = client(&server, "long", ORG_A)
+        .await
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .expect("the org's one subscription");
+    let (tx2, rx2) = mpsc::channel(1);
+    tx2.send(fetch(ReplayPreset::Latest, vec![], 1))
+        .await
+        .expect("send");
+    let st = client(&server, "short", short)
+        .await
+        .subscribe(ReceiverStream::new(rx2))
+        .await
+        .expect_err("a second subscription of the same org");
+    assert_status(
+        &st,
+        Code::ResourceExhausted,
+        "concurrent.client.limit.exceeded",
+    );
+    // TopicInfo names the tenant by its canonical id either way.
+    let info = client(&server, "short", short)
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner();
+    assert_eq!(info.tenant_guid, ORG_A);
+    drop((tx, tx2));
+}
+
+/// ORDER_SCHEMA with a doc string only tenant A may read.
+fn a_private_text() -> String {
+    ORDER_SCHEMA.replace("CreatedDate:DateTime", "A-private: margin is 40%")
+}
+
+/// ORDER_SCHEMA without its doc strings: the same canonical form, so the
+/// same schema id.
+fn plain_text() -> String {
+    ORDER_SCHEMA
+        .replace(r#", "doc": "CreatedDate:DateTime""#, "")
+        .replace(r#", "doc": "CreatedBy:EntityId""#, "")
+}
+
+/// Tokens: `long` and `short` name tenant A by its 18- and 15-character
+/// ids, `b` tenant B, `c` a tenant with no topics, `home` the default
+/// tenant; each with every grant.
+async fn schema_tenants_server() -> TestServer {
+    const ORG_B: &str = "00D5e000000BbbbEAC";
+    start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        let entry = |token: &str, tenant: &str| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{tenant}\"\nprincipal = \"{token}\"\ngrants = [\"publish:*\", \"subscribe:*\", \"admin\"]\n",
+                hash_token(token)
+            )
+        };
+        let body = [
+            entry("long", ORG_A),
+            entry("short", &ORG_A[..15]),
+            entry("b", ORG_B),
+            entry("c", "00D5e000000CcccEAC"),
+            entry("home", ORG),
+        ]
+        .join("\n");
+        std::fs::write(&file, body).expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+    })
+    .await
+}
+
+/// The schema text GetSchema gives `token`, or the status.
+async fn schema_text_of(
+    server: &TestServer,
+    token: &str,
+    tenant: &str,
+    id: &str,
+) -> Result<String, tonic::Status> {
+    client(server, token, tenant)
+        .await
+        .get_schema(pb::SchemaRequest {
+            schema_id: id.into(),
+        })
+        .await
+        .map(|r| r.into_inner().schema_json)
+}
+
+/// The schema texts ListSchemas gives `token` for the order topic.
+async fn listed_texts(server: &TestServer, token: &str, tenant: &str) -> Vec<String> {
+    admin(server, token, tenant)
+        .await
+        .list_schemas(admin_pb::ListSchemasRequest {
+            topic_name: ORDER_TOPIC.into(),
+        })
+        .await
+        .expect("list schemas")
+        .into_inner()
+        .versions
+        .into_iter()
+        .map(|v| v.schema_json)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_tenant_reads_its_own_schema_text_under_either_form_of_its_id() {
+    const ORG_B: &str = "00D5e000000BbbbEAC";
+    let server = schema_tenants_server().await;
+    let short = &ORG_A[..15];
+    let (a_text, b_text) = (a_private_text(), plain_text());
+    // A registers first, by its short id; B registers the same schema
+    // without the doc strings.
+    for (token, tenant, text) in [("short", short, &a_text), ("b", ORG_B, &b_text)] {
+        admin(&server, token, tenant)
+            .await
+            .create_topic(admin_pb::CreateTopicRequest {
+                topic_name: ORDER_TOPIC.into(),
+                schema_json: text.clone(),
+                retention_ms: 0,
+            })
+            .await
+            .expect("create");
+    }
+    let id_of = |token: &'static str, tenant: &'static str| {
+        let server = &server;
+        async move {
+            client(server, token, tenant)
+                .await
+                .get_topic(topic_request())
+                .await
+                .expect("topic")
+                .into_inner()
+                .schema_id
+        }
+    };
+    let id = id_of("home", ORG).await;
+    assert_eq!(id_of("long", ORG_A).await, id, "one canonical form, one id");
+    assert_eq!(id_of("b", ORG_B).await, id);
+
+    check_own_schema_texts(&server, &id).await;
+    // Texts are stored per tenant: the same after a restart.
+    let server = server.restart().await;
+    check_own_schema_texts(&server, &id).await;
+    server.shutdown().await;
+}
+
+/// What `each_tenant_reads_its_own_schema_text_under_either_form_of_its_id`
+/// expects of schema `id`, before and after a restart.
+async fn check_own_schema_texts(server: &TestServer, id: &str) {
+    const ORG_B: &str = "00D5e000000BbbbEAC";
+    let (a_text, b_text) = (a_private_text(), plain_text());
+    // B reads its own text, never A's doc strings.
+    let b_read = schema_text_of(server, "b", ORG_B, id).await.expect("B");
+    assert_eq!(b_read, b_text);
+    assert!(!b_read.contains("A-private"));
+    assert_eq!(listed_texts(server, "b", ORG_B).await, vec![b_text.clone()]);
+    // A reads its own text under either form of its id.
+    for (token, tenant) in [("long", ORG_A), ("short", &ORG_A[..15])] {
+        assert_eq!(
+            schema_text_of(server, token, tenant, id).await.expect("A"),
+            a_text,
+            "{token}"
+        );
+        assert_eq!(
+            listed_texts(server, token, tenant).await,
+            vec![a_text.clone()]
+        );
+    }
+    // The default tenant reads the topics folder's text.
+    assert_eq!(
+        schema_text_of(server, "home", ORG, id).await.expect("home"),
+        ORDER_SCHEMA
+    );
+    // A tenant that never registered the schema does not get it.
+    let st = schema_text_of(server, "c", "00D5e000000CcccEAC", id)
+        .await
+        .expect_err("C has no topic with it");
+    assert_status(&st, Code::NotFound, "schema.meta.permission");
+}
+
+#[tokio::test]
+async fn get_schema_needs_a_publish_or_subscribe_grant_on_a_topic_of_the_schema() {
+    let server = static_server().await;
+    let id = client(&server, "writer-token", ORG)
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner()
+        .schema_id;
+    // A grant to publish or to subscribe to the topic reads its schema.
+    for token in ["writer-token", "reader-token"] {
+        assert_eq!(
+            schema_text_of(&server, token, ORG, &id).await.expect(token),
+            ORDER_SCHEMA
+        );
+    }
+    // A grant on another topic only, or the admin grant alone, does not:
+    // answered like an unknown id.
+    for token in ["other-token", "ops-token"] {
+        let st = schema_text_of(&server, token, ORG, &id)
+            .await
+            .expect_err(token);
+        assert_status(&st, Code::NotFound, "schema.meta.permission");
+        let unknown = schema_text_of(&server, token, ORG, "AAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .expect_err("unknown id");
+        assert_eq!(st.code(), unknown.code());
+        assert_eq!(error_code(&st), error_code(&unknown));
+    }
+    // Admins read schema texts through ListSchemas.
+    assert_eq!(
+        listed_texts(&server, "ops-token", ORG).await,
+        vec![ORDER_SCHEMA.to_owned()]
+    );
+}
+
+/// A schema only tenant B uses.
+const SHIPMENT_DOC_SCHEMA: &str = r#"{"type":"record","name":"Shipment__e","namespace":"com.sforce.eventbus","fields":[{"name":"CreatedDate","type":"long","doc":"B's shipment note"}]}"#;
+
+/// Rewrites the schema texts of a stopped server's RocksDB store the way
+/// versions before per-tenant texts stored them: no tenant texts, one text
+/// per id (`texts`).
+async fn store_schemas_the_old_way(data: &std::path::Path, texts: &[(&str, &str)]) {
+    use eventbus::log::{Durability, TopicLog, keys, rocks::RocksTopicLog};
+    use eventbus::store::{CF_META, Store};
+    let store = Store::open(data).expect("open the store");
+    let log = RocksTopicLog::open(
+        &store,
+        Durability::Sync,
+        std::time::Duration::from_millis(50),
+        std::sync::Arc::new(eventbus::telemetry::metrics::Metrics::new()),
+    )
+    .expect("open the log");
+    let schemas = log.load_catalog().await.expect("catalog").schemas;
+    let db = store.db();
+    let meta = db.cf_handle(CF_META).expect("meta column family");
+    for rec in &schemas {
+        let tenant = rec.tenant.as_ref().expect("this version stores per tenant");
+        db.delete_cf(meta, keys::tenant_schema_key(tenant, rec.id.as_str()))
+            .expect("delete");
+    }
+    for (id, json) in texts {
+        db.put_cf(meta, keys::schema_key(id), json).expect("put");
+    }
+    log.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn schema_texts_stored_by_older_versions_go_to_their_tenant_only() {
+    if on_jetstream() {
+        // This test edits a RocksDB store; the JetStream layout is checked
+        // in src/log/jetstream/tests.rs.
+        return;
+    }
+    const ORG_B: &str = "00D5e000000BbbbEAC";
+    let server = schema_tenants_server().await;
+    for (token, tenant, topic, text) in [
+        ("long", ORG_A, ORDER_TOPIC, a_private_text()),
+        ("b", ORG_B, ORDER_TOPIC, plain_text()),
+        (
+            "b",
+            ORG_B,
+            "/event/Shipment__e",
+            SHIPMENT_DOC_SCHEMA.to_owned(),
+        ),
+    ] {
+        admin(&server, token, tenant)
+            .await
+            .create_topic(admin_pb::CreateTopicRequest {
+                topic_name: topic.into(),
+                schema_json: text,
+                retention_ms: 0,
+            })
+            .await
+            .expect("create");
+    }
+    let id_of = |token: &'static str, tenant: &'static str, topic: &'static str| {
+        let server = &server;
+        async move {
+            client(server, token, tenant)
+                .await
+                .get_topic(pb::TopicRequest {
+                    topic_name: topic.into(),
+                })
+                .await
+                .expect("topic")
+                .into_inner()
+                .schema_id
+        }
+    };
+    let order = id_of("b", ORG_B, ORDER_TOPIC).await;
+    let shipment = id_of("b", ORG_B, "/event/Shipment__e").await;
+
+    // What an older version would have left: one text per id, the order
+    // schema's being A's (with its private doc).
+    let (args, dir) = server.shutdown().await;
+    let a_text = a_private_text();
+    store_schemas_the_old_way(
+        &args.data_dir,
+        &[
+            (order.as_str(), a_text.as_str()),
+            (shipment.as_str(), SHIPMENT_DOC_SCHEMA),
+        ],
+    )
+    .await;
+    let server = TestServer::start_again(args, dir).await;
+
+    // Only B's topics use the shipment schema: its text is B's.
+    assert_eq!(
+        schema_text_of(&server, "b", ORG_B, &shipment)
+            .await
+            .expect("B"),
+        SHIPMENT_DOC_SCHEMA
+    );
+    // Three tenants use the order schema: B does not get A's text, nor
+    // does A get a text it cannot be told is its own; both read the
+    // canonical form, with no doc strings at all.
+    let b_read = schema_text_of(&server, "b", ORG_B, &order)
+        .await
+        .expect("B");
+    assert!(
+        !b_read.contains("A-private") && !b_read.contains("doc"),
+        "{b_read}"
+    );
+    let a_read = schema_text_of(&server, "long", ORG_A, &order)
+        .await
+        .expect("A");
+    assert_eq!(a_read, b_read);
+    // The default tenant's topics folder registered its text again at start.
+    assert_eq!(
+        schema_text_of(&server, "home", ORG, &order)
+            .await
+            .expect("home"),
+        ORDER_SCHEMA
+    );
+    // A registers its schema again and reads its own text; B still not.
+    admin(&server, "short", &ORG_A[..15])
+        .await
+        .register_schema(admin_pb::RegisterSchemaRequest {
+            topic_name: ORDER_TOPIC.into(),
+            schema_json: a_text.clone(),
+        })
+        .await
+        .expect("register again");
+    assert_eq!(
+        schema_text_of(&server, "long", ORG_A, &order)
+            .await
+            .expect("A"),
+        a_text
+    );
+    assert_eq!(
+        schema_text_of(&server, "b", ORG_B, &order)
+            .await
+            .expect("B"),
+        b_read
+    );
+
+    // The shipment text was given to B for good: a topic of A with the same
+    // schema (A's own text) changes nothing after a restart.
+    admin(&server, "long", ORG_A)
+        .await
+        .create_topic(admin_pb::CreateTopicRequest {
+            topic_name: "/event/Shipment__e".into(),
+            schema_json: SHIPMENT_DOC_SCHEMA.replace("B's shipment note", "A's"),
+            retention_ms: 0,
+        })
+        .await
+        .expect("A's shipment topic");
+    let server = server.restart().await;
+    assert_eq!(
+        schema_text_of(&server, "b", ORG_B, &shipment)
+            .await
+            .expect("B"),
+        SHIPMENT_DOC_SCHEMA
+    );
+    assert!(
+        schema_text_of(&server, "long", ORG_A, &shipment)
+            .await
+            .expect("A")
+            .contains("\"A's\"")
+    );
+    assert_eq!(
+        schema_text_of(&server, "long", ORG_A, &order)
+            .await
+            .expect("A"),
+        a_text
+    );
     server.shutdown().await;
 }

@@ -193,6 +193,12 @@ impl TestServer {
         launch(args, dir).await
     }
 
+    /// Starts a server again with what [`TestServer::shutdown`] returned,
+    /// after the test changed its data folder meanwhile.
+    pub async fn start_again(args: ServeArgs, dir: Arc<TempDir>) -> TestServer {
+        launch(args, dir).await
+    }
+
     /// The current schema id of the order topic.
     pub async fn order_schema_id(&self) -> String {
         self.client()

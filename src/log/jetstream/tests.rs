@@ -186,7 +186,8 @@ async fn catalog_changes_reach_the_other_process() {
         created_ms: 1,
     };
     a.put_topic(topic.clone()).await.expect("put topic");
-    a.put_schema(SchemaId::new("s1"), "{\"type\":\"record\"}".into())
+    let tenant = contract::tenant("00D000000000000");
+    a.put_schema(&tenant, SchemaId::new("s1"), "{\"type\":\"record\"}".into())
         .await
         .expect("put schema");
     a.put_managed(contract::managed_record("m1", None))
@@ -201,7 +202,11 @@ async fn catalog_changes_reach_the_other_process() {
         .expect("delete topic");
     let mut want = vec![
         CatalogChange::Topic(topic.clone()),
-        CatalogChange::Schema(SchemaId::new("s1"), "{\"type\":\"record\"}".into()),
+        CatalogChange::Schema(SchemaRecord {
+            tenant: Some(tenant),
+            id: SchemaId::new("s1"),
+            json: "{\"type\":\"record\"}".into(),
+        }),
         CatalogChange::Managed(contract::managed_record("m1", None)),
         CatalogChange::Managed(contract::managed_record("m1", Some(5))),
         CatalogChange::ManagedDeleted("m1".into()),
@@ -542,4 +547,89 @@ async fn a_call_larger_than_the_ack_window_gets_dense_offsets() {
         .expect("append");
     assert_eq!(got, (1..=n).map(Offset).collect::<Vec<_>>());
     assert_eq!(log.bounds(TopicId(9)).expect("bounds").latest, Offset(n));
+}
+
+#[tokio::test]
+async fn a_name_claimed_by_an_older_version_under_the_short_org_id_stays_taken() {
+    let server = NatsServer::start();
+    let log = connect(&server, &server.config()).await;
+    // What an older version stored for a token naming its tenant by the
+    // 15-character id: the record and the name claimed under that form.
+    let old = ManagedRecord {
+        tenant: "00D5e000000Othe".into(),
+        developer_name: "Same".into(),
+        ..contract::managed_record("m1", None)
+    };
+    log.put_managed(old.clone()).await.expect("put managed");
+    log.inner
+        .names_kv
+        .put(key_of("00D5e000000Othe/Same"), Bytes::from_static(b"m1"))
+        .await
+        .expect("claim");
+    let new = |id: &str| ManagedRecord {
+        id: id.into(),
+        tenant: "00D5e000000OtheEAC".into(),
+        ..old.clone()
+    };
+    assert!(
+        !log.create_managed(new("m2")).await.expect("create"),
+        "the 18-character form of the same org finds the name taken"
+    );
+    // Deleting the old subscription frees its claim.
+    log.delete_managed("m1").await.expect("delete");
+    assert!(
+        log.inner
+            .names_kv
+            .get(key_of("00D5e000000Othe/Same"))
+            .await
+            .expect("get")
+            .is_none(),
+        "the old claim is released"
+    );
+    assert!(log.create_managed(new("m3")).await.expect("create"));
+}
+
+#[tokio::test]
+async fn schema_texts_stored_before_texts_were_per_tenant_still_load() {
+    let server = NatsServer::start();
+    let log = connect(&server, &server.config()).await;
+    // The layout of older versions: key = the schema id, value = the first
+    // text registered for it.
+    log.inner
+        .schemas_kv
+        .put(key_of("old"), Bytes::from_static(b"{\"doc\":\"first\"}"))
+        .await
+        .expect("legacy record");
+    let a = contract::tenant("00D5e000000Aaaa");
+    log.put_schema(&a, SchemaId::new("old"), "{\"doc\":\"A's\"}".into())
+        .await
+        .expect("put");
+    let schemas = log.load_catalog().await.expect("load").schemas;
+    assert_eq!(
+        schemas,
+        vec![
+            SchemaRecord {
+                tenant: None,
+                id: SchemaId::new("old"),
+                json: "{\"doc\":\"first\"}".into()
+            },
+            SchemaRecord {
+                tenant: Some(a.clone()),
+                id: SchemaId::new("old"),
+                json: "{\"doc\":\"A's\"}".into()
+            },
+        ]
+    );
+    let old = SchemaId::new("old");
+    assert_eq!(
+        log.get_schema(None, &old).await.expect("get").as_deref(),
+        Some("{\"doc\":\"first\"}")
+    );
+    assert_eq!(
+        log.get_schema(Some(&a), &old)
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("{\"doc\":\"A's\"}")
+    );
 }
