@@ -60,16 +60,6 @@ impl TopicName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The tenant part of a stored name: `/~<org>` for another tenant's topic (the form
-    /// `api::namespace` stores), empty for the default tenant's. Topics with the same
-    /// namespace belong to one tenant.
-    pub fn namespace(&self) -> &str {
-        match self.0.strip_prefix("/~") {
-            Some(rest) => &self.0[..2 + rest.find('/').unwrap_or(rest.len())],
-            None => "",
-        }
-    }
 }
 
 impl fmt::Display for TopicName {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::provision::Outcome;
+use super::schemas::owner_of_topic;
 use super::{Broker, BrokerError, Topic};
 use crate::log::{LogBounds, now_ms};
 use crate::schema::{ParsedSchema, SchemaError, SchemaLimits, compat};
@@ -83,10 +84,10 @@ impl Broker {
         schema
             .check_limits(&self.cfg.schema_limits)
             .map_err(schema_error)?;
-        let tenant = name.namespace();
+        let owner = owner_of_topic(name.as_str());
         let mut ids = std::collections::HashSet::new();
         for topic in self.topics() {
-            if topic.name.namespace() == tenant {
+            if owner_of_topic(topic.name.as_str()) == owner {
                 ids.extend(topic.schema_ids.iter().cloned());
             }
         }
@@ -102,8 +103,10 @@ impl Broker {
         }
         let bytes: usize = ids
             .iter()
-            .filter_map(|id| self.schemas.get(id))
-            .map(|s| s.json().len())
+            .map(|id| match self.schemas.text(&owner, id) {
+                Some(text) => text.len(),
+                None => self.schemas.get(id).map_or(0, |s| s.json().len()),
+            })
             .sum();
         let max = self.cfg.max_schema_bytes_per_tenant;
         if bytes.saturating_add(schema.json().len()) > max {
