@@ -248,35 +248,53 @@ async fn grants_decide_publish_subscribe_and_admin() {
     assert!(!topics.topics.is_empty());
 }
 
-#[tokio::test]
-async fn jwt_tokens_are_checked_for_signature_expiry_and_audience() {
-    use jsonwebtoken::{EncodingKey, Header};
-    let secret = "a test secret of at least 32 bytes!!";
-    let server = start_with(|a| {
+/// The HS256 secret of [`jwt_server`].
+const JWT_SECRET: &str = "a test secret of at least 32 bytes!!";
+
+/// A server with `--auth jwt`: HS256 with [`JWT_SECRET`], issuer
+/// `https://login.test`, audience `eventbus`.
+async fn jwt_server() -> TestServer {
+    start_with(|a| {
         let file = a.data_dir.parent().expect("root").join("jwt-secret");
-        std::fs::write(&file, secret).expect("secret");
+        std::fs::write(&file, JWT_SECRET).expect("secret");
         a.auth = AuthMode::Jwt;
         a.jwt_secret_file = Some(file);
         a.jwt_issuer = Some("https://login.test".into());
         a.jwt_audience = Some("eventbus".into());
     })
-    .await;
-    let now = std::time::SystemTime::now()
+    .await
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_secs();
-    let token = |exp: u64, aud: &str| {
-        jsonwebtoken::encode(
-            &Header::default(),
-            &serde_json::json!({
-                "iss": "https://login.test", "aud": aud, "exp": exp, "sub": "svc",
-                "tenant": ORG, "grants": ["publish:/event/*", "subscribe:/event/*"],
-            }),
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .expect("sign")
-    };
-    let info = client(&server, &token(now + 600, "eventbus"), ORG)
+        .as_secs()
+}
+
+/// A token signed with [`JWT_SECRET`] for the default tenant: valid claims
+/// expiring in 10 minutes, with `extra` claims added or replaced.
+fn jwt(extra: serde_json::Value) -> String {
+    let mut claims = serde_json::json!({
+        "iss": "https://login.test", "aud": "eventbus", "exp": unix_now() + 600, "sub": "svc",
+        "tenant": ORG, "grants": ["publish:/event/*", "subscribe:/event/*"],
+    });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn jwt_tokens_are_checked_for_signature_expiry_and_audience() {
+    let server = jwt_server().await;
+    let now = unix_now();
+    let info = client(&server, &jwt(serde_json::json!({})), ORG)
         .await
         .get_topic(topic_request())
         .await
@@ -284,10 +302,68 @@ async fn jwt_tokens_are_checked_for_signature_expiry_and_audience() {
         .into_inner();
     assert!(info.can_publish && info.can_subscribe);
     for (what, bad) in [
-        ("expired", token(now - 3600, "eventbus")),
-        ("wrong audience", token(now + 600, "billing")),
+        ("expired", jwt(serde_json::json!({"exp": now - 3600}))),
+        ("wrong audience", jwt(serde_json::json!({"aud": "billing"}))),
     ] {
         let st = client(&server, &bad, ORG)
+            .await
+            .get_topic(topic_request())
+            .await
+            .expect_err(what);
+        assert_status(&st, Code::Unauthenticated, "service.auth.error");
+    }
+}
+
+#[tokio::test]
+async fn jwt_nbf_iat_and_lifetime_are_checked() {
+    // Found by the outside probe (issue 17, finding 8): a token valid from
+    // tomorrow worked today, and a future `iat` or `exp` = 2^62 passed.
+    let server = jwt_server().await;
+    let now = unix_now();
+    for (what, token) in [
+        (
+            "nbf and iat now",
+            jwt(serde_json::json!({"nbf": now, "iat": now})),
+        ),
+        (
+            "nbf 30 s ahead, within the clock skew",
+            jwt(serde_json::json!({"nbf": now + 30})),
+        ),
+        (
+            "iat 30 s ahead, within the clock skew",
+            jwt(serde_json::json!({"iat": now + 30})),
+        ),
+        (
+            "a lifetime of exactly 24 h",
+            jwt(serde_json::json!({"iat": now, "exp": now + 86_400})),
+        ),
+    ] {
+        client(&server, &token, ORG)
+            .await
+            .get_topic(topic_request())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    }
+    for (what, token) in [
+        (
+            "valid from tomorrow",
+            jwt(serde_json::json!({"nbf": now + 86_400})),
+        ),
+        (
+            "issued in an hour",
+            jwt(serde_json::json!({"iat": now + 3_600})),
+        ),
+        ("exp = 2^62", jwt(serde_json::json!({"exp": 1u64 << 62}))),
+        (
+            "a lifetime of 25 h",
+            jwt(serde_json::json!({"iat": now, "exp": now + 25 * 3_600})),
+        ),
+        (
+            "no iat and 30 days left",
+            jwt(serde_json::json!({"exp": now + 30 * 86_400})),
+        ),
+    ] {
+        let st = client(&server, &token, ORG)
             .await
             .get_topic(topic_request())
             .await
