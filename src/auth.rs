@@ -18,6 +18,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::types::Echo;
+
 /// The tenant of every call in mode `none`, and of the topics folder.
 pub const DEFAULT_TENANT: &str = crate::broker::DEFAULT_TENANT_GUID;
 
@@ -215,7 +217,8 @@ pub fn org_id_of(tenant_id: &str) -> Result<&str, AuthError> {
         Ok(id)
     } else {
         Err(AuthError::BadHeader(format!(
-            "tenantid `{tenant_id}` is neither an org id (15 or 18 letters and digits) nor core/<name>/<orgId>"
+            "tenantid `{}` is neither an org id (15 or 18 letters and digits) nor core/<name>/<orgId>",
+            Echo(tenant_id)
         )))
     }
 }
@@ -511,14 +514,16 @@ impl Authenticator {
         let tenant_id = present(headers.tenant_id, "tenantid")?;
         if !(instance_url.starts_with("https://") || instance_url.starts_with("http://")) {
             return Err(AuthError::BadHeader(format!(
-                "instanceurl `{instance_url}` is not an http(s) URL"
+                "instanceurl `{}` is not an http(s) URL",
+                Echo(instance_url)
             )));
         }
         let org = org_id_of(tenant_id)?;
         let caller = self.caller_of(token)?;
         if !same_org(&caller.tenant, org) {
             return Err(AuthError::BadHeader(format!(
-                "tenantid `{tenant_id}` does not match the tenant of the access token"
+                "tenantid `{}` does not match the tenant of the access token",
+                Echo(tenant_id)
             )));
         }
         Ok(caller)

@@ -70,7 +70,7 @@ pub(super) async fn start(
             ErrorCode::SubscriptionTopicCannotSubscribe,
             &format!(
                 "Subscribing to {} is not permitted for this caller, or the topic does not exist.",
-                first.topic_name
+                crate::types::Echo(&first.topic_name)
             ),
             rpc,
         ));

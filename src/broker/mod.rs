@@ -29,7 +29,7 @@ use crate::error::ErrorCode;
 use crate::log::{LogError, SharedLog, TopicRecord, now_ms};
 use crate::schema::{ParsedSchema, SchemaRegistry};
 use crate::telemetry::metrics::{self, Metrics};
-use crate::types::{SchemaId, TopicId, TopicName};
+use crate::types::{Echo, SchemaId, TopicId, TopicName};
 
 pub use admin::TopicSummary;
 
@@ -97,13 +97,13 @@ pub enum BrokerError {
     #[error("The topic name is not valid: {0}.")]
     TopicNameInvalid(String),
     /// The topic does not exist.
-    #[error("The topic {0} was not found.")]
+    #[error("The topic {} was not found.", Echo(.0))]
     TopicNotFound(String),
     /// GetSchema without an id.
     #[error("The schema ID is blank. Provide the schema_id of a topic or event.")]
     SchemaIdBlank,
     /// The schema id is unknown.
-    #[error("The schema {0} was not found.")]
+    #[error("The schema {} was not found.", Echo(.0))]
     SchemaNotFound(String),
     /// Publish with no events.
     #[error("The publish request contains no events. Send at least one event.")]
@@ -120,7 +120,9 @@ pub enum BrokerError {
     },
     /// A later PublishStream request named another topic.
     #[error(
-        "This publish stream is for topic {first}, but a request named {got}. Open a new stream to publish to another topic."
+        "This publish stream is for topic {}, but a request named {}. Open a new stream to publish to another topic.",
+        Echo(.first),
+        Echo(.got)
     )]
     PublishTopicMismatch {
         /// The stream's topic.
@@ -130,7 +132,9 @@ pub enum BrokerError {
     },
     /// A later FetchRequest named another topic.
     #[error(
-        "This subscription is for topic {first}, but a request named {got}. Open a new subscription to read another topic."
+        "This subscription is for topic {}, but a request named {}. Open a new subscription to read another topic.",
+        Echo(.first),
+        Echo(.got)
     )]
     SubscribeTopicMismatch {
         /// The stream's topic.
@@ -159,7 +163,7 @@ pub enum BrokerError {
     #[error("The server is shutting down. Reconnect and resume from your last replay ID.")]
     ShuttingDown,
     /// CreateTopic for a name that exists.
-    #[error("The topic {0} already exists.")]
+    #[error("The topic {} already exists.", Echo(.0))]
     TopicExists(String),
     /// A schema given through the admin API does not parse.
     #[error("The schema is not a valid Avro record schema: {0}")]
@@ -176,7 +180,7 @@ pub enum BrokerError {
     #[error("The retention must be greater than 0 ms; got {0} ms.")]
     RetentionInvalid(u64),
     /// The topic was deleted while a subscription read it.
-    #[error("The topic {0} was deleted.")]
+    #[error("The topic {} was deleted.", Echo(.0))]
     TopicDeleted(String),
     /// A topics-folder or schema problem at provisioning time.
     #[error("{0}")]
@@ -195,10 +199,10 @@ pub enum BrokerError {
     #[error("The managed subscription ID is not valid: {0}.")]
     ManagedIdInvalid(String),
     /// No managed subscription with this id.
-    #[error("No managed subscription with ID {0} exists.")]
+    #[error("No managed subscription with ID {} exists.", Echo(.0))]
     ManagedIdNotFound(String),
     /// No managed subscription with this developer name.
-    #[error("No managed subscription with developer name {0} exists.")]
+    #[error("No managed subscription with developer name {} exists.", Echo(.0))]
     ManagedNameNotFound(String),
     /// A commit in the first request.
     #[error(
@@ -218,17 +222,18 @@ pub enum BrokerError {
     ManagedAlreadyActive,
     /// The subscription is in state STOP.
     #[error(
-        "The managed subscription {0} is stopped (state STOP). Set its state to RUN to consume it again; it then starts from its default replay."
+        "The managed subscription {} is stopped (state STOP). Set its state to RUN to consume it again; it then starts from its default replay.",
+        Echo(.0)
     )]
     ManagedStopped(String),
     /// The subscription was deleted.
-    #[error("The managed subscription {0} was deleted.")]
+    #[error("The managed subscription {} was deleted.", Echo(.0))]
     ManagedDeleted(String),
     /// A definition that cannot be stored.
     #[error("The managed subscription is not valid: {0}.")]
     ManagedInvalid(String),
     /// CreateManagedSubscription for a developer name in use.
-    #[error("A managed subscription with developer name {0} already exists.")]
+    #[error("A managed subscription with developer name {} already exists.", Echo(.0))]
     ManagedExists(String),
     /// The tenant has its maximum of managed subscriptions.
     #[error(
@@ -237,7 +242,9 @@ pub enum BrokerError {
     ManagedLimit(usize),
     /// A later ManagedFetchRequest named another subscription.
     #[error(
-        "This stream is for managed subscription {first}, but a request named {got}. Later requests may repeat the subscription or leave it out, not change it."
+        "This stream is for managed subscription {}, but a request named {}. Later requests may repeat the subscription or leave it out, not change it.",
+        Echo(.first),
+        Echo(.got)
     )]
     ManagedMismatch {
         /// The stream's subscription as the first request named it.
