@@ -18,13 +18,64 @@ pub struct TopicName(String);
 /// the cap keeps keys and log lines bounded.
 pub const MAX_TOPIC_NAME_BYTES: usize = 255;
 
+/// What starts the stored name of every topic of a tenant other than the
+/// default one: `/~<org id, 15 characters>/event/X__e`. The protocol layer
+/// maps client names to stored names; this is the one segment of a topic
+/// name that may start with `~`.
+pub const TENANT_MARK: &str = "/~";
+
 impl TopicName {
-    /// Checks and wraps a topic name.
+    /// Checks and wraps a new topic name: `/`-separated segments of ASCII
+    /// letters, digits and underscores, the characters of Salesforce API
+    /// names (`/event/Order_Event__e`, `/data/AccountChangeEvent`). Anything
+    /// else could make a lookalike of another topic: an invisible U+200B, a
+    /// U+202E that reverses the text after it, a Cyrillic `О` for a Latin
+    /// `O`. A stored name's first segment may be the tenant mark
+    /// (`/~00D5e000000Abcd/event/X__e`, see [`TENANT_MARK`]).
     ///
     /// # Errors
-    /// Returns a human-readable reason when the name is blank, too long, does
-    /// not start with `/`, or contains whitespace or control characters.
+    /// A human-readable reason when the name is blank, too long, does not
+    /// start with `/`, has an empty segment, or has any other character.
     pub fn parse(name: &str) -> Result<Self, String> {
+        check_topic_shape(name)?;
+        for (i, seg) in name.split('/').skip(1).enumerate() {
+            if i == 0
+                && let Some(org) = seg.strip_prefix('~')
+            {
+                if org.is_empty() || !org.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(format!(
+                        "the topic name `{}` has a malformed tenant segment",
+                        Echo(name)
+                    ));
+                }
+                continue;
+            }
+            if let Some(c) = seg
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+            {
+                let shown = if c.is_ascii_graphic() {
+                    format!("`{c}`")
+                } else {
+                    format!("U+{:04X}", u32::from(c))
+                };
+                return Err(format!(
+                    "the topic name `{}` contains {shown}; between its slashes a topic name has only ASCII letters, digits and underscores, as in `/event/Order_Event__e`",
+                    Echo(name)
+                ));
+            }
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// Checks and wraps a name read back from storage with the rules of
+    /// earlier versions (no whitespace, control characters, empty, `.` or
+    /// `..` segments), so a topic created before [`TopicName::parse`] took
+    /// only ASCII letters, digits and underscores stays readable.
+    ///
+    /// # Errors
+    /// A human-readable reason.
+    pub fn parse_stored(name: &str) -> Result<Self, String> {
         check_topic_shape(name)?;
         Ok(Self(name.to_owned()))
     }
@@ -35,7 +86,7 @@ impl TopicName {
     }
 }
 
-/// The checks of a topic name; messages quote it with [`Echo`].
+/// The checks every topic name passes, new or stored.
 fn check_topic_shape(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("the topic name is blank".to_owned());
@@ -484,7 +535,45 @@ mod tests {
         assert!(TopicName::parse(&format!("/{}", "x".repeat(300))).is_err());
         assert!(TopicName::parse("/../up").is_err());
         assert!(TopicName::parse("/event/./x").is_err());
-        assert!(TopicName::parse("/event/x..y").is_ok());
+        assert!(TopicName::parse("/event/x..y").is_err());
+        assert!(TopicName::parse("/data/Employee__ChangeEvent").is_ok());
+        assert!(TopicName::parse("/event/Order_Channel__chn").is_ok());
+    }
+
+    #[test]
+    fn topic_names_are_ascii_letters_digits_and_underscores() {
+        for (name, says) in [
+            ("/event/Order_Event__e\u{200B}", "U+200B"),
+            ("/event/\u{202E}e__tnevE_redrO", "U+202E"),
+            ("/event/\u{041E}rder_Event__e", "U+041E"),
+            ("/event/Order\u{00AD}Event__e", "U+00AD"),
+            ("/event/Order-Event__e", "`-`"),
+            ("/event/Order.Event__e", "`.`"),
+            ("/event/Order~Event__e", "`~`"),
+            ("/event/~x/Order__e", "`~`"),
+        ] {
+            let err = TopicName::parse(name).expect_err(name);
+            assert!(err.contains(says) && err.is_ascii(), "{name}: {err}");
+        }
+        // A stored name of another tenant.
+        assert!(TopicName::parse("/~00D5e000000Abcd/event/A__e").is_ok());
+        for bad in [
+            "/~/event/A__e",
+            "/~00D-5/event/A__e",
+            "/~\u{200B}/event/A__e",
+        ] {
+            assert!(TopicName::parse(bad).is_err(), "{bad}");
+        }
+        // Names stored by earlier versions stay readable.
+        for old in [
+            "/event/Order-Event__e",
+            "/event/x..y",
+            "/event/Caf\u{e9}__e",
+        ] {
+            assert!(TopicName::parse_stored(old).is_ok(), "{old}");
+            assert!(TopicName::parse(old).is_err(), "{old}");
+        }
+        assert!(TopicName::parse_stored("/event/a b").is_err());
     }
 
     #[test]

@@ -14,8 +14,7 @@ use tonic::Status;
 use crate::auth::same_org;
 use crate::broker::{BrokerError, DEFAULT_TENANT_GUID};
 
-/// What starts every stored name of a non-default tenant.
-pub const TENANT_MARK: &str = "/~";
+pub use crate::types::TENANT_MARK;
 
 /// One tenant's view of topic names.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -354,7 +354,7 @@ impl Topic {
     /// # Errors
     /// [`BrokerError::Provision`] for a stored name that is not valid.
     fn from_record(rec: TopicRecord) -> Result<Self, BrokerError> {
-        let name = TopicName::parse(&rec.name).map_err(|e| {
+        let name = TopicName::parse_stored(&rec.name).map_err(|e| {
             BrokerError::Provision(format!("stored topic {:?} is invalid: {e}", rec.name))
         })?;
         Ok(Topic {

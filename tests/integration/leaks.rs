@@ -1,12 +1,67 @@
-//! What error messages give away (issue 17, finding 9): request fields
-//! echoed back without bound.
+//! What error messages give away (issue 17, finding 9): lookalike topic
+//! names, and request fields echoed back without bound.
 
+use eventbus::api::admin::pb::{self as admin_pb, admin_client::AdminClient};
 use eventbus::api::pb::{self, ReplayPreset};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use crate::common::*;
+
+#[tokio::test]
+async fn topic_names_with_invisible_bidi_or_non_ascii_characters_are_refused() {
+    let server = start().await;
+    let mut admin = AdminClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let mut client = server.client().await;
+    for (what, name, shown) in [
+        (
+            "zero-width space",
+            "/event/Order_Event__e\u{200B}",
+            "U+200B",
+        ),
+        (
+            "right-to-left override",
+            "/event/\u{202E}e__tnevE_redrO",
+            "U+202E",
+        ),
+        ("Cyrillic O", "/event/\u{041E}rder_Event__e", "U+041E"),
+        ("hyphen", "/event/Order-Event__e", "`-`"),
+    ] {
+        let st = admin
+            .create_topic(admin_pb::CreateTopicRequest {
+                topic_name: name.into(),
+                schema_json: ORDER_SCHEMA.into(),
+                retention_ms: 0,
+            })
+            .await
+            .expect_err(what);
+        assert_status(&st, Code::InvalidArgument, "topic.validation.invalid");
+        assert!(
+            st.message().contains(shown) && st.message().is_ascii(),
+            "{what}: the message names the character, escaped: {}",
+            st.message()
+        );
+        // The lookalike of an existing topic is not a topic either.
+        let st = client
+            .get_topic(pb::TopicRequest {
+                topic_name: name.into(),
+            })
+            .await
+            .expect_err(what);
+        assert_status(&st, Code::InvalidArgument, "topic.validation.invalid");
+    }
+    let topics = admin
+        .list_topics(admin_pb::ListTopicsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .topics;
+    assert_eq!(topics.len(), 1, "only the provisioned topic: {topics:?}");
+    server.shutdown().await;
+}
 
 /// Most bytes a status message may have: 1 KiB of text plus ` rpcId: <uuid>`.
 const MAX_MESSAGE_BYTES: usize = 1024 + 44;
