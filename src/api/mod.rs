@@ -235,7 +235,10 @@ impl pb::pub_sub_server::PubSub for PubSubService {
                 .publish(&stored, convert::publish_events(req.events))
                 .await
                 .map_err(fail)?;
-            Ok(Response::new(convert::publish_response(receipt, rpc)))
+            Ok(Response::new(convert::publish_response(
+                ns.scrub_receipt(receipt),
+                rpc,
+            )))
         }
         .instrument(span)
         .await

@@ -866,3 +866,129 @@ async fn managed_subscriptions_live_in_the_tenant_namespace_and_need_the_subscri
     r.expect("B opens its own at the same time: another subscription");
     server.shutdown().await;
 }
+
+/// A server where token `a` is tenant [`ORG_A`] with every grant, with
+/// metrics on, and A's own `/event/Order_Event__e`; and A's current schema id.
+async fn tenant_a_server() -> (TestServer, String) {
+    let server = start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG_A}\"\nprincipal = \"a\"\ngrants = [\"publish:*\", \"subscribe:*\", \"admin\"]\n",
+                hash_token("a")
+            ),
+        )
+        .expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+        a.metrics_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    admin(&server, "a", ORG_A)
+        .await
+        .create_topic(admin_pb::CreateTopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+            schema_json: ORDER_SCHEMA.into(),
+            retention_ms: 0,
+        })
+        .await
+        .expect("A creates its topic");
+    let schema_id = client(&server, "a", ORG_A)
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner()
+        .schema_id;
+    (server, schema_id)
+}
+
+/// Whether `text` shows A's stored names or its org id.
+fn shows_stored_names(text: &str) -> bool {
+    text.contains("/~") || text.contains(&ORG_A[..15])
+}
+
+/// A request with a good event and one whose schema id is not the topic's.
+fn good_and_bad(schema_id: &str) -> pb::PublishRequest {
+    pb::PublishRequest {
+        topic_name: ORDER_TOPIC.into(),
+        events: vec![
+            order_event(schema_id, 1),
+            order_event("NotASchemaOfTheTopic00", 2),
+        ],
+        auth_refresh: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_sees_its_own_topic_names_in_errors() {
+    // Found by the outside probe (issue 17, finding 9): per-event errors
+    // quoted the stored name `/~<org>/event/...`.
+    let (server, schema_id) = tenant_a_server().await;
+    let mut a = client(&server, "a", ORG_A).await;
+    let unary = a
+        .publish(good_and_bad(&schema_id))
+        .await
+        .expect("publish")
+        .into_inner();
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(good_and_bad(&schema_id)).await.expect("send");
+    drop(tx);
+    let mut responses = a
+        .publish_stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let streamed = responses
+        .message()
+        .await
+        .expect("stream answers")
+        .expect("one response");
+    for (how, resp) in [("Publish", unary), ("PublishStream", streamed)] {
+        assert!(resp.results[0].error.is_none(), "{how}: {resp:?}");
+        let msg = &resp.results[1]
+            .error
+            .as_ref()
+            .expect("the bad event fails")
+            .msg;
+        assert!(
+            msg.contains(&format!("topic {ORDER_TOPIC}")) && !shows_stored_names(msg),
+            "{how}: the caller's name, not the stored one: {msg}"
+        );
+    }
+
+    // A subscription whose topic is deleted under it.
+    // `tx` stays open: a half-closed subscription would end with OK.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(fetch(ReplayPreset::Earliest, vec![], 10))
+        .await
+        .expect("send");
+    let mut stream = a
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    collect_events(&mut stream, 2).await;
+    admin(&server, "a", ORG_A)
+        .await
+        .delete_topic(admin_pb::DeleteTopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+        })
+        .await
+        .expect("delete");
+    let st = loop {
+        match next(&mut stream).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(st) => break st,
+        }
+    };
+    assert_status(&st, Code::NotFound, "topic.not.found");
+    assert!(
+        st.message().contains(ORDER_TOPIC) && !shows_stored_names(st.message()),
+        "{}",
+        st.message()
+    );
+    server.shutdown().await;
+}
