@@ -273,6 +273,13 @@ pub struct ServeArgs {
     /// empty turns it off.
     #[arg(long, env = "EVENTBUS_METRICS_LISTEN", default_value = "")]
     pub metrics_listen: String,
+    /// What the `topic` label of per-topic metrics shows: `default-tenant`
+    /// (the default tenant's topic names; other tenants' topics together as
+    /// `other-tenants`), `all` (every stored name, `/~<org id>/...` included:
+    /// names tenants, so only where nobody else can reach /metrics) or
+    /// `none` (every topic as `*`).
+    #[arg(long, env = "EVENTBUS_METRICS_TOPIC_LABELS", value_enum, default_value_t = crate::telemetry::metrics::TopicLabels::DefaultTenant)]
+    pub metrics_topic_labels: crate::telemetry::metrics::TopicLabels,
     /// Address of the Tooling API query endpoint (plain HTTP) that Pub/Sub
     /// API clients use to look up managed subscriptions; empty turns it off.
     #[arg(long, env = "EVENTBUS_TOOLING_LISTEN", default_value = "")]
@@ -713,6 +720,10 @@ mod tests {
         assert_eq!(args.keepalive, Duration::from_secs(60));
         assert_eq!(args.durability, Durability::Sync);
         assert_eq!(args.jwt_max_lifetime, crate::auth::DEFAULT_JWT_MAX_LIFETIME);
+        assert_eq!(
+            args.metrics_topic_labels,
+            crate::telemetry::metrics::TopicLabels::DefaultTenant
+        );
     }
 
     #[test]

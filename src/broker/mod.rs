@@ -491,20 +491,24 @@ impl Broker {
             .values()
             .cloned()
             .collect();
-        let mut lag: HashMap<String, i64> = HashMap::new();
+        // Keyed by label: topics that share one (other tenants') report the
+        // furthest-behind subscriber of them all.
+        let mut lag: HashMap<metrics::TopicLabel, i64> = HashMap::new();
         let mut credit = 0i64;
         for sub in &live {
             credit += i64::try_from(sub.credit.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
             let latest = self.log.bounds(sub.topic).map(|b| b.latest.0).unwrap_or(0);
             let behind = latest.saturating_sub(sub.cursor.load(Ordering::Relaxed));
-            let e = lag.entry(sub.topic_name.clone()).or_insert(0);
+            let e = lag
+                .entry(self.metrics.topic_label(&sub.topic_name))
+                .or_insert(0);
             *e = (*e).max(i64::try_from(behind).unwrap_or(i64::MAX));
         }
         self.metrics.subscriber_lag.clear();
-        for (topic, behind) in lag {
+        for (label, behind) in lag {
             self.metrics
                 .subscriber_lag
-                .get_or_create(&metrics::topic(&topic))
+                .get_or_create(&label)
                 .set(behind);
         }
         self.metrics.credit_outstanding.set(credit);

@@ -8,7 +8,6 @@ use bytes::Bytes;
 
 use super::{Broker, BrokerError};
 use crate::log::{EventHeader, NewEvent};
-use crate::telemetry::metrics;
 use crate::types::{Echo, EventId, MAX_EVENT_ID_CHARS, ReplayId, SchemaId, clip_message};
 
 /// Most events in one publish request. The spec recommends 200 or fewer and
@@ -108,7 +107,7 @@ impl Broker {
                 }),
             }
         }
-        let label = metrics::topic(topic.name.as_str());
+        let label = self.metrics().topic_label(topic.name.as_str());
         let rejected = outcomes.len() - valid.len();
         if rejected > 0 {
             self.metrics()

@@ -867,6 +867,23 @@ async fn managed_subscriptions_live_in_the_tenant_namespace_and_need_the_subscri
     server.shutdown().await;
 }
 
+/// `/metrics` over plain HTTP/1.0; the whole answer.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await?;
+        Ok::<_, std::io::Error>(text)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
+        .await
+        .expect("metrics within 10 s")
+        .expect("metrics readable")
+}
+
 /// A server where token `a` is tenant [`ORG_A`] with every grant, with
 /// metrics on, and A's own `/event/Order_Event__e`; and A's current schema id.
 async fn tenant_a_server() -> (TestServer, String) {
@@ -990,5 +1007,26 @@ async fn a_tenant_sees_its_own_topic_names_in_errors() {
         "{}",
         st.message()
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_name_no_other_tenant_by_default() {
+    // Found by the outside probe (issue 17, finding 9): the unauthenticated
+    // /metrics labelled counters with every tenant's stored topic name.
+    let (server, schema_id) = tenant_a_server().await;
+    client(&server, "a", ORG_A)
+        .await
+        .publish(good_and_bad(&schema_id))
+        .await
+        .expect("publish");
+    let body = scrape(server.metrics.expect("metrics on")).await;
+    assert!(!shows_stored_names(&body), "{body}");
+    for series in [
+        "pubsub_publish_events_total{topic=\"other-tenants\"} 1",
+        "pubsub_publish_rejected_events_total{topic=\"other-tenants\"} 1",
+    ] {
+        assert!(body.contains(series), "{series} missing from:\n{body}");
+    }
     server.shutdown().await;
 }
