@@ -12,12 +12,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::types::TenantId;
+use crate::types::{Echo, TenantId};
 
 /// The tenant of every call in mode `none`, and of the topics folder.
 pub const DEFAULT_TENANT: &str = crate::broker::DEFAULT_TENANT_GUID;
@@ -32,10 +33,22 @@ pub enum AuthMode {
     /// A tokens file maps SHA-256 hashes of access tokens to a tenant, a
     /// principal and grants.
     Static,
-    /// Signed JWTs: issuer, audience and expiry checked; claims name the
-    /// tenant (`tenant`), the principal (`sub`) and the grants (`grants`).
+    /// Signed JWTs: issuer, audience and the time claims checked (see
+    /// [`check_token_times`]); claims name the tenant (`tenant`), the
+    /// principal (`sub`) and the grants (`grants`).
     Jwt,
 }
+
+/// How far a JWT's `nbf` and `iat` may lie ahead of this server's clock, and
+/// how long after its `exp` a token still passes: the issuer's clock and
+/// ours may differ by some seconds. One minute, as jsonwebtoken's own
+/// default and most JWT libraries allow.
+pub const JWT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Default of the longest lifetime a JWT may claim
+/// (`EVENTBUS_JWT_MAX_LIFETIME`): a day, so a leaked token is useless by
+/// tomorrow whatever `exp` its issuer wrote.
+pub const DEFAULT_JWT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,7 +218,8 @@ pub fn org_id_of(tenant_id: &str) -> Result<&str, AuthError> {
         Ok(id)
     } else {
         Err(AuthError::BadHeader(format!(
-            "tenantid `{tenant_id}` is neither an org id (15 or 18 letters and digits) nor core/<name>/<orgId>"
+            "tenantid `{}` is neither an org id (15 or 18 letters and digits) nor core/<name>/<orgId>",
+            Echo(tenant_id)
         )))
     }
 }
@@ -270,7 +284,7 @@ struct TokenEntry {
 }
 
 /// Settings of the authenticator, from the serve settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AuthSettings {
     /// The mode.
     pub mode: AuthMode,
@@ -284,6 +298,22 @@ pub struct AuthSettings {
     pub jwt_issuer: Option<String>,
     /// Required `aud`.
     pub jwt_audience: Option<String>,
+    /// Longest lifetime a JWT may claim (see [`check_token_times`]).
+    pub jwt_max_lifetime: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::default(),
+            tokens_file: None,
+            jwt_secret_file: None,
+            jwt_jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
+        }
+    }
 }
 
 struct JwtKey {
@@ -292,7 +322,8 @@ struct JwtKey {
     alg: Algorithm,
 }
 
-/// Claims we read from a JWT (the standard ones are checked by the library).
+/// Claims we read from a JWT. The library checks the signature, `iss` and
+/// `aud`, and that `exp` is there; [`check_token_times`] checks the times.
 #[derive(Deserialize)]
 struct Claims {
     #[serde(default)]
@@ -301,6 +332,72 @@ struct Claims {
     tenant: String,
     #[serde(default)]
     grants: Vec<String>,
+    #[serde(flatten)]
+    times: TokenTimes,
+}
+
+/// The time claims of a JWT, in seconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct TokenTimes {
+    /// Expiry (`exp`): required.
+    #[serde(default)]
+    pub exp: u64,
+    /// Not before (`nbf`), when given.
+    #[serde(default)]
+    pub nbf: Option<u64>,
+    /// Issued at (`iat`), when given.
+    #[serde(default)]
+    pub iat: Option<u64>,
+}
+
+/// Checks a verified token's time claims against `now` (seconds since the
+/// Unix epoch), allowing [`JWT_CLOCK_SKEW`] of difference between clocks:
+/// the token has not expired, `nbf` and `iat` are not in the future, and its
+/// lifetime is at most `max_lifetime`. The lifetime counts from `iat`, else
+/// from `nbf`, else from now, so a token without either is judged by what
+/// it has left: `exp` = 2^62 fails every way.
+///
+/// # Errors
+/// Which check failed, for the server log.
+pub fn check_token_times(t: TokenTimes, now: u64, max_lifetime: Duration) -> Result<(), String> {
+    let skew = JWT_CLOCK_SKEW.as_secs();
+    if t.exp.saturating_add(skew) < now {
+        return Err(format!("the token expired at {} (now {now})", t.exp));
+    }
+    if let Some(nbf) = t.nbf
+        && nbf > now.saturating_add(skew)
+    {
+        return Err(format!(
+            "the token is not valid before {nbf} (nbf; now {now})"
+        ));
+    }
+    if let Some(iat) = t.iat
+        && iat > now.saturating_add(skew)
+    {
+        return Err(format!(
+            "the token's iat {iat} is in the future (now {now})"
+        ));
+    }
+    let (start, allowance) = match t.iat.or(t.nbf) {
+        Some(start) => (start, 0),
+        // Measured on our clock, so the issuer's may differ by the skew.
+        None => (now, skew),
+    };
+    let lifetime = t.exp.saturating_sub(start);
+    if lifetime > max_lifetime.as_secs().saturating_add(allowance) {
+        return Err(format!(
+            "the token is valid for {lifetime} s from {}, longer than the {} s allowed (EVENTBUS_JWT_MAX_LIFETIME)",
+            if t.iat.is_some() {
+                "iat"
+            } else if t.nbf.is_some() {
+                "nbf"
+            } else {
+                "now"
+            },
+            max_lifetime.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the credentials of each call.
@@ -310,6 +407,7 @@ pub struct Authenticator {
     jwt_keys: Vec<JwtKey>,
     issuer: Option<String>,
     audience: Option<String>,
+    max_lifetime: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -331,6 +429,7 @@ impl Authenticator {
             jwt_keys: Vec::new(),
             issuer: None,
             audience: None,
+            max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
         }
     }
 
@@ -379,6 +478,7 @@ impl Authenticator {
                             .into(),
                     ));
                 }
+                auth.max_lifetime = settings.jwt_max_lifetime;
                 auth.issuer = settings.jwt_issuer.clone().filter(|s| !s.is_empty());
                 auth.audience = settings.jwt_audience.clone().filter(|s| !s.is_empty());
                 if auth.issuer.is_none() || auth.audience.is_none() {
@@ -415,14 +515,16 @@ impl Authenticator {
         let tenant_id = present(headers.tenant_id, "tenantid")?;
         if !(instance_url.starts_with("https://") || instance_url.starts_with("http://")) {
             return Err(AuthError::BadHeader(format!(
-                "instanceurl `{instance_url}` is not an http(s) URL"
+                "instanceurl `{}` is not an http(s) URL",
+                Echo(instance_url)
             )));
         }
         let org = org_id_of(tenant_id)?;
         let caller = self.caller_of(token)?;
         if !same_org(&caller.tenant, org) {
             return Err(AuthError::BadHeader(format!(
-                "tenantid `{tenant_id}` does not match the tenant of the access token"
+                "tenantid `{}` does not match the tenant of the access token",
+                Echo(tenant_id)
             )));
         }
         Ok(caller)
@@ -466,6 +568,9 @@ impl Authenticator {
             }
             let mut validation = Validation::new(key.alg);
             validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            // The times are checked below, all in one place, on one clock.
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
             if let Some(iss) = &self.issuer {
                 validation.set_issuer(&[iss]);
             }
@@ -475,6 +580,12 @@ impl Authenticator {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
                     let claims = data.claims;
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default();
+                    check_token_times(claims.times, now, self.max_lifetime)
+                        .map_err(AuthError::BadToken)?;
                     if claims.tenant.is_empty() {
                         return Err(AuthError::BadToken("the token names no `tenant`".into()));
                     }
@@ -774,7 +885,7 @@ mod tests {
         let err = auth
             .authenticate(headers(&expired, ORG))
             .expect_err("expired");
-        assert!(err.to_string().contains("Expired"), "{err}");
+        assert!(err.to_string().contains("expired"), "{err}");
         let wrong_aud =
             jsonwebtoken::encode(&Header::default(), &claims(now() + 600, "other"), &key)
                 .expect("sign");
@@ -793,6 +904,116 @@ mod tests {
             Authenticator::load(&jwt_settings(dir.path(), Some("short"), None)).is_err(),
             "short secrets are refused"
         );
+    }
+
+    #[test]
+    fn token_times_are_checked_with_a_minute_of_clock_skew() {
+        const NOW: u64 = 1_767_225_600;
+        const DAY: u64 = 24 * 3600;
+        let max = DEFAULT_JWT_MAX_LIFETIME;
+        let t = |exp: u64, nbf: Option<u64>, iat: Option<u64>| TokenTimes { exp, nbf, iat };
+        let ok = |times: TokenTimes| check_token_times(times, NOW, max);
+        // Accepted: the usual token, the skew either way, exactly a day.
+        ok(t(NOW + 600, Some(NOW), Some(NOW))).expect("now");
+        ok(t(NOW - 60, None, Some(NOW - 3600))).expect("expired within the skew");
+        ok(t(NOW + 600, Some(NOW + 60), None)).expect("nbf within the skew");
+        ok(t(NOW + 600, None, Some(NOW + 60))).expect("iat within the skew");
+        ok(t(NOW + DAY, None, Some(NOW))).expect("a day from iat");
+        ok(t(NOW + DAY - 3600, Some(NOW - 3600), None)).expect("a day from nbf");
+        ok(t(NOW + DAY + 60, None, None)).expect("a day from now, within the skew");
+        // Refused.
+        for (what, times, says) in [
+            ("expired", t(NOW - 61, None, None), "expired"),
+            (
+                "valid from tomorrow",
+                t(NOW + DAY + 600, Some(NOW + DAY), None),
+                "nbf",
+            ),
+            (
+                "nbf past the skew",
+                t(NOW + 600, Some(NOW + 61), None),
+                "nbf",
+            ),
+            (
+                "issued in the future",
+                t(NOW + 600, None, Some(NOW + 61)),
+                "iat",
+            ),
+            ("exp = 2^62", t(1 << 62, None, None), "longer"),
+            (
+                "exp = 2^62 with iat",
+                t(1 << 62, Some(NOW), Some(NOW)),
+                "longer",
+            ),
+            (
+                "a day and a second",
+                t(NOW + DAY + 1, None, Some(NOW)),
+                "longer",
+            ),
+            (
+                "a day from now past the skew",
+                t(NOW + DAY + 61, None, None),
+                "longer",
+            ),
+            (
+                "u64::MAX",
+                t(u64::MAX, Some(u64::MAX), Some(u64::MAX)),
+                "nbf",
+            ),
+        ] {
+            let err = ok(times).expect_err(what);
+            assert!(err.contains(says), "{what}: {err}");
+        }
+        // The lifetime is a setting.
+        check_token_times(
+            t(NOW + 3600, None, Some(NOW)),
+            NOW,
+            Duration::from_secs(3600),
+        )
+        .expect("an hour of an hour");
+        check_token_times(
+            t(NOW + 3601, None, Some(NOW)),
+            NOW,
+            Duration::from_secs(3600),
+        )
+        .expect_err("past an hour");
+    }
+
+    #[test]
+    fn jwt_time_claims_are_checked_after_the_signature() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = "0123456789abcdef0123456789abcdef";
+        let mut settings = jwt_settings(dir.path(), Some(secret), None);
+        settings.jwt_max_lifetime = Duration::from_secs(3600);
+        let auth = Authenticator::load(&settings).expect("load");
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        let sign = |extra: serde_json::Value| {
+            let mut c = claims(now() + 600, "eventbus");
+            if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            jsonwebtoken::encode(&Header::default(), &c, &key).expect("sign")
+        };
+        auth.authenticate(headers(
+            &sign(serde_json::json!({"iat": now(), "nbf": now()})),
+            ORG,
+        ))
+        .expect("valid");
+        for (what, extra) in [
+            ("nbf tomorrow", serde_json::json!({"nbf": now() + 86_400})),
+            ("iat in an hour", serde_json::json!({"iat": now() + 3600})),
+            ("two hours left", serde_json::json!({"exp": now() + 7200})),
+            ("exp = 2^62", serde_json::json!({"exp": 1u64 << 62})),
+            ("iat not a number", serde_json::json!({"iat": "yesterday"})),
+        ] {
+            assert!(
+                matches!(
+                    auth.authenticate(headers(&sign(extra), ORG)),
+                    Err(AuthError::BadToken(_))
+                ),
+                "{what}"
+            );
+        }
     }
 
     /// An ES256 key pair as (signing key, JWK JSON with `kid`).

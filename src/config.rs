@@ -273,6 +273,13 @@ pub struct ServeArgs {
     /// empty turns it off.
     #[arg(long, env = "EVENTBUS_METRICS_LISTEN", default_value = "")]
     pub metrics_listen: String,
+    /// What the `topic` label of per-topic metrics shows: `default-tenant`
+    /// (the default tenant's topic names; other tenants' topics together as
+    /// `other-tenants`), `all` (every stored name, `/~<org id>/...` included:
+    /// names tenants, so only where nobody else can reach /metrics) or
+    /// `none` (every topic as `*`).
+    #[arg(long, env = "EVENTBUS_METRICS_TOPIC_LABELS", value_enum, default_value_t = crate::telemetry::metrics::TopicLabels::DefaultTenant)]
+    pub metrics_topic_labels: crate::telemetry::metrics::TopicLabels,
     /// Address of the Tooling API query endpoint (plain HTTP) that Pub/Sub
     /// API clients use to look up managed subscriptions; empty turns it off.
     #[arg(long, env = "EVENTBUS_TOOLING_LISTEN", default_value = "")]
@@ -411,6 +418,10 @@ pub struct ServeArgs {
     /// Required `aud` claim for `--auth jwt`.
     #[arg(long, env = "EVENTBUS_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Longest lifetime a JWT may claim for `--auth jwt`: `exp` minus `iat`
+    /// (else `nbf`, else now). Longer-lived tokens are refused.
+    #[arg(long, env = "EVENTBUS_JWT_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    pub jwt_max_lifetime: Duration,
     /// Most Subscribe streams open at once per tenant (0: no limit); more
     /// get RESOURCE_EXHAUSTED `concurrent.client.limit.exceeded`.
     #[arg(
@@ -595,6 +606,11 @@ impl ServeArgs {
         if let Err(e) = self.metrics_addr() {
             problems.push(e);
         }
+        if self.jwt_max_lifetime.is_zero() {
+            problems.push(
+                "EVENTBUS_JWT_MAX_LIFETIME (--jwt-max-lifetime) must be longer than 0s".to_owned(),
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -714,6 +730,7 @@ impl ServeArgs {
             jwt_jwks_file: path(&self.jwt_jwks_file),
             jwt_issuer: self.jwt_issuer.clone(),
             jwt_audience: self.jwt_audience.clone(),
+            jwt_max_lifetime: self.jwt_max_lifetime,
         }
     }
 
@@ -749,6 +766,11 @@ mod tests {
         assert_eq!(args.max_credit, 100);
         assert_eq!(args.keepalive, Duration::from_secs(60));
         assert_eq!(args.durability, Durability::Sync);
+        assert_eq!(args.jwt_max_lifetime, crate::auth::DEFAULT_JWT_MAX_LIFETIME);
+        assert_eq!(
+            args.metrics_topic_labels,
+            crate::telemetry::metrics::TopicLabels::DefaultTenant
+        );
     }
 
     #[test]
@@ -767,9 +789,12 @@ mod tests {
         let mut args = Cli::parse_from(["eventbus"]).serve;
         args.max_credit = 0;
         args.keepalive = Duration::ZERO;
+        args.jwt_max_lifetime = Duration::ZERO;
         let err = args.validate().expect_err("invalid");
         assert!(
-            err.contains("MAX_CREDIT") && err.contains("KEEPALIVE"),
+            err.contains("MAX_CREDIT")
+                && err.contains("KEEPALIVE")
+                && err.contains("JWT_MAX_LIFETIME"),
             "{err}"
         );
     }

@@ -252,7 +252,7 @@ impl Server {
                 .map_err(|e| ServerError::Config(e.to_string()))?,
         );
         tracing::info!(mode = ?auth.mode(), "authentication");
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_topic_labels(args.metrics_topic_labels));
         let log: SharedLog = match args.backend {
             Backend::Rocksdb => {
                 let store = Store::open_with(&args.data_dir, args.wal_recovery)?;

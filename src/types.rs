@@ -1,8 +1,10 @@
 //! Shared newtypes for ids that cross module boundaries.
 //!
-//! Owns: the id types and their byte/string encodings.
+//! Owns: the id types and their byte/string encodings, and how a value a
+//! client sent is quoted back to it ([`Echo`], [`clip_message`]).
 //! Must not: depend on any other module of the crate.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A topic name as clients send it, for example `/event/Order_Event__e`.
@@ -16,43 +18,65 @@ pub struct TopicName(String);
 /// the cap keeps keys and log lines bounded.
 pub const MAX_TOPIC_NAME_BYTES: usize = 255;
 
+/// What starts the stored name of every topic of a tenant other than the
+/// default one: `/~<org id, 15 characters>/event/X__e`. The protocol layer
+/// maps client names to stored names; this is the one segment of a topic
+/// name that may start with `~`.
+pub const TENANT_MARK: &str = "/~";
+
 impl TopicName {
-    /// Checks and wraps a topic name.
+    /// Checks and wraps a new topic name: `/`-separated segments of ASCII
+    /// letters, digits and underscores, the characters of Salesforce API
+    /// names (`/event/Order_Event__e`, `/data/AccountChangeEvent`). Anything
+    /// else could make a lookalike of another topic: an invisible U+200B, a
+    /// U+202E that reverses the text after it, a Cyrillic `О` for a Latin
+    /// `O`. A stored name's first segment may be the tenant mark
+    /// (`/~00D5e000000Abcd/event/X__e`, see [`TENANT_MARK`]).
     ///
     /// # Errors
-    /// Returns a human-readable reason when the name is blank, too long, does
-    /// not start with `/`, or contains whitespace or control characters.
+    /// A human-readable reason when the name is blank, too long, does not
+    /// start with `/`, has an empty segment, or has any other character.
     pub fn parse(name: &str) -> Result<Self, String> {
-        if name.trim().is_empty() {
-            return Err("the topic name is blank".to_owned());
+        check_topic_shape(name)?;
+        for (i, seg) in name.split('/').skip(1).enumerate() {
+            if i == 0
+                && let Some(org) = seg.strip_prefix('~')
+            {
+                if org.is_empty() || !org.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(format!(
+                        "the topic name `{}` has a malformed tenant segment",
+                        Echo(name)
+                    ));
+                }
+                continue;
+            }
+            if let Some(c) = seg
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+            {
+                let shown = if c.is_ascii_graphic() {
+                    format!("`{c}`")
+                } else {
+                    format!("U+{:04X}", u32::from(c))
+                };
+                return Err(format!(
+                    "the topic name `{}` contains {shown}; between its slashes a topic name has only ASCII letters, digits and underscores, as in `/event/Order_Event__e`",
+                    Echo(name)
+                ));
+            }
         }
-        if name.len() > MAX_TOPIC_NAME_BYTES {
-            return Err(format!(
-                "the topic name is {} bytes long; at most {MAX_TOPIC_NAME_BYTES} are allowed",
-                name.len()
-            ));
-        }
-        if !name.starts_with('/') {
-            return Err(format!(
-                "the topic name `{name}` must start with `/`, as in `/event/Order_Event__e`"
-            ));
-        }
-        if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "the topic name `{}` contains whitespace or control characters",
-                name.escape_debug()
-            ));
-        }
-        if name.split('/').skip(1).any(str::is_empty) {
-            return Err(format!("the topic name `{name}` has an empty path segment"));
-        }
-        // `.` and `..` read as paths everywhere else (the topics folder maps
-        // names to files); no Salesforce topic has them.
-        if name.split('/').skip(1).any(|seg| seg == "." || seg == "..") {
-            return Err(format!(
-                "the topic name `{name}` has a `.` or `..` path segment"
-            ));
-        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// Checks and wraps a name read back from storage with the rules of
+    /// earlier versions (no whitespace, control characters, empty, `.` or
+    /// `..` segments), so a topic created before [`TopicName::parse`] took
+    /// only ASCII letters, digits and underscores stays readable.
+    ///
+    /// # Errors
+    /// A human-readable reason.
+    pub fn parse_stored(name: &str) -> Result<Self, String> {
+        check_topic_shape(name)?;
         Ok(Self(name.to_owned()))
     }
 
@@ -60,6 +84,105 @@ impl TopicName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The checks every topic name passes, new or stored.
+fn check_topic_shape(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the topic name is blank".to_owned());
+    }
+    if name.len() > MAX_TOPIC_NAME_BYTES {
+        return Err(format!(
+            "the topic name is {} bytes long; at most {MAX_TOPIC_NAME_BYTES} are allowed",
+            name.len()
+        ));
+    }
+    if !name.starts_with('/') {
+        return Err(format!(
+            "the topic name `{}` must start with `/`, as in `/event/Order_Event__e`",
+            Echo(name)
+        ));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "the topic name `{}` contains whitespace or control characters",
+            Echo(name)
+        ));
+    }
+    if name.split('/').skip(1).any(str::is_empty) {
+        return Err(format!(
+            "the topic name `{}` has an empty path segment",
+            Echo(name)
+        ));
+    }
+    // `.` and `..` read as paths everywhere else (the topics folder maps
+    // names to files); no Salesforce topic has them.
+    if name.split('/').skip(1).any(|seg| seg == "." || seg == "..") {
+        return Err(format!(
+            "the topic name `{}` has a `.` or `..` path segment",
+            Echo(name)
+        ));
+    }
+    Ok(())
+}
+
+/// Most bytes of a client's value that a message quotes back, escapes
+/// included. Enough to recognise any id or topic name a client means to
+/// send; a longer value is cut, so a 100 KB field cannot make a 100 KB
+/// status message (found by the outside probe: such a trailer passed 64 KB).
+pub const MAX_ECHO_BYTES: usize = 100;
+
+/// A value a client sent, as a message quotes it back: printable ASCII as
+/// it is, any other character escaped as `\u{202e}` so that an invisible
+/// or bidirectional character shows instead of hiding or reordering the
+/// text around it, and cut after [`MAX_ECHO_BYTES`] with `…` and the
+/// value's full length.
+#[derive(Clone, Copy, Debug)]
+pub struct Echo<'a>(pub &'a str);
+
+impl fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        let mut used = 0;
+        for c in self.0.chars() {
+            let printable = (' '..='~').contains(&c);
+            let len = if printable {
+                1
+            } else {
+                // `\u{` + hex digits + `}`.
+                let bits = u32::BITS - u32::from(c).leading_zeros();
+                4 + bits.div_ceil(4).max(1) as usize
+            };
+            if used + len > MAX_ECHO_BYTES {
+                return write!(f, "… ({} bytes)", self.0.len());
+            }
+            used += len;
+            if printable {
+                f.write_char(c)?;
+            } else {
+                write!(f, "\\u{{{:x}}}", u32::from(c))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most bytes of a message sent to a client: a status message (before the
+/// ` rpcId: <id>` it ends with) or one event's error. Our own texts are far
+/// shorter; the cap holds whatever a message quotes.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `text`, or its first [`MAX_MESSAGE_BYTES`] (cut on a character boundary)
+/// followed by `…`.
+pub fn clip_message(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_MESSAGE_BYTES {
+        return Cow::Borrowed(text);
+    }
+    let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
 }
 
 impl fmt::Display for TopicName {
@@ -321,7 +444,7 @@ impl ManagedId {
         if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(format!(
                 "the subscription ID `{}` may contain only letters and digits",
-                id.escape_debug()
+                Echo(id)
             ));
         }
         match id.len() {
@@ -333,7 +456,8 @@ impl ManagedId {
                 "the subscription ID `{id}` has a wrong checksum suffix (its last three characters)"
             )),
             n => Err(format!(
-                "the subscription ID `{id}` is {n} characters long; IDs have 15 or 18 characters"
+                "the subscription ID `{}` is {n} characters long; IDs have 15 or 18 characters",
+                Echo(id)
             )),
         }
     }
@@ -454,13 +578,13 @@ pub fn check_developer_name(name: &str) -> Result<(), String> {
     if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return Err(format!(
             "the developer name `{}` must start with a letter",
-            name.escape_debug()
+            Echo(name)
         ));
     }
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!(
             "the developer name `{}` may contain only letters, digits and underscores",
-            name.escape_debug()
+            Echo(name)
         ));
     }
     if name.contains("__") || name.ends_with('_') {
@@ -488,7 +612,78 @@ mod tests {
         assert!(TopicName::parse(&format!("/{}", "x".repeat(300))).is_err());
         assert!(TopicName::parse("/../up").is_err());
         assert!(TopicName::parse("/event/./x").is_err());
-        assert!(TopicName::parse("/event/x..y").is_ok());
+        assert!(TopicName::parse("/event/x..y").is_err());
+        assert!(TopicName::parse("/data/Employee__ChangeEvent").is_ok());
+        assert!(TopicName::parse("/event/Order_Channel__chn").is_ok());
+    }
+
+    #[test]
+    fn topic_names_are_ascii_letters_digits_and_underscores() {
+        for (name, says) in [
+            ("/event/Order_Event__e\u{200B}", "U+200B"),
+            ("/event/\u{202E}e__tnevE_redrO", "U+202E"),
+            ("/event/\u{041E}rder_Event__e", "U+041E"),
+            ("/event/Order\u{00AD}Event__e", "U+00AD"),
+            ("/event/Order-Event__e", "`-`"),
+            ("/event/Order.Event__e", "`.`"),
+            ("/event/Order~Event__e", "`~`"),
+            ("/event/~x/Order__e", "`~`"),
+        ] {
+            let err = TopicName::parse(name).expect_err(name);
+            assert!(err.contains(says) && err.is_ascii(), "{name}: {err}");
+        }
+        // A stored name of another tenant.
+        assert!(TopicName::parse("/~00D5e000000Abcd/event/A__e").is_ok());
+        for bad in [
+            "/~/event/A__e",
+            "/~00D-5/event/A__e",
+            "/~\u{200B}/event/A__e",
+        ] {
+            assert!(TopicName::parse(bad).is_err(), "{bad}");
+        }
+        // Names stored by earlier versions stay readable.
+        for old in [
+            "/event/Order-Event__e",
+            "/event/x..y",
+            "/event/Caf\u{e9}__e",
+        ] {
+            assert!(TopicName::parse_stored(old).is_ok(), "{old}");
+            assert!(TopicName::parse(old).is_err(), "{old}");
+        }
+        assert!(TopicName::parse_stored("/event/a b").is_err());
+    }
+
+    #[test]
+    fn echoes_escape_and_cut_what_a_client_sent() {
+        assert_eq!(Echo("/event/A__e").to_string(), "/event/A__e");
+        assert_eq!(
+            Echo("/event/A\u{202E}B\u{200B}").to_string(),
+            "/event/A\\u{202e}B\\u{200b}"
+        );
+        let big = "x".repeat(100 * 1024);
+        let shown = Echo(&big).to_string();
+        assert_eq!(
+            shown,
+            format!("{}… (102400 bytes)", "x".repeat(MAX_ECHO_BYTES))
+        );
+        // Escapes count with their length: four-byte characters cannot
+        // make the echo longer than its budget either.
+        let wide = "\u{1F600}".repeat(1000);
+        let shown = Echo(&wide).to_string();
+        assert!(shown.len() <= MAX_ECHO_BYTES + 20, "{} bytes", shown.len());
+        assert!(shown.starts_with("\\u{1f600}\\u{1f600}"), "{shown}");
+        assert_eq!(Echo("").to_string(), "");
+    }
+
+    #[test]
+    fn messages_are_clipped_on_a_character_boundary() {
+        assert_eq!(clip_message("short"), "short");
+        let exact = "x".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(clip_message(&exact), exact.as_str());
+        let long = "\u{e9}".repeat(MAX_MESSAGE_BYTES);
+        let clipped = clip_message(&long);
+        assert!(clipped.len() <= MAX_MESSAGE_BYTES, "{}", clipped.len());
+        assert!(clipped.ends_with('…'));
     }
 
     #[test]

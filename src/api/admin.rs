@@ -59,7 +59,7 @@ impl AdminService {
                 ErrorCode::AdminPermission,
                 &format!(
                     "{} may not use the Admin service: it needs the `admin` grant.",
-                    caller.principal
+                    crate::types::Echo(&caller.principal)
                 ),
                 rpc,
             ));

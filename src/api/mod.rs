@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::auth::{Authenticator, Caller};
 use crate::broker::Broker;
 use crate::error::ErrorCode;
-use crate::types::RpcId;
+use crate::types::{Echo, RpcId};
 use namespace::Namespace;
 
 /// Code generated from `proto/eventbus/v1/pubsub_api.proto`.
@@ -123,7 +123,8 @@ fn publish_denied(broker: &Broker, topic: &str, rpc: RpcId) -> Status {
         broker.metrics(),
         ErrorCode::TopicMetaPermission,
         &format!(
-            "Publishing to {topic} is not permitted for this caller, or the topic does not exist."
+            "Publishing to {} is not permitted for this caller, or the topic does not exist.",
+            Echo(topic)
         ),
         rpc,
     )
@@ -247,7 +248,10 @@ impl pb::pub_sub_server::PubSub for PubSubService {
                 .publish(&stored, convert::publish_events(req.events))
                 .await
                 .map_err(fail)?;
-            Ok(Response::new(convert::publish_response(receipt, rpc)))
+            Ok(Response::new(convert::publish_response(
+                ns.scrub_receipt(receipt),
+                rpc,
+            )))
         }
         .instrument(span)
         .await

@@ -9,14 +9,14 @@
 //! tenant can name another's topics; such a name is answered like any
 //! unknown topic. Must not: decide who the tenant is (that is `auth`).
 
+use std::borrow::Cow;
+
 use tonic::Status;
 
 use crate::auth::same_org;
-use crate::broker::{BrokerError, DEFAULT_TENANT_GUID};
+use crate::broker::{BrokerError, DEFAULT_TENANT_GUID, PublishReceipt};
 
-/// What starts every stored name of a non-default tenant (the broker reads
-/// a stored name's tenant from it: [`crate::broker::owner_of_topic`]).
-pub use crate::broker::TENANT_MARK;
+pub use crate::types::TENANT_MARK;
 
 /// One tenant's view of topic names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,11 +70,31 @@ impl Namespace {
     /// The status with stored names in its message turned back into the
     /// client's names (the broker's messages quote the name it was given).
     pub fn scrub(&self, st: Status) -> Status {
-        if self.prefix.is_empty() || !st.message().contains(self.prefix.as_str()) {
-            return st;
+        match self.scrub_text(st.message()) {
+            Cow::Borrowed(_) => st,
+            Cow::Owned(message) => Status::with_metadata(st.code(), message, st.metadata().clone()),
         }
-        let message = st.message().replace(self.prefix.as_str(), "");
-        Status::with_metadata(st.code(), message, st.metadata().clone())
+    }
+
+    /// The receipt with stored names in its per-event errors turned back
+    /// into the client's names (`… is not a schema of topic /event/X__e`).
+    pub fn scrub_receipt(&self, mut receipt: PublishReceipt) -> PublishReceipt {
+        for outcome in &mut receipt.outcomes {
+            if let Err(msg) = &mut outcome.result
+                && let Cow::Owned(scrubbed) = self.scrub_text(msg)
+            {
+                *msg = scrubbed;
+            }
+        }
+        receipt
+    }
+
+    /// `text` with this namespace's stored names turned into client names.
+    fn scrub_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.prefix.is_empty() || !text.contains(self.prefix.as_str()) {
+            return Cow::Borrowed(text);
+        }
+        Cow::Owned(text.replace(self.prefix.as_str(), ""))
     }
 }
 
@@ -114,6 +134,38 @@ mod tests {
                 "{tenant}"
             );
         }
+    }
+
+    #[test]
+    fn statuses_and_per_event_errors_show_client_names() {
+        use crate::broker::PublishOutcome;
+        let acme = Namespace::of("00D5e000000AbcdEAC");
+        let stored = acme.inward("/event/A__e").expect("inward");
+        let st = acme.scrub(Status::not_found(format!(
+            "The topic {stored} was deleted."
+        )));
+        assert_eq!(st.message(), "The topic /event/A__e was deleted.");
+        let receipt = PublishReceipt {
+            schema_id: crate::types::SchemaId::new("s"),
+            outcomes: vec![
+                PublishOutcome {
+                    correlation_key: "1".into(),
+                    result: Err(format!(
+                        "The schema ID x is not a schema of topic {stored}."
+                    )),
+                },
+                PublishOutcome {
+                    correlation_key: "2".into(),
+                    result: Ok(crate::types::ReplayId::from(crate::types::Offset(1))),
+                },
+            ],
+        };
+        let receipt = acme.scrub_receipt(receipt);
+        assert_eq!(
+            receipt.outcomes[0].result,
+            Err("The schema ID x is not a schema of topic /event/A__e.".to_owned())
+        );
+        assert!(receipt.outcomes[1].result.is_ok());
     }
 
     #[test]

@@ -118,7 +118,7 @@ async fn run(
             biased;
             Some(res) = inflight.next(), if !inflight.is_empty() => match res {
                 Ok(receipt) => {
-                    if out.send(Ok(convert::publish_response(receipt, rpc))).await.is_err() {
+                    if out.send(Ok(convert::publish_response(ns.scrub_receipt(receipt), rpc))).await.is_err() {
                         // The client is gone. Appends already queued still
                         // commit; there is nobody left to tell.
                         return;

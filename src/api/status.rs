@@ -18,8 +18,12 @@ pub const ERROR_CODE_KEY: &str = "error-code";
 pub const RPC_ID_KEY: &str = "rpc-id";
 
 /// Builds a status whose message ends with `rpcId: <id>` and whose trailers
-/// carry the error code and RPC id.
+/// carry the error code and RPC id. The message before the rpc id is cut at
+/// [`crate::types::MAX_MESSAGE_BYTES`]: it travels in the `grpc-message`
+/// trailer, and clients refuse trailers over their header-list limit (8 or
+/// 16 KiB in common HTTP/2 stacks), losing the status with them.
 pub fn status(code: Code, error_code: ErrorCode, message: &str, rpc: RpcId) -> Status {
+    let message = crate::types::clip_message(message);
     let mut st = Status::new(code, format!("{message} rpcId: {rpc}"));
     let md = st.metadata_mut();
     md.insert(
@@ -267,6 +271,28 @@ mod tests {
             st.metadata().get(RPC_ID_KEY).and_then(|v| v.to_str().ok()),
             Some(rpc.to_string().as_str())
         );
+    }
+
+    #[test]
+    fn status_messages_are_cut_and_still_end_with_the_rpc_id() {
+        let rpc = RpcId::generate();
+        let st = status(
+            Code::InvalidArgument,
+            ErrorCode::SchemaInvalid,
+            &"y".repeat(200 * 1024),
+            rpc,
+        );
+        let tail = format!("… rpcId: {rpc}");
+        assert!(st.message().ends_with(&tail), "{}", st.message());
+        assert!(st.message().len() <= crate::types::MAX_MESSAGE_BYTES + tail.len());
+        // An echoed field is cut much sooner, so the text after it survives.
+        let st = to_status(&BrokerError::SchemaNotFound("z".repeat(100 * 1024)), rpc);
+        assert!(
+            st.message().contains("(102400 bytes) was not found."),
+            "{}",
+            st.message()
+        );
+        assert!(st.message().len() < 300, "{}", st.message().len());
     }
 
     #[test]

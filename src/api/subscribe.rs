@@ -70,7 +70,7 @@ pub(super) async fn start(
             ErrorCode::SubscriptionTopicCannotSubscribe,
             &format!(
                 "Subscribing to {} is not permitted for this caller, or the topic does not exist.",
-                first.topic_name
+                crate::types::Echo(&first.topic_name)
             ),
             rpc,
         ));
@@ -141,9 +141,11 @@ pub(super) async fn start(
     );
 
     let metrics = svc.broker.metrics().clone();
+    // A failure mid-stream quotes the stored name too (`The topic … was
+    // deleted.`): the caller sees its own.
     let stream = ReceiverStream::new(out_rx).map(move |item| {
         item.map(|d| convert::fetch_response(d, rpc))
-            .map_err(|e| status::fail(&metrics, &e, rpc))
+            .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
     });
     Ok(Box::pin(stream))
 }

@@ -30,10 +30,10 @@ use crate::error::ErrorCode;
 use crate::log::{LogError, SharedLog, TopicRecord, now_ms};
 use crate::schema::{ParsedSchema, SchemaRegistry};
 use crate::telemetry::metrics::{self, Metrics};
-use crate::types::{SchemaId, TopicId, TopicName};
+use crate::types::{Echo, SchemaId, TopicId, TopicName};
 
 pub use admin::TopicSummary;
-pub use schemas::{TENANT_MARK, owner_of_topic};
+pub use schemas::owner_of_topic;
 
 pub use managed::{
     ManagedChange, ManagedOpen, ManagedRef, ManagedSession, ManagedView, NewManaged,
@@ -108,13 +108,13 @@ pub enum BrokerError {
     #[error("The topic name is not valid: {0}.")]
     TopicNameInvalid(String),
     /// The topic does not exist.
-    #[error("The topic {0} was not found.")]
+    #[error("The topic {} was not found.", Echo(.0))]
     TopicNotFound(String),
     /// GetSchema without an id.
     #[error("The schema ID is blank. Provide the schema_id of a topic or event.")]
     SchemaIdBlank,
     /// The schema id is unknown.
-    #[error("The schema {0} was not found.")]
+    #[error("The schema {} was not found.", Echo(.0))]
     SchemaNotFound(String),
     /// Publish with no events.
     #[error("The publish request contains no events. Send at least one event.")]
@@ -131,7 +131,9 @@ pub enum BrokerError {
     },
     /// A later PublishStream request named another topic.
     #[error(
-        "This publish stream is for topic {first}, but a request named {got}. Open a new stream to publish to another topic."
+        "This publish stream is for topic {}, but a request named {}. Open a new stream to publish to another topic.",
+        Echo(.first),
+        Echo(.got)
     )]
     PublishTopicMismatch {
         /// The stream's topic.
@@ -141,7 +143,9 @@ pub enum BrokerError {
     },
     /// A later FetchRequest named another topic.
     #[error(
-        "This subscription is for topic {first}, but a request named {got}. Open a new subscription to read another topic."
+        "This subscription is for topic {}, but a request named {}. Open a new subscription to read another topic.",
+        Echo(.first),
+        Echo(.got)
     )]
     SubscribeTopicMismatch {
         /// The stream's topic.
@@ -170,7 +174,7 @@ pub enum BrokerError {
     #[error("The server is shutting down. Reconnect and resume from your last replay ID.")]
     ShuttingDown,
     /// CreateTopic for a name that exists.
-    #[error("The topic {0} already exists.")]
+    #[error("The topic {} already exists.", Echo(.0))]
     TopicExists(String),
     /// A schema given through the admin API does not parse.
     #[error("The schema is not a valid Avro record schema: {0}")]
@@ -194,7 +198,7 @@ pub enum BrokerError {
     #[error("The retention must be greater than 0 ms; got {0} ms.")]
     RetentionInvalid(u64),
     /// The topic was deleted while a subscription read it.
-    #[error("The topic {0} was deleted.")]
+    #[error("The topic {} was deleted.", Echo(.0))]
     TopicDeleted(String),
     /// A topics-folder or schema problem at provisioning time.
     #[error("{0}")]
@@ -213,10 +217,10 @@ pub enum BrokerError {
     #[error("The managed subscription ID is not valid: {0}.")]
     ManagedIdInvalid(String),
     /// No managed subscription with this id.
-    #[error("No managed subscription with ID {0} exists.")]
+    #[error("No managed subscription with ID {} exists.", Echo(.0))]
     ManagedIdNotFound(String),
     /// No managed subscription with this developer name.
-    #[error("No managed subscription with developer name {0} exists.")]
+    #[error("No managed subscription with developer name {} exists.", Echo(.0))]
     ManagedNameNotFound(String),
     /// A commit in the first request.
     #[error(
@@ -236,17 +240,18 @@ pub enum BrokerError {
     ManagedAlreadyActive,
     /// The subscription is in state STOP.
     #[error(
-        "The managed subscription {0} is stopped (state STOP). Set its state to RUN to consume it again; it then starts from its default replay."
+        "The managed subscription {} is stopped (state STOP). Set its state to RUN to consume it again; it then starts from its default replay.",
+        Echo(.0)
     )]
     ManagedStopped(String),
     /// The subscription was deleted.
-    #[error("The managed subscription {0} was deleted.")]
+    #[error("The managed subscription {} was deleted.", Echo(.0))]
     ManagedDeleted(String),
     /// A definition that cannot be stored.
     #[error("The managed subscription is not valid: {0}.")]
     ManagedInvalid(String),
     /// CreateManagedSubscription for a developer name in use.
-    #[error("A managed subscription with developer name {0} already exists.")]
+    #[error("A managed subscription with developer name {} already exists.", Echo(.0))]
     ManagedExists(String),
     /// The tenant has its maximum of managed subscriptions.
     #[error(
@@ -255,7 +260,9 @@ pub enum BrokerError {
     ManagedLimit(usize),
     /// A later ManagedFetchRequest named another subscription.
     #[error(
-        "This stream is for managed subscription {first}, but a request named {got}. Later requests may repeat the subscription or leave it out, not change it."
+        "This stream is for managed subscription {}, but a request named {}. Later requests may repeat the subscription or leave it out, not change it.",
+        Echo(.first),
+        Echo(.got)
     )]
     ManagedMismatch {
         /// The stream's subscription as the first request named it.
@@ -368,7 +375,7 @@ impl Topic {
     /// # Errors
     /// [`BrokerError::Provision`] for a stored name that is not valid.
     fn from_record(rec: TopicRecord) -> Result<Self, BrokerError> {
-        let name = TopicName::parse(&rec.name).map_err(|e| {
+        let name = TopicName::parse_stored(&rec.name).map_err(|e| {
             BrokerError::Provision(format!("stored topic {:?} is invalid: {e}", rec.name))
         })?;
         Ok(Topic {
@@ -512,20 +519,24 @@ impl Broker {
             .values()
             .cloned()
             .collect();
-        let mut lag: HashMap<String, i64> = HashMap::new();
+        // Keyed by label: topics that share one (other tenants') report the
+        // furthest-behind subscriber of them all.
+        let mut lag: HashMap<metrics::TopicLabel, i64> = HashMap::new();
         let mut credit = 0i64;
         for sub in &live {
             credit += i64::try_from(sub.credit.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
             let latest = self.log.bounds(sub.topic).map(|b| b.latest.0).unwrap_or(0);
             let behind = latest.saturating_sub(sub.cursor.load(Ordering::Relaxed));
-            let e = lag.entry(sub.topic_name.clone()).or_insert(0);
+            let e = lag
+                .entry(self.metrics.topic_label(&sub.topic_name))
+                .or_insert(0);
             *e = (*e).max(i64::try_from(behind).unwrap_or(i64::MAX));
         }
         self.metrics.subscriber_lag.clear();
-        for (topic, behind) in lag {
+        for (label, behind) in lag {
             self.metrics
                 .subscriber_lag
-                .get_or_create(&metrics::topic(&topic))
+                .get_or_create(&label)
                 .set(behind);
         }
         self.metrics.credit_outstanding.set(credit);

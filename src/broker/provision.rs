@@ -174,7 +174,9 @@ pub fn parse_managed_file(
         .map_err(|e| bad(format!("the file name gives {e}")))?;
     let t: ManagedToml =
         toml::from_str(text).map_err(|e| bad(format!("not a valid managed subscription: {e}")))?;
-    let topic = TopicName::parse(&t.topic).map_err(|e| bad(format!("topic: {e}")))?;
+    // A reference to a topic, which may have been created before new names
+    // had to be ASCII letters, digits and underscores.
+    let topic = TopicName::parse_stored(&t.topic).map_err(|e| bad(format!("topic: {e}")))?;
     let replay = |v: Option<String>| -> Result<ManagedReplay, BrokerError> {
         v.map_or(Ok(ManagedReplay::Latest), |s| s.parse().map_err(bad))
     };

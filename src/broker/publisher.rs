@@ -8,8 +8,7 @@ use bytes::Bytes;
 
 use super::{Broker, BrokerError};
 use crate::log::{EventHeader, NewEvent};
-use crate::telemetry::metrics;
-use crate::types::{EventId, MAX_EVENT_ID_CHARS, ReplayId, SchemaId};
+use crate::types::{Echo, EventId, MAX_EVENT_ID_CHARS, ReplayId, SchemaId, clip_message};
 
 /// Most events in one publish request. The spec recommends 200 or fewer and
 /// documents no hard cap; without one, a 4 MiB request of ~5-byte invalid
@@ -103,11 +102,12 @@ impl Broker {
                 }
                 Err(msg) => outcomes.push(PublishOutcome {
                     correlation_key: ev.id,
-                    result: Err(msg),
+                    // Up to 10,000 of these go back in one response.
+                    result: Err(clip_message(&msg).into_owned()),
                 }),
             }
         }
-        let label = metrics::topic(topic.name.as_str());
+        let label = self.metrics().topic_label(topic.name.as_str());
         let rejected = outcomes.len() - valid.len();
         if rejected > 0 {
             self.metrics()
@@ -159,7 +159,7 @@ impl Broker {
         if !topic.schema_ids.contains(&sid) {
             return Err(format!(
                 "The schema ID {} is not a schema of topic {}. Use the schema ID from GetTopic (current: {}).",
-                ev.schema_id,
+                Echo(&ev.schema_id),
                 topic.name,
                 topic.current_schema()
             ));
@@ -167,11 +167,11 @@ impl Broker {
         let schema = self
             .schemas
             .get(&sid)
-            .ok_or_else(|| format!("The schema {} is not registered.", ev.schema_id))?;
+            .ok_or_else(|| format!("The schema {} is not registered.", Echo(&ev.schema_id)))?;
         schema.validate(&ev.payload).map_err(|e| {
             format!(
                 "The payload is not a valid Avro record for schema {}: {e}.",
-                ev.schema_id
+                Echo(&ev.schema_id)
             )
         })
     }

@@ -23,12 +23,7 @@ use std::sync::Arc;
 
 use super::{Broker, BrokerError, DEFAULT_TENANT_GUID, Topic};
 use crate::schema::ParsedSchema;
-use crate::types::{SchemaId, TenantId};
-
-/// What starts the stored name of every topic of a tenant other than the
-/// default one: `/~<org id, 15 characters>/event/X__e` (the protocol layer
-/// maps client names to stored ones, see `api::namespace`).
-pub const TENANT_MARK: &str = "/~";
+use crate::types::{SchemaId, TENANT_MARK, TenantId};
 
 /// The tenant a stored topic name belongs to: the org id after
 /// [`TENANT_MARK`], or the default tenant for names without it.

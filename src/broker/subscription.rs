@@ -18,7 +18,6 @@ use super::credits::Credits;
 use super::managed::ManagedSession;
 use super::{Broker, BrokerError, LiveSubscription, Topic};
 use crate::log::StoredEvent;
-use crate::telemetry::metrics;
 use crate::types::{Offset, ReplayId};
 
 /// How long a stopping subscription waits to hand its shutdown error to a
@@ -214,10 +213,10 @@ impl Subscription {
             broker: &broker,
             live_id: broker.register_live(live.clone()),
         };
-        let delivered = broker
-            .metrics()
+        let metrics = broker.metrics();
+        let delivered = metrics
             .delivered_events
-            .get_or_create(&metrics::topic(self.topic.name.as_str()))
+            .get_or_create(&metrics.topic_label(self.topic.name.as_str()))
             .clone();
         let mut tail = match broker.log().watch_tail(self.topic.id) {
             Ok(t) => t,

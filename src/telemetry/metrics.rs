@@ -1,7 +1,8 @@
 //! Prometheus metrics of the server.
 //!
 //! Owns: every metric name, its help text and labels (low cardinality: topic
-//! and error code, never replay ids or clients), and the text encoding.
+//! and error code, never replay ids or clients), which topic names a label
+//! may show ([`TopicLabels`]), and the text encoding.
 //! Must not: compute anything; components update the handles they are given.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,6 +11,31 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+
+/// Which topic names the `topic` label shows. `/metrics` is served without
+/// authentication, so by default it names no tenant but the default one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopicLabels {
+    /// The default tenant's topics by name (the topics folder's, and every
+    /// topic in `--auth none`); every other tenant's topics together as
+    /// [`OTHER_TENANTS_LABEL`].
+    #[default]
+    DefaultTenant,
+    /// Every topic by its stored name, `/~<org id>/event/X__e` for other
+    /// tenants: names the tenants and their topics, so only where nobody
+    /// but the operator can reach `/metrics`.
+    All,
+    /// No topic names: every topic counted as [`ALL_TOPICS_LABEL`].
+    None,
+}
+
+/// The `topic` label of other tenants' topics under
+/// [`TopicLabels::DefaultTenant`]. No topic name looks like it: names start
+/// with `/`.
+pub const OTHER_TENANTS_LABEL: &str = "other-tenants";
+
+/// The `topic` label of every topic under [`TopicLabels::None`].
+pub const ALL_TOPICS_LABEL: &str = "*";
 
 /// Label set naming a topic.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +83,7 @@ pub struct Metrics {
     pub storage_size: Gauge,
     /// `pubsub_storage_pending_compaction_bytes`: compaction debt.
     pub storage_pending_compaction: Gauge,
+    topic_labels: TopicLabels,
     registry: Registry,
 }
 
@@ -67,8 +94,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Creates and registers every metric, with the default
+    /// [`TopicLabels`].
     pub fn new() -> Self {
+        Self::with_topic_labels(TopicLabels::default())
+    }
+
+    /// Creates and registers every metric; `topic_labels` decides what the
+    /// `topic` label shows.
+    pub fn with_topic_labels(topic_labels: TopicLabels) -> Self {
         // 50 µs to ~3 s: loopback publishes are sub-millisecond, fsyncs a few ms.
         let latency = || Histogram::new(exponential_buckets(0.000_05, 2.0, 17));
         let m = Self {
@@ -86,6 +120,7 @@ impl Metrics {
             errors: Family::default(),
             storage_size: Gauge::default(),
             storage_pending_compaction: Gauge::default(),
+            topic_labels,
             registry: Registry::default(),
         };
         let mut r = Registry::default();
@@ -185,10 +220,21 @@ impl Metrics {
     }
 }
 
-/// The topic label for `name`.
-pub fn topic(name: &str) -> TopicLabel {
-    TopicLabel {
-        topic: name.to_owned(),
+impl Metrics {
+    /// The `topic` label for the topic stored as `stored`, as
+    /// [`TopicLabels`] allows.
+    pub fn topic_label(&self, stored: &str) -> TopicLabel {
+        let shown = match self.topic_labels {
+            TopicLabels::All => stored,
+            TopicLabels::DefaultTenant if stored.starts_with(crate::types::TENANT_MARK) => {
+                OTHER_TENANTS_LABEL
+            }
+            TopicLabels::DefaultTenant => stored,
+            TopicLabels::None => ALL_TOPICS_LABEL,
+        };
+        TopicLabel {
+            topic: shown.to_owned(),
+        }
     }
 }
 
@@ -199,7 +245,9 @@ mod tests {
     #[test]
     fn every_family_is_exported_under_its_documented_name() {
         let m = Metrics::new();
-        m.publish_events.get_or_create(&topic("/event/A__e")).inc();
+        m.publish_events
+            .get_or_create(&m.topic_label("/event/A__e"))
+            .inc();
         m.count_error("sfdc.platform.eventbus.grpc.topic.not.found");
         m.publish_latency.observe(0.001);
         let text = m.encode();
@@ -214,5 +262,33 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn topic_labels_name_other_tenants_only_when_asked() {
+        let default_topic = "/event/A__e";
+        let tenant_topic = "/~00D5e000000Abcd/event/A__e";
+        let shown = |labels: TopicLabels, stored: &str| {
+            Metrics::with_topic_labels(labels).topic_label(stored).topic
+        };
+        assert_eq!(shown(TopicLabels::default(), default_topic), default_topic);
+        assert_eq!(
+            shown(TopicLabels::default(), tenant_topic),
+            OTHER_TENANTS_LABEL
+        );
+        assert_eq!(shown(TopicLabels::All, tenant_topic), tenant_topic);
+        assert_eq!(shown(TopicLabels::None, default_topic), ALL_TOPICS_LABEL);
+        assert_eq!(shown(TopicLabels::None, tenant_topic), ALL_TOPICS_LABEL);
+        // Two tenants' topics count together.
+        let m = Metrics::new();
+        for stored in [tenant_topic, "/~00D5e000000Zzzz/event/B__e"] {
+            m.publish_events.get_or_create(&m.topic_label(stored)).inc();
+        }
+        let text = m.encode();
+        assert!(
+            text.contains("pubsub_publish_events_total{topic=\"other-tenants\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("/~"), "{text}");
     }
 }

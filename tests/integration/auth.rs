@@ -249,35 +249,53 @@ async fn grants_decide_publish_subscribe_and_admin() {
     assert!(!topics.topics.is_empty());
 }
 
-#[tokio::test]
-async fn jwt_tokens_are_checked_for_signature_expiry_and_audience() {
-    use jsonwebtoken::{EncodingKey, Header};
-    let secret = "a test secret of at least 32 bytes!!";
-    let server = start_with(|a| {
+/// The HS256 secret of [`jwt_server`].
+const JWT_SECRET: &str = "a test secret of at least 32 bytes!!";
+
+/// A server with `--auth jwt`: HS256 with [`JWT_SECRET`], issuer
+/// `https://login.test`, audience `eventbus`.
+async fn jwt_server() -> TestServer {
+    start_with(|a| {
         let file = a.data_dir.parent().expect("root").join("jwt-secret");
-        std::fs::write(&file, secret).expect("secret");
+        std::fs::write(&file, JWT_SECRET).expect("secret");
         a.auth = AuthMode::Jwt;
         a.jwt_secret_file = Some(file);
         a.jwt_issuer = Some("https://login.test".into());
         a.jwt_audience = Some("eventbus".into());
     })
-    .await;
-    let now = std::time::SystemTime::now()
+    .await
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_secs();
-    let token = |exp: u64, aud: &str| {
-        jsonwebtoken::encode(
-            &Header::default(),
-            &serde_json::json!({
-                "iss": "https://login.test", "aud": aud, "exp": exp, "sub": "svc",
-                "tenant": ORG, "grants": ["publish:/event/*", "subscribe:/event/*"],
-            }),
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .expect("sign")
-    };
-    let info = client(&server, &token(now + 600, "eventbus"), ORG)
+        .as_secs()
+}
+
+/// A token signed with [`JWT_SECRET`] for the default tenant: valid claims
+/// expiring in 10 minutes, with `extra` claims added or replaced.
+fn jwt(extra: serde_json::Value) -> String {
+    let mut claims = serde_json::json!({
+        "iss": "https://login.test", "aud": "eventbus", "exp": unix_now() + 600, "sub": "svc",
+        "tenant": ORG, "grants": ["publish:/event/*", "subscribe:/event/*"],
+    });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn jwt_tokens_are_checked_for_signature_expiry_and_audience() {
+    let server = jwt_server().await;
+    let now = unix_now();
+    let info = client(&server, &jwt(serde_json::json!({})), ORG)
         .await
         .get_topic(topic_request())
         .await
@@ -285,10 +303,68 @@ async fn jwt_tokens_are_checked_for_signature_expiry_and_audience() {
         .into_inner();
     assert!(info.can_publish && info.can_subscribe);
     for (what, bad) in [
-        ("expired", token(now - 3600, "eventbus")),
-        ("wrong audience", token(now + 600, "billing")),
+        ("expired", jwt(serde_json::json!({"exp": now - 3600}))),
+        ("wrong audience", jwt(serde_json::json!({"aud": "billing"}))),
     ] {
         let st = client(&server, &bad, ORG)
+            .await
+            .get_topic(topic_request())
+            .await
+            .expect_err(what);
+        assert_status(&st, Code::Unauthenticated, "service.auth.error");
+    }
+}
+
+#[tokio::test]
+async fn jwt_nbf_iat_and_lifetime_are_checked() {
+    // Found by the outside probe (issue 17, finding 8): a token valid from
+    // tomorrow worked today, and a future `iat` or `exp` = 2^62 passed.
+    let server = jwt_server().await;
+    let now = unix_now();
+    for (what, token) in [
+        (
+            "nbf and iat now",
+            jwt(serde_json::json!({"nbf": now, "iat": now})),
+        ),
+        (
+            "nbf 30 s ahead, within the clock skew",
+            jwt(serde_json::json!({"nbf": now + 30})),
+        ),
+        (
+            "iat 30 s ahead, within the clock skew",
+            jwt(serde_json::json!({"iat": now + 30})),
+        ),
+        (
+            "a lifetime of exactly 24 h",
+            jwt(serde_json::json!({"iat": now, "exp": now + 86_400})),
+        ),
+    ] {
+        client(&server, &token, ORG)
+            .await
+            .get_topic(topic_request())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    }
+    for (what, token) in [
+        (
+            "valid from tomorrow",
+            jwt(serde_json::json!({"nbf": now + 86_400})),
+        ),
+        (
+            "issued in an hour",
+            jwt(serde_json::json!({"iat": now + 3_600})),
+        ),
+        ("exp = 2^62", jwt(serde_json::json!({"exp": 1u64 << 62}))),
+        (
+            "a lifetime of 25 h",
+            jwt(serde_json::json!({"iat": now, "exp": now + 25 * 3_600})),
+        ),
+        (
+            "no iat and 30 days left",
+            jwt(serde_json::json!({"exp": now + 30 * 86_400})),
+        ),
+    ] {
+        let st = client(&server, &token, ORG)
             .await
             .get_topic(topic_request())
             .await
@@ -1262,5 +1338,169 @@ async fn schema_texts_stored_by_older_versions_go_to_their_tenant_only() {
             .expect("A"),
         a_text
     );
+    server.shutdown().await;
+}
+
+/// `/metrics` over plain HTTP/1.0; the whole answer.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await?;
+        Ok::<_, std::io::Error>(text)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
+        .await
+        .expect("metrics within 10 s")
+        .expect("metrics readable")
+}
+
+/// A server where token `a` is tenant [`ORG_A`] with every grant, with
+/// metrics on, and A's own `/event/Order_Event__e`; and A's current schema id.
+async fn tenant_a_server() -> (TestServer, String) {
+    let server = start_with(|a| {
+        let file = a.data_dir.parent().expect("root").join("tokens.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG_A}\"\nprincipal = \"a\"\ngrants = [\"publish:*\", \"subscribe:*\", \"admin\"]\n",
+                hash_token("a")
+            ),
+        )
+        .expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(file);
+        a.metrics_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    admin(&server, "a", ORG_A)
+        .await
+        .create_topic(admin_pb::CreateTopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+            schema_json: ORDER_SCHEMA.into(),
+            retention_ms: 0,
+        })
+        .await
+        .expect("A creates its topic");
+    let schema_id = client(&server, "a", ORG_A)
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect("topic")
+        .into_inner()
+        .schema_id;
+    (server, schema_id)
+}
+
+/// Whether `text` shows A's stored names or its org id.
+fn shows_stored_names(text: &str) -> bool {
+    text.contains("/~") || text.contains(&ORG_A[..15])
+}
+
+/// A request with a good event and one whose schema id is not the topic's.
+fn good_and_bad(schema_id: &str) -> pb::PublishRequest {
+    pb::PublishRequest {
+        topic_name: ORDER_TOPIC.into(),
+        events: vec![
+            order_event(schema_id, 1),
+            order_event("NotASchemaOfTheTopic00", 2),
+        ],
+        auth_refresh: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_sees_its_own_topic_names_in_errors() {
+    // Found by the outside probe (issue 17, finding 9): per-event errors
+    // quoted the stored name `/~<org>/event/...`.
+    let (server, schema_id) = tenant_a_server().await;
+    let mut a = client(&server, "a", ORG_A).await;
+    let unary = a
+        .publish(good_and_bad(&schema_id))
+        .await
+        .expect("publish")
+        .into_inner();
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(good_and_bad(&schema_id)).await.expect("send");
+    drop(tx);
+    let mut responses = a
+        .publish_stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let streamed = responses
+        .message()
+        .await
+        .expect("stream answers")
+        .expect("one response");
+    for (how, resp) in [("Publish", unary), ("PublishStream", streamed)] {
+        assert!(resp.results[0].error.is_none(), "{how}: {resp:?}");
+        let msg = &resp.results[1]
+            .error
+            .as_ref()
+            .expect("the bad event fails")
+            .msg;
+        assert!(
+            msg.contains(&format!("topic {ORDER_TOPIC}")) && !shows_stored_names(msg),
+            "{how}: the caller's name, not the stored one: {msg}"
+        );
+    }
+
+    // A subscription whose topic is deleted under it.
+    // `tx` stays open: a half-closed subscription would end with OK.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(fetch(ReplayPreset::Earliest, vec![], 10))
+        .await
+        .expect("send");
+    let mut stream = a
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    collect_events(&mut stream, 2).await;
+    admin(&server, "a", ORG_A)
+        .await
+        .delete_topic(admin_pb::DeleteTopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+        })
+        .await
+        .expect("delete");
+    let st = loop {
+        match next(&mut stream).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(st) => break st,
+        }
+    };
+    assert_status(&st, Code::NotFound, "topic.not.found");
+    assert!(
+        st.message().contains(ORDER_TOPIC) && !shows_stored_names(st.message()),
+        "{}",
+        st.message()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_name_no_other_tenant_by_default() {
+    // Found by the outside probe (issue 17, finding 9): the unauthenticated
+    // /metrics labelled counters with every tenant's stored topic name.
+    let (server, schema_id) = tenant_a_server().await;
+    client(&server, "a", ORG_A)
+        .await
+        .publish(good_and_bad(&schema_id))
+        .await
+        .expect("publish");
+    let body = scrape(server.metrics.expect("metrics on")).await;
+    assert!(!shows_stored_names(&body), "{body}");
+    for series in [
+        "pubsub_publish_events_total{topic=\"other-tenants\"} 1",
+        "pubsub_publish_rejected_events_total{topic=\"other-tenants\"} 1",
+    ] {
+        assert!(body.contains(series), "{series} missing from:\n{body}");
+    }
     server.shutdown().await;
 }

@@ -14,6 +14,7 @@ mod faults;
 mod graceful;
 mod hostile;
 mod jetstream;
+mod leaks;
 mod managed;
 mod publish;
 mod schemas;
