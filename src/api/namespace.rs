@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn the_broker_reads_the_tenant_of_a_stored_name() {
-        use crate::broker::owner_of_topic;
+        use crate::broker::{owner_of_topic, owner_prefix};
         for tenant in ["00D5e000000AbcdEAC", "00D5e000000Abcd", DEFAULT_TENANT_GUID] {
             let stored = Namespace::of(tenant).inward("/event/A__e").expect("inward");
             assert_eq!(
@@ -133,7 +133,16 @@ mod tests {
                 crate::types::TenantId::from_stored(tenant),
                 "{tenant}"
             );
+            let other = Namespace::of(tenant).inward("/data/B").expect("inward");
+            assert_eq!(owner_prefix(&stored), owner_prefix(&other), "{tenant}");
         }
+        let acme = Namespace::of("00D5e000000AbcdEAC").inward("/event/A__e");
+        let globex = Namespace::of("00D5e000000XyzwEAC").inward("/event/A__e");
+        let default = Namespace::of(DEFAULT_TENANT_GUID).inward("/event/A__e");
+        let (acme, globex, default) = (acme.expect("a"), globex.expect("g"), default.expect("d"));
+        assert_ne!(owner_prefix(&acme), owner_prefix(&globex));
+        assert_ne!(owner_prefix(&acme), owner_prefix(&default));
+        assert_eq!(owner_prefix(&default), "");
     }
 
     #[test]

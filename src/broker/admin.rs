@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::provision::Outcome;
-use super::schemas::owner_of_topic;
+use super::schemas::{owner_of_topic, owner_prefix};
 use super::{Broker, BrokerError, Topic};
 use crate::log::{LogBounds, now_ms};
 use crate::schema::{ParsedSchema, SchemaError, SchemaLimits, compat};
@@ -84,13 +84,21 @@ impl Broker {
         schema
             .check_limits(&self.cfg.schema_limits)
             .map_err(schema_error)?;
-        let owner = owner_of_topic(name.as_str());
+        // One pass over the topic map without copying it: this runs for every
+        // topic created, and a server may have tens of thousands.
+        let prefix = owner_prefix(name.as_str());
         let mut ids = std::collections::HashSet::new();
-        for topic in self.topics() {
-            if owner_of_topic(topic.name.as_str()) == owner {
+        for topic in self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            if owner_prefix(topic.name.as_str()) == prefix {
                 ids.extend(topic.schema_ids.iter().cloned());
             }
         }
+        let owner = owner_of_topic(name.as_str());
         if ids.contains(schema.id()) {
             return Ok(());
         }

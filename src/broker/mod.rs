@@ -33,7 +33,7 @@ use crate::telemetry::metrics::{self, Metrics};
 use crate::types::{Echo, SchemaId, TopicId, TopicName};
 
 pub use admin::TopicSummary;
-pub use schemas::owner_of_topic;
+pub use schemas::{owner_of_topic, owner_prefix};
 
 pub use managed::{
     ManagedChange, ManagedOpen, ManagedRef, ManagedSession, ManagedView, NewManaged,
