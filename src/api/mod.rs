@@ -168,15 +168,18 @@ impl pb::pub_sub_server::PubSub for PubSubService {
             .schema_text(&caller.tenant, &req.schema_id)
             .map_err(fail)?;
         // As on Salesforce, a caller reads the schemas of the topics it may
-        // publish or subscribe to: an id none of those topics has (another
-        // tenant's, or one of a topic the caller has no grant on) is
-        // answered exactly like an unknown id (`schema.meta.permission`,
-        // "bad ID or credentials"). Mode `none` grants every topic.
+        // publish or subscribe to; an admin, every schema of its tenant's
+        // topics (ListSchemas shows it them anyway). An id none of those
+        // topics has (another tenant's, or one of a topic the caller has no
+        // grant on) is answered exactly like an unknown id
+        // (`schema.meta.permission`, "bad ID or credentials"). Mode `none`
+        // grants everything.
         let ns = Namespace::of(&caller.tenant);
+        let admin = caller.grants.is_admin();
         let visible = self.broker.topics().iter().any(|t| {
             t.schema_ids.iter().any(|id| id.as_str() == req.schema_id)
                 && ns.outward(t.name.as_str()).is_some_and(|name| {
-                    caller.grants.can_publish(name) || caller.grants.can_subscribe(name)
+                    admin || caller.grants.can_publish(name) || caller.grants.can_subscribe(name)
                 })
         });
         if !visible {

@@ -172,13 +172,13 @@ impl Broker {
                 .find(|t| t.name == topic.name.as_str())
             {
                 for id in &rec.schema_ids {
-                    match self
+                    // A text not stored or not parsing is that topic's
+                    // problem; only a failing log fails this call.
+                    if let Err(e @ BrokerError::Log(_)) = self
                         .learn_schema(&owner, &crate::types::SchemaId::new(id.as_str()))
                         .await
                     {
-                        Err(e @ BrokerError::Log(_)) => return Err(e),
-                        // Not stored or not parsing: that topic's problem.
-                        Ok(()) | Err(_) => {}
+                        return Err(e);
                     }
                 }
                 let theirs = Topic::from_record(rec)?;
