@@ -84,24 +84,27 @@ impl Broker {
         schema
             .check_limits(&self.cfg.schema_limits)
             .map_err(schema_error)?;
-        // One pass over the topic map without copying it: this runs for every
-        // topic created, and a server may have tens of thousands.
+        // One pass over the topic map without copying it or its ids: this runs
+        // for every topic created, and a server may have tens of thousands. A
+        // schema the tenant already uses (the common case) ends the pass early.
         let prefix = owner_prefix(name.as_str());
-        let mut ids = std::collections::HashSet::new();
-        for topic in self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            if owner_prefix(topic.name.as_str()) == prefix {
-                ids.extend(topic.schema_ids.iter().cloned());
+        let ids: std::collections::HashSet<crate::types::SchemaId> = {
+            let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+            let mut ids = std::collections::HashSet::new();
+            for topic in topics.values() {
+                if owner_prefix(topic.name.as_str()) != prefix {
+                    continue;
+                }
+                for id in &topic.schema_ids {
+                    if id == schema.id() {
+                        return Ok(());
+                    }
+                    ids.insert(id);
+                }
             }
-        }
+            ids.into_iter().cloned().collect()
+        };
         let owner = owner_of_topic(name.as_str());
-        if ids.contains(schema.id()) {
-            return Ok(());
-        }
         let max = self.cfg.max_schemas_per_tenant;
         if ids.len() >= max {
             return Err(BrokerError::SchemaLimit(format!(
