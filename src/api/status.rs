@@ -20,8 +20,9 @@ pub const RPC_ID_KEY: &str = "rpc-id";
 /// Builds a status whose message ends with `rpcId: <id>` and whose trailers
 /// carry the error code and RPC id. The message before the rpc id is cut at
 /// [`crate::types::MAX_MESSAGE_BYTES`]: it travels in the `grpc-message`
-/// trailer, and clients refuse trailers over their header-list limit (8 or
-/// 16 KiB in common HTTP/2 stacks), losing the status with them.
+/// trailer, and a client refuses trailers over its header-list limit (tonic's
+/// client closed the whole connection on a 100 KB one, GOAWAY
+/// `header_list_way_too_large`), losing the status and every other call.
 pub fn status(code: Code, error_code: ErrorCode, message: &str, rpc: RpcId) -> Status {
     let message = crate::types::clip_message(message);
     let mut st = Status::new(code, format!("{message} rpcId: {rpc}"));
