@@ -28,11 +28,13 @@ WORKDIR /src
 COPY . .
 
 # Cache mounts keep the crate registry and the RocksDB objects between builds (BuildKit);
-# the binary is copied out of the cached target folder so the next stage can take it.
+# the binary is copied out of the cached target folder so the next stage can take it,
+# stripped (`install -s`): the release profile keeps line tables so `perf` and panics
+# name source lines on a developer's machine, but the image ships without them.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin eventbus \
-    && install -D -m 0755 target/release/eventbus /out/eventbus
+    && install -D -s -m 0755 target/release/eventbus /out/eventbus
 
 # ---- runtime stage ---------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
