@@ -13,7 +13,8 @@
 //! [`server`] and [`store`] (and the RocksDB log backend) exist only with the
 //! default `rocksdb` feature; the fuzz build turns it off.
 //!
-//! `tonic`/`prost` appear only in `api/`, `cli/`, `server.rs`, `tls.rs` and the fuzz
+//! `tonic`/`prost` appear only in `api/`, `cli/`, `server.rs`, `tls.rs`,
+//! `transport/io.rs` (tonic's `Connected` hook) and the fuzz
 //! targets (`fuzzing`, test and `fuzzing` builds only),
 //! `apache_avro` only in `schema/`, `rocksdb` only in `store/` and the log's
 //! RocksDB files.
@@ -35,4 +36,5 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 pub mod types;
