@@ -688,6 +688,7 @@ impl Broker {
                 broker: self.clone(),
                 topic,
                 cursor,
+                pace: None,
             },
             session,
             topic: rec.topic,
