@@ -112,6 +112,11 @@ pub enum ErrorCode {
     /// A ManagedFetchRequest is not understood (none in time, or a later
     /// one names another subscription). Salesforce's string.
     ManagedFetchRequestInvalid,
+    /// The client has not read the responses already sent on its
+    /// connection, which holds its whole response budget.
+    ClientTooSlow,
+    /// Clients across the server hold the server-wide response budget.
+    ResponseBudgetExhausted,
 }
 
 impl ErrorCode {
@@ -161,6 +166,8 @@ impl ErrorCode {
         ErrorCode::ManagedAlreadyExists,
         ErrorCode::ManagedLimitExceeded,
         ErrorCode::ManagedFetchRequestInvalid,
+        ErrorCode::ClientTooSlow,
+        ErrorCode::ResponseBudgetExhausted,
     ];
 
     /// The exact trailer string.
@@ -270,6 +277,10 @@ impl ErrorCode {
             ErrorCode::ManagedFetchRequestInvalid => {
                 "sfdc.platform.eventbus.grpc.managed.subscription.fetch.request.invalid"
             }
+            ErrorCode::ClientTooSlow => "sfdc.platform.eventbus.grpc.service.client.too.slow",
+            ErrorCode::ResponseBudgetExhausted => {
+                "sfdc.platform.eventbus.grpc.service.response.budget.exhausted"
+            }
         }
     }
 }
@@ -342,7 +353,9 @@ managed.subscription.fetch.request.events.invalid
 managed.subscription.config.invalid
 managed.subscription.already.exists
 managed.subscription.limit.exceeded
-managed.subscription.fetch.request.invalid";
+managed.subscription.fetch.request.invalid
+service.client.too.slow
+service.response.budget.exhausted";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))

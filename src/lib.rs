@@ -7,6 +7,9 @@
 //! - [`schema`] (Avro) and [`store`] (RocksDB) are leaves;
 //! - [`server`] composes everything; [`config`], [`types`], [`error`] and
 //!   [`telemetry`] may be used by any module;
+//! - [`transport`] (accepting, TLS handshakes, connection timeouts, response
+//!   budgets) is below [`api`]: `api` uses it, it uses neither `api` nor the
+//!   engine;
 //! - [`cli`] is a gRPC client of the server (uses [`api`]'s generated types
 //!   and [`schema`] for JSON ⇄ Avro), never the broker or storage.
 //!

@@ -22,7 +22,6 @@ use crate::log::jetstream::JetStreamTopicLog;
 use crate::log::rocks::RocksTopicLog;
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::Metrics;
-use crate::transport::io::incoming;
 
 /// How long startup keeps trying to reach NATS JetStream.
 const NATS_CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -36,8 +35,13 @@ pub const ADMIN_SERVICE_NAME: &str = "eventbus.admin.v1.Admin";
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Serves `GET /metrics` until `stop` is cancelled.
-async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>, stop: CancellationToken) {
+async fn serve_metrics(
+    listener: crate::transport::HttpListener,
+    broker: Arc<Broker>,
+    stop: CancellationToken,
+) {
     use axum::routing::get;
+    use axum::serve::Listener;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("metrics listening on {addr}");
     }
@@ -106,7 +110,7 @@ pub struct Server {
     metrics: Option<TcpListener>,
     tooling: Option<TcpListener>,
     health: Option<TcpListener>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     auth: Arc<crate::auth::Authenticator>,
 }
@@ -247,6 +251,14 @@ impl Server {
         } = self;
         let tls_on = tls.is_some();
         let tasks = TaskTracker::new();
+        // One acceptor for every listener: the connection cap, timeouts and
+        // the response budget are shared (see crate::transport).
+        crate::transport::check_open_file_limit(args.max_connections);
+        let transport = crate::transport::Transport::new(
+            args.transport(),
+            tasks.clone(),
+            broker.metrics().clone(),
+        );
         // `stop` starts the shutdown; `streams` ends the streams after the
         // drain delay, so load balancers see NOT_SERVING before anything closes.
         let streams = CancellationToken::new();
@@ -286,6 +298,9 @@ impl Server {
         }
         tasks.spawn(broker.clone().run_retention(streams.clone()));
         if let Some(listener) = metrics {
+            let listener = transport
+                .http_listener(listener, None, "metrics")
+                .map_err(|e| ServerError::Config(format!("metrics listener: {e}")))?;
             tasks.spawn(serve_metrics(listener, broker.clone(), stop.clone()));
         }
         if let Some(listener) = health_listener {
@@ -313,10 +328,13 @@ impl Server {
                         .build_v1alpha()
                         .map_err(|e| ServerError::Config(format!("reflection: {e}")))?,
                 )
-                .serve_with_incoming_shutdown(incoming(listener), {
-                    let streams = streams.clone();
-                    async move { streams.cancelled().await }
-                });
+                .serve_with_incoming_shutdown(
+                    transport.incoming(listener, None, false, "health"),
+                    {
+                        let streams = streams.clone();
+                        async move { streams.cancelled().await }
+                    },
+                );
             tasks.spawn(async move {
                 if let Err(e) = only_health.await {
                     tracing::warn!(error = %e, "health listener failed");
@@ -330,9 +348,11 @@ impl Server {
                 // take the gRPC address from the first such line.
                 tracing::info!(tls = http_tls.is_some(), "tooling api serving on {addr}");
             }
+            let listener = transport
+                .http_listener(listener, http_tls, "tooling")
+                .map_err(|e| ServerError::Config(format!("tooling listener: {e}")))?;
             tasks.spawn(crate::api::tooling::serve(
                 listener,
-                http_tls,
                 broker.clone(),
                 auth.clone(),
                 stop.clone(),
@@ -363,11 +383,10 @@ impl Server {
             }
         };
         let keepalive = (!args.http2_keepalive.is_zero()).then_some(args.http2_keepalive);
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
-        }
-        let serve = builder
+        // TLS handshakes happen in the transport, under its deadline; tonic
+        // gets connections that are ready.
+        let incoming = transport.incoming(listener, tls, true, "grpc");
+        let serve = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
             .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
             .max_concurrent_streams(Some(args.max_concurrent_streams))
@@ -378,7 +397,7 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_service(pubsub)
             .add_service(admin)
-            .serve_with_incoming_shutdown(incoming(listener), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         let mut serve = std::pin::pin!(serve);
         let result = tokio::select! {
             r = &mut serve => r.map_err(ServerError::from),

@@ -605,7 +605,11 @@ mod tests {
             .provision(&name, ParsedSchema::parse(SCHEMA).expect("schema"))
             .await
             .expect("provision");
-        let schema = broker.topic(TOPIC).expect("topic").current_schema().to_string();
+        let schema = broker
+            .topic(TOPIC)
+            .expect("topic")
+            .current_schema()
+            .to_string();
         let events = (0..n)
             .map(|_| PublishEvent {
                 id: String::new(),
@@ -636,7 +640,13 @@ mod tests {
             .paced(pace.clone());
         let (tx, mut rx) = mpsc::channel(2);
         let stop = CancellationToken::new();
-        let run = tokio::spawn(sub.run(10, Box::pin(tokio_stream::pending()), tx, stop.clone(), None));
+        let run = tokio::spawn(sub.run(
+            10,
+            Box::pin(tokio_stream::pending()),
+            tx,
+            stop.clone(),
+            None,
+        ));
         let d = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("a delivery")
@@ -663,7 +673,13 @@ mod tests {
             .expect("subscribe")
             .paced(pace.clone());
         let (tx, mut rx) = mpsc::channel(2);
-        let run = sub.run(10, Box::pin(tokio_stream::pending()), tx, CancellationToken::new(), None);
+        let run = sub.run(
+            10,
+            Box::pin(tokio_stream::pending()),
+            tx,
+            CancellationToken::new(),
+            None,
+        );
         tokio::time::timeout(Duration::from_secs(10), run)
             .await
             .expect("the loop ends");

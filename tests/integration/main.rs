@@ -19,3 +19,4 @@ mod publish;
 mod subscribe;
 mod tls;
 mod topics;
+mod transport;
