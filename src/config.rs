@@ -739,6 +739,15 @@ impl ServeArgs {
         ApiConfig {
             publish_stream_window: self.publish_stream_window,
             first_request_timeout: self.first_request_timeout,
+            stuck_client_timeout: self.stuck_client_timeout,
+        }
+    }
+
+    /// How calls are paced by their connection's response budget.
+    pub fn pacing(&self) -> crate::api::pacing::PacingConfig {
+        crate::api::pacing::PacingConfig {
+            stuck_client_timeout: self.stuck_client_timeout,
+            max_request_bytes: self.max_request_bytes,
         }
     }
 

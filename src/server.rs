@@ -387,6 +387,10 @@ impl Server {
         // gets connections that are ready.
         let incoming = transport.incoming(listener, tls, true, "grpc");
         let serve = tonic::transport::Server::builder()
+            .layer(crate::api::pacing::PacingLayer::new(
+                args.pacing(),
+                broker.metrics().clone(),
+            ))
             .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
             .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
             .max_concurrent_streams(Some(args.max_concurrent_streams))
