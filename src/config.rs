@@ -373,6 +373,33 @@ pub struct ServeArgs {
     /// HTTP/2 keepalive ping interval (0s turns pings off).
     #[arg(long, env = "EVENTBUS_HTTP2_KEEPALIVE", default_value = "30s", value_parser = parse_duration)]
     pub http2_keepalive: Duration,
+    /// Connections open at once across every listener (gRPC, health,
+    /// tooling, metrics; TLS handshakes included); at the cap new ones wait
+    /// in the listen backlog. Each takes a file descriptor: keep it at most
+    /// the open-file limit minus 256 for storage.
+    #[arg(long, env = "EVENTBUS_MAX_CONNECTIONS", default_value_t = 768)]
+    pub max_connections: usize,
+    /// Time a new connection has to complete its TLS handshake, or to send
+    /// its first bytes without TLS, before it is closed.
+    #[arg(long, env = "EVENTBUS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// A connection that has not read or written a byte for this long is
+    /// closed (HTTP/2 pings and subscription keepalives keep live ones busy).
+    #[arg(long, env = "EVENTBUS_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// How long a call or stream waits for room in a full response budget
+    /// before it ends with RESOURCE_EXHAUSTED; a connection whose unread
+    /// responses do not move for twice this long while it is full is closed.
+    #[arg(long, env = "EVENTBUS_STUCK_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub stuck_client_timeout: Duration,
+    /// Bytes of responses (and requests being handled) one connection may
+    /// hold before the server waits for its client to read: new calls wait
+    /// and streams stop producing.
+    #[arg(long, env = "EVENTBUS_CONNECTION_RESPONSE_BUDGET", default_value_t = 8 * 1024 * 1024)]
+    pub connection_response_budget: usize,
+    /// The same across all connections of the server.
+    #[arg(long, env = "EVENTBUS_RESPONSE_BUDGET", default_value_t = 256 * 1024 * 1024)]
+    pub response_budget: usize,
     /// After SIGTERM, how long health reports NOT_SERVING before streams
     /// are ended (time for load balancers to stop routing here).
     #[arg(long, env = "EVENTBUS_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
@@ -603,6 +630,43 @@ impl ServeArgs {
                     .to_owned(),
             );
         }
+        if self.max_connections == 0 {
+            problems
+                .push("EVENTBUS_MAX_CONNECTIONS (--max-connections) must be at least 1".to_owned());
+        }
+        for (name, v) in [
+            (
+                "EVENTBUS_HANDSHAKE_TIMEOUT (--handshake-timeout)",
+                self.handshake_timeout,
+            ),
+            (
+                "EVENTBUS_STUCK_CLIENT_TIMEOUT (--stuck-client-timeout)",
+                self.stuck_client_timeout,
+            ),
+        ] {
+            if v.is_zero() {
+                problems.push(format!("{name} must be longer than 0s"));
+            }
+        }
+        if self.idle_timeout <= self.keepalive {
+            problems.push(format!(
+                "EVENTBUS_IDLE_TIMEOUT (--idle-timeout) is {}; it must be longer than EVENTBUS_KEEPALIVE ({}), or subscriptions waiting for events would be closed as idle",
+                humantime::format_duration(self.idle_timeout),
+                humantime::format_duration(self.keepalive)
+            ));
+        }
+        if self.connection_response_budget < 64 * 1024 {
+            problems.push(
+                "EVENTBUS_CONNECTION_RESPONSE_BUDGET (--connection-response-budget) must be at least 65536 bytes"
+                    .to_owned(),
+            );
+        }
+        if self.response_budget < self.connection_response_budget {
+            problems.push(
+                "EVENTBUS_RESPONSE_BUDGET (--response-budget) must be at least EVENTBUS_CONNECTION_RESPONSE_BUDGET"
+                    .to_owned(),
+            );
+        }
         if let Err(e) = self.metrics_addr() {
             problems.push(e);
         }
@@ -739,6 +803,27 @@ impl ServeArgs {
         ApiConfig {
             publish_stream_window: self.publish_stream_window,
             first_request_timeout: self.first_request_timeout,
+            stuck_client_timeout: self.stuck_client_timeout,
+        }
+    }
+
+    /// How calls are paced by their connection's response budget.
+    pub fn pacing(&self) -> crate::api::pacing::PacingConfig {
+        crate::api::pacing::PacingConfig {
+            stuck_client_timeout: self.stuck_client_timeout,
+            max_request_bytes: self.max_request_bytes,
+        }
+    }
+
+    /// The transport's section: connection cap, timeouts, budgets.
+    pub fn transport(&self) -> crate::transport::TransportConfig {
+        crate::transport::TransportConfig {
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            stuck_client_timeout: self.stuck_client_timeout,
+            connection_response_budget: self.connection_response_budget,
+            response_budget: self.response_budget,
         }
     }
 }
@@ -771,6 +856,40 @@ mod tests {
             args.metrics_topic_labels,
             crate::telemetry::metrics::TopicLabels::DefaultTenant
         );
+        let transport = args.transport();
+        let built_in = crate::transport::TransportConfig::default();
+        assert_eq!(transport.max_connections, built_in.max_connections);
+        assert_eq!(transport.handshake_timeout, built_in.handshake_timeout);
+        assert_eq!(transport.idle_timeout, built_in.idle_timeout);
+        assert_eq!(
+            transport.stuck_client_timeout,
+            built_in.stuck_client_timeout
+        );
+        assert_eq!(
+            transport.connection_response_budget,
+            built_in.connection_response_budget
+        );
+        assert_eq!(transport.response_budget, built_in.response_budget);
+    }
+
+    #[test]
+    fn transport_settings_that_cannot_work_are_refused() {
+        let mut args = Cli::parse_from(["eventbus"]).serve;
+        args.max_connections = 0;
+        args.idle_timeout = Duration::from_secs(30);
+        args.handshake_timeout = Duration::ZERO;
+        args.connection_response_budget = 1024;
+        args.response_budget = 512;
+        let err = args.validate().expect_err("invalid");
+        for needle in [
+            "MAX_CONNECTIONS",
+            "IDLE_TIMEOUT",
+            "HANDSHAKE_TIMEOUT",
+            "CONNECTION_RESPONSE_BUDGET (",
+            "EVENTBUS_RESPONSE_BUDGET (",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
     }
 
     #[test]

@@ -114,6 +114,11 @@ pub enum ErrorCode {
     ManagedFetchRequestInvalid,
     /// The tenant has its maximum of schemas, or of schema bytes.
     SchemaLimitExceeded,
+    /// The client has not read the responses already sent on its
+    /// connection, which holds its whole response budget.
+    ClientTooSlow,
+    /// Clients across the server hold the server-wide response budget.
+    ResponseBudgetExhausted,
 }
 
 impl ErrorCode {
@@ -164,6 +169,8 @@ impl ErrorCode {
         ErrorCode::ManagedLimitExceeded,
         ErrorCode::ManagedFetchRequestInvalid,
         ErrorCode::SchemaLimitExceeded,
+        ErrorCode::ClientTooSlow,
+        ErrorCode::ResponseBudgetExhausted,
     ];
 
     /// The exact trailer string.
@@ -274,6 +281,10 @@ impl ErrorCode {
                 "sfdc.platform.eventbus.grpc.managed.subscription.fetch.request.invalid"
             }
             ErrorCode::SchemaLimitExceeded => "sfdc.platform.eventbus.grpc.schema.limit.exceeded",
+            ErrorCode::ClientTooSlow => "sfdc.platform.eventbus.grpc.service.client.too.slow",
+            ErrorCode::ResponseBudgetExhausted => {
+                "sfdc.platform.eventbus.grpc.service.response.budget.exhausted"
+            }
         }
     }
 }
@@ -347,7 +358,9 @@ managed.subscription.config.invalid
 managed.subscription.already.exists
 managed.subscription.limit.exceeded
 managed.subscription.fetch.request.invalid
-schema.limit.exceeded";
+schema.limit.exceeded
+service.client.too.slow
+service.response.budget.exhausted";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))

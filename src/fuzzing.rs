@@ -933,6 +933,7 @@ fn run_service_stream(data: &[u8]) -> Tally {
         let cfg = ApiConfig {
             publish_stream_window: 4,
             first_request_timeout: Duration::from_secs(60),
+            ..ApiConfig::default()
         };
         let svc = PubSubService::new(broker.clone(), cfg, stop.clone(), tasks.clone());
         let tally = run_calls(&svc, &broker, data).await;

@@ -7,13 +7,17 @@
 //! - [`schema`] (Avro) and [`store`] (RocksDB) are leaves;
 //! - [`server`] composes everything; [`config`], [`types`], [`error`] and
 //!   [`telemetry`] may be used by any module;
+//! - [`transport`] (accepting, TLS handshakes, connection timeouts, response
+//!   budgets) is below [`api`]: `api` uses it, it uses neither `api` nor the
+//!   engine;
 //! - [`cli`] is a gRPC client of the server (uses [`api`]'s generated types
 //!   and [`schema`] for JSON ⇄ Avro), never the broker or storage.
 //!
 //! [`server`] and [`store`] (and the RocksDB log backend) exist only with the
 //! default `rocksdb` feature; the fuzz build turns it off.
 //!
-//! `tonic`/`prost` appear only in `api/`, `cli/`, `server.rs`, `tls.rs` and the fuzz
+//! `tonic`/`prost` appear only in `api/`, `cli/`, `server.rs`, `tls.rs`,
+//! `transport/io.rs` (tonic's `Connected` hook) and the fuzz
 //! targets (`fuzzing`, test and `fuzzing` builds only),
 //! `apache_avro` only in `schema/`, `rocksdb` only in `store/` and the log's
 //! RocksDB files.
@@ -35,4 +39,5 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 pub mod types;

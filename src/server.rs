@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::codec::CompressionEncoding;
@@ -36,8 +35,13 @@ pub const ADMIN_SERVICE_NAME: &str = "eventbus.admin.v1.Admin";
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Serves `GET /metrics` until `stop` is cancelled.
-async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>, stop: CancellationToken) {
+async fn serve_metrics(
+    listener: crate::transport::HttpListener,
+    broker: Arc<Broker>,
+    stop: CancellationToken,
+) {
     use axum::routing::get;
+    use axum::serve::Listener;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("metrics listening on {addr}");
     }
@@ -60,129 +64,6 @@ async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>, stop: Cancell
         .await
     {
         tracing::warn!(error = %e, "metrics endpoint failed");
-    }
-}
-
-/// Accepted connections with Nagle's algorithm off. gRPC writes many small
-/// frames (credit requests, single-event responses); with Nagle on, a small
-/// write waits for the peer's delayed ACK, which costs up to 40 ms per round
-/// trip. Found by `eventbus bench replay` (5,000 events/s before, see
-/// BENCHMARKS.md).
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<LingeringTcp>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        if let Err(e) = conn.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-        Ok(LingeringTcp {
-            inner: conn,
-            linger: None,
-        })
-    })
-}
-
-/// How long a closing connection keeps reading, and discarding, what the
-/// client still sends after the server's last frame. Closing a socket with
-/// unread input makes the kernel answer with RST, and a client that gets
-/// the RST can lose frames it had not read yet: at shutdown, a PublishStream
-/// client still pipelining requests lost the UNAVAILABLE trailers that end
-/// its stream and saw "broken pipe" instead (found by
-/// tests/integration/graceful.rs). One second is plenty for a client on a
-/// live connection to see GOAWAY and close; it bounds a client that does not.
-const LINGER_ON_CLOSE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Reads per poll while lingering before yielding, so a client that keeps
-/// sending cannot hold a runtime thread.
-const LINGER_READS_PER_POLL: usize = 16;
-
-/// An accepted connection whose shutdown sends FIN, then drains input until
-/// the client closes or [`LINGER_ON_CLOSE`] passes, so the close is never an
-/// RST that could destroy the server's final frames (a "lingering close").
-struct LingeringTcp {
-    inner: tokio::net::TcpStream,
-    linger: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl tonic::transport::server::Connected for LingeringTcp {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
-
-impl tokio::io::AsyncRead for LingeringTcp {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for LingeringTcp {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::future::Future;
-        use std::task::Poll;
-        use tokio::io::AsyncRead;
-        let this = &mut *self;
-        if this.linger.is_none() {
-            // FIN first: everything written so far reaches the client.
-            std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_shutdown(cx))?;
-            this.linger = Some(Box::pin(tokio::time::sleep(LINGER_ON_CLOSE)));
-        }
-        let mut scratch = [0u8; 4096];
-        for _ in 0..LINGER_READS_PER_POLL {
-            if let Some(deadline) = this.linger.as_mut()
-                && deadline.as_mut().poll(cx).is_ready()
-            {
-                return Poll::Ready(Ok(()));
-            }
-            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
-            match std::pin::Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
-                // The client closed too: nothing is left to turn into an RST.
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -229,7 +110,7 @@ pub struct Server {
     metrics: Option<TcpListener>,
     tooling: Option<TcpListener>,
     health: Option<TcpListener>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     auth: Arc<crate::auth::Authenticator>,
 }
@@ -370,6 +251,14 @@ impl Server {
         } = self;
         let tls_on = tls.is_some();
         let tasks = TaskTracker::new();
+        // One acceptor for every listener: the connection cap, timeouts and
+        // the response budget are shared (see crate::transport).
+        crate::transport::check_open_file_limit(args.max_connections);
+        let transport = crate::transport::Transport::new(
+            args.transport(),
+            tasks.clone(),
+            broker.metrics().clone(),
+        );
         // `stop` starts the shutdown; `streams` ends the streams after the
         // drain delay, so load balancers see NOT_SERVING before anything closes.
         let streams = CancellationToken::new();
@@ -409,6 +298,9 @@ impl Server {
         }
         tasks.spawn(broker.clone().run_retention(streams.clone()));
         if let Some(listener) = metrics {
+            let listener = transport
+                .http_listener(listener, None, "metrics")
+                .map_err(|e| ServerError::Config(format!("metrics listener: {e}")))?;
             tasks.spawn(serve_metrics(listener, broker.clone(), stop.clone()));
         }
         if let Some(listener) = health_listener {
@@ -436,10 +328,13 @@ impl Server {
                         .build_v1alpha()
                         .map_err(|e| ServerError::Config(format!("reflection: {e}")))?,
                 )
-                .serve_with_incoming_shutdown(incoming(listener), {
-                    let streams = streams.clone();
-                    async move { streams.cancelled().await }
-                });
+                .serve_with_incoming_shutdown(
+                    transport.incoming(listener, None, false, "health"),
+                    {
+                        let streams = streams.clone();
+                        async move { streams.cancelled().await }
+                    },
+                );
             tasks.spawn(async move {
                 if let Err(e) = only_health.await {
                     tracing::warn!(error = %e, "health listener failed");
@@ -453,9 +348,11 @@ impl Server {
                 // take the gRPC address from the first such line.
                 tracing::info!(tls = http_tls.is_some(), "tooling api serving on {addr}");
             }
+            let listener = transport
+                .http_listener(listener, http_tls, "tooling")
+                .map_err(|e| ServerError::Config(format!("tooling listener: {e}")))?;
             tasks.spawn(crate::api::tooling::serve(
                 listener,
-                http_tls,
                 broker.clone(),
                 auth.clone(),
                 stop.clone(),
@@ -486,11 +383,14 @@ impl Server {
             }
         };
         let keepalive = (!args.http2_keepalive.is_zero()).then_some(args.http2_keepalive);
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
-        }
-        let serve = builder
+        // TLS handshakes happen in the transport, under its deadline; tonic
+        // gets connections that are ready.
+        let incoming = transport.incoming(listener, tls, true, "grpc");
+        let serve = tonic::transport::Server::builder()
+            .layer(crate::api::pacing::PacingLayer::new(
+                args.pacing(),
+                broker.metrics().clone(),
+            ))
             .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
             .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
             .max_concurrent_streams(Some(args.max_concurrent_streams))
@@ -501,7 +401,7 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_service(pubsub)
             .add_service(admin)
-            .serve_with_incoming_shutdown(incoming(listener), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         let mut serve = std::pin::pin!(serve);
         let result = tokio::select! {
             r = &mut serve => r.map_err(ServerError::from),

@@ -1,12 +1,13 @@
 //! TLS for the gRPC listener and for our own clients (CLI, bench, tests).
 //!
-//! Owns: reading PEM files into tonic's rustls configuration, mutual-TLS
+//! Owns: reading PEM files into rustls server configurations (the gRPC
+//! listener's and the Tooling endpoint's) and tonic's client one, mutual-TLS
 //! client verification, and the development certificate authority that
 //! `--tls-self-signed DIR` creates once and reuses. Must not: know about
 //! topics, tenants or tokens (authentication lives elsewhere).
 //!
-//! rustls runs on ring, the one crypto provider of the whole tree; tonic
-//! offers ALPN `h2` and rustls negotiates TLS 1.2 or 1.3.
+//! rustls runs on ring, the one crypto provider of the whole tree; the gRPC
+//! listener offers ALPN `h2` and rustls negotiates TLS 1.2 or 1.3.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// File names inside a `--tls-self-signed` folder.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -116,6 +117,29 @@ impl ServerTls {
     pub fn http_config(
         &self,
     ) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
+        self.rustls_config(b"http/1.1", false)
+    }
+
+    /// The gRPC listener's rustls configuration (ALPN `h2`; with
+    /// `client_ca`, a client certificate signed by it is required), or
+    /// `None` for plaintext. With `self_signed`, creates the development CA
+    /// and certificate first when the folder does not hold them yet. The
+    /// server does the handshakes itself (`transport::accept`), under its
+    /// handshake timeout.
+    ///
+    /// # Errors
+    /// [`TlsError`] naming the file that is missing, unreadable or invalid.
+    pub fn server_config(
+        &self,
+    ) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
+        self.rustls_config(b"h2", true)
+    }
+
+    fn rustls_config(
+        &self,
+        alpn: &[u8],
+        client_auth: bool,
+    ) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
         use tokio_rustls::rustls;
         use tokio_rustls::rustls::pki_types::pem::PemObject;
         use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -129,38 +153,37 @@ impl ServerTls {
             .map_err(|e| TlsError::Invalid(format!("TLS certificate {}: {e}", cert.display())))?;
         let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| TlsError::Invalid(format!("TLS private key {}: {e}", key.display())))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Invalid(format!("TLS: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)
-        .map_err(|e| TlsError::Invalid(format!("TLS certificate {}: {e}", cert.display())))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Some(std::sync::Arc::new(config)))
-    }
-
-    /// The tonic server configuration, or `None` for plaintext. With
-    /// `self_signed`, creates the development CA and certificate first when
-    /// the folder does not hold them yet.
-    ///
-    /// # Errors
-    /// [`TlsError`] naming the file that is missing, unreadable or invalid.
-    pub fn server_config(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
-        let Some((cert, key)) = self.identity_files()? else {
-            return Ok(None);
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Invalid(format!("TLS: {e}")))?;
+        let builder = match self.client_ca.as_ref().filter(|_| client_auth) {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let ca_pem = read_pem(ca, "TLS client CA", "CERTIFICATE")?;
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(&ca_pem) {
+                    let c = c.map_err(|e| {
+                        TlsError::Invalid(format!("TLS client CA {}: {e}", ca.display()))
+                    })?;
+                    roots.add(c).map_err(|e| {
+                        TlsError::Invalid(format!("TLS client CA {}: {e}", ca.display()))
+                    })?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    std::sync::Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| TlsError::Invalid(format!("TLS client CA {}: {e}", ca.display())))?;
+                builder.with_client_cert_verifier(verifier)
+            }
         };
-        let cert_pem = read_pem(&cert, "TLS certificate", "CERTIFICATE")?;
-        let key_pem = read_pem(&key, "TLS private key", "PRIVATE KEY")?;
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
-        if let Some(ca) = &self.client_ca {
-            let ca_pem = read_pem(ca, "TLS client CA", "CERTIFICATE")?;
-            config = config
-                .client_ca_root(Certificate::from_pem(ca_pem))
-                .client_auth_optional(false);
-        }
-        Ok(Some(config))
+        let mut config = builder
+            .with_single_cert(chain, key_der)
+            .map_err(|e| TlsError::Invalid(format!("TLS certificate {}: {e}", cert.display())))?;
+        config.alpn_protocols = vec![alpn.to_vec()];
+        Ok(Some(std::sync::Arc::new(config)))
     }
 }
 

@@ -76,6 +76,7 @@ pub(super) async fn start(
     svc: &PubSubService,
     caller: &Caller,
     mut inbound: Streaming<pb::ManagedFetchRequest>,
+    budget: Option<std::sync::Arc<crate::transport::ConnBudget>>,
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<ManagedStream, Status> {
@@ -187,10 +188,19 @@ pub(super) async fn start(
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let stop = svc.stop.clone();
     let initial = first.num_requested.unsigned_abs();
+    // Reads paced by the connection's response budget (see super::pacing).
+    let (subscription, ending) = match budget {
+        Some(budget) => {
+            let (pace, ending) =
+                super::pacing::StreamPace::new(budget, svc.cfg.stuck_client_timeout);
+            (open.subscription.paced(pace), Some(ending))
+        }
+        None => (open.subscription, None),
+    };
     svc.tasks.spawn(
         async move {
             let _slot = slot;
-            open.subscription
+            subscription
                 .run(
                     initial,
                     Box::pin(controls),
@@ -204,11 +214,18 @@ pub(super) async fn start(
     );
 
     let metrics = metrics.clone();
-    let stream = ReceiverStream::new(out_rx).map(move |item| {
-        item.map(|d| convert::managed_response(d, rpc))
-            .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
+    let stream = ReceiverStream::new(out_rx).map({
+        let metrics = metrics.clone();
+        move |item| {
+            item.map(|d| convert::managed_response(d, rpc))
+                .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
+        }
     });
-    Ok(Box::pin(stream))
+    // A stream its client stopped reading ends with why.
+    let why =
+        futures_util::stream::once(async move { ending.and_then(|e| e.status(&metrics, rpc)) })
+            .filter_map(|st| st.map(Err));
+    Ok(Box::pin(stream.chain(why)))
 }
 
 #[cfg(test)]

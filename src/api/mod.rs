@@ -10,6 +10,7 @@ pub mod limits;
 pub mod managed;
 pub mod namespace;
 pub mod oversize;
+pub mod pacing;
 pub mod publish;
 pub mod status;
 pub mod subscribe;
@@ -49,6 +50,9 @@ pub struct ApiConfig {
     /// request; a stream that never does would otherwise hold its handler
     /// forever.
     pub first_request_timeout: std::time::Duration,
+    /// How long a stream waits for room in its connection's response
+    /// budget before it ends with `RESOURCE_EXHAUSTED` (see [`pacing`]).
+    pub stuck_client_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +60,7 @@ impl Default for ApiConfig {
         Self {
             publish_stream_window: 16,
             first_request_timeout: std::time::Duration::from_secs(60),
+            stuck_client_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -147,10 +152,18 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let rpc = RpcId::generate();
         let span = rpc_span("Subscribe", rpc);
         let caller = self.caller(&request, rpc)?;
-        subscribe::start(self, &caller, request.into_inner(), rpc, span.clone())
-            .instrument(span)
-            .await
-            .map(Response::new)
+        let budget = pacing::budget_of(&request);
+        subscribe::start(
+            self,
+            &caller,
+            request.into_inner(),
+            budget,
+            rpc,
+            span.clone(),
+        )
+        .instrument(span)
+        .await
+        .map(Response::new)
     }
 
     async fn get_schema(
@@ -267,10 +280,13 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let rpc = RpcId::generate();
         let span = rpc_span("PublishStream", rpc);
         let caller = self.caller(&request, rpc)?;
+        let pace = pacing::budget_of(&request)
+            .map(|b| pacing::PublishPace::new(b, self.cfg.stuck_client_timeout));
         Ok(Response::new(publish::start(
             self,
             caller,
             request.into_inner(),
+            pace,
             rpc,
             span,
         )))
@@ -283,9 +299,17 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let rpc = RpcId::generate();
         let span = rpc_span("ManagedSubscribe", rpc);
         let caller = self.caller(&request, rpc)?;
-        managed::start(self, &caller, request.into_inner(), rpc, span.clone())
-            .instrument(span)
-            .await
-            .map(Response::new)
+        let budget = pacing::budget_of(&request);
+        managed::start(
+            self,
+            &caller,
+            request.into_inner(),
+            budget,
+            rpc,
+            span.clone(),
+        )
+        .instrument(span)
+        .await
+        .map(Response::new)
     }
 }

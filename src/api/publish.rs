@@ -2,7 +2,10 @@
 //!
 //! Owns: the per-stream topic rule, the in-flight window, the admission
 //! budget shared by all streams, the first-request timeout and response
-//! order.
+//! order. With its connection's response budget ([`super::pacing`]), a
+//! request is read only while the connection has room, and is charged with
+//! its answer until the answer is handed to tonic: a client that stops
+//! reading answers stops the stream from reading requests.
 //! Must not: validate events (the broker does).
 
 use std::future::Future;
@@ -28,7 +31,22 @@ use crate::types::RpcId;
 pub type PublishResponseStream =
     Pin<Box<dyn Stream<Item = Result<pb::PublishResponse, Status>> + Send>>;
 
-type InFlight = Pin<Box<dyn Future<Output = Result<PublishReceipt, BrokerError>> + Send>>;
+/// A request's charge to its connection's response budget, held until its
+/// answer is handed to tonic.
+type Charge = Option<crate::transport::Reservation>;
+
+type InFlight = Pin<Box<dyn Future<Output = (Result<PublishReceipt, BrokerError>, Charge)> + Send>>;
+
+/// An answer or the stream's end, with the charge of the request it answers.
+type Outbound = (Result<pb::PublishResponse, Status>, Charge);
+
+/// What the reading arm of the loop got.
+enum Read {
+    /// The next request, the end of the requests, or a transport error.
+    Message(Result<Option<pb::PublishRequest>, Status>),
+    /// No room in the connection's response budget in time.
+    NoRoom(crate::transport::BudgetError),
+}
 
 type Admission = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
 
@@ -46,6 +64,7 @@ pub(super) fn start(
     svc: &PubSubService,
     caller: Caller,
     inbound: Streaming<pb::PublishRequest>,
+    pace: Option<super::pacing::PublishPace>,
     rpc: RpcId,
     span: tracing::Span,
 ) -> PublishResponseStream {
@@ -58,6 +77,7 @@ pub(super) fn start(
             svc.limits.clone(),
             svc.publish_budget.clone(),
             inbound,
+            pace,
             out_tx,
             svc.stop.clone(),
             window,
@@ -67,7 +87,8 @@ pub(super) fn start(
         )
         .instrument(span),
     );
-    Box::pin(ReceiverStream::new(out_rx))
+    // The charge is dropped here, as tonic takes the answer.
+    Box::pin(ReceiverStream::new(out_rx).map(|(answer, _charge)| answer))
 }
 
 /// Reads requests while fewer than `window` are in flight, publishes each,
@@ -82,7 +103,8 @@ async fn run(
     limits: Arc<super::limits::Limits>,
     budget: Arc<Semaphore>,
     mut inbound: Streaming<pb::PublishRequest>,
-    out: mpsc::Sender<Result<pb::PublishResponse, Status>>,
+    pace: Option<super::pacing::PublishPace>,
+    out: mpsc::Sender<Outbound>,
     stop: CancellationToken,
     window: usize,
     first_request_timeout: std::time::Duration,
@@ -109,16 +131,16 @@ async fn run(
     let first_deadline = tokio::time::sleep(first_request_timeout);
     tokio::pin!(first_deadline);
     // The request waiting for its share of the budget, and its admission.
-    let mut waiting: Option<(String, Vec<crate::broker::PublishEvent>)> = None;
+    let mut waiting: Option<(String, Vec<crate::broker::PublishEvent>, Charge)> = None;
     let mut admission: Option<Admission> = None;
     loop {
         tokio::select! {
             // Answer finished requests before reading more: keeps memory
             // bounded by the window and responses prompt.
             biased;
-            Some(res) = inflight.next(), if !inflight.is_empty() => match res {
+            Some((res, charge)) = inflight.next(), if !inflight.is_empty() => match res {
                 Ok(receipt) => {
-                    if out.send(Ok(convert::publish_response(ns.scrub_receipt(receipt), rpc))).await.is_err() {
+                    if out.send((Ok(convert::publish_response(ns.scrub_receipt(receipt), rpc)), charge)).await.is_err() {
                         // The client is gone. Appends already queued still
                         // commit; there is nobody left to tell.
                         return;
@@ -135,7 +157,7 @@ async fn run(
             }
             permit = async { admission.as_mut()?.await }, if admission.is_some() => {
                 admission = None;
-                let (Some(permit), Some((name, events))) = (permit, waiting.take()) else {
+                let (Some(permit), Some((name, events, charge))) = (permit, waiting.take()) else {
                     // The budget never closes; treat it like shutdown.
                     end.get_or_insert_with(|| status::fail(broker.metrics(), &BrokerError::ShuttingDown, rpc));
                     reading = false;
@@ -145,7 +167,7 @@ async fn run(
                 inflight.push_back(Box::pin(async move {
                     let receipt = broker.publish(&name, events).await;
                     drop(permit);
-                    receipt
+                    (receipt, charge)
                 }));
             }
             _ = &mut first_deadline, if reading && topic.is_none() => {
@@ -160,13 +182,29 @@ async fn run(
                     rpc,
                 )));
             }
-            msg = inbound.message(), if reading && admission.is_none() && inflight.len() < window => match msg {
-                Ok(Some(req)) => {
+            read = async {
+                // Room first: a client that does not read its answers makes
+                // the stream stop reading requests.
+                if let Some(pace) = &pace
+                    && let Err(e) = pace.room().await
+                {
+                    return Read::NoRoom(e);
+                }
+                Read::Message(inbound.message().await)
+            }, if reading && admission.is_none() && inflight.len() < window => match read {
+                Read::NoRoom(e) => {
+                    end = Some(super::pacing::publish_refused(broker.metrics(), &e, rpc));
+                    reading = false;
+                }
+                Read::Message(Ok(Some(req))) => {
                     // Its share of the budget: at least 1 KiB, at most the
                     // whole budget (a request bigger than it goes alone).
                     let kib = u32::try_from((req.encoded_len() / 1024).clamp(1, BUDGET_KIB))
                         .unwrap_or(1);
                     let (n_events, n_bytes) = (req.events.len(), super::payload_bytes(&req));
+                    // Counted from now: the request is in memory, and its
+                    // answer will be until tonic takes it.
+                    let charge = pace.as_ref().map(|p| p.charge(req.encoded_len(), n_events));
                     let name = match &topic {
                         None => {
                             if req.topic_name.trim().is_empty() {
@@ -208,17 +246,17 @@ async fn run(
                             continue;
                         }
                     };
-                    waiting = Some((stored, convert::publish_events(req.events)));
+                    waiting = Some((stored, convert::publish_events(req.events), charge));
                 }
                 // Half-close: answer what is in flight, then end with OK.
-                Ok(None) => reading = false,
+                Read::Message(Ok(None)) => reading = false,
                 // A request over the size limit: the client is still there,
                 // so it learns why after the requests before it are answered.
-                Err(st) if status::is_tonic_too_large(st.code(), st.metadata().get(status::ERROR_CODE_KEY).is_some()) => {
+                Read::Message(Err(st)) if status::is_tonic_too_large(st.code(), st.metadata().get(status::ERROR_CODE_KEY).is_some()) => {
                     end = Some(status::inbound(broker.metrics(), st, rpc));
                     reading = false;
                 }
-                Err(st) => {
+                Read::Message(Err(st)) => {
                     tracing::debug!(status = %st, "publish stream transport error");
                     reading = false;
                 }
@@ -227,6 +265,6 @@ async fn run(
         }
     }
     if let Some(st) = end {
-        let _ = out.send(Err(st)).await;
+        let _ = out.send((Err(st), None)).await;
     }
 }

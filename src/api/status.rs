@@ -244,6 +244,27 @@ pub fn limited(metrics: &Metrics, hit: &crate::api::limits::LimitHit, rpc: RpcId
     )
 }
 
+/// `RESOURCE_EXHAUSTED` for a call or stream that got no room in its
+/// connection's or the server's response budget in time, counted:
+/// `service.client.too.slow` when its own connection is full (its client
+/// does not read), `service.response.budget.exhausted` when the server is.
+pub fn budget(metrics: &Metrics, err: &crate::transport::BudgetError, rpc: RpcId) -> Status {
+    use crate::transport::BudgetError;
+    // Exhaustive on purpose, as `to_status`.
+    let code = match err {
+        BudgetError::ClientStuck { .. } | BudgetError::ServerFull { .. } => Code::ResourceExhausted,
+    };
+    counted(
+        metrics,
+        status(
+            code,
+            err.code(),
+            &format!("{}.", capitalise(&err.to_string())),
+            rpc,
+        ),
+    )
+}
+
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     c.next()
@@ -341,6 +362,46 @@ mod tests {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         assert!(code.contains("fetch.replayid.corrupted"));
+    }
+
+    #[test]
+    fn a_full_budget_is_resource_exhausted_with_its_code() {
+        use crate::transport::BudgetError;
+        let metrics = Metrics::new();
+        let rpc = RpcId::generate();
+        let st = budget(
+            &metrics,
+            &BudgetError::ClientStuck {
+                waited: std::time::Duration::from_secs(30),
+            },
+            rpc,
+        );
+        assert_eq!(st.code(), Code::ResourceExhausted);
+        assert_eq!(
+            st.metadata()
+                .get(ERROR_CODE_KEY)
+                .and_then(|v| v.to_str().ok()),
+            Some("sfdc.platform.eventbus.grpc.service.client.too.slow")
+        );
+        assert!(
+            st.message().starts_with("The client has not read"),
+            "{}",
+            st.message()
+        );
+        assert!(st.message().ends_with(&format!("rpcId: {rpc}")));
+        let st = budget(
+            &metrics,
+            &BudgetError::ServerFull {
+                waited: std::time::Duration::from_secs(30),
+            },
+            rpc,
+        );
+        assert_eq!(
+            st.metadata()
+                .get(ERROR_CODE_KEY)
+                .and_then(|v| v.to_str().ok()),
+            Some("sfdc.platform.eventbus.grpc.service.response.budget.exhausted")
+        );
     }
 
     #[test]

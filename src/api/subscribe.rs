@@ -26,10 +26,13 @@ pub type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchResponse, Statu
 const OUTBOUND_QUEUE: usize = 2;
 
 /// Reads the first request, opens the subscription and starts its tasks.
+/// With its connection's `budget`, reads are paced by it (see
+/// [`super::pacing`]).
 pub(super) async fn start(
     svc: &PubSubService,
     caller: &Caller,
     mut inbound: Streaming<pb::FetchRequest>,
+    budget: Option<std::sync::Arc<crate::transport::ConnBudget>>,
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<FetchStream, Status> {
@@ -95,6 +98,14 @@ pub(super) async fn start(
         .subscribe(&stored, convert::start(&first))
         .map_err(fail)?;
     tracing::debug!(start_after = %sub.cursor(), "subscription opened");
+    let (sub, ending) = match budget {
+        Some(budget) => {
+            let (pace, ending) =
+                super::pacing::StreamPace::new(budget, svc.cfg.stuck_client_timeout);
+            (sub.paced(pace), Some(ending))
+        }
+        None => (sub, None),
+    };
     // Later requests repeat the name the client used.
     let topic = first.topic_name.clone();
 
@@ -143,9 +154,17 @@ pub(super) async fn start(
     let metrics = svc.broker.metrics().clone();
     // A failure mid-stream quotes the stored name too (`The topic … was
     // deleted.`): the caller sees its own.
-    let stream = ReceiverStream::new(out_rx).map(move |item| {
-        item.map(|d| convert::fetch_response(d, rpc))
-            .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
+    let stream = ReceiverStream::new(out_rx).map({
+        let metrics = metrics.clone();
+        move |item| {
+            item.map(|d| convert::fetch_response(d, rpc))
+                .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
+        }
     });
-    Ok(Box::pin(stream))
+    // A stream its client stopped reading ends with why, once its loop gave
+    // up waiting for room.
+    let why =
+        futures_util::stream::once(async move { ending.and_then(|e| e.status(&metrics, rpc)) })
+            .filter_map(|st| st.map(Err));
+    Ok(Box::pin(stream.chain(why)))
 }

@@ -21,7 +21,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::namespace::Namespace;
@@ -237,43 +236,11 @@ async fn query(
     .into_response()
 }
 
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A listener that hands axum TLS streams: connections whose handshake
-/// fails or stalls are dropped here, never seen by the router.
-struct TlsListener {
-    inner: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (tcp, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => {
-                    tracing::debug!(%addr, error = %e, "tooling api: TLS handshake failed")
-                }
-                Err(_) => tracing::debug!(%addr, "tooling api: TLS handshake timed out"),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// Serves the Tooling API query endpoint (over TLS with `tls`) until
-/// `stop` is cancelled.
+/// Serves the Tooling API query endpoint on `listener` (whose connections
+/// the transport accepted and, with TLS, handshook off its accept loop)
+/// until `stop` is cancelled.
 pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    listener: crate::transport::HttpListener,
     broker: Arc<Broker>,
     auth: Arc<Authenticator>,
     stop: CancellationToken,
@@ -284,23 +251,10 @@ pub async fn serve(
         .route("/services/data/{version}/tooling/query/", get(query))
         .with_state(Shared { broker, auth });
     let shutdown = async move { stop.cancelled().await };
-    let served = match tls {
-        Some(config) => {
-            let listener = TlsListener {
-                inner: listener,
-                acceptor: tokio_rustls::TlsAcceptor::from(config),
-            };
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    };
-    if let Err(e) = served {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::warn!(error = %e, "tooling api endpoint failed");
     }
 }

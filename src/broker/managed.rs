@@ -698,6 +698,7 @@ impl Broker {
                 broker: self.clone(),
                 topic,
                 cursor,
+                pace: None,
             },
             session,
             topic: rec.topic,

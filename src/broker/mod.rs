@@ -40,7 +40,8 @@ pub use managed::{
 };
 pub use publisher::{PublishEvent, PublishOutcome, PublishReceipt};
 pub use subscription::{
-    CommitAnswer, CommitRequest, Control, Controls, Delivery, Start, Subscription,
+    CommitAnswer, CommitRequest, Control, Controls, Delivery, Held, Hold, Pace, PaceAdmission,
+    Start, Subscription,
 };
 
 /// The tenant every topic belongs to until authentication brings tenants:

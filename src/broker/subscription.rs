@@ -4,6 +4,12 @@
 //! events. The log is the buffer: a subscription holds a cursor and reads
 //! only as many events as it has credit for, so a client that stops asking
 //! costs a few bytes of state, not a growing queue.
+//!
+//! A client that asked for events but does not read them is the
+//! transport's to notice: a [`Pace`] given with [`Subscription::paced`]
+//! admits each read first, and the [`Hold`] it returns travels with the
+//! delivery until the transport has taken it, so a stalled client stops
+//! the loop before it reads more instead of after.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +81,44 @@ pub struct CommitAnswer {
     pub process_time_ms: u64,
 }
 
+/// Admits a subscription's reads while its client takes what it is sent
+/// (implemented by the protocol layer on the connection's response budget).
+pub trait Pace: Send + Sync {
+    /// Waits until a response of up to `bytes` may be read; `None` ends the
+    /// subscription (the pace has told the client why).
+    ///
+    /// # Cancel safety
+    /// Must be cancel safe: the loop drops it on shutdown or disconnect.
+    fn admit(&self, bytes: usize) -> PaceAdmission<'_>;
+}
+
+/// The future [`Pace::admit`] returns.
+pub type PaceAdmission<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<Hold>> + Send + 'a>>;
+
+/// Bytes a [`Pace`] counts for one delivery until the delivery is dropped.
+pub trait Held: Send + Sync {
+    /// Counts `bytes` from now on instead of what was admitted (never
+    /// more).
+    fn shrink_to(&mut self, bytes: usize);
+}
+
+/// What a [`Pace`] admitted, carried by the [`Delivery`] it was read for.
+pub struct Hold(Box<dyn Held>);
+
+impl Hold {
+    /// Wraps what the pace counts.
+    pub fn new(held: impl Held + 'static) -> Self {
+        Self(Box::new(held))
+    }
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hold")
+    }
+}
+
 /// One response's worth of events (empty for a keepalive or a commit
 /// answer).
 #[derive(Debug)]
@@ -90,6 +134,9 @@ pub struct Delivery {
     /// deliveries sit in every subscription's channel slots (tokio
     /// allocates 32 at a time), so their size is paid per idle subscriber.
     pub commit: Option<Box<CommitAnswer>>,
+    /// What the subscription's [`Pace`] counts for these events, released
+    /// when the delivery is dropped (turned into a response).
+    pub hold: Option<Hold>,
 }
 
 /// A subscription ready to run.
@@ -97,6 +144,7 @@ pub struct Subscription {
     pub(super) broker: Arc<Broker>,
     pub(super) topic: Arc<Topic>,
     pub(super) cursor: Offset,
+    pub(super) pace: Option<Arc<dyn Pace>>,
 }
 
 /// What the delivery loop does after handling client input.
@@ -147,6 +195,7 @@ impl Broker {
             broker: self.clone(),
             topic,
             cursor,
+            pace: None,
         })
     }
 }
@@ -176,6 +225,13 @@ impl Subscription {
     /// The position the subscription starts after.
     pub fn cursor(&self) -> ReplayId {
         ReplayId::from(self.cursor)
+    }
+
+    /// Reads only what `pace` admits (the default admits everything).
+    #[must_use]
+    pub fn paced(mut self, pace: Arc<dyn Pace>) -> Self {
+        self.pace = Some(pace);
+        self
     }
 
     /// Delivers events until the client goes away, half-closes (the
@@ -229,6 +285,28 @@ impl Subscription {
         loop {
             let latest = *tail.borrow_and_update();
             if credits.available() > 0 && self.cursor < latest {
+                let mut hold = match self.pace.clone() {
+                    None => None,
+                    Some(pace) => {
+                        let ending = managed.as_ref().map(ManagedSession::ending);
+                        tokio::select! {
+                            biased;
+                            _ = stop.cancelled() => return self.shutdown(&out, &stop).await,
+                            _ = out.closed() => return,
+                            () = cancelled(ending.as_ref()) => {
+                                if let Some(session) = managed.as_ref() {
+                                    let _ = out.send(Err(session.end_reason())).await;
+                                }
+                                return;
+                            }
+                            admitted = pace.admit(cfg.max_response_bytes) => match admitted {
+                                Some(hold) => Some(hold),
+                                // The client is stuck; the pace ends the stream.
+                                None => return,
+                            },
+                        }
+                    }
+                };
                 let want = (credits.available() as usize).min(cfg.max_batch_events);
                 let events = match broker
                     .log()
@@ -258,6 +336,10 @@ impl Subscription {
                         }
                     }
                 };
+                if let Some(hold) = hold.as_mut() {
+                    hold.0
+                        .shrink_to(events.iter().map(|e| e.event.approx_size()).sum());
+                }
                 let n = events.len();
                 broker.count(&broker.stats().events_read_for_subscribers, n);
                 self.cursor = last;
@@ -267,6 +349,7 @@ impl Subscription {
                     latest: ReplayId::from(self.cursor),
                     pending: credits.available(),
                     commit: None,
+                    hold,
                 };
                 if !send(&out, Ok(delivery), &stop).await {
                     return self.shutdown(&out, &stop).await;
@@ -348,6 +431,7 @@ impl Subscription {
                         latest: ReplayId::from(self.cursor),
                         pending: credits.available(),
                         commit: None,
+                        hold: None,
                     };
                     if !send(&out, Ok(ka), &stop).await {
                         return self.shutdown(&out, &stop).await;
@@ -408,6 +492,7 @@ impl Subscription {
                     latest: ReplayId::from(self.cursor),
                     pending: credits.available(),
                     commit: Some(Box::new(answer)),
+                    hold: None,
                 };
                 if listening && !send(out, Ok(response), stop).await {
                     return Flow::End;
@@ -466,5 +551,139 @@ async fn send(
         biased;
         _ = stop.cancelled() => false,
         r = out.send(item) => r.is_ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::{BrokerConfig, PublishEvent};
+    use crate::log::SharedLog;
+    use crate::log::memory::MemoryTopicLog;
+    use crate::schema::ParsedSchema;
+    use crate::telemetry::metrics::Metrics;
+    use crate::types::TopicName;
+
+    const TOPIC: &str = "/event/A__e";
+    const SCHEMA: &str =
+        r#"{"type":"record","name":"A__e","fields":[{"name":"CreatedDate","type":"long"}]}"#;
+
+    /// Admits while `admit` is set and records what each hold shrank to.
+    struct Recording {
+        admit: bool,
+        asked: Mutex<Vec<usize>>,
+        shrunk: Arc<Mutex<Vec<usize>>>,
+    }
+
+    struct Shrinks(Arc<Mutex<Vec<usize>>>);
+
+    impl Held for Shrinks {
+        fn shrink_to(&mut self, bytes: usize) {
+            self.0.lock().expect("lock").push(bytes);
+        }
+    }
+
+    impl Pace for Recording {
+        fn admit(&self, bytes: usize) -> PaceAdmission<'_> {
+            self.asked.lock().expect("lock").push(bytes);
+            let hold = self.admit.then(|| Hold::new(Shrinks(self.shrunk.clone())));
+            Box::pin(async move { hold })
+        }
+    }
+
+    async fn broker_with_events(n: usize) -> Arc<Broker> {
+        let log: SharedLog = Arc::new(MemoryTopicLog::new());
+        let broker = Broker::open(log, BrokerConfig::default(), Arc::new(Metrics::new()))
+            .await
+            .expect("broker");
+        let name = TopicName::parse(TOPIC).expect("name");
+        broker
+            .provision(&name, ParsedSchema::parse(SCHEMA).expect("schema"))
+            .await
+            .expect("provision");
+        let schema = broker
+            .topic(TOPIC)
+            .expect("topic")
+            .current_schema()
+            .to_string();
+        let events = (0..n)
+            .map(|_| PublishEvent {
+                id: String::new(),
+                schema_id: schema.clone(),
+                payload: bytes::Bytes::from_static(&[2]),
+                headers: Vec::new(),
+            })
+            .collect();
+        broker.publish(TOPIC, events).await.expect("publish");
+        broker
+    }
+
+    fn recording(admit: bool) -> Arc<Recording> {
+        Arc::new(Recording {
+            admit,
+            asked: Mutex::new(Vec::new()),
+            shrunk: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_paced_read_is_admitted_first_and_its_hold_rides_the_delivery() {
+        let broker = broker_with_events(3).await;
+        let pace = recording(true);
+        let sub = broker
+            .subscribe(TOPIC, Start::Earliest)
+            .expect("subscribe")
+            .paced(pace.clone());
+        let (tx, mut rx) = mpsc::channel(2);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(sub.run(
+            10,
+            Box::pin(tokio_stream::pending()),
+            tx,
+            stop.clone(),
+            None,
+        ));
+        let d = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a delivery")
+            .expect("open")
+            .expect("events");
+        assert_eq!(d.events.len(), 3);
+        assert!(d.hold.is_some(), "the hold travels with the events");
+        let read: usize = d.events.iter().map(|e| e.event.approx_size()).sum();
+        assert_eq!(*pace.shrunk.lock().expect("lock"), vec![read]);
+        assert_eq!(
+            *pace.asked.lock().expect("lock"),
+            vec![broker.config().max_response_bytes]
+        );
+        stop.cancel();
+        let _ = run.await;
+    }
+
+    #[tokio::test]
+    async fn a_read_the_pace_refuses_ends_the_subscription_without_reading() {
+        let broker = broker_with_events(3).await;
+        let pace = recording(false);
+        let sub = broker
+            .subscribe(TOPIC, Start::Earliest)
+            .expect("subscribe")
+            .paced(pace.clone());
+        let (tx, mut rx) = mpsc::channel(2);
+        let run = sub.run(
+            10,
+            Box::pin(tokio_stream::pending()),
+            tx,
+            CancellationToken::new(),
+            None,
+        );
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the loop ends");
+        assert!(rx.recv().await.is_none(), "nothing was delivered");
+        assert_eq!(pace.asked.lock().expect("lock").len(), 1);
+        assert!(pace.shrunk.lock().expect("lock").is_empty());
     }
 }

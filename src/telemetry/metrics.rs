@@ -51,6 +51,13 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// Label set naming why the server closed a connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `handshake`, `idle` or `stuck`.
+    pub reason: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -84,6 +91,17 @@ pub struct Metrics {
     /// `pubsub_storage_pending_compaction_bytes`: compaction debt.
     pub storage_pending_compaction: Gauge,
     topic_labels: TopicLabels,
+    /// `pubsub_connections_open`: accepted connections, handshakes included.
+    pub connections_open: Gauge,
+    /// `pubsub_accept_errors_total`: failed accepts (descriptors or memory
+    /// exhausted, aborted connections).
+    pub accept_errors: Counter,
+    /// `pubsub_connections_closed_total{reason}`: connections the server
+    /// closed on its own (handshake timeout, idle, stuck client).
+    pub connections_closed: Family<ReasonLabel, Counter>,
+    /// `pubsub_response_budget_held_bytes`: response bytes produced for
+    /// clients and not yet written, with reservations, all connections.
+    pub response_budget_held: Gauge,
     registry: Registry,
 }
 
@@ -121,6 +139,10 @@ impl Metrics {
             storage_size: Gauge::default(),
             storage_pending_compaction: Gauge::default(),
             topic_labels,
+            connections_open: Gauge::default(),
+            accept_errors: Counter::default(),
+            connections_closed: Family::default(),
+            response_budget_held: Gauge::default(),
             registry: Registry::default(),
         };
         let mut r = Registry::default();
@@ -199,6 +221,27 @@ impl Metrics {
             Unit::Bytes,
             m.storage_pending_compaction.clone(),
         );
+        r.register(
+            "pubsub_connections_open",
+            "Accepted connections, TLS handshakes included",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "pubsub_accept_errors",
+            "Failed accepts: descriptors or memory exhausted, aborted connections",
+            m.accept_errors.clone(),
+        );
+        r.register(
+            "pubsub_connections_closed",
+            "Connections the server closed on its own, by reason",
+            m.connections_closed.clone(),
+        );
+        r.register_with_unit(
+            "pubsub_response_budget_held",
+            "Response bytes produced for clients and not yet written, with reservations",
+            Unit::Bytes,
+            m.response_budget_held.clone(),
+        );
         Self { registry: r, ..m }
     }
 
@@ -259,6 +302,9 @@ mod tests {
             "pubsub_log_commit_batch_events_count",
             "pubsub_subscriptions_open",
             "pubsub_storage_size_bytes",
+            "pubsub_connections_open",
+            "pubsub_accept_errors_total",
+            "pubsub_response_budget_held_bytes",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

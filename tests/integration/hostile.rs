@@ -542,7 +542,16 @@ const STALLED_RSS_BOUND_KIB: u64 = 160 * 1024;
 async fn a_subscriber_that_stops_reading_holds_no_backlog_and_resumes_without_gaps() {
     let (_dir, data, topics) = temp_server_dir();
     let credit = SLOW_READER_CREDIT.to_string();
-    let server = Proc::spawn(&data, &topics, &["--max-credit", &credit]).await;
+    // The reader stalls for as long as the 200 MiB take to publish: longer
+    // than EVENTBUS_STUCK_CLIENT_TIMEOUT on a busy machine, which would end
+    // its stream (tests/integration/transport.rs tests that); here it must
+    // resume.
+    let server = Proc::spawn(
+        &data,
+        &topics,
+        &["--max-credit", &credit, "--stuck-client-timeout", "10m"],
+    )
+    .await;
     let mut client = server.client().await;
     let schema = schema_of(&mut client, ORDER_TOPIC).await;
     let mut acked = Vec::new();

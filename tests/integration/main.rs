@@ -21,3 +21,4 @@ mod schemas;
 mod subscribe;
 mod tls;
 mod topics;
+mod transport;
