@@ -391,7 +391,7 @@ fn reuse_schema(input: &mut Input<'_>) -> String {
 /// the JSON decoder allows, or on anything [`check_payload`] checks.
 pub fn schema_walk(data: &[u8]) {
     let mut input = Input::new(data);
-    let schema = if input.byte() % 4 == 0 {
+    let schema = if input.byte().is_multiple_of(4) {
         schema_from(&mut input)
     } else {
         ParsedSchema::parse(&reuse_schema(&mut input)).ok()

@@ -442,7 +442,7 @@ impl Program {
         best
     }
 
-    fn zero_byte_values(&self, id: NodeId, memo: &mut Vec<Option<u64>>) -> u64 {
+    fn zero_byte_values(&self, id: NodeId, memo: &mut [Option<u64>]) -> u64 {
         if let Some(v) = memo[id as usize] {
             return v;
         }
