@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::types::{Echo, TenantId};
 
 /// The tenant of every call in mode `none`, and of the topics folder.
-pub const DEFAULT_TENANT: &str = crate::broker::DEFAULT_TENANT_GUID;
+pub const DEFAULT_TENANT: &str = crate::types::DEFAULT_TENANT_GUID;
 
 /// How calls are authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]

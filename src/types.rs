@@ -7,6 +7,12 @@
 use std::borrow::Cow;
 use std::fmt;
 
+/// The tenant of the topics folder and of every caller in auth mode `none`:
+/// an 18-character id in the shape of a Salesforce org id. Here, in the
+/// shared types, because auth (who the caller is) and the engine (whose
+/// topic it is) both name it and neither may depend on the other.
+pub const DEFAULT_TENANT_GUID: &str = "00D000000000000EAA";
+
 /// A topic name as clients send it, for example `/event/Order_Event__e`.
 ///
 /// Names are case-sensitive and must start with `/`; the checks live in

@@ -44,9 +44,7 @@ pub use subscription::{
     Start, Subscription,
 };
 
-/// The tenant every topic belongs to until authentication brings tenants:
-/// an 18-character id in the shape of a Salesforce org id.
-pub const DEFAULT_TENANT_GUID: &str = "00D000000000000EAA";
+pub use crate::types::DEFAULT_TENANT_GUID;
 
 /// Settings of the engine.
 #[derive(Clone, Debug)]
