@@ -342,9 +342,17 @@ pub fn more(n: i32) -> pb::FetchRequest {
 
 /// Next response, failing the test after 10 s.
 pub async fn next<T>(stream: &mut tonic::Streaming<T>) -> Result<Option<T>, tonic::Status> {
-    tokio::time::timeout(Duration::from_secs(10), stream.message())
+    next_within(stream, Duration::from_secs(10)).await
+}
+
+/// Next response, failing the test after `deadline`.
+pub async fn next_within<T>(
+    stream: &mut tonic::Streaming<T>,
+    deadline: Duration,
+) -> Result<Option<T>, tonic::Status> {
+    tokio::time::timeout(deadline, stream.message())
         .await
-        .expect("a response within 10 s")
+        .unwrap_or_else(|_| panic!("a response within {deadline:?}"))
 }
 
 /// Reads responses until `n` events arrived; returns (events, responses).
@@ -352,10 +360,19 @@ pub async fn collect_events(
     stream: &mut tonic::Streaming<pb::FetchResponse>,
     n: usize,
 ) -> (Vec<pb::ConsumerEvent>, Vec<pb::FetchResponse>) {
+    collect_events_within(stream, n, Duration::from_secs(10)).await
+}
+
+/// [`collect_events`] waiting up to `deadline` for each response.
+pub async fn collect_events_within(
+    stream: &mut tonic::Streaming<pb::FetchResponse>,
+    n: usize,
+    deadline: Duration,
+) -> (Vec<pb::ConsumerEvent>, Vec<pb::FetchResponse>) {
     let mut events = Vec::new();
     let mut responses = Vec::new();
     while events.len() < n {
-        let r = next(stream)
+        let r = next_within(stream, deadline)
             .await
             .expect("stream healthy")
             .expect("stream open");

@@ -188,9 +188,13 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
         events[3].event.as_ref().expect("event").payload.to_vec(),
         order_payload(3)
     );
-    // Live: B's subscriber sees A's next publish promptly.
+    // Live: B's subscriber sees A's next publish, through B's follower of
+    // the JetStream stream. The deadline is a minute, not the usual 10 s:
+    // with the whole suite running in parallel on two cores beside a
+    // three-node cluster, the follow-up once took longer than 10 s (twice
+    // in five full runs); alone it takes milliseconds.
     let more = publish_orders(&a, 5, 1).await;
-    let (live, _) = collect_events(&mut stream, 1).await;
+    let (live, _) = collect_events_within(&mut stream, 1, Duration::from_secs(60)).await;
     assert_eq!(live[0].replay_id.to_vec(), more[0]);
 
     // A topic created through A is usable through B without a restart.
