@@ -4,10 +4,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use eventbus::log::keys::event_key;
 use eventbus::schema::ParsedSchema;
 use eventbus::schema::json::JsonDefaults;
 use eventbus::types::{Offset, ReplayId, TopicId};
+use eventbus_rocksdb::keys::event_key;
 
 const SCHEMA: &str = r#"{"type":"record","name":"Order_Event__e","namespace":"com.sforce.eventbus","fields":[
  {"name":"CreatedDate","type":"long"},{"name":"CreatedById","type":"string"},

@@ -240,22 +240,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 72h: {e}"))
 }
 
-/// What opening the store does when its write-ahead log is damaged (the
-/// store's own config section).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum WalRecovery {
-    /// Replay every intact record. A torn last record is dropped: it can only
-    /// hold a write that was never acknowledged, because with `sync`
-    /// durability an append is acknowledged only after its WAL record is
-    /// fsynced. Damage anywhere before the end stops startup with a message
-    /// naming the folder and what to do.
-    #[default]
-    TolerateTail,
-    /// Replay up to the first damaged record and drop everything after it,
-    /// with a warning in the log. Only for an operator who accepts losing
-    /// the events written after the damage.
-    PointInTime,
-}
+pub use eventbus_rocksdb::store::WalRecovery;
 
 /// Settings of `eventbus serve`. Every flag also reads the environment
 /// variable named in its help, and every setting but `config` can be set in
@@ -746,9 +731,9 @@ impl ServeArgs {
     }
 
     /// The JetStream backend's section.
-    pub fn jetstream(&self) -> crate::log::jetstream::JetStreamConfig {
+    pub fn jetstream(&self) -> eventbus_jetstream::JetStreamConfig {
         let set = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
-        crate::log::jetstream::JetStreamConfig {
+        eventbus_jetstream::JetStreamConfig {
             urls: self
                 .nats_url
                 .iter()
@@ -759,7 +744,7 @@ impl ServeArgs {
             prefix: self.nats_prefix.clone(),
             credentials_file: set(&self.nats_credentials),
             tls_ca: set(&self.nats_tls_ca),
-            ..crate::log::jetstream::JetStreamConfig::default()
+            ..eventbus_jetstream::JetStreamConfig::default()
         }
     }
 

@@ -1,43 +1,50 @@
 //! eventbus: an event bus server that speaks the Salesforce Pub/Sub API.
 //!
-//! Module map and dependency rule (no upward edges, no cycles):
-//! - [`api`] (gRPC protocol layer) uses [`broker`] and [`schema`];
-//! - [`broker`] (engine) uses [`log`] and [`schema`];
-//! - [`log`] (topic log trait and backends) uses [`store`];
-//! - [`schema`] (Avro) and [`store`] (RocksDB) are leaves;
-//! - [`server`] composes everything; [`config`], [`types`], [`error`] and
-//!   [`telemetry`] may be used by any module;
-//! - [`transport`] (accepting, TLS handshakes, connection timeouts, response
-//!   budgets) is below [`api`]: `api` uses it, it uses neither `api` nor the
-//!   engine;
-//! - [`cli`] is a gRPC client of the server (uses [`api`]'s generated types
-//!   and [`schema`] for JSON ⇄ Avro), never the broker or storage.
+//! This root crate is the top of the workspace: the gRPC protocol layer
+//! ([`api`], with the code generated from `proto/`), authentication
+//! ([`auth`]), the server's composition ([`server`], [`config`],
+//! [`transport`], [`tls`], [`telemetry`]) and the clients of the one
+//! `eventbus` binary ([`cli`], [`bench`]). Everything below it is its own
+//! crate, and a crate may depend only on crates below it (README,
+//! "Architecture"):
 //!
-//! [`server`] and [`store`] (and the RocksDB log backend) exist only with the
-//! default `rocksdb` feature; the fuzz build turns it off.
+//! | crate | holds | depends on |
+//! |---|---|---|
+//! | `eventbus-core` ([`types`], [`error`], [`log`], [`telemetry::metrics`]) | value types, error codes, metrics, the log contract, the memory log | - |
+//! | `eventbus-schema` ([`schema`]) | Avro: parsing, limits, validation, JSON | core |
+//! | `eventbus-rocksdb` | the RocksDB store and log backend | core |
+//! | `eventbus-jetstream` | the NATS JetStream log backend | core |
+//! | `eventbus-broker` ([`broker`]) | the engine | core, schema |
+//! | `eventbus` (this crate) | protocol, server, clients, binary | all of the above |
 //!
-//! `tonic`/`prost` appear only in `api/`, `cli/`, `server.rs`, `tls.rs`,
-//! `transport/io.rs` (tonic's `Connected` hook) and the fuzz
-//! targets (`fuzzing`, test and `fuzzing` builds only),
-//! `apache_avro` only in `schema/`, `rocksdb` only in `store/` and the log's
-//! RocksDB files.
+//! The re-exports below keep one path per layer for this crate's code and
+//! its tests (`crate::broker`, `eventbus::schema`, ...).
+//!
+//! Inside this crate the modules keep the same rule, checked by
+//! `scripts/check-layers.sh`: [`transport`] and [`auth`] are below [`api`];
+//! [`server`] composes everything; [`cli`] and [`bench`] are gRPC clients of
+//! the server (they use [`api`]'s generated types, never the engine).
+//! `tonic`/`prost` appear only in `api/`, `cli/`, `bench/`, `server.rs`,
+//! `tls.rs`, `transport/` and the fuzz targets (`fuzzing`, test and
+//! `fuzzing` builds only).
+//!
+//! [`server`] and the RocksDB backend exist only with the default `rocksdb`
+//! feature; the fuzz build turns it off.
+
+pub use eventbus_broker as broker;
+pub use eventbus_core::{error, log, types};
+pub use eventbus_schema as schema;
 
 pub mod api;
 pub mod auth;
 pub mod bench;
-pub mod broker;
 pub mod cli;
+#[cfg(feature = "rocksdb")]
 pub mod config;
-pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
-pub mod log;
-pub mod schema;
 #[cfg(feature = "rocksdb")]
 pub mod server;
-#[cfg(feature = "rocksdb")]
-pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;
-pub mod types;

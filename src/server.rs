@@ -18,10 +18,10 @@ use crate::broker::{Broker, BrokerError};
 use crate::config::Backend;
 use crate::config::ServeArgs;
 use crate::log::SharedLog;
-use crate::log::jetstream::JetStreamTopicLog;
-use crate::log::rocks::RocksTopicLog;
-use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::Metrics;
+use eventbus_jetstream::JetStreamTopicLog;
+use eventbus_rocksdb::RocksTopicLog;
+use eventbus_rocksdb::{Store, StoreError};
 
 /// How long startup keeps trying to reach NATS JetStream.
 const NATS_CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -3,7 +3,7 @@
 //! Owns: the tracing subscriber and the Prometheus registry of the server.
 //! Must not: hold business logic.
 
-pub mod metrics;
+pub use eventbus_core::metrics;
 
 use tracing_subscriber::EnvFilter;
 

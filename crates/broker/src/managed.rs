@@ -1,0 +1,889 @@
+//! Managed subscriptions: server-side committed positions, one active
+//! stream at a time, RUN/STOP.
+//!
+//! Owns: the definitions (per tenant, unique developer names, a limit per
+//! tenant), their committed replay ids, the start position of a new stream
+//! and the lease that keeps a second stream out. A tenant is its canonical
+//! org id ([`TenantId`]): definitions stored with the 15-character form (as
+//! older versions did) are read as the 18-character one, so both forms of
+//! an org share one set of names and one limit.
+//! Must not: know the wire; the API layer turns requests into
+//! [`ManagedRef`]s and [`CommitRequest`]s.
+//!
+//! Lock order: `Registry::lock` (async, held across storage writes that
+//! create or delete definitions) before an entry's `write` (async, held
+//! across storage writes of that definition, so a commit cannot land after
+//! a STOP deleted the commit) before the entry's `state` and `lease`
+//! (std mutexes, never held across an `.await`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::subscription::{CommitAnswer, CommitRequest, Subscription};
+use super::{Broker, BrokerError};
+use crate::log::{CommitRecord, ManagedRecord, now_ms};
+use crate::types::{
+    ManagedId, ManagedReplay, ManagedState, Offset, ReplayId, TenantId, TopicId,
+    check_developer_name,
+};
+
+/// How long a new stream waits for the previous holder of the subscription
+/// to go before it is refused: a client that crashed and restarts at once
+/// may reconnect before the server has read the end of its old connection.
+const TAKEOVER_WAIT: Duration = Duration::from_millis(1500);
+
+/// How a request names a managed subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManagedRef {
+    /// By id (15 or 18 characters).
+    Id(String),
+    /// By developer name.
+    Name(String),
+}
+
+impl ManagedRef {
+    /// The reference of a string that is an id if it looks like one (starts
+    /// with the id prefix and has id length), else a developer name.
+    pub fn guess(s: &str) -> Self {
+        if s.starts_with(crate::types::MANAGED_ID_PREFIX) && matches!(s.len(), 15 | 18) {
+            Self::Id(s.to_owned())
+        } else {
+            Self::Name(s.to_owned())
+        }
+    }
+}
+
+/// A new definition.
+#[derive(Clone, Debug)]
+pub struct NewManaged {
+    /// The developer name.
+    pub developer_name: String,
+    /// The stored name of the topic.
+    pub topic: String,
+    /// Start without a commit.
+    pub default_replay: ManagedReplay,
+    /// Start when the commit is no longer retained.
+    pub error_recovery_replay: ManagedReplay,
+    /// RUN or STOP.
+    pub state: ManagedState,
+}
+
+/// A change to a definition; `None` leaves a field as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ManagedChange {
+    /// New state.
+    pub state: Option<ManagedState>,
+    /// New default replay.
+    pub default_replay: Option<ManagedReplay>,
+    /// New error-recovery replay.
+    pub error_recovery_replay: Option<ManagedReplay>,
+}
+
+/// A definition with what the server knows about it now.
+#[derive(Clone, Debug)]
+pub struct ManagedView {
+    /// The stored definition and commit.
+    pub record: ManagedRecord,
+    /// Whether a stream holds it now.
+    pub active: bool,
+    /// The committed offset, when it applies to the topic as it is now.
+    pub committed: Option<Offset>,
+    /// The newest offset of the topic (`None` when the topic is gone).
+    pub latest: Option<Offset>,
+}
+
+impl ManagedView {
+    /// Events published after the commit (`None` without a usable commit).
+    pub fn lag(&self) -> Option<u64> {
+        Some(self.latest?.0.saturating_sub(self.committed?.0))
+    }
+}
+
+/// Why a stream was ended from the server side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EndReason {
+    Stopped,
+    Deleted,
+    // The shared lease could not be renewed: another process may take the
+    // subscription, so this stream must stop delivering.
+    LeaseLost,
+}
+
+struct Lease {
+    generation: u64,
+    end: CancellationToken,
+}
+
+/// One definition in memory.
+struct Entry {
+    record: Mutex<ManagedRecord>,
+    // Held across storage writes of this definition.
+    write: tokio::sync::Mutex<()>,
+    lease: Mutex<Option<Lease>>,
+    // Why the current lease was ended.
+    ended: Mutex<Option<EndReason>>,
+    released: Notify,
+}
+
+impl Entry {
+    /// The entry of a record, its tenant in canonical form (every record
+    /// enters the registry here: loaded, created, or changed by another
+    /// process).
+    fn new(mut record: ManagedRecord) -> Self {
+        record.tenant = TenantId::from_stored(&record.tenant).to_string();
+        Entry {
+            record: Mutex::new(record),
+            write: tokio::sync::Mutex::new(()),
+            lease: Mutex::new(None),
+            ended: Mutex::new(None),
+            released: Notify::new(),
+        }
+    }
+
+    fn snapshot(&self) -> ManagedRecord {
+        lock(&self.record).clone()
+    }
+
+    fn active(&self) -> bool {
+        lock(&self.lease).is_some()
+    }
+
+    /// Ends the stream holding the subscription, if any.
+    fn end_stream(&self, why: EndReason) {
+        if let Some(lease) = lock(&self.lease).as_ref() {
+            *lock(&self.ended) = Some(why);
+            lease.end.cancel();
+        }
+    }
+}
+
+/// Every managed subscription of every tenant.
+#[derive(Default)]
+pub(crate) struct Registry {
+    entries: RwLock<HashMap<String, Arc<Entry>>>,
+    // Held across the storage write that creates or deletes a definition,
+    // so two creations cannot both take a developer name or the last slot.
+    lock: tokio::sync::Mutex<()>,
+    next_generation: AtomicU64,
+}
+
+impl Registry {
+    /// The registry of the definitions loaded from the catalog.
+    pub(crate) fn load(records: Vec<ManagedRecord>) -> Self {
+        let entries = records
+            .into_iter()
+            .map(|r| (r.id.clone(), Arc::new(Entry::new(r))))
+            .collect();
+        Self {
+            entries: RwLock::new(entries),
+            ..Self::default()
+        }
+    }
+
+    fn of_tenant(&self, tenant: &TenantId) -> Vec<Arc<Entry>> {
+        read(&self.entries)
+            .values()
+            .filter(|e| *tenant == lock(&e.record).tenant.as_str())
+            .cloned()
+            .collect()
+    }
+}
+
+/// The stream side of a managed subscription: holds the lease until it is
+/// dropped, and validates and stores commits.
+pub struct ManagedSession {
+    broker: Arc<Broker>,
+    entry: Arc<Entry>,
+    generation: u64,
+    end: CancellationToken,
+    // The subscription's id and this stream's name in the shared lease.
+    id: String,
+    holder: String,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+    topic: TopicId,
+    // Positions this stream may commit: from where it started to what it
+    // has delivered.
+    start: Offset,
+    committed: Option<Offset>,
+    name: String,
+}
+
+impl ManagedSession {
+    /// A token cancelled when the subscription is stopped or deleted.
+    pub(crate) fn ending(&self) -> CancellationToken {
+        self.end.clone()
+    }
+
+    /// The error a stream ended by [`ManagedSession::ending`] gets.
+    pub(crate) fn end_reason(&self) -> BrokerError {
+        match *lock(&self.entry.ended) {
+            Some(EndReason::Deleted) => BrokerError::ManagedDeleted(self.name.clone()),
+            Some(EndReason::LeaseLost) => BrokerError::Log(crate::log::LogError::Storage(
+                "the managed subscription's lease could not be renewed".into(),
+            )),
+            _ => BrokerError::ManagedStopped(self.name.clone()),
+        }
+    }
+
+    /// The developer name.
+    pub fn developer_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The subscription's id.
+    pub fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    /// Checks `batch` in order against what this stream delivered (up to
+    /// `delivered`) and the current commit, makes the newest valid one
+    /// durable, and answers: one answer per invalid commit, then one for the
+    /// newest valid commit (which answers every valid one before it).
+    pub(crate) async fn commit(
+        &mut self,
+        batch: Vec<CommitRequest>,
+        delivered: Offset,
+    ) -> Vec<CommitAnswer> {
+        let mut answers = Vec::new();
+        let mut newest: Option<(CommitRequest, Offset)> = None;
+        for req in batch {
+            let floor = newest.as_ref().map(|(_, o)| *o).or(self.committed);
+            match self.check(&req.replay_id, delivered, floor) {
+                Ok(at) => newest = Some((req, at)),
+                Err(why) => answers.push(CommitAnswer {
+                    request_id: req.request_id,
+                    replay_id: req.replay_id,
+                    error: Some(why),
+                    process_time_ms: req.received_ms,
+                }),
+            }
+        }
+        if let Some((req, at)) = newest {
+            let error = match self.store(at).await {
+                Ok(()) => {
+                    self.committed = Some(at);
+                    None
+                }
+                Err(why) => Some(why),
+            };
+            answers.push(CommitAnswer {
+                request_id: req.request_id,
+                replay_id: req.replay_id,
+                error,
+                process_time_ms: req.received_ms,
+            });
+        }
+        answers
+    }
+
+    fn check(
+        &self,
+        bytes: &[u8],
+        delivered: Offset,
+        floor: Option<Offset>,
+    ) -> Result<Offset, String> {
+        let id =
+            ReplayId::decode(bytes).map_err(|e| format!("The replay ID is not valid: {e}."))?;
+        let at = id.offset();
+        if at > delivered || at < self.start {
+            return Err(format!(
+                "Replay ID {id} was not delivered on this stream (it delivered {} to {}), so it cannot be committed.",
+                ReplayId::from(self.start),
+                ReplayId::from(delivered)
+            ));
+        }
+        if let Some(c) = floor
+            && at < c
+        {
+            return Err(format!(
+                "Replay ID {id} is older than the committed replay ID {}; commits only move forward.",
+                ReplayId::from(c)
+            ));
+        }
+        Ok(at)
+    }
+
+    /// Stores the commit unless the subscription was stopped or deleted
+    /// (or taken over) meanwhile.
+    async fn store(&self, at: Offset) -> Result<(), String> {
+        let _w = self.entry.write.lock().await;
+        let held = lock(&self.entry.lease)
+            .as_ref()
+            .is_some_and(|l| l.generation == self.generation && !l.end.is_cancelled());
+        if !held {
+            return Err(
+                "The managed subscription was stopped or deleted; the commit was not stored."
+                    .to_owned(),
+            );
+        }
+        let commit = CommitRecord {
+            topic_id: self.topic.0,
+            offset: at.0,
+            time_ms: now_ms(),
+        };
+        let id = self.entry.snapshot().id;
+        // Only the commit: a definition changed meanwhile by another
+        // process stays as that process stored it.
+        match self.broker.log().put_commit(&id, Some(commit)).await {
+            Ok(true) => {
+                lock(&self.entry.record).commit = Some(commit);
+                Ok(())
+            }
+            Ok(false) => {
+                Err("The managed subscription was deleted; the commit was not stored.".to_owned())
+            }
+            Err(e) => {
+                tracing::warn!(subscription = %id, error = %e, "commit not stored");
+                Err("The commit could not be stored; commit again later.".to_owned())
+            }
+        }
+    }
+}
+
+impl Drop for ManagedSession {
+    fn drop(&mut self) {
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
+        }
+        // The shared lease first, so another process may take over as soon
+        // as this one lets go.
+        let (log, key, holder) = (
+            self.broker.log().clone(),
+            lease_key(&self.id),
+            self.holder.clone(),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = log.release_lease(&key, &holder).await {
+                    tracing::debug!(error = %e, "lease not released; it expires");
+                }
+            });
+        }
+        let mut lease = lock(&self.entry.lease);
+        if lease
+            .as_ref()
+            .is_some_and(|l| l.generation == self.generation)
+        {
+            *lease = None;
+            drop(lease);
+            self.entry.released.notify_waiters();
+        }
+    }
+}
+
+/// How long a process holds a managed subscription's shared lease without
+/// renewing it: a process that dies frees its subscriptions after this.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a stream renews its lease (a third of the TTL, so two renewals
+/// may fail before it lapses).
+const LEASE_RENEW: Duration = Duration::from_millis(3300);
+
+fn lease_key(id: &str) -> String {
+    format!("managed.{id}")
+}
+
+/// A managed stream ready to run.
+pub struct ManagedOpen {
+    /// The delivery side.
+    pub subscription: Subscription,
+    /// The commit side and the lease.
+    pub session: ManagedSession,
+    /// The stored name of the topic.
+    pub topic: String,
+}
+
+impl Broker {
+    fn managed_entry(&self, tenant: &str, r: &ManagedRef) -> Result<Arc<Entry>, BrokerError> {
+        let tenant = TenantId::from_stored(tenant);
+        match r {
+            ManagedRef::Id(raw) => {
+                let id = ManagedId::parse(raw).map_err(BrokerError::ManagedIdInvalid)?;
+                read(&self.managed.entries)
+                    .get(id.as_str())
+                    .filter(|e| tenant == lock(&e.record).tenant.as_str())
+                    .cloned()
+                    .ok_or_else(|| BrokerError::ManagedIdNotFound(raw.clone()))
+            }
+            ManagedRef::Name(name) => self
+                .managed
+                .of_tenant(&tenant)
+                .into_iter()
+                .find(|e| lock(&e.record).developer_name == *name)
+                .ok_or_else(|| BrokerError::ManagedNameNotFound(name.clone())),
+        }
+    }
+
+    fn view(&self, entry: &Entry) -> ManagedView {
+        let record = entry.snapshot();
+        let topic = self.topic(&record.topic).ok();
+        let latest = topic
+            .as_ref()
+            .and_then(|t| self.log().bounds(t.id).ok())
+            .map(|b| b.latest);
+        let committed = match (&topic, record.commit) {
+            (Some(t), Some(c)) if c.topic_id == t.id.0 => Some(Offset(c.offset)),
+            _ => None,
+        };
+        ManagedView {
+            active: entry.active(),
+            record,
+            committed,
+            latest,
+        }
+    }
+
+    /// Creates a managed subscription for `tenant`.
+    ///
+    /// # Errors
+    /// A bad developer name, an unknown topic, a developer name in use, the
+    /// tenant's limit, storage.
+    pub async fn create_managed(
+        &self,
+        tenant: &str,
+        def: NewManaged,
+    ) -> Result<ManagedView, BrokerError> {
+        check_developer_name(&def.developer_name).map_err(BrokerError::ManagedInvalid)?;
+        self.topic(&def.topic)?;
+        let tenant = TenantId::from_stored(tenant);
+        let _g = self.managed.lock.lock().await;
+        let mine = self.managed.of_tenant(&tenant);
+        if mine
+            .iter()
+            .any(|e| lock(&e.record).developer_name == def.developer_name)
+        {
+            return Err(BrokerError::ManagedExists(def.developer_name));
+        }
+        let max = self.cfg.max_managed_per_tenant;
+        if mine.len() >= max {
+            return Err(BrokerError::ManagedLimit(max));
+        }
+        let id = loop {
+            let id = ManagedId::generate();
+            if !read(&self.managed.entries).contains_key(id.as_str()) {
+                break id;
+            }
+        };
+        let now = now_ms();
+        let record = ManagedRecord {
+            id: id.to_string(),
+            tenant: tenant.to_string(),
+            developer_name: def.developer_name,
+            topic: def.topic,
+            default_replay: def.default_replay,
+            error_recovery_replay: def.error_recovery_replay,
+            state: def.state,
+            created_ms: now,
+            updated_ms: now,
+            commit: None,
+        };
+        // The log has the last word: another process on a shared log may
+        // have taken the name since this one looked.
+        if !self.log().create_managed(record.clone()).await? {
+            return Err(BrokerError::ManagedExists(record.developer_name));
+        }
+        let entry = Arc::new(Entry::new(record));
+        write(&self.managed.entries).insert(id.to_string(), entry.clone());
+        Ok(self.view(&entry))
+    }
+
+    /// The tenant's managed subscriptions, by developer name.
+    pub fn list_managed(&self, tenant: &str) -> Vec<ManagedView> {
+        let mut v: Vec<_> = self
+            .managed
+            .of_tenant(&TenantId::from_stored(tenant))
+            .iter()
+            .map(|e| self.view(e))
+            .collect();
+        v.sort_by(|a, b| a.record.developer_name.cmp(&b.record.developer_name));
+        v
+    }
+
+    /// One managed subscription.
+    ///
+    /// # Errors
+    /// A malformed or unknown reference.
+    pub fn describe_managed(
+        &self,
+        tenant: &str,
+        r: &ManagedRef,
+    ) -> Result<ManagedView, BrokerError> {
+        let entry = self.managed_entry(tenant, r)?;
+        Ok(self.view(&entry))
+    }
+
+    /// Changes state and replays. RUN→STOP ends the active stream and
+    /// deletes the commit, so the next start after RUN uses the default
+    /// replay.
+    ///
+    /// # Errors
+    /// A malformed or unknown reference, storage.
+    pub async fn update_managed(
+        &self,
+        tenant: &str,
+        r: &ManagedRef,
+        change: ManagedChange,
+    ) -> Result<ManagedView, BrokerError> {
+        let entry = self.managed_entry(tenant, r)?;
+        let guard = entry.write.lock().await;
+        let mut rec = entry.snapshot();
+        let stopping = change.state == Some(ManagedState::Stop);
+        if let Some(s) = change.state {
+            rec.state = s;
+        }
+        if let Some(d) = change.default_replay {
+            rec.default_replay = d;
+        }
+        if let Some(e) = change.error_recovery_replay {
+            rec.error_recovery_replay = e;
+        }
+        if stopping {
+            rec.commit = None;
+        }
+        if rec != entry.snapshot() {
+            rec.updated_ms = now_ms();
+            self.log().put_managed(rec.clone()).await?;
+            tracing::info!(subscription = %rec.id, name = %rec.developer_name, state = %rec.state, "managed subscription changed");
+            *lock(&entry.record) = rec;
+        }
+        if stopping {
+            entry.end_stream(EndReason::Stopped);
+        }
+        drop(guard);
+        Ok(self.view(&entry))
+    }
+
+    /// Deletes a managed subscription; its stream ends.
+    ///
+    /// # Errors
+    /// A malformed or unknown reference, storage.
+    pub async fn delete_managed(
+        &self,
+        tenant: &str,
+        r: &ManagedRef,
+    ) -> Result<ManagedView, BrokerError> {
+        let _g = self.managed.lock.lock().await;
+        let entry = self.managed_entry(tenant, r)?;
+        let _w = entry.write.lock().await;
+        let view = self.view(&entry);
+        self.log().delete_managed(&view.record.id).await?;
+        write(&self.managed.entries).remove(&view.record.id);
+        entry.end_stream(EndReason::Deleted);
+        tracing::info!(subscription = %view.record.id, name = %view.record.developer_name, "managed subscription deleted");
+        Ok(view)
+    }
+
+    /// Opens a stream on a managed subscription: checks its state, takes
+    /// the lease (waiting briefly for a previous holder to go) and finds
+    /// the start: after the commit; without one, the default replay; when
+    /// the commit is no longer retained, the error-recovery replay.
+    ///
+    /// # Errors
+    /// A malformed or unknown reference, STOP, another active stream, the
+    /// topic gone.
+    pub async fn open_managed(
+        self: &Arc<Self>,
+        tenant: &str,
+        r: &ManagedRef,
+    ) -> Result<ManagedOpen, BrokerError> {
+        let entry = self.managed_entry(tenant, r)?;
+        let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+        let (generation, end) = loop {
+            let released = entry.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            {
+                // Under the definition's write lock, so a STOP or delete
+                // cannot slip between the state check and the lease.
+                let _w = entry.write.lock().await;
+                let (id, name, state) = {
+                    let rec = lock(&entry.record);
+                    (rec.id.clone(), rec.developer_name.clone(), rec.state)
+                };
+                if !read(&self.managed.entries).contains_key(&id) {
+                    return Err(BrokerError::ManagedDeleted(name));
+                }
+                if state == ManagedState::Stop {
+                    return Err(BrokerError::ManagedStopped(name));
+                }
+                let mut lease = lock(&entry.lease);
+                if lease.is_none() {
+                    let generation = self.managed.next_generation.fetch_add(1, Ordering::Relaxed);
+                    let end = CancellationToken::new();
+                    *lease = Some(Lease {
+                        generation,
+                        end: end.clone(),
+                    });
+                    *lock(&entry.ended) = None;
+                    break (generation, end);
+                }
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return Err(BrokerError::ManagedAlreadyActive);
+            }
+        };
+        let rec = entry.snapshot();
+        // From here the session owns the lease: an error drops it.
+        let mut session = ManagedSession {
+            broker: self.clone(),
+            entry,
+            generation,
+            end,
+            id: rec.id.clone(),
+            holder: format!("{}/{generation}", self.instance),
+            renewer: None,
+            topic: TopicId(0),
+            start: Offset(0),
+            committed: None,
+            name: rec.developer_name.clone(),
+        };
+        // Then the lease every process on the log respects; another process
+        // whose stream is ending gets until the deadline to let go.
+        let key = lease_key(&rec.id);
+        loop {
+            if self
+                .log()
+                .acquire_lease(&key, &session.holder, LEASE_TTL)
+                .await?
+            {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::ManagedAlreadyActive);
+            }
+            // Polling another process's lease: it sends no wake-up.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        session.renewer = Some(tokio::spawn(renew(
+            self.log().clone(),
+            key,
+            session.holder.clone(),
+            Arc::downgrade(&session.entry),
+            session.end.clone(),
+        )));
+        // The record as it is now: another process may have changed it while
+        // this one waited for the lease.
+        let rec = session.entry.snapshot();
+        if rec.state == ManagedState::Stop {
+            return Err(BrokerError::ManagedStopped(rec.developer_name));
+        }
+        let topic = self.topic(&rec.topic)?;
+        let bounds = self.log().bounds(topic.id)?;
+        let at = |replay| match replay {
+            ManagedReplay::Latest => bounds.latest,
+            ManagedReplay::Earliest => bounds.trimmed,
+        };
+        let commit = rec.commit.filter(|c| c.topic_id == topic.id.0);
+        let (cursor, from) = match rec.commit {
+            None => (at(rec.default_replay), "default replay"),
+            Some(_) => match commit {
+                Some(c) if c.offset >= bounds.trimmed.0 && c.offset <= bounds.latest.0 => {
+                    (Offset(c.offset), "commit")
+                }
+                // Events after the commit were deleted by retention, or the
+                // commit belongs to an earlier topic of the same name.
+                _ => (at(rec.error_recovery_replay), "error-recovery replay"),
+            },
+        };
+        tracing::debug!(subscription = %rec.id, start_after = %ReplayId::from(cursor), from, "managed subscription opened");
+        session.topic = topic.id;
+        session.start = cursor;
+        session.committed = commit.map(|c| Offset(c.offset));
+        Ok(ManagedOpen {
+            subscription: Subscription {
+                broker: self.clone(),
+                topic,
+                cursor,
+                pace: None,
+            },
+            session,
+            topic: rec.topic,
+        })
+    }
+}
+
+/// Renews a stream's shared lease until the stream ends; when renewing
+/// fails, ends the stream (another process may take the subscription).
+async fn renew(
+    log: crate::log::SharedLog,
+    key: String,
+    holder: String,
+    entry: std::sync::Weak<Entry>,
+    end: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(LEASE_RENEW);
+    tick.tick().await; // the first tick is immediate; the lease is fresh
+    loop {
+        tokio::select! {
+            () = end.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match log.renew_lease(&key, &holder, LEASE_TTL).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                tracing::warn!(lease = %key, "lost a managed subscription's lease; ending its stream");
+                if let Some(entry) = entry.upgrade() {
+                    *lock(&entry.ended) = Some(EndReason::LeaseLost);
+                }
+                end.cancel();
+                return;
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// A definition another process (or this one) stored: the in-memory
+    /// entry follows it. A STOP ends the stream here; while this process
+    /// streams the subscription, its own commit is the newer one.
+    pub(super) fn managed_changed(&self, rec: ManagedRecord) {
+        let existing = read(&self.managed.entries).get(&rec.id).cloned();
+        let Some(entry) = existing else {
+            let id = rec.id.clone();
+            write(&self.managed.entries).insert(id, Arc::new(Entry::new(rec)));
+            return;
+        };
+        let stopping = {
+            let mut current = lock(&entry.record);
+            let stopping = current.state == ManagedState::Run && rec.state == ManagedState::Stop;
+            let keep_commit = entry.active() && rec.state == ManagedState::Run;
+            let commit = if keep_commit {
+                current.commit
+            } else {
+                rec.commit
+            };
+            let tenant = TenantId::from_stored(&rec.tenant).to_string();
+            *current = ManagedRecord {
+                commit,
+                tenant,
+                ..rec
+            };
+            stopping
+        };
+        if stopping {
+            entry.end_stream(EndReason::Stopped);
+        }
+    }
+
+    /// A definition another process deleted: its stream here ends.
+    pub(super) fn managed_deleted(&self, id: &str) {
+        if let Some(entry) = write(&self.managed.entries).remove(id) {
+            entry.end_stream(EndReason::Deleted);
+        }
+    }
+
+    /// Applies a freshly loaded list of definitions whole.
+    pub(super) fn managed_resync(&self, records: Vec<ManagedRecord>) {
+        let ids: std::collections::HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+        for rec in records {
+            self.managed_changed(rec);
+        }
+        let gone: Vec<String> = read(&self.managed.entries)
+            .keys()
+            .filter(|id| !ids.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.managed_deleted(&id);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BrokerConfig;
+    use crate::log::SharedLog;
+    use crate::log::memory::MemoryTopicLog;
+    use crate::metrics::Metrics;
+    use crate::schema::ParsedSchema;
+    use crate::types::TopicName;
+
+    const LONG: &str = "00D5e000000AbcdEAC";
+    const SHORT: &str = "00D5e000000Abcd";
+    const TOPIC: &str = "/~00D5e000000Abcd/event/A__e";
+    const SCHEMA: &str =
+        r#"{"type":"record","name":"A__e","fields":[{"name":"CreatedDate","type":"long"}]}"#;
+
+    fn def(name: &str) -> NewManaged {
+        NewManaged {
+            developer_name: name.into(),
+            topic: TOPIC.into(),
+            default_replay: ManagedReplay::Latest,
+            error_recovery_replay: ManagedReplay::Latest,
+            state: ManagedState::Run,
+        }
+    }
+
+    #[tokio::test]
+    async fn both_forms_of_an_org_id_share_developer_names_and_the_limit() {
+        let log: SharedLog = Arc::new(MemoryTopicLog::new());
+        // A definition an older version stored for a token that named the
+        // tenant by its 15-character id.
+        log.put_managed(ManagedRecord {
+            id: ManagedId::generate().to_string(),
+            tenant: SHORT.into(),
+            developer_name: "Old".into(),
+            topic: TOPIC.into(),
+            default_replay: ManagedReplay::Latest,
+            error_recovery_replay: ManagedReplay::Latest,
+            state: ManagedState::Run,
+            created_ms: 1,
+            updated_ms: 1,
+            commit: None,
+        })
+        .await
+        .expect("old record");
+        let cfg = BrokerConfig {
+            max_managed_per_tenant: 2,
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::open(log, cfg, Arc::new(Metrics::new()))
+            .await
+            .expect("broker");
+        let name = TopicName::parse(TOPIC).expect("name");
+        broker
+            .provision(&name, ParsedSchema::parse(SCHEMA).expect("schema"))
+            .await
+            .expect("topic");
+
+        assert_eq!(broker.list_managed(LONG).len(), 1, "the old definition");
+        broker
+            .describe_managed(LONG, &ManagedRef::Name("Old".into()))
+            .expect("found by the 18-character form");
+        assert!(matches!(
+            broker.create_managed(LONG, def("Old")).await,
+            Err(BrokerError::ManagedExists(_))
+        ));
+        let second = broker
+            .create_managed(SHORT, def("New"))
+            .await
+            .expect("a second name");
+        assert_eq!(second.record.tenant, LONG, "stored in canonical form");
+        assert!(matches!(
+            broker.create_managed(LONG, def("New")).await,
+            Err(BrokerError::ManagedExists(_))
+        ));
+        assert!(matches!(
+            broker.create_managed(LONG, def("Third")).await,
+            Err(BrokerError::ManagedLimit(2))
+        ));
+        assert_eq!(broker.list_managed(SHORT).len(), 2);
+    }
+}

@@ -1,0 +1,800 @@
+//! The RocksDB backend of [`TopicLog`].
+//!
+//! Owns: reading events and the catalog from RocksDB, trimming, and the
+//! writer thread's lifecycle. Must not: configure RocksDB (that is `store`).
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rocksdb::{DB, ReadOptions, WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::store::{CF_EVENTS, CF_META, Store, is_no_space};
+use crate::types::{Offset, SchemaId, TenantId, TopicId};
+use crate::writer::{self, WriterMsg};
+use crate::{codec, keys};
+use eventbus_core::log::lease::LeaseTable;
+use eventbus_core::log::tail::Tails;
+use eventbus_core::log::{
+    Catalog, CatalogChange, CommitRecord, Durability, LogBounds, LogError, ManagedRecord, NewEvent,
+    SchemaRecord, StoredEvent, TopicLog, TopicRecord,
+};
+use eventbus_core::metrics::Metrics;
+
+/// The RocksDB-backed topic log.
+pub struct RocksTopicLog {
+    db: Arc<DB>,
+    tails: Arc<Tails>,
+    tx: mpsc::Sender<WriterMsg>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop_syncer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    // Read-modify-write of meta records (the topic id counter, a managed
+    // subscription's commit) one at a time. Never held across an `.await`
+    // of anything but the blocking task doing the write.
+    meta_rmw: Arc<Mutex<()>>,
+    // The next topic id to hand out, read from the catalog on first use.
+    next_topic_id: tokio::sync::Mutex<Option<u32>>,
+    // One process opens the database (RocksDB's LOCK file), so leases
+    // only need to hold within it.
+    leases: LeaseTable,
+}
+
+fn storage(e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(e.to_string())
+}
+
+/// A failed RocksDB write: [`LogError::StorageFull`] when the disk is full
+/// (so admin calls report it as such), [`LogError::Storage`] otherwise.
+fn write_failed(e: rocksdb::Error) -> LogError {
+    if is_no_space(&e) {
+        LogError::StorageFull(e.to_string())
+    } else {
+        storage(e)
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, LogError> {
+    db.cf_handle(name)
+        .ok_or_else(|| storage(format!("column family {name} missing")))
+}
+
+/// Write options for catalog and trim records: always fsynced, whatever the
+/// event durability, because losing them would lose topics or reuse offsets.
+fn synced() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    wo
+}
+
+fn joined<T>(r: Result<Result<T, LogError>, tokio::task::JoinError>) -> Result<T, LogError> {
+    r.map_err(|e| LogError::Storage(format!("storage task failed: {e}")))?
+}
+
+impl RocksTopicLog {
+    /// Starts the log on an open store: spawns the writer thread and, for
+    /// [`Durability::Buffered`], a thread that fsyncs the WAL every
+    /// `sync_interval`.
+    ///
+    /// # Errors
+    /// [`LogError::Storage`] when a thread cannot be spawned.
+    pub fn open(
+        store: &Store,
+        durability: Durability,
+        sync_interval: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, LogError> {
+        let db = store.db().clone();
+        let tails = Arc::new(Tails::default());
+        let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
+        let mut threads = Vec::new();
+        let (w_db, w_tails) = (db.clone(), tails.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("eventbus-writer".into())
+                .spawn(move || writer::run(w_db, w_tails, durability, rx, &metrics))
+                .map_err(storage)?,
+        );
+        let mut stop_syncer = None;
+        if durability == Durability::Buffered {
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+            let s_db = db.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("eventbus-wal-sync".into())
+                    .spawn(move || {
+                        // Waiting on the stop channel doubles as the timer.
+                        // Failures are logged when they start and end only:
+                        // a full disk fails every sync until space is freed.
+                        let mut failing = false;
+                        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                            stop_rx.recv_timeout(sync_interval)
+                        {
+                            match s_db.flush_wal(true) {
+                                Err(e) if !failing => {
+                                    failing = true;
+                                    tracing::warn!(error = %e, "background WAL sync failed");
+                                }
+                                Ok(()) if failing => {
+                                    failing = false;
+                                    tracing::info!("background WAL sync works again");
+                                }
+                                _ => {}
+                            }
+                        }
+                    })
+                    .map_err(storage)?,
+            );
+            stop_syncer = Some(stop_tx);
+        }
+        Ok(Self {
+            db,
+            tails,
+            tx,
+            threads: Mutex::new(threads),
+            stop_syncer: Mutex::new(stop_syncer),
+            meta_rmw: Arc::new(Mutex::new(())),
+            next_topic_id: tokio::sync::Mutex::new(None),
+            leases: LeaseTable::default(),
+        })
+    }
+
+    fn recover_bounds(db: &DB, topic: TopicId) -> Result<LogBounds, LogError> {
+        let meta = cf(db, CF_META)?;
+        let events = cf(db, CF_EVENTS)?;
+        let trimmed = match db.get_cf(&meta, keys::trim_key(topic)).map_err(storage)? {
+            Some(v) => {
+                Offset(u64::from_be_bytes(v.as_slice().try_into().map_err(
+                    |_| LogError::Corrupt("trim point is not 8 bytes".into()),
+                )?))
+            }
+            None => Offset(0),
+        };
+        let mut it = db.raw_iterator_cf(&events);
+        it.seek_for_prev(keys::event_key(topic, Offset(u64::MAX)));
+        let mut last = Offset(0);
+        if it.valid()
+            && let Some((t, o)) = it.key().and_then(keys::parse_event_key)
+            && t == topic
+        {
+            last = o;
+        }
+        it.status().map_err(storage)?;
+        Ok(LogBounds {
+            trimmed,
+            latest: last.max(trimmed),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TopicLog for RocksTopicLog {
+    async fn register_topic(&self, topic: TopicId) -> Result<(), LogError> {
+        if self.tails.contains(topic) {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        let bounds =
+            joined(tokio::task::spawn_blocking(move || Self::recover_bounds(&db, topic)).await)?;
+        self.tails.register(topic, bounds);
+        Ok(())
+    }
+
+    async fn append(&self, topic: TopicId, events: Vec<NewEvent>) -> Result<Vec<Offset>, LogError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterMsg::Append {
+                topic,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn read(
+        &self,
+        topic: TopicId,
+        after: Offset,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, LogError> {
+        let tail = self.tails.get(topic)?;
+        if after >= tail.latest() || max_events == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.db.clone();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let cf = cf(&db, CF_EVENTS)?;
+                let mut ro = ReadOptions::default();
+                ro.set_iterate_upper_bound(keys::event_key_upper_bound(topic));
+                let mut it = db.raw_iterator_cf_opt(&cf, ro);
+                it.seek(keys::event_key(topic, after.next()));
+                let mut out = Vec::new();
+                let mut bytes = 0usize;
+                while it.valid() && out.len() < max_events {
+                    let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                        break;
+                    };
+                    let (_, offset) = keys::parse_event_key(k)
+                        .ok_or_else(|| LogError::Corrupt("malformed event key".into()))?;
+                    if !out.is_empty() && bytes + v.len() > max_bytes {
+                        break;
+                    }
+                    bytes += v.len();
+                    let (time_ms, event) = codec::decode(v)?;
+                    out.push(StoredEvent {
+                        offset,
+                        time_ms,
+                        event,
+                    });
+                    it.next();
+                }
+                it.status().map_err(storage)?;
+                Ok(out)
+            })
+            .await,
+        )
+    }
+
+    fn bounds(&self, topic: TopicId) -> Result<LogBounds, LogError> {
+        Ok(self.tails.get(topic)?.bounds())
+    }
+
+    fn watch_tail(&self, topic: TopicId) -> Result<watch::Receiver<Offset>, LogError> {
+        self.tails.watch(topic)
+    }
+
+    async fn trim_older_than(&self, topic: TopicId, cutoff_ms: u64) -> Result<u64, LogError> {
+        let tail = self.tails.get(topic)?;
+        let bounds = tail.bounds();
+        if bounds.latest <= bounds.trimmed {
+            return Ok(0);
+        }
+        let db = self.db.clone();
+        let new_trim = joined(
+            tokio::task::spawn_blocking(move || -> Result<Option<Offset>, LogError> {
+                let events = cf(&db, CF_EVENTS)?;
+                let meta = cf(&db, CF_META)?;
+                let mut ro = ReadOptions::default();
+                ro.set_iterate_upper_bound(keys::event_key_upper_bound(topic));
+                let mut it = db.raw_iterator_cf_opt(&events, ro);
+                it.seek(keys::event_key(topic, bounds.trimmed.next()));
+                let mut last_expired = None;
+                while it.valid() {
+                    let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                        break;
+                    };
+                    let (_, offset) = keys::parse_event_key(k)
+                        .ok_or_else(|| LogError::Corrupt("malformed event key".into()))?;
+                    // Only committed events are trimmed; the tail snapshot
+                    // bounds the scan so a concurrent append is never touched.
+                    if offset > bounds.latest || codec::decode_time(v)? >= cutoff_ms {
+                        break;
+                    }
+                    last_expired = Some(offset);
+                    it.next();
+                }
+                it.status().map_err(storage)?;
+                let Some(last) = last_expired else {
+                    return Ok(None);
+                };
+                let mut batch = WriteBatch::default();
+                batch.delete_range_cf(
+                    &events,
+                    keys::event_key(topic, Offset(0)),
+                    keys::event_key(topic, last.next()),
+                );
+                batch.put_cf(&meta, keys::trim_key(topic), last.0.to_be_bytes());
+                // The trim point must survive a crash, or offsets could be
+                // reused after a restart that finds the topic empty.
+                db.write_opt(batch, &synced()).map_err(write_failed)?;
+                // Drop the range tombstone's data now rather than at some later
+                // compaction, so EARLIEST scans do not wade through it.
+                db.compact_range_cf(
+                    &events,
+                    Some(keys::event_key(topic, Offset(0))),
+                    Some(keys::event_key(topic, last.next())),
+                );
+                Ok(Some(last))
+            })
+            .await,
+        )?;
+        Ok(match new_trim {
+            Some(t) => {
+                let deleted = t.0 - bounds.trimmed.0;
+                tail.set_trimmed(t);
+                deleted
+            }
+            None => 0,
+        })
+    }
+
+    fn storage_stats(&self) -> eventbus_core::log::StorageStats {
+        let prop = |name: &str| -> u64 {
+            [CF_EVENTS, CF_META]
+                .iter()
+                .filter_map(|cf_name| self.db.cf_handle(cf_name))
+                .filter_map(|cf| self.db.property_int_value_cf(&cf, name).ok().flatten())
+                .sum()
+        };
+        eventbus_core::log::StorageStats {
+            size_bytes: prop("rocksdb.live-sst-files-size"),
+            pending_compaction_bytes: prop("rocksdb.estimate-pending-compaction-bytes"),
+        }
+    }
+
+    async fn load_catalog(&self) -> Result<Catalog, LogError> {
+        let db = self.db.clone();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                let mut cat = Catalog::default();
+                let mut it = db.raw_iterator_cf(&meta);
+                it.seek_to_first();
+                while it.valid() {
+                    let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                        break;
+                    };
+                    match k.first() {
+                        Some(&keys::KIND_TOPIC) => {
+                            let rec: TopicRecord = serde_json::from_slice(v)
+                                .map_err(|e| LogError::Corrupt(format!("topic record: {e}")))?;
+                            cat.topics.push(rec);
+                        }
+                        _ if k == keys::NEXT_TOPIC_ID_KEY => {
+                            let b: [u8; 4] = v.try_into().map_err(|_| {
+                                LogError::Corrupt("next topic id is not 4 bytes".into())
+                            })?;
+                            cat.next_topic_id = u32::from_be_bytes(b);
+                        }
+                        Some(&keys::KIND_SCHEMA) => {
+                            let id = String::from_utf8_lossy(&k[1..]).into_owned();
+                            let json = String::from_utf8(v.to_vec()).map_err(|_| {
+                                LogError::Corrupt(format!("schema {id} is not UTF-8"))
+                            })?;
+                            cat.schemas.push(SchemaRecord {
+                                tenant: None,
+                                id: SchemaId::new(id),
+                                json,
+                            });
+                        }
+                        Some(&keys::KIND_TENANT_SCHEMA) => {
+                            let (tenant, id) =
+                                keys::parse_tenant_schema_key(k).ok_or_else(|| {
+                                    LogError::Corrupt("a tenant schema key is malformed".into())
+                                })?;
+                            let json = String::from_utf8(v.to_vec()).map_err(|_| {
+                                LogError::Corrupt(format!("schema {id} is not UTF-8"))
+                            })?;
+                            cat.schemas.push(SchemaRecord {
+                                tenant: Some(tenant),
+                                id: SchemaId::new(id),
+                                json,
+                            });
+                        }
+                        Some(&keys::KIND_MANAGED) => {
+                            let rec: ManagedRecord = serde_json::from_slice(v).map_err(|e| {
+                                LogError::Corrupt(format!("managed subscription record: {e}"))
+                            })?;
+                            cat.managed.push(rec);
+                        }
+                        _ => {}
+                    }
+                    it.next();
+                }
+                it.status().map_err(storage)?;
+                let max_used = cat.topics.iter().map(|t| t.id).max().unwrap_or(0);
+                cat.next_topic_id = cat.next_topic_id.max(max_used.saturating_add(1)).max(1);
+                Ok(cat)
+            })
+            .await,
+        )
+    }
+
+    async fn put_topic(&self, record: TopicRecord) -> Result<(), LogError> {
+        let db = self.db.clone();
+        let value = serde_json::to_vec(&record).map_err(storage)?;
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                let next = match db.get_cf(&meta, keys::NEXT_TOPIC_ID_KEY).map_err(storage)? {
+                    Some(v) => v
+                        .as_slice()
+                        .try_into()
+                        .map(u32::from_be_bytes)
+                        .map_err(|_| LogError::Corrupt("next topic id is not 4 bytes".into()))?,
+                    None => 1,
+                };
+                let mut batch = WriteBatch::default();
+                batch.put_cf(&meta, keys::topic_key(&record.name), value);
+                batch.put_cf(
+                    &meta,
+                    keys::NEXT_TOPIC_ID_KEY,
+                    next.max(record.id.saturating_add(1)).to_be_bytes(),
+                );
+                db.write_opt(batch, &synced()).map_err(write_failed)
+            })
+            .await,
+        )
+    }
+
+    async fn create_topic(&self, record: TopicRecord) -> Result<bool, LogError> {
+        // One process writes the database and the broker creates topics one
+        // at a time, so look-then-write cannot race.
+        let db = self.db.clone();
+        let key = keys::topic_key(&record.name);
+        let exists = joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                Ok(db.get_cf(&meta, key).map_err(storage)?.is_some())
+            })
+            .await,
+        )?;
+        if exists {
+            return Ok(false);
+        }
+        self.put_topic(record).await?;
+        Ok(true)
+    }
+
+    async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError> {
+        let registered = self.tails.get(topic).map(|t| t.bounds()).ok();
+        let db = self.db.clone();
+        let name = name.to_owned();
+        let bounds = joined(
+            tokio::task::spawn_blocking(move || {
+                // An unregistered topic can still have events on disk (after
+                // a restart): count them from storage, as the contract says
+                // (found by the model test).
+                let bounds = match registered {
+                    Some(b) => b,
+                    None => Self::recover_bounds(&db, topic)?,
+                };
+                let events = cf(&db, CF_EVENTS)?;
+                let meta = cf(&db, CF_META)?;
+                let mut batch = WriteBatch::default();
+                batch.delete_range_cf(
+                    &events,
+                    &keys::event_key(topic, Offset(0))[..],
+                    &keys::event_key_upper_bound(topic)[..],
+                );
+                batch.delete_cf(&meta, keys::trim_key(topic));
+                batch.delete_cf(&meta, keys::topic_key(&name));
+                db.write_opt(batch, &synced()).map_err(write_failed)?;
+                db.compact_range_cf(
+                    &events,
+                    Some(keys::event_key(topic, Offset(0))),
+                    Some(keys::event_key_upper_bound(topic)),
+                );
+                Ok(bounds)
+            })
+            .await,
+        )?;
+        self.tails.remove(topic);
+        Ok(bounds.latest.0 - bounds.trimmed.0)
+    }
+
+    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
+        let db = self.db.clone();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let events = cf(&db, CF_EVENTS)?;
+                let from = keys::event_key(topic, Offset(0));
+                let to = keys::event_key_upper_bound(topic);
+                let sizes = db
+                    .get_approximate_sizes_cf(&events, &[rocksdb::Range::new(&from[..], &to[..])]);
+                Ok(sizes.first().copied().unwrap_or(0))
+            })
+            .await,
+        )
+    }
+
+    async fn put_schema(
+        &self,
+        tenant: &TenantId,
+        id: SchemaId,
+        json: String,
+    ) -> Result<(), LogError> {
+        let db = self.db.clone();
+        let key = keys::tenant_schema_key(tenant, id.as_str());
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                db.put_cf_opt(&meta, key, json, &synced())
+                    .map_err(write_failed)
+            })
+            .await,
+        )
+    }
+
+    async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError> {
+        let db = self.db.clone();
+        let value = serde_json::to_vec(&record).map_err(storage)?;
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                db.put_cf_opt(&meta, keys::managed_key(&record.id), value, &synced())
+                    .map_err(write_failed)
+            })
+            .await,
+        )
+    }
+
+    async fn create_managed(&self, record: ManagedRecord) -> Result<bool, LogError> {
+        // One process writes the database and the broker creates managed
+        // subscriptions one at a time, so look-then-write cannot race.
+        let taken = self
+            .load_catalog()
+            .await?
+            .managed
+            .iter()
+            .any(|r| r.same_tenant(&record) && r.developer_name == record.developer_name);
+        if taken {
+            return Ok(false);
+        }
+        self.put_managed(record).await?;
+        Ok(true)
+    }
+
+    async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
+        let db = self.db.clone();
+        let key = keys::managed_key(id);
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                db.delete_cf_opt(&meta, key, &synced())
+                    .map_err(write_failed)
+            })
+            .await,
+        )
+    }
+
+    async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError> {
+        let db = self.db.clone();
+        let rmw = self.meta_rmw.clone();
+        let key = keys::managed_key(id);
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let _one = rmw.lock().unwrap_or_else(|p| p.into_inner());
+                let meta = cf(&db, CF_META)?;
+                let Some(v) = db.get_cf(&meta, &key).map_err(storage)? else {
+                    return Ok(false);
+                };
+                let mut rec: ManagedRecord = serde_json::from_slice(&v)
+                    .map_err(|e| LogError::Corrupt(format!("managed subscription record: {e}")))?;
+                rec.commit = commit;
+                let value = serde_json::to_vec(&rec).map_err(storage)?;
+                db.put_cf_opt(&meta, &key, value, &synced())
+                    .map_err(write_failed)?;
+                Ok(true)
+            })
+            .await,
+        )
+    }
+
+    async fn allocate_topic_id(&self) -> Result<u32, LogError> {
+        // One process opens the database, so a counter in memory hands out
+        // unique ids; it starts above the stored counter, which `put_topic`
+        // raises durably with every record (an id handed out but never
+        // stored may come again after a restart, harmlessly: nothing used it).
+        let mut next = self.next_topic_id.lock().await;
+        let id = match *next {
+            Some(id) => id,
+            None => self.load_catalog().await?.next_topic_id.max(1),
+        };
+        *next = Some(id.saturating_add(1));
+        Ok(id)
+    }
+
+    async fn get_schema(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &SchemaId,
+    ) -> Result<Option<String>, LogError> {
+        let db = self.db.clone();
+        let key = match tenant {
+            Some(t) => keys::tenant_schema_key(t, id.as_str()),
+            None => keys::schema_key(id.as_str()),
+        };
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                match db.get_cf(&meta, key).map_err(storage)? {
+                    Some(v) => String::from_utf8(v)
+                        .map(Some)
+                        .map_err(|_| LogError::Corrupt("schema is not UTF-8".into())),
+                    None => Ok(None),
+                }
+            })
+            .await,
+        )
+    }
+
+    fn watch_catalog(&self) -> Option<tokio::sync::broadcast::Receiver<CatalogChange>> {
+        // Only this process writes the database.
+        None
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
+        Ok(self.leases.acquire(key, holder, ttl))
+    }
+
+    async fn renew_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, LogError> {
+        Ok(self.leases.renew(key, holder, ttl))
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LogError> {
+        self.leases.release(key, holder);
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        let res = match self.tx.send(WriterMsg::Close { reply }).await {
+            Ok(()) => rx.await.unwrap_or(Ok(())),
+            Err(_) => Ok(()), // already closed
+        };
+        if let Some(stop) = self
+            .stop_syncer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = stop.send(());
+        }
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in threads {
+            // Joining blocks; both threads exit right after the messages above.
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventbus_core::log::contract;
+
+    fn open(dir: &std::path::Path) -> RocksTopicLog {
+        let store = Store::open(dir).expect("temp dir opens");
+        RocksTopicLog::open(
+            &store,
+            Durability::Sync,
+            Duration::from_millis(50),
+            Arc::new(Metrics::new()),
+        )
+        .expect("writer starts")
+    }
+
+    contract::contract_tests!({
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = open(dir.path());
+        (log, dir)
+    });
+
+    #[tokio::test]
+    async fn offsets_survive_reopen_and_trim() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let log = open(dir.path());
+            contract::fill(&log, TopicId(1), 5).await;
+            let n = log
+                .trim_older_than(TopicId(1), u64::MAX)
+                .await
+                .expect("trim");
+            assert_eq!(n, 5);
+            log.close().await.expect("close");
+        }
+        let log = open(dir.path());
+        log.register_topic(TopicId(1)).await.expect("register");
+        assert_eq!(
+            log.bounds(TopicId(1)).expect("bounds"),
+            LogBounds {
+                trimmed: Offset(5),
+                latest: Offset(5)
+            }
+        );
+        let offs = contract::fill(&log, TopicId(1), 1).await;
+        assert_eq!(offs, vec![Offset(6)], "offsets are never reused after trim");
+        log.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn schema_texts_stored_before_texts_were_per_tenant_still_load() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = contract::tenant("00D5e000000Aaaa");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            // The layout of older versions: `s | id` → the first text.
+            let meta = cf(store.db(), CF_META).expect("meta column family");
+            store
+                .db()
+                .put_cf(meta, keys::schema_key("old"), "{\"doc\":\"first\"}")
+                .expect("legacy record");
+            let log = RocksTopicLog::open(
+                &store,
+                Durability::Sync,
+                Duration::from_millis(50),
+                Arc::new(Metrics::new()),
+            )
+            .expect("open");
+            log.put_schema(&a, SchemaId::new("old"), "{\"doc\":\"A's\"}".into())
+                .await
+                .expect("put");
+            log.close().await.expect("close");
+        }
+        let log = open(dir.path());
+        let mut schemas = log.load_catalog().await.expect("load").schemas;
+        schemas.sort();
+        assert_eq!(
+            schemas,
+            vec![
+                SchemaRecord {
+                    tenant: None,
+                    id: SchemaId::new("old"),
+                    json: "{\"doc\":\"first\"}".into()
+                },
+                SchemaRecord {
+                    tenant: Some(a.clone()),
+                    id: SchemaId::new("old"),
+                    json: "{\"doc\":\"A's\"}".into()
+                },
+            ]
+        );
+        let old = SchemaId::new("old");
+        assert_eq!(
+            log.get_schema(None, &old).await.expect("get").as_deref(),
+            Some("{\"doc\":\"first\"}")
+        );
+        assert_eq!(
+            log.get_schema(Some(&a), &old)
+                .await
+                .expect("get")
+                .as_deref(),
+            Some("{\"doc\":\"A's\"}")
+        );
+        log.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn buffered_durability_appends_and_reopens() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let log = RocksTopicLog::open(
+                &store,
+                Durability::Buffered,
+                Duration::from_millis(10),
+                Arc::new(Metrics::new()),
+            )
+            .expect("open");
+            contract::fill(&log, TopicId(3), 10).await;
+            log.close().await.expect("close");
+        }
+        let log = open(dir.path());
+        log.register_topic(TopicId(3)).await.expect("register");
+        assert_eq!(log.bounds(TopicId(3)).expect("bounds").latest, Offset(10));
+        let evs = log
+            .read(TopicId(3), Offset(0), 100, usize::MAX)
+            .await
+            .expect("read");
+        assert_eq!(evs.len(), 10);
+    }
+}
