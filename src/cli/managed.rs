@@ -7,8 +7,7 @@ use super::ManagedCommand;
 use super::commands::{channel, hex, rpc_error, unary};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
-use crate::broker::ManagedRef;
-use crate::types::ManagedReplay;
+use crate::types::{ManagedRef, ManagedReplay};
 
 /// The reference a command-line argument names.
 fn reference(s: &str) -> admin::ManagedSubscriptionRef {
