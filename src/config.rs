@@ -235,7 +235,12 @@ fn file_flags(path: &Path, is_default: impl Fn(&str) -> bool) -> Result<Vec<Stri
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses a duration the way every setting and client flag takes one
+/// (`30s`, `5m`, `72h`, `100ms`).
+///
+/// # Errors
+/// A message naming the value and the expected form.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 72h: {e}"))
 }

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]

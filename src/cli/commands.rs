@@ -9,13 +9,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{ConnArgs, PublishArgs, SchemaCommand, SubscribeArgs, TokenCommand, TopicCommand};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
 use crate::api::pb;
 use crate::api::pb::pub_sub_client::PubSubClient;
+use crate::client::rpc_error;
 use crate::config::Command;
 use crate::schema::ParsedSchema;
 use crate::schema::json::JsonDefaults;
@@ -69,53 +70,7 @@ fn token(cmd: TokenCommand) -> Result<()> {
 }
 
 pub(super) async fn channel(conn: &ConnArgs) -> Result<Channel> {
-    connect(&conn.server, conn.timeout, &conn.tls()).await
-}
-
-/// Connects to an eventbus given as `host:port`, `http://host:port` or
-/// `https://host:port`. TLS is used for `https://` and whenever `tls` names
-/// a CA or a client certificate.
-///
-/// # Errors
-/// A malformed address, unreadable TLS files, or the connection failing
-/// within `timeout`.
-pub(crate) async fn connect(
-    server: &str,
-    timeout: Duration,
-    tls: &crate::tls::ClientTls,
-) -> Result<Channel> {
-    let wants_tls = tls.ca.is_some() || tls.cert.is_some();
-    let uri = match server.split_once("://") {
-        Some(("http", rest)) if wants_tls => format!("https://{rest}"),
-        Some(_) => server.to_owned(),
-        None if wants_tls => format!("https://{server}"),
-        None => format!("http://{server}"),
-    };
-    let mut endpoint = Endpoint::from_shared(uri.clone())
-        .with_context(|| format!("`{server}` is not a server address"))?
-        .connect_timeout(timeout);
-    if uri.starts_with("https://") {
-        let host = endpoint.uri().host().unwrap_or_default().to_owned();
-        endpoint = endpoint.tls_config(tls.config(&host)?)?;
-    }
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to eventbus at {uri}"))
-}
-
-/// Explains a server error with its error code.
-pub(super) fn rpc_error(what: &str, st: tonic::Status) -> anyhow::Error {
-    let code = st
-        .metadata()
-        .get("error-code")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    anyhow!(
-        "{what} failed: {:?}: {} (error-code: {code})",
-        st.code(),
-        st.message()
-    )
+    crate::client::connect(&conn.server, conn.timeout, &conn.tls()).await
 }
 
 pub(super) fn unary<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
@@ -442,7 +397,7 @@ async fn publish(args: PublishArgs) -> Result<()> {
         bail!("no events: give a JSON object, --file, or JSON lines on standard input");
     }
     // Encode everything first: a bad line publishes nothing.
-    let now_ms = crate::log::now_ms() as i64;
+    let now_ms = crate::client::now_ms() as i64;
     let defaults = JsonDefaults {
         created_date_ms: now_ms,
         created_by_id: args.created_by.clone(),

@@ -4,9 +4,10 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::ManagedCommand;
-use super::commands::{channel, hex, rpc_error, unary};
+use super::commands::{channel, hex, unary};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
+use crate::client::rpc_error;
 use crate::types::{ManagedRef, ManagedReplay};
 
 /// The reference a command-line argument names.

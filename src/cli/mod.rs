@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-pub(crate) use commands::connect;
+use crate::config::parse_duration;
+
 pub use commands::run;
 
 /// Connection settings shared by every client command.
@@ -65,11 +66,6 @@ impl ConnArgs {
             key: self.tls_client_key.clone(),
         }
     }
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 72h: {e}"))
 }
 
 /// `eventbus topic …`
