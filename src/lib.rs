@@ -28,6 +28,7 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod command_line;
 pub mod config;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -1,4 +1,4 @@
-//! Implementations of the client commands.
+//! The `topic`, `schema`, `publish`, `subscribe` and `token` commands.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -17,28 +17,14 @@ use crate::api::admin::pb::admin_client::AdminClient;
 use crate::api::pb;
 use crate::api::pb::pub_sub_client::PubSubClient;
 use crate::client::rpc_error;
-use crate::config::Command;
 use crate::schema::ParsedSchema;
 use crate::schema::json::JsonDefaults;
 
-/// Runs a client command; `serve` is not one.
+/// `eventbus token …`: makes a token or hashes one read from stdin.
 ///
 /// # Errors
-/// Connection failures, server errors (with their error code), bad input.
-pub async fn run(cmd: Command) -> Result<()> {
-    match cmd {
-        Command::Serve(_) => bail!("serve is not a client command"),
-        Command::Topic(t) => topic(t).await,
-        Command::Schema(s) => schema(s).await,
-        Command::Managed(m) => super::managed::run(m).await,
-        Command::Publish(p) => publish(p).await,
-        Command::Subscribe(s) => subscribe(s).await,
-        Command::Bench(b) => crate::bench::run(b).await,
-        Command::Token(t) => token(t),
-    }
-}
-
-fn token(cmd: TokenCommand) -> Result<()> {
+/// No token on stdin.
+pub fn token(cmd: TokenCommand) -> Result<()> {
     let token = match cmd {
         // 244 random bits from two v4 UUIDs: far beyond guessing.
         TokenCommand::New => format!(
@@ -146,7 +132,12 @@ fn describe_json(d: &admin::TopicDescription) -> Value {
     })
 }
 
-async fn topic(cmd: TopicCommand) -> Result<()> {
+/// `eventbus topic …` through the Admin API.
+///
+/// # Errors
+/// Connection failures, server errors (with their error code), an
+/// unreadable schema file.
+pub async fn topic(cmd: TopicCommand) -> Result<()> {
     match cmd {
         TopicCommand::Create {
             name,
@@ -267,7 +258,12 @@ async fn topic(cmd: TopicCommand) -> Result<()> {
     Ok(())
 }
 
-async fn schema(cmd: SchemaCommand) -> Result<()> {
+/// `eventbus schema …` through the Admin and Pub/Sub APIs.
+///
+/// # Errors
+/// Connection failures, server errors (with their error code), an
+/// unreadable schema file.
+pub async fn schema(cmd: SchemaCommand) -> Result<()> {
     match cmd {
         SchemaCommand::Register {
             topic,
@@ -381,7 +377,12 @@ fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
-async fn publish(args: PublishArgs) -> Result<()> {
+/// `eventbus publish …`: JSON events in, Avro on the wire, replay ids out.
+///
+/// # Errors
+/// Connection failures, server errors, input that does not fit the schema,
+/// and events the server refused (all of them listed).
+pub async fn publish(args: PublishArgs) -> Result<()> {
     let mut client = PubSubClient::new(channel(&args.conn).await?);
     let schema = current_schema(&mut client, &args.conn, &args.topic).await?;
     let inputs: Vec<(usize, String)> = match (&args.event, &args.file) {
@@ -503,7 +504,12 @@ fn read_lines(r: impl BufRead) -> Result<Vec<(usize, String)>> {
     Ok(out)
 }
 
-async fn subscribe(args: SubscribeArgs) -> Result<()> {
+/// `eventbus subscribe …`: events out as JSON lines, with flow control.
+///
+/// # Errors
+/// A bad `--from` or `--credit`, connection failures, server errors, an
+/// event that does not decode.
+pub async fn subscribe(args: SubscribeArgs) -> Result<()> {
     if args.credit <= 0 {
         bail!("--credit must be at least 1");
     }

@@ -86,7 +86,7 @@ fn print_one(m: &admin::ManagedSubscription, as_json: bool) {
 ///
 /// # Errors
 /// Connection failures and server errors, with their error code.
-pub(super) async fn run(cmd: ManagedCommand) -> Result<()> {
+pub async fn run(cmd: ManagedCommand) -> Result<()> {
     match cmd {
         ManagedCommand::Create {
             name,

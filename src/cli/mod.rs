@@ -16,7 +16,8 @@ use clap::{Args, Subcommand};
 
 use crate::config::parse_duration;
 
-pub use commands::run;
+pub use commands::{publish, schema, subscribe, token, topic};
+pub use managed::run as managed;
 
 /// Connection settings shared by every client command.
 #[derive(Clone, Debug, Args)]
