@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use super::wire::{authorized, channel, hex, unary};
 use super::{ConnArgs, PublishArgs, SchemaCommand, SubscribeArgs, TokenCommand, TopicCommand};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
@@ -53,41 +54,6 @@ pub fn token(cmd: TokenCommand) -> Result<()> {
         println!("{}", crate::auth::hash_token(&token));
     }
     Ok(())
-}
-
-pub(super) async fn channel(conn: &ConnArgs) -> Result<Channel> {
-    crate::client::connect(&conn.server, conn.timeout, &conn.tls()).await
-}
-
-pub(super) fn unary<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
-    let mut req = authorized(conn, msg);
-    req.set_timeout(conn.timeout);
-    req
-}
-
-/// A request carrying the authentication headers `conn` names (none when
-/// no token is set: servers with `--auth none` need none).
-fn authorized<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    if let Some(token) = &conn.access_token {
-        let md = req.metadata_mut();
-        for (key, value) in [
-            ("accesstoken", Some(token.as_str())),
-            ("instanceurl", Some(conn.instance_url.as_str())),
-            ("tenantid", conn.tenant_id.as_deref()),
-        ] {
-            // A value that is not a valid header is left out; the server
-            // then names the missing header.
-            if let Some(v) = value.and_then(|v| v.parse().ok()) {
-                md.insert(key, v);
-            }
-        }
-    }
-    req
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses `--from`: latest, earliest, 16 hex digits, or base64 of 8 bytes.

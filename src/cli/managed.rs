@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::ManagedCommand;
-use super::commands::{channel, hex, unary};
+use super::wire::{channel, hex, unary};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
 use crate::client::rpc_error;

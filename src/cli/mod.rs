@@ -1,13 +1,17 @@
 //! The client commands of the `eventbus` binary: `topic`, `schema`,
-//! `publish`, `subscribe`.
+//! `managed`, `publish`, `subscribe`, `token`.
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
-//! Must not: touch storage or the broker directly; it is a client like any
-//! other and sees only what the wire shows.
+//! The command files (`commands.rs`, `managed.rs`) share `wire.rs` and never
+//! import each other.
+//! Must not: touch storage, the log or the broker directly; it is a client
+//! like any other and sees only what the wire shows. It does not know the
+//! load generator either: both share [`crate::client`].
 
 mod commands;
 mod managed;
+mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;
