@@ -24,6 +24,8 @@
 
 pub mod api;
 pub mod auth;
+#[cfg(feature = "rocksdb")]
+pub mod backend;
 pub mod bench;
 pub mod broker;
 pub mod cli;
@@ -33,6 +35,7 @@ pub mod config;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod health_listener;
 pub mod log;
 pub mod schema;
 #[cfg(feature = "rocksdb")]
