@@ -11,12 +11,19 @@
 //!   budgets) is below [`api`]: `api` uses it, it uses neither `api` nor the
 //!   engine;
 //! - [`cli`] is a gRPC client of the server (uses [`api`]'s generated types
-//!   and [`schema`] for JSON ⇄ Avro), never the broker or storage.
+//!   and [`schema`] for JSON ⇄ Avro), never the broker, the log or storage;
+//! - [`command_line`] parses the binary's command line and hands a
+//!   subcommand to the server settings ([`config`]), [`cli`] or [`bench`];
+//!   those two share [`client`] and never use each other; [`config`] uses
+//!   none of them;
+//! - [`server`] opens the log through [`backend`] and serves plaintext health
+//!   through [`health_listener`].
 //!
-//! [`server`] and [`store`] (and the RocksDB log backend) exist only with the
-//! default `rocksdb` feature; the fuzz build turns it off.
+//! [`server`], [`backend`] and [`store`] (and the RocksDB log backend) exist
+//! only with the default `rocksdb` feature; the fuzz build turns it off.
 //!
-//! `tonic`/`prost` appear only in `api/`, `cli/`, `server.rs`, `tls.rs`,
+//! `tonic`/`prost` appear only in `api/`, `cli/`, `bench/`, `client.rs`,
+//! `server.rs`, `health_listener.rs`, `tls.rs`,
 //! `transport/io.rs` (tonic's `Connected` hook) and the fuzz
 //! targets (`fuzzing`, test and `fuzzing` builds only),
 //! `apache_avro` only in `schema/`, `rocksdb` only in `store/` and the log's
