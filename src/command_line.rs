@@ -236,7 +236,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::config::WalRecovery;
     use crate::log::Durability;
+
+    #[test]
+    fn wal_recovery_defaults_to_tolerating_only_a_torn_tail() {
+        let args = Cli::parse_from(["eventbus"]).serve;
+        assert_eq!(args.wal_recovery, WalRecovery::TolerateTail);
+        let args = Cli::try_parse_from(["eventbus", "--wal-recovery", "point-in-time"])
+            .expect("valid flag")
+            .serve;
+        assert_eq!(args.wal_recovery, WalRecovery::PointInTime);
+        assert!(Cli::try_parse_from(["eventbus", "--wal-recovery", "skip-any"]).is_err());
+    }
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let path = dir.join("eventbus.toml");

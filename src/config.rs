@@ -715,17 +715,6 @@ mod tests {
     }
 
     #[test]
-    fn wal_recovery_defaults_to_tolerating_only_a_torn_tail() {
-        let args = ServeOnly::parse_from(["eventbus"]).serve;
-        assert_eq!(args.wal_recovery, WalRecovery::TolerateTail);
-        let args = ServeOnly::try_parse_from(["eventbus", "--wal-recovery", "point-in-time"])
-            .expect("valid flag")
-            .serve;
-        assert_eq!(args.wal_recovery, WalRecovery::PointInTime);
-        assert!(ServeOnly::try_parse_from(["eventbus", "--wal-recovery", "skip-any"]).is_err());
-    }
-
-    #[test]
     fn every_problem_is_reported_at_once() {
         let mut args = ServeOnly::parse_from(["eventbus"]).serve;
         args.max_credit = 0;
