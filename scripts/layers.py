@@ -9,7 +9,9 @@
    JetStream peer). The compiler then refuses any import across the rule.
 2. Inside every crate, no cycle between its top-level modules (a module is a
    file or folder directly under src/; `crate::Name` re-exported by the crate
-   root counts as an edge to the module it comes from).
+   root counts as an edge to the module it comes from), and no cycle between
+   the files of any folder module (src/cli/commands.rs and src/cli/managed.rs
+   may not import each other).
 3. Inside the root crate, the module rules of src/lib.rs (ROOT_RULES).
 
 Comments are ignored. Prints every offence and exits 1 if there is any.
@@ -66,13 +68,22 @@ ROOT_RULES = [
      "telemetry serves metrics; it knows no layer above it"),
     ("api", {"server", "config", "cli", "bench"},
      "the protocol layer knows no server wiring and no client"),
-    ("cli", {"server", "config", "bench", "broker", "log", "transport"},
+    ("cli", {"server", "config", "bench", "broker", "log", "transport", "command_line",
+             "backend"},
      "the client commands talk to a server over gRPC only"),
-    ("bench", {"server", "config", "cli", "broker", "log", "transport"},
+    ("bench", {"server", "config", "cli", "broker", "log", "transport", "command_line",
+               "backend"},
      "the load generator talks to a server over gRPC only"),
-    ("config", {"server", "cli", "bench"},
-     "server settings know no client and no server wiring"),
-    ("server", {"cli", "bench"}, "the server composes no client"),
+    ("client", {"server", "config", "cli", "bench", "broker", "log", "command_line",
+                "backend"},
+     "the plumbing the clients share names no client, engine or log"),
+    ("config", {"server", "cli", "bench", "command_line", "backend"},
+     "server settings know no client, no command line and no server wiring"),
+    ("backend", {"server", "api", "cli", "bench", "command_line"},
+     "opening the log knows nothing above it"),
+    ("health_listener", {"server", "cli", "bench", "command_line", "broker"},
+     "the health listener serves health only"),
+    ("server", {"cli", "bench", "client", "command_line"}, "the server composes no client"),
 ]
 
 COMMENT = re.compile(r"^\s*//")
@@ -241,6 +252,41 @@ def check_cycles(problems):
             problems.append(f"{package}: module cycle {' -> '.join(cycle)} ({where})")
 
 
+def folder_edges(folder, crate_src):
+    """Edges between the files of one folder module (mod.rs aside: it
+    declares and re-exports)."""
+    files = {f.stem: f for f in folder.glob("*.rs") if f.name != "mod.rs"}
+    files.update({d.name: d / "mod.rs" for d in folder.iterdir() if (d / "mod.rs").exists()})
+    module_path = "::".join(folder.relative_to(crate_src).parts)
+    edges = {name: {} for name in files}
+    for name, f in files.items():
+        text = stripped(f)
+        up = r"\bsuper::" if f.name != "mod.rs" else r"\bsuper::super::"
+        found = list(references(text, up))
+        found += list(references(text, r"\bcrate::" + module_path + "::"))
+        for target, at in found:
+            if target in files and target != name:
+                line = text.count("\n", 0, at) + 1
+                edges[name].setdefault(target, f"{f.relative_to(ROOT)}:{line}")
+    return edges
+
+
+def check_folder_cycles(problems):
+    for folder in CRATES:
+        src = ROOT / folder / "src"
+        for d in sorted(p for p in src.rglob("*") if p.is_dir()):
+            edges = folder_edges(d, src)
+            cycle = find_cycle(edges)
+            if cycle:
+                where = "; ".join(
+                    f"{a} -> {b} at {edges[a][b]}" for a, b in zip(cycle, cycle[1:])
+                )
+                problems.append(
+                    f"{d.relative_to(ROOT)}: files import each other in a circle "
+                    f"{' -> '.join(cycle)} ({where})"
+                )
+
+
 def check_root_rules(problems):
     src = ROOT / "src"
     mods = top_modules(src)
@@ -254,7 +300,10 @@ def check_root_rules(problems):
                         f"{f.relative_to(ROOT)}:{n}: {module} names crate::{name}: {why}"
                     )
     # tonic/prost stay in the protocol layer, the server and the clients.
-    allowed = ("api", "cli", "bench", "server", "transport", "tls", "fuzzing", "client", "app")
+    allowed = (
+        "api", "cli", "bench", "client", "server", "health_listener", "transport", "tls",
+        "fuzzing", "command_line",
+    )
     for module, files in mods.items():
         if module in allowed:
             continue
@@ -271,6 +320,7 @@ def main():
     problems = []
     check_manifests(problems)
     check_cycles(problems)
+    check_folder_cycles(problems)
     check_root_rules(problems)
     for p in problems:
         print(f"layering: {p}", file=sys.stderr)

@@ -20,16 +20,26 @@
 //! The re-exports below keep one path per layer for this crate's code and
 //! its tests (`crate::broker`, `eventbus::schema`, ...).
 //!
-//! Inside this crate the modules keep the same rule, checked by
-//! `scripts/check-layers.sh`: [`transport`] and [`auth`] are below [`api`];
-//! [`server`] composes everything; [`cli`] and [`bench`] are gRPC clients of
-//! the server (they use [`api`]'s generated types, never the engine).
-//! `tonic`/`prost` appear only in `api/`, `cli/`, `bench/`, `server.rs`,
-//! `tls.rs`, `transport/` and the fuzz targets (`fuzzing`, test and
-//! `fuzzing` builds only).
+//! Inside this crate the modules keep the same rule (no upward edges, no
+//! cycles), checked by `scripts/check-layers.sh`:
+//! - [`transport`] (accepting, TLS handshakes, connection timeouts, response
+//!   budgets), [`tls`], [`auth`] and [`telemetry`] are below [`api`] (the
+//!   gRPC protocol layer) and use neither it nor the engine's callers;
+//! - [`config`] holds the server's settings and names no client;
+//! - [`server`] composes the server: it opens the log through [`backend`]
+//!   and serves plaintext health through [`health_listener`];
+//! - [`cli`] and [`bench`] are gRPC clients of a server (they use [`api`]'s
+//!   generated types and [`schema`] for JSON <-> Avro, never the engine, the
+//!   log or storage); they share [`client`] and never use each other;
+//! - [`command_line`] parses the binary's command line and hands a
+//!   subcommand to the server ([`config`]), [`cli`] or [`bench`].
 //!
-//! [`server`] and the RocksDB backend exist only with the default `rocksdb`
-//! feature; the fuzz build turns it off.
+//! `tonic`/`prost` appear only in `api/`, `cli/`, `bench/`, `client.rs`,
+//! `server.rs`, `health_listener.rs`, `tls.rs`, `transport/` and the fuzz
+//! targets (`fuzzing`, test and `fuzzing` builds only).
+//!
+//! [`server`], [`backend`] and [`config`] (and the RocksDB backend) exist
+//! only with the default `rocksdb` feature; the fuzz build turns it off.
 
 pub use eventbus_broker as broker;
 pub use eventbus_core::{error, log, types};
@@ -37,12 +47,18 @@ pub use eventbus_schema as schema;
 
 pub mod api;
 pub mod auth;
+#[cfg(feature = "rocksdb")]
+pub mod backend;
 pub mod bench;
 pub mod cli;
+pub mod client;
+#[cfg(feature = "rocksdb")]
+pub mod command_line;
 #[cfg(feature = "rocksdb")]
 pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod health_listener;
 #[cfg(feature = "rocksdb")]
 pub mod server;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use eventbus::config::{Action, Cli, LoadError};
+use eventbus::command_line::{Action, Cli, LoadError};
 use eventbus::server::Server;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
             eventbus::telemetry::init(&args.log_format);
             rt.block_on(serve(*args))
         }
-        Action::Client(command) => rt.block_on(eventbus::cli::run(*command)),
+        Action::Client(command) => rt.block_on(command.run()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,10 @@
-//! Composition root: opens the store, builds log, broker and services,
-//! serves gRPC and runs the shutdown sequence.
+//! Composition root: opens the log (`backend.rs`), builds the broker and
+//! services, serves gRPC, the metrics endpoint (`telemetry::http`) and the
+//! plaintext health listener (`health_listener.rs`), and runs the shutdown
+//! sequence.
 //!
-//! Owns: wiring and lifecycle. Must not: hold request logic.
+//! Owns: wiring and lifecycle. Must not: hold request logic, or serve an
+//! endpoint or open a backend inline: each is a function of its own module.
 
 use std::sync::Arc;
 
@@ -14,58 +17,16 @@ use tonic_health::ServingStatus;
 use crate::api::admin::{AdminService, pb as admin_pb};
 use crate::api::oversize::RequestLimit;
 use crate::api::{PubSubService, pb};
+use crate::backend::OpenError;
 use crate::broker::{Broker, BrokerError};
-use crate::config::Backend;
 use crate::config::ServeArgs;
-use crate::log::SharedLog;
 use crate::telemetry::metrics::Metrics;
-use eventbus_jetstream::JetStreamTopicLog;
-use eventbus_rocksdb::RocksTopicLog;
-use eventbus_rocksdb::{Store, StoreError};
-
-/// How long startup keeps trying to reach NATS JetStream.
-const NATS_CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+use eventbus_rocksdb::StoreError;
 
 /// The gRPC service name health reports on besides the empty name.
 pub const PUBSUB_SERVICE_NAME: &str = "eventbus.v1.PubSub";
 /// The admin service's name, also reported by health.
 pub const ADMIN_SERVICE_NAME: &str = "eventbus.admin.v1.Admin";
-
-/// Content type of the OpenMetrics text exposition that Prometheus scrapes.
-const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Serves `GET /metrics` until `stop` is cancelled.
-async fn serve_metrics(
-    listener: crate::transport::HttpListener,
-    broker: Arc<Broker>,
-    stop: CancellationToken,
-) {
-    use axum::routing::get;
-    use axum::serve::Listener;
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!("metrics listening on {addr}");
-    }
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let broker = broker.clone();
-            async move {
-                broker.refresh_gauges();
-                (
-                    [(axum::http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-                    broker.metrics().encode(),
-                )
-            }
-        }),
-    );
-    let shutdown = async move { stop.cancelled().await };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::warn!(error = %e, "metrics endpoint failed");
-    }
-}
 
 /// HTTP/2 receive window per stream. Large enough that a 1 MiB event moves
 /// in a few round trips on loopback, small enough that a stream the server
@@ -103,6 +64,15 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
+impl From<OpenError> for ServerError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Store(e) => ServerError::Store(e),
+            OpenError::Log(e) => ServerError::Log(e),
+        }
+    }
+}
+
 /// A built server: storage open, topics provisioned, not yet serving.
 pub struct Server {
     args: ServeArgs,
@@ -134,34 +104,7 @@ impl Server {
         );
         tracing::info!(mode = ?auth.mode(), "authentication");
         let metrics = Arc::new(Metrics::with_topic_labels(args.metrics_topic_labels));
-        let log: SharedLog = match args.backend {
-            Backend::Rocksdb => {
-                let store = Store::open_with(&args.data_dir, args.wal_recovery)?;
-                Arc::new(RocksTopicLog::open(
-                    &store,
-                    args.durability,
-                    args.wal_sync_interval,
-                    metrics.clone(),
-                )?)
-            }
-            Backend::Jetstream => {
-                let cfg = args.jetstream();
-                tracing::info!(urls = ?cfg.urls, replicas = cfg.replicas, prefix = %cfg.prefix, "connecting to NATS JetStream");
-                // NATS may still be starting (a cluster and its clients
-                // rolled out together): keep trying for a while.
-                let deadline = tokio::time::Instant::now() + NATS_CONNECT_PATIENCE;
-                loop {
-                    match JetStreamTopicLog::connect(cfg.clone()).await {
-                        Ok(log) => break Arc::new(log),
-                        Err(e) if tokio::time::Instant::now() < deadline => {
-                            tracing::warn!(error = %e, "NATS JetStream not reachable yet; retrying");
-                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        };
+        let log = crate::backend::open(&args, metrics.clone()).await?;
         let broker = Broker::open(log, args.broker(), metrics).await?;
         // `topics = ""` in the config file means none.
         if let Some(dir) = args.topics.as_ref().filter(|d| !d.as_os_str().is_empty())
@@ -301,45 +244,29 @@ impl Server {
             let listener = transport
                 .http_listener(listener, None, "metrics")
                 .map_err(|e| ServerError::Config(format!("metrics listener: {e}")))?;
-            tasks.spawn(serve_metrics(listener, broker.clone(), stop.clone()));
+            let render = {
+                let broker = broker.clone();
+                move || {
+                    broker.refresh_gauges();
+                    broker.metrics().encode()
+                }
+            };
+            tasks.spawn(crate::telemetry::http::serve_metrics(
+                listener,
+                render,
+                stop.clone(),
+            ));
         }
         if let Some(listener) = health_listener {
-            if let Ok(addr) = listener.local_addr() {
-                // Not "listening on": scripts take the gRPC address from that line.
-                tracing::info!("health (plaintext) serving on {addr}");
-            }
-            // Reports what the main port's health reports, NOT_SERVING during
-            // the drain included; stops once the streams end.
-            // Reflection of the health service alone, for grpcurl (which
-            // asks v1alpha first).
-            let reflect = || {
-                tonic_reflection::server::Builder::configure()
-                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            };
-            let only_health = tonic::transport::Server::builder()
-                .add_service(health_svc.clone())
-                .add_service(
-                    reflect()
-                        .build_v1()
-                        .map_err(|e| ServerError::Config(format!("reflection: {e}")))?,
-                )
-                .add_service(
-                    reflect()
-                        .build_v1alpha()
-                        .map_err(|e| ServerError::Config(format!("reflection: {e}")))?,
-                )
-                .serve_with_incoming_shutdown(
-                    transport.incoming(listener, None, false, "health"),
-                    {
-                        let streams = streams.clone();
-                        async move { streams.cancelled().await }
-                    },
-                );
-            tasks.spawn(async move {
-                if let Err(e) = only_health.await {
-                    tracing::warn!(error = %e, "health listener failed");
-                }
-            });
+            // Stops once the streams end.
+            crate::health_listener::spawn(
+                listener,
+                health_svc.clone(),
+                &transport,
+                &tasks,
+                streams.clone(),
+            )
+            .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
         }
         if let Some(listener) = tooling {
             if let Ok(addr) = listener.local_addr() {

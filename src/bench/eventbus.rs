@@ -19,7 +19,7 @@ use crate::api::pb::pub_sub_client::PubSubClient;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn connect(server: &str) -> Result<Channel> {
-    crate::cli::connect(server, CONNECT_TIMEOUT, &crate::tls::ClientTls::default()).await
+    crate::client::connect(server, CONNECT_TIMEOUT, &crate::tls::ClientTls::default()).await
 }
 
 fn client(ch: &Channel) -> PubSubClient<Channel> {

@@ -106,7 +106,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "/event/Bench__e")]
     pub topic: String,
     /// Upper bound on the run's duration.
-    #[arg(long, default_value = "120s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "120s", value_parser = crate::client::parse_duration)]
     pub max_time: Duration,
     /// Print one JSON object instead of a table.
     #[arg(long)]

@@ -1,4 +1,4 @@
-//! Implementations of the client commands.
+//! The `topic`, `schema`, `publish`, `subscribe` and `token` commands.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -9,35 +9,23 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use super::wire::{authorized, channel, hex, unary};
 use super::{ConnArgs, PublishArgs, SchemaCommand, SubscribeArgs, TokenCommand, TopicCommand};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
 use crate::api::pb;
 use crate::api::pb::pub_sub_client::PubSubClient;
-use crate::config::Command;
+use crate::client::rpc_error;
 use crate::schema::ParsedSchema;
 use crate::schema::json::JsonDefaults;
 
-/// Runs a client command; `serve` is not one.
+/// `eventbus token …`: makes a token or hashes one read from stdin.
 ///
 /// # Errors
-/// Connection failures, server errors (with their error code), bad input.
-pub async fn run(cmd: Command) -> Result<()> {
-    match cmd {
-        Command::Serve(_) => bail!("serve is not a client command"),
-        Command::Topic(t) => topic(t).await,
-        Command::Schema(s) => schema(s).await,
-        Command::Managed(m) => super::managed::run(m).await,
-        Command::Publish(p) => publish(p).await,
-        Command::Subscribe(s) => subscribe(s).await,
-        Command::Bench(b) => crate::bench::run(b).await,
-        Command::Token(t) => token(t),
-    }
-}
-
-fn token(cmd: TokenCommand) -> Result<()> {
+/// No token on stdin.
+pub fn token(cmd: TokenCommand) -> Result<()> {
     let token = match cmd {
         // 244 random bits from two v4 UUIDs: far beyond guessing.
         TokenCommand::New => format!(
@@ -66,87 +54,6 @@ fn token(cmd: TokenCommand) -> Result<()> {
         println!("{}", crate::auth::hash_token(&token));
     }
     Ok(())
-}
-
-pub(super) async fn channel(conn: &ConnArgs) -> Result<Channel> {
-    connect(&conn.server, conn.timeout, &conn.tls()).await
-}
-
-/// Connects to an eventbus given as `host:port`, `http://host:port` or
-/// `https://host:port`. TLS is used for `https://` and whenever `tls` names
-/// a CA or a client certificate.
-///
-/// # Errors
-/// A malformed address, unreadable TLS files, or the connection failing
-/// within `timeout`.
-pub(crate) async fn connect(
-    server: &str,
-    timeout: Duration,
-    tls: &crate::tls::ClientTls,
-) -> Result<Channel> {
-    let wants_tls = tls.ca.is_some() || tls.cert.is_some();
-    let uri = match server.split_once("://") {
-        Some(("http", rest)) if wants_tls => format!("https://{rest}"),
-        Some(_) => server.to_owned(),
-        None if wants_tls => format!("https://{server}"),
-        None => format!("http://{server}"),
-    };
-    let mut endpoint = Endpoint::from_shared(uri.clone())
-        .with_context(|| format!("`{server}` is not a server address"))?
-        .connect_timeout(timeout);
-    if uri.starts_with("https://") {
-        let host = endpoint.uri().host().unwrap_or_default().to_owned();
-        endpoint = endpoint.tls_config(tls.config(&host)?)?;
-    }
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to eventbus at {uri}"))
-}
-
-/// Explains a server error with its error code.
-pub(super) fn rpc_error(what: &str, st: tonic::Status) -> anyhow::Error {
-    let code = st
-        .metadata()
-        .get("error-code")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    anyhow!(
-        "{what} failed: {:?}: {} (error-code: {code})",
-        st.code(),
-        st.message()
-    )
-}
-
-pub(super) fn unary<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
-    let mut req = authorized(conn, msg);
-    req.set_timeout(conn.timeout);
-    req
-}
-
-/// A request carrying the authentication headers `conn` names (none when
-/// no token is set: servers with `--auth none` need none).
-fn authorized<T>(conn: &ConnArgs, msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    if let Some(token) = &conn.access_token {
-        let md = req.metadata_mut();
-        for (key, value) in [
-            ("accesstoken", Some(token.as_str())),
-            ("instanceurl", Some(conn.instance_url.as_str())),
-            ("tenantid", conn.tenant_id.as_deref()),
-        ] {
-            // A value that is not a valid header is left out; the server
-            // then names the missing header.
-            if let Some(v) = value.and_then(|v| v.parse().ok()) {
-                md.insert(key, v);
-            }
-        }
-    }
-    req
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses `--from`: latest, earliest, 16 hex digits, or base64 of 8 bytes.
@@ -191,7 +98,12 @@ fn describe_json(d: &admin::TopicDescription) -> Value {
     })
 }
 
-async fn topic(cmd: TopicCommand) -> Result<()> {
+/// `eventbus topic …` through the Admin API.
+///
+/// # Errors
+/// Connection failures, server errors (with their error code), an
+/// unreadable schema file.
+pub async fn topic(cmd: TopicCommand) -> Result<()> {
     match cmd {
         TopicCommand::Create {
             name,
@@ -312,7 +224,12 @@ async fn topic(cmd: TopicCommand) -> Result<()> {
     Ok(())
 }
 
-async fn schema(cmd: SchemaCommand) -> Result<()> {
+/// `eventbus schema …` through the Admin and Pub/Sub APIs.
+///
+/// # Errors
+/// Connection failures, server errors (with their error code), an
+/// unreadable schema file.
+pub async fn schema(cmd: SchemaCommand) -> Result<()> {
     match cmd {
         SchemaCommand::Register {
             topic,
@@ -426,7 +343,12 @@ fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
-async fn publish(args: PublishArgs) -> Result<()> {
+/// `eventbus publish …`: JSON events in, Avro on the wire, replay ids out.
+///
+/// # Errors
+/// Connection failures, server errors, input that does not fit the schema,
+/// and events the server refused (all of them listed).
+pub async fn publish(args: PublishArgs) -> Result<()> {
     let mut client = PubSubClient::new(channel(&args.conn).await?);
     let schema = current_schema(&mut client, &args.conn, &args.topic).await?;
     let inputs: Vec<(usize, String)> = match (&args.event, &args.file) {
@@ -442,7 +364,7 @@ async fn publish(args: PublishArgs) -> Result<()> {
         bail!("no events: give a JSON object, --file, or JSON lines on standard input");
     }
     // Encode everything first: a bad line publishes nothing.
-    let now_ms = crate::log::now_ms() as i64;
+    let now_ms = crate::client::now_ms() as i64;
     let defaults = JsonDefaults {
         created_date_ms: now_ms,
         created_by_id: args.created_by.clone(),
@@ -548,7 +470,12 @@ fn read_lines(r: impl BufRead) -> Result<Vec<(usize, String)>> {
     Ok(out)
 }
 
-async fn subscribe(args: SubscribeArgs) -> Result<()> {
+/// `eventbus subscribe …`: events out as JSON lines, with flow control.
+///
+/// # Errors
+/// A bad `--from` or `--credit`, connection failures, server errors, an
+/// event that does not decode.
+pub async fn subscribe(args: SubscribeArgs) -> Result<()> {
     if args.credit <= 0 {
         bail!("--credit must be at least 1");
     }

@@ -4,11 +4,11 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::ManagedCommand;
-use super::commands::{channel, hex, rpc_error, unary};
+use super::wire::{channel, hex, unary};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
-use crate::broker::ManagedRef;
-use crate::types::ManagedReplay;
+use crate::client::rpc_error;
+use crate::types::{ManagedRef, ManagedReplay};
 
 /// The reference a command-line argument names.
 fn reference(s: &str) -> admin::ManagedSubscriptionRef {
@@ -86,7 +86,7 @@ fn print_one(m: &admin::ManagedSubscription, as_json: bool) {
 ///
 /// # Errors
 /// Connection failures and server errors, with their error code.
-pub(super) async fn run(cmd: ManagedCommand) -> Result<()> {
+pub async fn run(cmd: ManagedCommand) -> Result<()> {
     match cmd {
         ManagedCommand::Create {
             name,

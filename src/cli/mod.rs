@@ -1,21 +1,27 @@
 //! The client commands of the `eventbus` binary: `topic`, `schema`,
-//! `publish`, `subscribe`.
+//! `managed`, `publish`, `subscribe`, `token`.
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
-//! Must not: touch storage or the broker directly; it is a client like any
-//! other and sees only what the wire shows.
+//! The command files (`commands.rs`, `managed.rs`) share `wire.rs` and never
+//! import each other.
+//! Must not: touch storage, the log or the broker directly; it is a client
+//! like any other and sees only what the wire shows. It does not know the
+//! load generator either: both share [`crate::client`].
 
 mod commands;
 mod managed;
+mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-pub(crate) use commands::connect;
-pub use commands::run;
+use crate::client::parse_duration;
+
+pub use commands::{publish, schema, subscribe, token, topic};
+pub use managed::run as managed;
 
 /// Connection settings shared by every client command.
 #[derive(Clone, Debug, Args)]
@@ -65,11 +71,6 @@ impl ConnArgs {
             key: self.tls_client_key.clone(),
         }
     }
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 72h: {e}"))
 }
 
 /// `eventbus topic …`

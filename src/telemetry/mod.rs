@@ -1,8 +1,10 @@
-//! Logging setup and metric names.
+//! Logging setup, metric names and the metrics endpoint.
 //!
-//! Owns: the tracing subscriber and the Prometheus registry of the server.
+//! Owns: the tracing subscriber, the Prometheus registry of the server and
+//! the HTTP endpoint Prometheus scrapes ([`http`]).
 //! Must not: hold business logic.
 
+pub mod http;
 pub use eventbus_core::metrics;
 
 use tracing_subscriber::EnvFilter;

@@ -1200,7 +1200,7 @@ async fn store_schemas_the_old_way(data: &std::path::Path, texts: &[(&str, &str)
 async fn schema_texts_stored_by_older_versions_go_to_their_tenant_only() {
     if on_jetstream() {
         // This test edits a RocksDB store; the JetStream layout is checked
-        // in src/log/jetstream/tests.rs.
+        // in crates/jetstream/src/tests.rs.
         return;
     }
     const ORG_B: &str = "00D5e000000BbbbEAC";

@@ -31,32 +31,14 @@ use crate::types::{
     ManagedId, ManagedReplay, ManagedState, Offset, ReplayId, TenantId, TopicId,
     check_developer_name,
 };
+// A shared value type (the client commands parse one too); re-exported so
+// the engine's users keep naming it here.
+pub use crate::types::ManagedRef;
 
 /// How long a new stream waits for the previous holder of the subscription
 /// to go before it is refused: a client that crashed and restarts at once
 /// may reconnect before the server has read the end of its old connection.
 const TAKEOVER_WAIT: Duration = Duration::from_millis(1500);
-
-/// How a request names a managed subscription.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ManagedRef {
-    /// By id (15 or 18 characters).
-    Id(String),
-    /// By developer name.
-    Name(String),
-}
-
-impl ManagedRef {
-    /// The reference of a string that is an id if it looks like one (starts
-    /// with the id prefix and has id length), else a developer name.
-    pub fn guess(s: &str) -> Self {
-        if s.starts_with(crate::types::MANAGED_ID_PREFIX) && matches!(s.len(), 15 | 18) {
-            Self::Id(s.to_owned())
-        } else {
-            Self::Name(s.to_owned())
-        }
-    }
-}
 
 /// A new definition.
 #[derive(Clone, Debug)]

@@ -485,6 +485,29 @@ impl fmt::Display for ManagedId {
     }
 }
 
+/// How a request names a managed subscription: by id or by developer name.
+/// A shared value type: the engine looks subscriptions up by it and the
+/// client commands parse one from the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManagedRef {
+    /// By id (15 or 18 characters).
+    Id(String),
+    /// By developer name.
+    Name(String),
+}
+
+impl ManagedRef {
+    /// The reference of a string that is an id if it looks like one (starts
+    /// with the id prefix and has id length), else a developer name.
+    pub fn guess(s: &str) -> Self {
+        if s.starts_with(MANAGED_ID_PREFIX) && matches!(s.len(), 15 | 18) {
+            Self::Id(s.to_owned())
+        } else {
+            Self::Name(s.to_owned())
+        }
+    }
+}
+
 /// The case-safety suffix of a 15-character id: for each block of five
 /// characters, a bit per upper-case letter picks one of 32 characters.
 fn id_suffix(id15: &str) -> String {
