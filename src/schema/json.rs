@@ -41,6 +41,7 @@ use apache_avro::Schema;
 use apache_avro::schema::RecordSchema;
 use serde_json::{Map, Number, Value};
 
+use super::binary::{write_bytes, write_long};
 use super::kinds::{Base, NamedTypes};
 use super::validate::{MAX_DEPTH, MAX_ZERO_WIDTH_ITEMS, PayloadError};
 use super::{FieldAt, ParsedSchema};
@@ -832,23 +833,6 @@ fn show(value: &Value) -> String {
         }
         other => other.to_string(),
     }
-}
-
-/// Appends a long as Avro does: zigzag, then a little-endian base-128 varint.
-fn write_long(out: &mut Vec<u8>, value: i64) {
-    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-    while raw >= 0x80 {
-        out.push((raw as u8 & 0x7f) | 0x80);
-        raw >>= 7;
-    }
-    out.push(raw as u8);
-}
-
-/// Appends a length-prefixed byte run (`bytes`, `string`, map keys).
-fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    // A Vec never holds more than isize::MAX bytes, so the length fits in an i64.
-    write_long(out, bytes.len() as i64);
-    out.extend_from_slice(bytes);
 }
 
 // ---- decoding ----
