@@ -35,12 +35,14 @@
 //! Bounds: encoding stops at the validator's caps ([`MAX_DEPTH`] nesting,
 //! [`MAX_ZERO_WIDTH_ITEMS`] zero-byte items), so its output always passes
 //! [`ParsedSchema::validate`]. Decoding runs the validator first, so every length and count
-//! it reads has already been checked against the payload size.
+//! it reads has already been checked against the payload size, and reads the bytes with the
+//! validator's own cursor (`schema::binary::Reader`), so the two agree on every primitive.
 
 use apache_avro::Schema;
 use apache_avro::schema::RecordSchema;
 use serde_json::{Map, Number, Value};
 
+use super::binary::{ReadError, Reader, write_bytes, write_long};
 use super::kinds::{Base, NamedTypes};
 use super::validate::{MAX_DEPTH, MAX_ZERO_WIDTH_ITEMS, PayloadError};
 use super::{FieldAt, ParsedSchema};
@@ -239,12 +241,12 @@ impl ParsedSchema {
         let names = NamedTypes::of(self.avro_schema());
         let mut decoder = Decoder {
             names: &names,
-            input: payload,
+            reader: Reader::new(payload),
             values_left: MAX_JSON_VALUES,
         };
         let value = decoder.value(self.avro_schema(), 0);
         match value {
-            Ok(value) if decoder.input.is_empty() => Ok(value),
+            Ok(value) if decoder.reader.is_empty() => Ok(value),
             Err(_) if decoder.values_left == 0 => Err(JsonError::TooManyValues {
                 limit: MAX_JSON_VALUES,
             }),
@@ -834,34 +836,23 @@ fn show(value: &Value) -> String {
     }
 }
 
-/// Appends a long as Avro does: zigzag, then a little-endian base-128 varint.
-fn write_long(out: &mut Vec<u8>, value: i64) {
-    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-    while raw >= 0x80 {
-        out.push((raw as u8 & 0x7f) | 0x80);
-        raw >>= 7;
-    }
-    out.push(raw as u8);
-}
-
-/// Appends a length-prefixed byte run (`bytes`, `string`, map keys).
-fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    // A Vec never holds more than isize::MAX bytes, so the length fits in an i64.
-    write_long(out, bytes.len() as i64);
-    out.extend_from_slice(bytes);
-}
-
 // ---- decoding ----
 
 /// The decoder met bytes the validator should have rejected.
 struct Undecodable;
+
+impl From<ReadError> for Undecodable {
+    fn from(_: ReadError) -> Self {
+        Undecodable
+    }
+}
 
 /// Reads an already validated payload. Every failure path still returns [`Undecodable`]
 /// rather than trusting the validator, so a disagreement between the two is an error, not
 /// a panic.
 struct Decoder<'s, 'n, 'a> {
     names: &'n NamedTypes<'s>,
-    input: &'a [u8],
+    reader: Reader<'a>,
     /// Values the decoder may still build (see [`MAX_JSON_VALUES`]).
     values_left: u64,
 }
@@ -872,38 +863,25 @@ impl<'s, 'a> Decoder<'s, '_, 'a> {
         let base = self.names.base(schema).map_err(|_| Undecodable)?;
         Ok(match base {
             Base::Null => Value::Null,
-            Base::Boolean => Value::Bool(self.take(1)?[0] == 1),
-            Base::Int => Value::from(i32::try_from(self.long()?).map_err(|_| Undecodable)?),
-            Base::Long => Value::from(self.long()?),
+            Base::Boolean => Value::Bool(self.reader.boolean()?),
+            Base::Int => Value::from(self.reader.int()?),
+            Base::Long => Value::from(self.reader.long()?),
             Base::Float => {
-                let raw = self.take(4)?;
-                let x = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+                let x = self.reader.float()?;
                 // Through the shortest decimal form, so 0.1f32 prints as 0.1, not as the
                 // f64 nearest to it (0.10000000149011612); it reads back as the same f32.
                 float_json(x.to_string().parse::<f64>().unwrap_or(f64::from(x)))
             }
-            Base::Double => {
-                let raw = self.take(8)?;
-                let mut bytes = [0; 8];
-                bytes.copy_from_slice(raw);
-                float_json(f64::from_le_bytes(bytes))
-            }
-            Base::String => {
-                let raw = self.len_prefixed()?;
-                Value::String(
-                    std::str::from_utf8(raw)
-                        .map_err(|_| Undecodable)?
-                        .to_owned(),
-                )
-            }
-            Base::Bytes => Value::String(code_point_string(self.len_prefixed()?)),
-            Base::Fixed(fixed) => Value::String(code_point_string(self.take(fixed.size)?)),
+            Base::Double => float_json(self.reader.double()?),
+            Base::String => Value::String(self.string()?),
+            Base::Bytes => Value::String(code_point_string(self.reader.bytes()?)),
+            Base::Fixed(fixed) => Value::String(code_point_string(self.reader.fixed(fixed.size)?)),
             Base::Enum(e) => {
-                let index = usize::try_from(self.long()?).map_err(|_| Undecodable)?;
+                let index = usize::try_from(self.reader.int()?).map_err(|_| Undecodable)?;
                 Value::String(e.symbols.get(index).ok_or(Undecodable)?.clone())
             }
             Base::Union(branches) => {
-                let index = usize::try_from(self.long()?).map_err(|_| Undecodable)?;
+                let index = usize::try_from(self.reader.long()?).map_err(|_| Undecodable)?;
                 self.value(branches.get(index).ok_or(Undecodable)?, depth)?
             }
             Base::Record(record) => {
@@ -918,8 +896,8 @@ impl<'s, 'a> Decoder<'s, '_, 'a> {
             Base::Array(items) => {
                 let depth = enter(depth)?;
                 let mut out = Vec::new();
-                while let Some(count) = self.block_count()? {
-                    for _ in 0..count {
+                while let Some(block) = self.reader.block()? {
+                    for _ in 0..block.count {
                         out.push(self.value(items, depth)?);
                     }
                 }
@@ -928,11 +906,9 @@ impl<'s, 'a> Decoder<'s, '_, 'a> {
             Base::Map(values) => {
                 let depth = enter(depth)?;
                 let mut out = Map::new();
-                while let Some(count) = self.block_count()? {
-                    for _ in 0..count {
-                        let key = std::str::from_utf8(self.len_prefixed()?)
-                            .map_err(|_| Undecodable)?
-                            .to_owned();
+                while let Some(block) = self.reader.block()? {
+                    for _ in 0..block.count {
+                        let key = self.string()?;
                         let value = self.value(values, depth)?;
                         out.insert(key, value);
                     }
@@ -942,44 +918,12 @@ impl<'s, 'a> Decoder<'s, '_, 'a> {
         })
     }
 
-    /// The item count of the next array/map block, `None` at the end marker; skips the
-    /// byte size of the negative-count form. The validator bounded every count.
-    fn block_count(&mut self) -> Result<Option<u64>, Undecodable> {
-        let raw = self.long()?;
-        if raw == 0 {
-            return Ok(None);
-        }
-        if raw < 0 {
-            self.long()?;
-        }
-        Ok(Some(raw.unsigned_abs()))
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Undecodable> {
-        if n > self.input.len() {
-            return Err(Undecodable);
-        }
-        let (head, rest) = self.input.split_at(n);
-        self.input = rest;
-        Ok(head)
-    }
-
-    fn len_prefixed(&mut self) -> Result<&'a [u8], Undecodable> {
-        let n = usize::try_from(self.long()?).map_err(|_| Undecodable)?;
-        self.take(n)
-    }
-
-    fn long(&mut self) -> Result<i64, Undecodable> {
-        let mut raw: u64 = 0;
-        for i in 0..10 {
-            let (&byte, rest) = self.input.split_first().ok_or(Undecodable)?;
-            self.input = rest;
-            raw |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
-            }
-        }
-        Err(Undecodable)
+    /// Reads a string (or map key) as an owned `String`.
+    fn string(&mut self) -> Result<String, Undecodable> {
+        let raw = self.reader.string()?;
+        Ok(std::str::from_utf8(raw)
+            .map_err(|_| Undecodable)?
+            .to_owned())
     }
 }
 

@@ -18,6 +18,7 @@
 //! below writes the form from the parsed schema; it reproduces the Salesforce id of spec §9
 //! and the Avro project's shared canonical-form test vectors.
 
+mod binary;
 pub mod compat;
 pub mod json;
 mod kinds;

@@ -2,7 +2,9 @@
 //!
 //! Owns: the compiled form of a schema (`Program`: a flat node table with named
 //! references resolved to indexes) and the byte walk that checks a payload against it,
-//! plus [`PayloadError`] and the caps that keep hostile payloads cheap.
+//! plus [`PayloadError`] and the caps that keep hostile payloads cheap. The primitive reads
+//! (varints, lengths, strings, block headers) are `schema::binary`'s; the walk decides
+//! which to make and names the field in its errors.
 //! Must not: decode into values, allocate on the success path, or trust any length or
 //! count in the payload before checking it against the bytes that are actually left.
 //!
@@ -37,6 +39,7 @@ use std::collections::HashMap;
 use apache_avro::Schema;
 
 use super::FieldAt;
+use super::binary::{Block, ReadError, Reader};
 use super::kinds::Base;
 
 /// Deepest nesting of records, arrays and maps a payload may have (the top-level record is
@@ -48,12 +51,6 @@ pub const MAX_DEPTH: usize = 64;
 /// payload may declare. Such items take no bytes, so the payload size does not bound their
 /// count, yet every consumer's decoder allocates one value per item.
 pub const MAX_ZERO_WIDTH_ITEMS: u64 = 65_536;
-
-/// Longest varint encoding of an Avro `long` (64 bits at 7 bits per byte).
-const MAX_LONG_VARINT_BYTES: usize = 10;
-
-/// Longest varint encoding of an Avro `int`; Java's reader rejects longer ones.
-const MAX_INT_VARINT_BYTES: usize = 5;
 
 /// Why a payload is not one datum of its schema. Messages name the field path
 /// (`Address__c.City`, `Tags__c[3]`, `Attributes__c["color"]`) and the offending value.
@@ -497,7 +494,7 @@ impl Program {
         let budget = step_budget(payload.len());
         let mut walker = Walker {
             program: self,
-            input: payload,
+            reader: Reader::new(payload),
             zero_width_items: 0,
             steps_left: budget,
         };
@@ -510,8 +507,8 @@ impl Program {
             }
             return (Err(error), steps);
         }
-        if !walker.input.is_empty() {
-            let count = walker.input.len();
+        if !walker.reader.is_empty() {
+            let count = walker.reader.remaining();
             return (Err(PayloadError::TrailingBytes { count }), steps);
         }
         (Ok(()), steps)
@@ -884,11 +881,11 @@ fn fail<'a, T>(error: PayloadError) -> Step<'a, T> {
     }))
 }
 
-/// Cursor over the payload, guided by a [`Program`].
+/// Walks the payload, guided by a [`Program`].
 struct Walker<'p, 'a> {
     program: &'p Program,
-    /// The bytes not yet consumed.
-    input: &'a [u8],
+    /// The cursor over the bytes not yet consumed.
+    reader: Reader<'a>,
     /// Zero-byte array items declared so far (see [`MAX_ZERO_WIDTH_ITEMS`]).
     zero_width_items: u64,
     /// Steps the walk may still take (see [`step_budget`]).
@@ -905,26 +902,16 @@ impl<'a> Walker<'_, 'a> {
         self.steps_left -= 1;
         match self.program.nodes[id as usize] {
             Node::Null => Ok(()),
-            Node::Boolean => match self.input.split_first() {
-                Some((&byte, rest)) if byte <= 1 => {
-                    self.input = rest;
-                    Ok(())
-                }
-                Some((&byte, _)) => fail(PayloadError::InvalidBoolean {
-                    field: String::new(),
-                    byte,
-                }),
-                None => self.skip(1, "a boolean"),
-            },
-            Node::Int => self.read_int().map(drop),
-            Node::Long => self.read_long().map(drop),
-            Node::Float => self.skip(4, "a float"),
-            Node::Double => self.skip(8, "a double"),
-            Node::Fixed { size } => self.skip(size, "a fixed value"),
-            Node::Bytes => self.read_len_prefixed("bytes length").map(drop),
-            Node::String => self.read_str("string length", "string").map(drop),
+            Node::Boolean => self.read(Reading::Boolean, Reader::boolean).map(drop),
+            Node::Int => self.read(Reading::Varint, Reader::int).map(drop),
+            Node::Long => self.read(Reading::Varint, Reader::long).map(drop),
+            Node::Float => self.read(Reading::Float, Reader::float).map(drop),
+            Node::Double => self.read(Reading::Double, Reader::double).map(drop),
+            Node::Fixed { size } => self.read(Reading::Fixed, |r| r.fixed(size)).map(drop),
+            Node::Bytes => self.read(Reading::Bytes, Reader::bytes).map(drop),
+            Node::String => self.read(Reading::String, Reader::string).map(drop),
             Node::Enum { symbols } => {
-                let index = self.read_int()?;
+                let index = i64::from(self.read(Reading::Varint, Reader::int)?);
                 if usize::try_from(index).is_ok_and(|i| i < symbols) {
                     Ok(())
                 } else {
@@ -936,7 +923,7 @@ impl<'a> Walker<'_, 'a> {
                 }
             }
             Node::Union { start, len } => {
-                let index = self.read_long()?;
+                let index = self.read(Reading::Varint, Reader::long)?;
                 let branches = self.program.branches_of(start, len);
                 match usize::try_from(index).ok().and_then(|i| branches.get(i)) {
                     // Unions do not add depth: Avro forbids a union directly inside a union,
@@ -971,7 +958,7 @@ impl<'a> Walker<'_, 'a> {
     fn array(&mut self, items: NodeId, item_min: usize, depth: usize) -> Step<'a> {
         let depth = enter(depth)?;
         let mut index: u64 = 0;
-        while let Some((count, declared)) = self.block_header("an array", item_min)? {
+        while let Some(Block { count, byte_size }) = self.block_header("an array", item_min)? {
             if item_min == 0 {
                 // A type with a zero-byte encoding (null, fixed(0), records of those) always
                 // takes zero bytes and cannot be malformed, so there is nothing to walk; only
@@ -984,10 +971,10 @@ impl<'a> Walker<'_, 'a> {
                     });
                 }
                 index = index.saturating_add(count);
-                self.check_block_size("an array", declared, 0)?;
+                self.check_block_size("an array", byte_size, 0)?;
                 continue;
             }
-            let before = self.input.len();
+            let before = self.reader.remaining();
             // `block_header` checked count × item_min ≤ bytes left, and each item
             // consumes at least item_min ≥ 1 bytes, so this loop is bounded by the payload.
             for _ in 0..count {
@@ -995,75 +982,46 @@ impl<'a> Walker<'_, 'a> {
                     .map_err(|e| e.within(Segment::Item(index)))?;
                 index += 1;
             }
-            self.check_block_size("an array", declared, before - self.input.len())?;
+            self.check_block_size("an array", byte_size, before - self.reader.remaining())?;
         }
         Ok(())
     }
 
     fn map(&mut self, values: NodeId, entry_min: usize, depth: usize) -> Step<'a> {
         let depth = enter(depth)?;
-        while let Some((count, declared)) = self.block_header("a map", entry_min)? {
-            let before = self.input.len();
+        while let Some(Block { count, byte_size }) = self.block_header("a map", entry_min)? {
+            let before = self.reader.remaining();
             // Bounded like arrays: every entry takes at least its key's length byte.
             for _ in 0..count {
-                let key = self.read_str("map key length", "map key")?;
+                let key = self.read(Reading::MapKey, Reader::string)?;
                 self.value(values, depth)
                     .map_err(|e| e.within(Segment::Key(key)))?;
             }
-            self.check_block_size("a map", declared, before - self.input.len())?;
+            self.check_block_size("a map", byte_size, before - self.reader.remaining())?;
         }
         Ok(())
     }
 
-    /// Reads an array/map block header. `None` at the end marker (count 0); otherwise the
-    /// item count and, for the negative-count form, the declared byte size.
-    fn block_header(
-        &mut self,
-        what: &'static str,
-        item_min: usize,
-    ) -> Step<'a, Option<(u64, Option<u64>)>> {
-        let raw = self.read_long()?;
-        if raw == 0 {
+    /// Reads an array/map block header: `None` at the end marker (count 0); otherwise
+    /// the block, once its item count is known to fit in the bytes left at `item_min`
+    /// bytes an item.
+    fn block_header(&mut self, what: &'static str, item_min: usize) -> Step<'a, Option<Block>> {
+        let Some(block) = self.read(Reading::Block, Reader::block)? else {
             return Ok(None);
-        }
-        let count = raw.unsigned_abs();
-        let declared = if raw < 0 {
-            let size = self.read_long()?;
-            let remaining = self.input.len();
-            match u64::try_from(size) {
-                Err(_) => {
-                    return fail(PayloadError::NegativeLength {
-                        field: String::new(),
-                        what: "block byte size",
-                        length: size,
-                    });
-                }
-                Ok(s) if s > remaining as u64 => {
-                    return fail(PayloadError::LengthExceedsPayload {
-                        field: String::new(),
-                        what: "block byte size",
-                        length: size,
-                        remaining,
-                    });
-                }
-                Ok(s) => Some(s),
-            }
-        } else {
-            None
         };
-        let remaining = self.input.len();
+        let remaining = self.reader.remaining();
         // count × item_min ≤ remaining, without overflow; item_min 0 is capped elsewhere.
         if let Some(fit) = remaining.checked_div(item_min)
-            && count > fit as u64
+            && block.count > fit as u64
         {
             return fail(PayloadError::BlockTooLarge {
                 field: String::new(),
                 what,
-                count,
+                count: block.count,
                 remaining,
             });
         }
-        Ok(Some((count, declared)))
+        Ok(Some(block))
     }
 
     fn check_block_size(
@@ -1083,129 +1041,105 @@ impl<'a> Walker<'_, 'a> {
         }
     }
 
-    /// Consumes exactly `n` bytes.
-    fn skip(&mut self, n: usize, what: &'static str) -> Step<'a> {
-        match self.input.get(n..) {
-            Some(rest) => {
-                self.input = rest;
-                Ok(())
-            }
-            None => fail(PayloadError::Truncated {
-                field: String::new(),
-                what,
-                needed: n,
-                remaining: self.input.len(),
-            }),
-        }
-    }
-
-    /// Reads a length-prefixed byte run, checking the length against the bytes left
-    /// before touching anything.
+    /// Runs one read of the reader; its error becomes the [`PayloadError`] that names
+    /// what the walk was `reading`. Only `#[inline]`, not `always`: unoptimised builds do
+    /// not share stack slots between inlined copies, and ten copies in [`Walker::value`]
+    /// tripled the frame the recursion stacks [`MAX_DEPTH`] times.
     #[inline]
-    fn read_len_prefixed(&mut self, what: &'static str) -> Step<'a, &'a [u8]> {
-        let length = self.read_long()?;
-        let remaining = self.input.len();
-        match usize::try_from(length) {
-            Ok(n) if n <= remaining => {
-                let (head, rest) = self.input.split_at(n);
-                self.input = rest;
-                Ok(head)
-            }
-            Ok(_) => fail(PayloadError::LengthExceedsPayload {
-                field: String::new(),
-                what,
-                length,
-                remaining,
-            }),
-            // usize is 64 bits on every target we build for, so only negatives land here.
-            Err(_) if length < 0 => fail(PayloadError::NegativeLength {
-                field: String::new(),
-                what,
-                length,
-            }),
-            Err(_) => fail(PayloadError::LengthExceedsPayload {
-                field: String::new(),
-                what,
-                length,
-                remaining,
-            }),
+    fn read<T>(
+        &mut self,
+        reading: Reading,
+        read: impl FnOnce(&mut Reader<'a>) -> Result<T, ReadError>,
+    ) -> Step<'a, T> {
+        match read(&mut self.reader) {
+            Ok(value) => Ok(value),
+            Err(error) => unreadable(error, reading),
+        }
+    }
+}
+
+/// What the walk asks the reader for, to name it in a [`PayloadError`]. Varint errors
+/// need no name: the reader says whether it was reading an `int` or a `long`.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// An int, long, enum index, union index or block count.
+    Varint,
+    Boolean,
+    Float,
+    Double,
+    Fixed,
+    Bytes,
+    String,
+    MapKey,
+    /// An array or map block header.
+    Block,
+}
+
+impl Reading {
+    /// The value, for a value cut short or not UTF-8: `a double`, `string`.
+    fn value(self) -> &'static str {
+        match self {
+            Reading::Boolean => "a boolean",
+            Reading::Float => "a float",
+            Reading::Double => "a double",
+            Reading::Fixed => "a fixed value",
+            Reading::String => "string",
+            Reading::MapKey => "map key",
+            // These reads fail neither way.
+            Reading::Varint | Reading::Bytes | Reading::Block => "a value",
         }
     }
 
-    /// Reads a length-prefixed string and checks it is UTF-8; returns its bytes.
-    #[inline]
-    fn read_str(&mut self, length_what: &'static str, what: &'static str) -> Step<'a, &'a [u8]> {
-        let bytes = self.read_len_prefixed(length_what)?;
-        // `is_ascii` first: Salesforce strings are mostly ASCII ids and names, and its
-        // word-at-a-time scan is much cheaper than `from_utf8` on short strings.
-        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
-            Ok(bytes)
-        } else {
-            fail(PayloadError::InvalidUtf8 {
-                field: String::new(),
-                what,
-            })
+    /// Its length prefix, for a bad length or block byte size: `string length`.
+    fn length(self) -> &'static str {
+        match self {
+            Reading::Bytes => "bytes length",
+            Reading::String => "string length",
+            Reading::MapKey => "map key length",
+            Reading::Block => "block byte size",
+            // These reads have no length.
+            Reading::Varint
+            | Reading::Boolean
+            | Reading::Float
+            | Reading::Double
+            | Reading::Fixed => "length",
         }
     }
+}
 
-    fn read_long(&mut self) -> Step<'a, i64> {
-        let raw = self.read_varint(MAX_LONG_VARINT_BYTES, "long")?;
-        Ok(zigzag(raw))
-    }
-
-    fn read_int(&mut self) -> Step<'a, i64> {
-        let raw = self.read_varint(MAX_INT_VARINT_BYTES, "int")?;
-        // Zigzag maps the 32-bit range onto 0..=u32::MAX.
-        if raw > u64::from(u32::MAX) {
-            return fail(PayloadError::IntOutOfRange {
-                field: String::new(),
-                value: zigzag(raw),
-            });
-        }
-        Ok(zigzag(raw))
-    }
-
-    /// Reads an unsigned LEB128 varint of at most `max_bytes` bytes.
-    #[inline(always)]
-    fn read_varint(&mut self, max_bytes: usize, what: &'static str) -> Step<'a, u64> {
-        // Fast path, inlined: most lengths, indexes and small numbers are one byte.
-        if let Some((&byte, rest)) = self.input.split_first()
-            && byte < 0x80
-        {
-            self.input = rest;
-            return Ok(u64::from(byte));
-        }
-        self.read_varint_long(max_bytes, what)
-    }
-
-    #[inline(never)]
-    fn read_varint_long(&mut self, max_bytes: usize, what: &'static str) -> Step<'a, u64> {
-        let mut value: u64 = 0;
-        for (i, &byte) in self.input.iter().enumerate() {
-            if i == max_bytes {
-                return fail(PayloadError::VarintTooLong {
-                    field: String::new(),
-                    what,
-                    max: max_bytes,
-                });
-            }
-            // The 10th byte holds bit 63 only; anything above would be silently dropped.
-            if i == MAX_LONG_VARINT_BYTES - 1 && byte & 0x7f > 1 {
-                return fail(PayloadError::LongOverflow {
-                    field: String::new(),
-                });
-            }
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                // i < len, so i + 1 ≤ len and the slice is in bounds.
-                self.input = &self.input[i + 1..];
-                return Ok(value);
-            }
-        }
-        fail(PayloadError::TruncatedVarint {
-            field: String::new(),
-        })
-    }
+/// Starts the [`PayloadError`] for a failed read (see [`fail`]).
+#[cold]
+#[inline(never)]
+fn unreadable<'a, T>(error: ReadError, reading: Reading) -> Step<'a, T> {
+    let field = String::new();
+    fail(match error {
+        ReadError::TruncatedVarint => PayloadError::TruncatedVarint { field },
+        ReadError::Truncated { needed, remaining } => PayloadError::Truncated {
+            field,
+            what: reading.value(),
+            needed,
+            remaining,
+        },
+        ReadError::VarintTooLong { what, max } => PayloadError::VarintTooLong { field, what, max },
+        ReadError::LongOverflow => PayloadError::LongOverflow { field },
+        ReadError::IntOutOfRange { value } => PayloadError::IntOutOfRange { field, value },
+        ReadError::InvalidBoolean { byte } => PayloadError::InvalidBoolean { field, byte },
+        ReadError::NegativeLength { length } => PayloadError::NegativeLength {
+            field,
+            what: reading.length(),
+            length,
+        },
+        ReadError::LengthExceedsInput { length, remaining } => PayloadError::LengthExceedsPayload {
+            field,
+            what: reading.length(),
+            length,
+            remaining,
+        },
+        ReadError::InvalidUtf8 => PayloadError::InvalidUtf8 {
+            field,
+            what: reading.value(),
+        },
+    })
 }
 
 /// Enters one more level of record/array/map nesting.
@@ -1218,11 +1152,6 @@ fn enter<'a>(depth: usize) -> Step<'a, usize> {
         });
     }
     Ok(depth)
-}
-
-/// Avro's zigzag decoding: 0, 1, 2, 3 … → 0, -1, 1, -2 ….
-fn zigzag(raw: u64) -> i64 {
-    ((raw >> 1) as i64) ^ -((raw & 1) as i64)
 }
 
 #[cfg(test)]
