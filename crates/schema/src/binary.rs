@@ -59,8 +59,8 @@ pub(super) struct Block {
 }
 
 /// A cursor over one Avro binary payload. Each read consumes exactly the bytes of one
-/// primitive encoding, or fails.
-#[derive(Debug, Clone, Copy)]
+/// primitive encoding, or fails. Not `Copy`, so a read cannot land on a stray copy.
+#[derive(Debug)]
 pub(super) struct Reader<'a> {
     /// The bytes not yet consumed.
     input: &'a [u8],
