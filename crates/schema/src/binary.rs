@@ -166,8 +166,9 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a `string` (or map key): as [`Reader::bytes`], checked to be UTF-8. Returns
-    /// the bytes: the validator needs only the check, and an ASCII scan before the full
-    /// UTF-8 check is much cheaper on the short strings events are full of.
+    /// the bytes: this is for callers that need only the check (the validator), which an
+    /// ASCII scan before the full UTF-8 check makes much cheaper on the short strings events
+    /// are full of. A caller that wants a `&str` reads [`Reader::bytes`] and converts.
     #[inline]
     pub(super) fn string(&mut self) -> Result<&'a [u8], ReadError> {
         let bytes = self.bytes()?;

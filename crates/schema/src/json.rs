@@ -918,9 +918,10 @@ impl<'s, 'a> Decoder<'s, '_, 'a> {
         })
     }
 
-    /// Reads a string (or map key) as an owned `String`.
+    /// Reads a string (or map key) as an owned `String`. Through [`Reader::bytes`], not
+    /// [`Reader::string`]: `from_utf8` is the check here, and the reader's would repeat it.
     fn string(&mut self) -> Result<String, Undecodable> {
-        let raw = self.reader.string()?;
+        let raw = self.reader.bytes()?;
         Ok(std::str::from_utf8(raw)
             .map_err(|_| Undecodable)?
             .to_owned())
