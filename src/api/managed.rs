@@ -14,6 +14,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Status, Streaming};
 use tracing::Instrument;
 
+use super::stream::Refusal;
 use super::{Namespace, PubSubService, convert, pb, status};
 use crate::auth::Caller;
 use crate::broker::{BrokerError, CommitRequest, Control, ManagedRef};
@@ -143,21 +144,21 @@ pub(super) async fn start(
     tracing::info!(subscription = %id, name = %open.session.developer_name(), start_after = %open.subscription.cursor(), "managed subscription stream opened");
 
     // Later requests: credit, commits, or a request that ends the stream.
+    let refusal = Refusal::default();
+    let fails = refusal.clone();
     let controls = futures_util::StreamExt::flat_map(inbound, move |msg| {
         let mut out = Vec::with_capacity(2);
         match msg {
             Ok(req) => {
                 if let Some(got) = renamed(&reference, &id, &req) {
-                    out.push(Control::Fail(BrokerError::ManagedMismatch {
+                    out.push(fails.fail(BrokerError::ManagedMismatch {
                         first: match &reference {
                             ManagedRef::Id(s) | ManagedRef::Name(s) => s.clone(),
                         },
                         got,
                     }));
                 } else if req.num_requested < 0 {
-                    out.push(Control::Fail(BrokerError::ManagedCreditInvalid(
-                        req.num_requested,
-                    )));
+                    out.push(fails.fail(BrokerError::ManagedCreditInvalid(req.num_requested)));
                 } else {
                     if let Some(c) = req.commit_replay_id_request {
                         out.push(Control::Commit(CommitRequest {
@@ -177,9 +178,7 @@ pub(super) async fn start(
                     st.metadata().get(status::ERROR_CODE_KEY).is_some(),
                 ) =>
             {
-                out.push(Control::Fail(BrokerError::RequestTooLarge(
-                    status::tonic_limit(&st),
-                )));
+                out.push(fails.fail(BrokerError::RequestTooLarge(status::tonic_limit(&st))));
             }
             Err(_) => out.push(Control::Disconnected),
         }
@@ -215,17 +214,19 @@ pub(super) async fn start(
 
     let metrics = metrics.clone();
     let stream = ReceiverStream::new(out_rx).map({
-        let metrics = metrics.clone();
+        let (metrics, ns) = (metrics.clone(), ns.clone());
         move |item| {
             item.map(|d| convert::managed_response(d, rpc))
                 .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
         }
     });
+    // A request that failed the subscription: why, after its deliveries.
+    let refused = refusal.ending(metrics.clone(), ns, rpc);
     // A stream its client stopped reading ends with why.
     let why =
         futures_util::stream::once(async move { ending.and_then(|e| e.status(&metrics, rpc)) })
             .filter_map(|st| st.map(Err));
-    Ok(Box::pin(stream.chain(why)))
+    Ok(Box::pin(stream.chain(refused).chain(why)))
 }
 
 #[cfg(test)]

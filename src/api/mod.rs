@@ -13,6 +13,7 @@ pub mod oversize;
 pub mod pacing;
 pub mod publish;
 pub mod status;
+mod stream;
 pub mod subscribe;
 pub mod tooling;
 

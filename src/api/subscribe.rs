@@ -12,6 +12,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Status, Streaming};
 use tracing::Instrument;
 
+use super::stream::Refusal;
 use super::{PubSubService, convert, pb, status};
 use crate::auth::Caller;
 use crate::broker::{BrokerError, Control};
@@ -112,15 +113,17 @@ pub(super) async fn start(
     // Later requests become credit or a failure, read by the subscription's
     // own loop: no extra task or queue per subscription, and a request the
     // loop has not read yet stays in HTTP/2 flow control.
+    let refusal = Refusal::default();
+    let fails = refusal.clone();
     let controls = inbound.filter_map(move |msg| match msg {
         Ok(req) if !req.topic_name.is_empty() && req.topic_name != topic => {
-            Some(Control::Fail(BrokerError::SubscribeTopicMismatch {
+            Some(fails.fail(BrokerError::SubscribeTopicMismatch {
                 first: topic.clone(),
                 got: req.topic_name,
             }))
         }
         Ok(req) if req.num_requested < 0 => {
-            Some(Control::Fail(BrokerError::CreditInvalid(req.num_requested)))
+            Some(fails.fail(BrokerError::CreditInvalid(req.num_requested)))
         }
         Ok(req) if req.num_requested == 0 => None,
         Ok(req) => Some(Control::Grant(req.num_requested.unsigned_abs())),
@@ -132,9 +135,7 @@ pub(super) async fn start(
                 st.metadata().get(status::ERROR_CODE_KEY).is_some(),
             ) =>
         {
-            Some(Control::Fail(BrokerError::RequestTooLarge(
-                status::tonic_limit(&st),
-            )))
+            Some(fails.fail(BrokerError::RequestTooLarge(status::tonic_limit(&st))))
         }
         // A broken transport: the client is gone.
         Err(_) => Some(Control::Disconnected),
@@ -155,16 +156,18 @@ pub(super) async fn start(
     // A failure mid-stream quotes the stored name too (`The topic … was
     // deleted.`): the caller sees its own.
     let stream = ReceiverStream::new(out_rx).map({
-        let metrics = metrics.clone();
+        let (metrics, ns) = (metrics.clone(), ns.clone());
         move |item| {
             item.map(|d| convert::fetch_response(d, rpc))
                 .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
         }
     });
+    // A request that failed the subscription: why, after its deliveries.
+    let refused = refusal.ending(metrics.clone(), ns, rpc);
     // A stream its client stopped reading ends with why, once its loop gave
     // up waiting for room.
     let why =
         futures_util::stream::once(async move { ending.and_then(|e| e.status(&metrics, rpc)) })
             .filter_map(|st| st.map(Err));
-    Ok(Box::pin(stream.chain(why)))
+    Ok(Box::pin(stream.chain(refused).chain(why)))
 }
