@@ -11,13 +11,13 @@ use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 use super::stream::Refusal;
-use super::{Namespace, PubSubService, convert, pb, status};
+use super::{Namespace, ProtocolError, PubSubService, convert, pb, status};
 use crate::auth::Caller;
-use crate::broker::{BrokerError, CommitRequest, Control, ManagedRef};
+use crate::broker::{CommitRequest, Control, ManagedRef};
 use crate::error::ErrorCode;
 use crate::log::now_ms;
 use crate::types::{ManagedId, RpcId};
@@ -34,22 +34,22 @@ const OUTBOUND_QUEUE: usize = 2;
 /// # Errors
 /// A commit or `auth_refresh` in the first request, negative credit, no
 /// name or both names.
-fn named(first: &pb::ManagedFetchRequest) -> Result<ManagedRef, BrokerError> {
+fn named(first: &pb::ManagedFetchRequest) -> Result<ManagedRef, ProtocolError> {
     if first.commit_replay_id_request.is_some() {
-        return Err(BrokerError::ManagedCommitInFirst);
+        return Err(ProtocolError::ManagedCommitInFirst);
     }
     if !first.auth_refresh.is_empty() {
-        return Err(BrokerError::ManagedAuthRefreshInFirst);
+        return Err(ProtocolError::ManagedAuthRefreshInFirst);
     }
     if first.num_requested < 0 {
-        return Err(BrokerError::ManagedCreditInvalid(first.num_requested));
+        return Err(ProtocolError::ManagedCreditInvalid(first.num_requested));
     }
     match (
         first.subscription_id.trim().is_empty(),
         first.developer_name.trim().is_empty(),
     ) {
-        (true, true) => Err(BrokerError::ManagedUnnamed),
-        (false, false) => Err(BrokerError::ManagedNamedTwice),
+        (true, true) => Err(ProtocolError::ManagedUnnamed),
+        (false, false) => Err(ProtocolError::ManagedNamedTwice),
         (false, true) => Ok(ManagedRef::Id(first.subscription_id.clone())),
         (true, false) => Ok(ManagedRef::Name(first.developer_name.clone())),
     }
@@ -82,35 +82,27 @@ pub(super) async fn start(
     span: tracing::Span,
 ) -> Result<ManagedStream, Status> {
     let metrics = svc.broker.metrics();
-    let invalid = |message: &str| {
-        status::counted(
-            metrics,
-            status::status(
-                Code::InvalidArgument,
-                ErrorCode::ManagedFetchRequestInvalid,
-                message,
-                rpc,
-            ),
-        )
-    };
     let first = match tokio::time::timeout(svc.cfg.first_request_timeout, inbound.message()).await {
         Err(_) => {
-            return Err(invalid(&format!(
-                "No ManagedFetchRequest arrived within {} of opening the stream. Send the first request (subscription_id or developer_name, and num_requested) right after opening it.",
-                humantime::format_duration(svc.cfg.first_request_timeout)
-            )));
+            return Err(status::refuse(
+                metrics,
+                &ProtocolError::ManagedFetchRequestTimeout(svc.cfg.first_request_timeout),
+                rpc,
+            ));
         }
         Ok(Ok(Some(m))) => m,
         Ok(Ok(None)) => {
-            return Err(invalid(
-                "The stream ended before its first ManagedFetchRequest. Send one with subscription_id or developer_name, and num_requested.",
+            return Err(status::refuse(
+                metrics,
+                &ProtocolError::EndedBeforeManagedFetchRequest,
+                rpc,
             ));
         }
         Ok(Err(st)) => return Err(status::inbound(metrics, st, rpc)),
     };
     let ns = Namespace::of(&caller.tenant);
     let fail = |e| ns.scrub(status::fail(metrics, &e, rpc));
-    let reference = named(&first).map_err(fail)?;
+    let reference = named(&first).map_err(|e| ns.scrub(status::refuse(metrics, &e, rpc)))?;
     let view = svc
         .broker
         .describe_managed(&caller.tenant, &reference)
@@ -151,14 +143,14 @@ pub(super) async fn start(
         match msg {
             Ok(req) => {
                 if let Some(got) = renamed(&reference, &id, &req) {
-                    out.push(fails.fail(BrokerError::ManagedMismatch {
+                    out.push(fails.fail(ProtocolError::ManagedMismatch {
                         first: match &reference {
                             ManagedRef::Id(s) | ManagedRef::Name(s) => s.clone(),
                         },
                         got,
                     }));
                 } else if req.num_requested < 0 {
-                    out.push(fails.fail(BrokerError::ManagedCreditInvalid(req.num_requested)));
+                    out.push(fails.fail(ProtocolError::ManagedCreditInvalid(req.num_requested)));
                 } else {
                     if let Some(c) = req.commit_replay_id_request {
                         out.push(Control::Commit(CommitRequest {
@@ -178,7 +170,7 @@ pub(super) async fn start(
                     st.metadata().get(status::ERROR_CODE_KEY).is_some(),
                 ) =>
             {
-                out.push(fails.fail(BrokerError::RequestTooLarge(status::tonic_limit(&st))));
+                out.push(fails.fail(ProtocolError::RequestTooLarge(status::tonic_limit(&st))));
             }
             Err(_) => out.push(Control::Disconnected),
         }
@@ -246,11 +238,11 @@ mod tests {
     fn the_first_request_names_exactly_one_subscription() {
         assert!(matches!(
             named(&req("", "")),
-            Err(BrokerError::ManagedUnnamed)
+            Err(ProtocolError::ManagedUnnamed)
         ));
         assert!(matches!(
             named(&req("18xAAAAAAAAAAAAAAA", "A")),
-            Err(BrokerError::ManagedNamedTwice)
+            Err(ProtocolError::ManagedNamedTwice)
         ));
         assert_eq!(
             named(&req("", "A")).ok(),
@@ -260,19 +252,19 @@ mod tests {
         with_commit.commit_replay_id_request = Some(pb::CommitReplayRequest::default());
         assert!(matches!(
             named(&with_commit),
-            Err(BrokerError::ManagedCommitInFirst)
+            Err(ProtocolError::ManagedCommitInFirst)
         ));
         let mut with_refresh = req("", "A");
         with_refresh.auth_refresh = "x".into();
         assert!(matches!(
             named(&with_refresh),
-            Err(BrokerError::ManagedAuthRefreshInFirst)
+            Err(ProtocolError::ManagedAuthRefreshInFirst)
         ));
         let mut negative = req("", "A");
         negative.num_requested = -1;
         assert!(matches!(
             named(&negative),
-            Err(BrokerError::ManagedCreditInvalid(-1))
+            Err(ProtocolError::ManagedCreditInvalid(-1))
         ));
     }
 

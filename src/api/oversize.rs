@@ -17,7 +17,7 @@ use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 
-use super::status;
+use super::{ProtocolError, status};
 use crate::telemetry::metrics::Metrics;
 use crate::types::RpcId;
 
@@ -83,7 +83,10 @@ where
             }
             let rpc = RpcId::generate();
             tracing::debug!(rpc_id = %rpc, limit, "request over the size limit refused");
-            Ok(status::too_large(&metrics, Some(limit), rpc).into_http())
+            Ok(
+                status::refuse(&metrics, &ProtocolError::RequestTooLarge(Some(limit)), rpc)
+                    .into_http(),
+            )
         })
     }
 }

@@ -18,13 +18,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::{PubSubService, convert, pb, status};
+use super::{ProtocolError, PubSubService, convert, pb, status};
 use crate::auth::Caller;
 use crate::broker::{Broker, BrokerError, PublishReceipt};
-use crate::error::ErrorCode;
 use crate::types::RpcId;
 
 /// The response stream of PublishStream.
@@ -172,15 +171,7 @@ async fn run(
             }
             _ = &mut first_deadline, if reading && topic.is_none() => {
                 reading = false;
-                end = Some(status::counted(broker.metrics(), status::status(
-                    Code::InvalidArgument,
-                    ErrorCode::PublishStreamSweeperTimeout,
-                    &format!(
-                        "No PublishRequest arrived within {} of opening the stream. Send the first request right after opening it.",
-                        humantime::format_duration(first_request_timeout)
-                    ),
-                    rpc,
-                )));
+                end = Some(status::refuse(broker.metrics(), &ProtocolError::PublishRequestTimeout(first_request_timeout), rpc));
             }
             read = async {
                 // Room first: a client that does not read its answers makes
@@ -222,8 +213,8 @@ async fn run(
                             req.topic_name
                         }
                         Some(t) if !req.topic_name.is_empty() && &req.topic_name != t => {
-                            end = Some(status::fail(broker.metrics(),
-                                &BrokerError::PublishTopicMismatch { first: t.clone(), got: req.topic_name },
+                            end = Some(status::refuse(broker.metrics(),
+                                &ProtocolError::PublishTopicMismatch { first: t.clone(), got: req.topic_name },
                                 rpc,
                             ));
                             reading = false;

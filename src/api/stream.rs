@@ -13,21 +13,22 @@ use std::sync::{Arc, OnceLock};
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
+use super::ProtocolError;
 use super::namespace::Namespace;
 use super::status;
-use crate::broker::{BrokerError, Control};
+use crate::broker::Control;
 use crate::telemetry::metrics::Metrics;
 use crate::types::RpcId;
 
 /// Why a subscription's controls ended it, shared between the controls
 /// (which fail it) and the response stream (which tells the client).
 #[derive(Clone, Default)]
-pub(super) struct Refusal(Arc<OnceLock<BrokerError>>);
+pub(super) struct Refusal(Arc<OnceLock<ProtocolError>>);
 
 impl Refusal {
     /// [`Control::Fail`], remembering `why`. The subscription ends at the
     /// first one, so there is no second.
-    pub(super) fn fail(&self, why: BrokerError) -> Control {
+    pub(super) fn fail(&self, why: ProtocolError) -> Control {
         let _ = self.0.set(why);
         Control::Fail
     }
@@ -45,7 +46,7 @@ impl Refusal {
         futures_util::stream::once(async move {
             self.0
                 .get()
-                .map(|why| Err(ns.scrub(status::fail(&metrics, why, rpc))))
+                .map(|why| Err(ns.scrub(status::refuse(&metrics, why, rpc))))
         })
         .filter_map(|end| end)
     }

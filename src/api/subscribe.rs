@@ -9,13 +9,13 @@ use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 use super::stream::Refusal;
-use super::{PubSubService, convert, pb, status};
+use super::{ProtocolError, PubSubService, convert, pb, status};
 use crate::auth::Caller;
-use crate::broker::{BrokerError, Control};
+use crate::broker::Control;
 use crate::error::ErrorCode;
 use crate::types::RpcId;
 
@@ -37,33 +37,15 @@ pub(super) async fn start(
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<FetchStream, Status> {
+    let refuse = |e: ProtocolError| status::refuse(svc.broker.metrics(), &e, rpc);
     let first = match tokio::time::timeout(svc.cfg.first_request_timeout, inbound.message()).await {
         Err(_) => {
-            return Err(status::counted(
-                svc.broker.metrics(),
-                status::status(
-                    Code::InvalidArgument,
-                    ErrorCode::SubscriptionFetchRequestInvalid,
-                    &format!(
-                        "No FetchRequest arrived within {} of opening the subscription. Send the first request (topic name and num_requested) right after opening the stream.",
-                        humantime::format_duration(svc.cfg.first_request_timeout)
-                    ),
-                    rpc,
-                ),
-            ));
+            return Err(refuse(ProtocolError::FetchRequestTimeout(
+                svc.cfg.first_request_timeout,
+            )));
         }
         Ok(Ok(Some(m))) => m,
-        Ok(Ok(None)) => {
-            return Err(status::counted(
-                svc.broker.metrics(),
-                status::status(
-                    Code::InvalidArgument,
-                    ErrorCode::SubscriptionFetchRequestInvalid,
-                    "The subscription ended before its first FetchRequest. Send a FetchRequest with a topic name and num_requested.",
-                    rpc,
-                ),
-            ));
-        }
+        Ok(Ok(None)) => return Err(refuse(ProtocolError::EndedBeforeFetchRequest)),
         // A first request over the size limit gets our status and trailers.
         Ok(Err(st)) => return Err(status::inbound(svc.broker.metrics(), st, rpc)),
     };
@@ -80,11 +62,7 @@ pub(super) async fn start(
         ));
     }
     if first.num_requested <= 0 {
-        return Err(status::fail(
-            svc.broker.metrics(),
-            &BrokerError::CreditInvalid(first.num_requested),
-            rpc,
-        ));
+        return Err(refuse(ProtocolError::CreditInvalid(first.num_requested)));
     }
     // Held by the subscription's task: the tenant's count drops when it ends.
     let slot = svc
@@ -117,13 +95,13 @@ pub(super) async fn start(
     let fails = refusal.clone();
     let controls = inbound.filter_map(move |msg| match msg {
         Ok(req) if !req.topic_name.is_empty() && req.topic_name != topic => {
-            Some(fails.fail(BrokerError::SubscribeTopicMismatch {
+            Some(fails.fail(ProtocolError::SubscribeTopicMismatch {
                 first: topic.clone(),
                 got: req.topic_name,
             }))
         }
         Ok(req) if req.num_requested < 0 => {
-            Some(fails.fail(BrokerError::CreditInvalid(req.num_requested)))
+            Some(fails.fail(ProtocolError::CreditInvalid(req.num_requested)))
         }
         Ok(req) if req.num_requested == 0 => None,
         Ok(req) => Some(Control::Grant(req.num_requested.unsigned_abs())),
@@ -135,7 +113,7 @@ pub(super) async fn start(
                 st.metadata().get(status::ERROR_CODE_KEY).is_some(),
             ) =>
         {
-            Some(fails.fail(BrokerError::RequestTooLarge(status::tonic_limit(&st))))
+            Some(fails.fail(ProtocolError::RequestTooLarge(status::tonic_limit(&st))))
         }
         // A broken transport: the client is gone.
         Err(_) => Some(Control::Disconnected),
