@@ -14,7 +14,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::stream::Refusal;
+use super::stream::Requests;
 use super::{Namespace, ProtocolError, PubSubService, convert, pb, status};
 use crate::auth::Caller;
 use crate::broker::{CommitRequest, Control, ManagedRef};
@@ -76,30 +76,17 @@ fn renamed(first: &ManagedRef, id: &str, req: &pb::ManagedFetchRequest) -> Optio
 pub(super) async fn start(
     svc: &PubSubService,
     caller: &Caller,
-    mut inbound: Streaming<pb::ManagedFetchRequest>,
+    inbound: Streaming<pb::ManagedFetchRequest>,
     budget: Option<std::sync::Arc<crate::transport::ConnBudget>>,
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<ManagedStream, Status> {
     let metrics = svc.broker.metrics();
-    let first = match tokio::time::timeout(svc.cfg.first_request_timeout, inbound.message()).await {
-        Err(_) => {
-            return Err(status::refuse(
-                metrics,
-                &ProtocolError::ManagedFetchRequestTimeout(svc.cfg.first_request_timeout),
-                rpc,
-            ));
-        }
-        Ok(Ok(Some(m))) => m,
-        Ok(Ok(None)) => {
-            return Err(status::refuse(
-                metrics,
-                &ProtocolError::EndedBeforeManagedFetchRequest,
-                rpc,
-            ));
-        }
-        Ok(Err(st)) => return Err(status::inbound(metrics, st, rpc)),
-    };
+    let mut requests = Requests::new(inbound);
+    let first = requests
+        .first(svc.cfg.first_request_timeout)
+        .await
+        .map_err(|no| no.status(metrics, rpc))?;
     let ns = Namespace::of(&caller.tenant);
     let fail = |e| ns.scrub(status::fail(metrics, &e, rpc));
     let reference = named(&first).map_err(|e| ns.scrub(status::refuse(metrics, &e, rpc)))?;
@@ -136,45 +123,30 @@ pub(super) async fn start(
     tracing::info!(subscription = %id, name = %open.session.developer_name(), start_after = %open.subscription.cursor(), "managed subscription stream opened");
 
     // Later requests: credit, commits, or a request that ends the stream.
-    let refusal = Refusal::default();
-    let fails = refusal.clone();
-    let controls = futures_util::StreamExt::flat_map(inbound, move |msg| {
-        let mut out = Vec::with_capacity(2);
-        match msg {
-            Ok(req) => {
-                if let Some(got) = renamed(&reference, &id, &req) {
-                    out.push(fails.fail(ProtocolError::ManagedMismatch {
-                        first: match &reference {
-                            ManagedRef::Id(s) | ManagedRef::Name(s) => s.clone(),
-                        },
-                        got,
-                    }));
-                } else if req.num_requested < 0 {
-                    out.push(fails.fail(ProtocolError::ManagedCreditInvalid(req.num_requested)));
-                } else {
-                    if let Some(c) = req.commit_replay_id_request {
-                        out.push(Control::Commit(CommitRequest {
-                            request_id: c.commit_request_id,
-                            replay_id: c.replay_id.to_vec(),
-                            received_ms: now_ms(),
-                        }));
-                    }
-                    if req.num_requested > 0 {
-                        out.push(Control::Grant(req.num_requested.unsigned_abs()));
-                    }
-                }
-            }
-            Err(st)
-                if status::is_tonic_too_large(
-                    st.code(),
-                    st.metadata().get(status::ERROR_CODE_KEY).is_some(),
-                ) =>
-            {
-                out.push(fails.fail(ProtocolError::RequestTooLarge(status::tonic_limit(&st))));
-            }
-            Err(_) => out.push(Control::Disconnected),
+    let (controls, refusal) = requests.controls(move |req: pb::ManagedFetchRequest| {
+        if let Some(got) = renamed(&reference, &id, &req) {
+            return Err(ProtocolError::ManagedMismatch {
+                first: match &reference {
+                    ManagedRef::Id(s) | ManagedRef::Name(s) => s.clone(),
+                },
+                got,
+            });
         }
-        futures_util::stream::iter(out)
+        if req.num_requested < 0 {
+            return Err(ProtocolError::ManagedCreditInvalid(req.num_requested));
+        }
+        let mut out = Vec::with_capacity(2);
+        if let Some(c) = req.commit_replay_id_request {
+            out.push(Control::Commit(CommitRequest {
+                request_id: c.commit_request_id,
+                replay_id: c.replay_id.to_vec(),
+                received_ms: now_ms(),
+            }));
+        }
+        if req.num_requested > 0 {
+            out.push(Control::Grant(req.num_requested.unsigned_abs()));
+        }
+        Ok(out)
     });
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let stop = svc.stop.clone();
@@ -192,13 +164,7 @@ pub(super) async fn start(
         async move {
             let _slot = slot;
             subscription
-                .run(
-                    initial,
-                    Box::pin(controls),
-                    out_tx,
-                    stop,
-                    Some(open.session),
-                )
+                .run(initial, controls, out_tx, stop, Some(open.session))
                 .await;
         }
         .instrument(span),

@@ -6,8 +6,8 @@
 //! error code, an `rpc-id` trailer and a message ending in `rpcId`.
 //! Must not: read or buffer bodies; tonic still enforces the limit (from the
 //! length prefix, before the message is buffered). Streams map the same
-//! refusal themselves ([`super::status::inbound`]), because it reaches their
-//! handler as a read error rather than a response.
+//! refusal themselves (the `stream` module's `ReadError::TooLarge`), because
+//! it reaches their handler as a read error rather than a response.
 
 use std::convert::Infallible;
 use std::sync::Arc;

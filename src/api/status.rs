@@ -72,20 +72,6 @@ pub fn is_tonic_too_large(code: Code, has_error_code: bool) -> bool {
     !has_error_code && matches!(code, Code::OutOfRange | Code::ResourceExhausted)
 }
 
-/// Maps an error read from a request stream: tonic's oversize refusal
-/// becomes [`too_large`] (the limit is taken from tonic's message), other
-/// transport statuses pass through unchanged.
-pub fn inbound(metrics: &Metrics, st: Status, rpc: RpcId) -> Status {
-    if !is_tonic_too_large(st.code(), st.metadata().get(ERROR_CODE_KEY).is_some()) {
-        return st;
-    }
-    refuse(
-        metrics,
-        &ProtocolError::RequestTooLarge(tonic_limit(&st)),
-        rpc,
-    )
-}
-
 /// The byte limit named in tonic's too-large message, when it names one.
 pub fn tonic_limit(st: &Status) -> Option<usize> {
     // tonic says "... the limit is: N bytes"; without it the message names no number.
@@ -442,27 +428,5 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("sfdc.platform.eventbus.grpc.service.response.budget.exhausted")
         );
-    }
-
-    #[test]
-    fn tonic_oversize_refusals_get_our_status_and_others_pass() {
-        let metrics = Metrics::new();
-        let rpc = RpcId::generate();
-        let tonic_st = Status::out_of_range(
-            "Error, decoded message length too large: found 4194305 bytes, the limit is: 4194304 bytes",
-        );
-        let st = inbound(&metrics, tonic_st, rpc);
-        assert_eq!(st.code(), Code::ResourceExhausted);
-        assert!(st.message().contains("4194304 bytes"), "{}", st.message());
-        assert_eq!(
-            st.metadata()
-                .get(ERROR_CODE_KEY)
-                .and_then(|v| v.to_str().ok()),
-            Some("sfdc.platform.eventbus.grpc.service.request.too.large")
-        );
-        let ours = to_status(&BrokerError::EmptyBatch, rpc);
-        assert_eq!(inbound(&metrics, ours, rpc).code(), Code::InvalidArgument);
-        let gone = Status::cancelled("client went away");
-        assert_eq!(inbound(&metrics, gone, rpc).code(), Code::Cancelled);
     }
 }

@@ -12,7 +12,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::stream::Refusal;
+use super::stream::Requests;
 use super::{ProtocolError, PubSubService, convert, pb, status};
 use crate::auth::Caller;
 use crate::broker::Control;
@@ -32,23 +32,17 @@ const OUTBOUND_QUEUE: usize = 2;
 pub(super) async fn start(
     svc: &PubSubService,
     caller: &Caller,
-    mut inbound: Streaming<pb::FetchRequest>,
+    inbound: Streaming<pb::FetchRequest>,
     budget: Option<std::sync::Arc<crate::transport::ConnBudget>>,
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<FetchStream, Status> {
     let refuse = |e: ProtocolError| status::refuse(svc.broker.metrics(), &e, rpc);
-    let first = match tokio::time::timeout(svc.cfg.first_request_timeout, inbound.message()).await {
-        Err(_) => {
-            return Err(refuse(ProtocolError::FetchRequestTimeout(
-                svc.cfg.first_request_timeout,
-            )));
-        }
-        Ok(Ok(Some(m))) => m,
-        Ok(Ok(None)) => return Err(refuse(ProtocolError::EndedBeforeFetchRequest)),
-        // A first request over the size limit gets our status and trailers.
-        Ok(Err(st)) => return Err(status::inbound(svc.broker.metrics(), st, rpc)),
-    };
+    let mut requests = Requests::new(inbound);
+    let first = requests
+        .first(svc.cfg.first_request_timeout)
+        .await
+        .map_err(|no| no.status(svc.broker.metrics(), rpc))?;
     span.record("topic", first.topic_name.as_str());
     if !first.topic_name.trim().is_empty() && !caller.grants.can_subscribe(&first.topic_name) {
         return Err(status::denied(
@@ -91,32 +85,17 @@ pub(super) async fn start(
     // Later requests become credit or a failure, read by the subscription's
     // own loop: no extra task or queue per subscription, and a request the
     // loop has not read yet stays in HTTP/2 flow control.
-    let refusal = Refusal::default();
-    let fails = refusal.clone();
-    let controls = inbound.filter_map(move |msg| match msg {
-        Ok(req) if !req.topic_name.is_empty() && req.topic_name != topic => {
-            Some(fails.fail(ProtocolError::SubscribeTopicMismatch {
+    let (controls, refusal) = requests.controls(move |req: pb::FetchRequest| {
+        if !req.topic_name.is_empty() && req.topic_name != topic {
+            return Err(ProtocolError::SubscribeTopicMismatch {
                 first: topic.clone(),
                 got: req.topic_name,
-            }))
+            });
         }
-        Ok(req) if req.num_requested < 0 => {
-            Some(fails.fail(ProtocolError::CreditInvalid(req.num_requested)))
+        if req.num_requested < 0 {
+            return Err(ProtocolError::CreditInvalid(req.num_requested));
         }
-        Ok(req) if req.num_requested == 0 => None,
-        Ok(req) => Some(Control::Grant(req.num_requested.unsigned_abs())),
-        // A request over the size limit: the client is still there and
-        // learns why its stream ends.
-        Err(st)
-            if status::is_tonic_too_large(
-                st.code(),
-                st.metadata().get(status::ERROR_CODE_KEY).is_some(),
-            ) =>
-        {
-            Some(fails.fail(ProtocolError::RequestTooLarge(status::tonic_limit(&st))))
-        }
-        // A broken transport: the client is gone.
-        Err(_) => Some(Control::Disconnected),
+        Ok((req.num_requested > 0).then(|| Control::Grant(req.num_requested.unsigned_abs())))
     });
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let stop = svc.stop.clone();
@@ -124,8 +103,7 @@ pub(super) async fn start(
     svc.tasks.spawn(
         async move {
             let _slot = slot;
-            sub.run(initial, Box::pin(controls), out_tx, stop, None)
-                .await
+            sub.run(initial, controls, out_tx, stop, None).await
         }
         .instrument(span),
     );
