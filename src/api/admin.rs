@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::ProtocolError;
 use super::namespace::Namespace;
 use super::status;
 use crate::auth::Authenticator;
@@ -88,6 +89,12 @@ impl AdminCall<'_> {
         self.ns.scrub(status::fail(self.metrics, &e, self.rpc))
     }
 
+    /// The status for a protocol error `e`, with stored topic names turned
+    /// back into the caller's.
+    fn refuse(&self, e: ProtocolError) -> Status {
+        self.ns.scrub(status::refuse(self.metrics, &e, self.rpc))
+    }
+
     /// The stored name of the caller's topic `name`.
     fn stored(&self, name: &str) -> Result<String, Status> {
         self.ns.inward(name).map_err(|e| self.fail(e))
@@ -152,13 +159,13 @@ fn state_of(v: i32) -> Result<ManagedState, BrokerError> {
 }
 
 /// The subscription a reference names: exactly one of id and name.
-fn reference(r: Option<pb::ManagedSubscriptionRef>) -> Result<ManagedRef, BrokerError> {
+fn reference(r: Option<pb::ManagedSubscriptionRef>) -> Result<ManagedRef, ProtocolError> {
     let r = r.unwrap_or_default();
     match (r.id.trim().is_empty(), r.developer_name.trim().is_empty()) {
         (false, true) => Ok(ManagedRef::Id(r.id)),
         (true, false) => Ok(ManagedRef::Name(r.developer_name)),
-        (true, true) => Err(BrokerError::ManagedUnnamed),
-        (false, false) => Err(BrokerError::ManagedNamedTwice),
+        (true, true) => Err(ProtocolError::ManagedUnnamed),
+        (false, false) => Err(ProtocolError::ManagedNamedTwice),
     }
 }
 
@@ -365,7 +372,7 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::ManagedSubscription>, Status> {
         let call = self.admin(&request)?;
         let fail = |e| call.fail(e);
-        let r = reference(Some(request.into_inner())).map_err(fail)?;
+        let r = reference(Some(request.into_inner())).map_err(|e| call.refuse(e))?;
         let v = self
             .broker
             .describe_managed(&call.tenant, &r)
@@ -380,7 +387,7 @@ impl pb::admin_server::Admin for AdminService {
         let call = self.admin(&request)?;
         let req = request.into_inner();
         let fail = |e| call.fail(e);
-        let r = reference(req.subscription).map_err(fail)?;
+        let r = reference(req.subscription).map_err(|e| call.refuse(e))?;
         let change = ManagedChange {
             state: req.state.map(state_of).transpose().map_err(fail)?,
             default_replay: req
@@ -408,7 +415,7 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::ManagedSubscription>, Status> {
         let call = self.admin(&request)?;
         let fail = |e| call.fail(e);
-        let r = reference(Some(request.into_inner())).map_err(fail)?;
+        let r = reference(Some(request.into_inner())).map_err(|e| call.refuse(e))?;
         let v = self
             .broker
             .delete_managed(&call.tenant, &r)

@@ -11,12 +11,13 @@ use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::{Namespace, PubSubService, convert, pb, status};
+use super::stream::Requests;
+use super::{Namespace, ProtocolError, PubSubService, convert, pb, status};
 use crate::auth::Caller;
-use crate::broker::{BrokerError, CommitRequest, Control, ManagedRef};
+use crate::broker::{CommitRequest, Control, ManagedRef};
 use crate::error::ErrorCode;
 use crate::log::now_ms;
 use crate::types::{ManagedId, RpcId};
@@ -33,22 +34,22 @@ const OUTBOUND_QUEUE: usize = 2;
 /// # Errors
 /// A commit or `auth_refresh` in the first request, negative credit, no
 /// name or both names.
-fn named(first: &pb::ManagedFetchRequest) -> Result<ManagedRef, BrokerError> {
+fn named(first: &pb::ManagedFetchRequest) -> Result<ManagedRef, ProtocolError> {
     if first.commit_replay_id_request.is_some() {
-        return Err(BrokerError::ManagedCommitInFirst);
+        return Err(ProtocolError::ManagedCommitInFirst);
     }
     if !first.auth_refresh.is_empty() {
-        return Err(BrokerError::ManagedAuthRefreshInFirst);
+        return Err(ProtocolError::ManagedAuthRefreshInFirst);
     }
     if first.num_requested < 0 {
-        return Err(BrokerError::ManagedCreditInvalid(first.num_requested));
+        return Err(ProtocolError::ManagedCreditInvalid(first.num_requested));
     }
     match (
         first.subscription_id.trim().is_empty(),
         first.developer_name.trim().is_empty(),
     ) {
-        (true, true) => Err(BrokerError::ManagedUnnamed),
-        (false, false) => Err(BrokerError::ManagedNamedTwice),
+        (true, true) => Err(ProtocolError::ManagedUnnamed),
+        (false, false) => Err(ProtocolError::ManagedNamedTwice),
         (false, true) => Ok(ManagedRef::Id(first.subscription_id.clone())),
         (true, false) => Ok(ManagedRef::Name(first.developer_name.clone())),
     }
@@ -75,41 +76,20 @@ fn renamed(first: &ManagedRef, id: &str, req: &pb::ManagedFetchRequest) -> Optio
 pub(super) async fn start(
     svc: &PubSubService,
     caller: &Caller,
-    mut inbound: Streaming<pb::ManagedFetchRequest>,
+    inbound: Streaming<pb::ManagedFetchRequest>,
     budget: Option<std::sync::Arc<crate::transport::ConnBudget>>,
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<ManagedStream, Status> {
     let metrics = svc.broker.metrics();
-    let invalid = |message: &str| {
-        status::counted(
-            metrics,
-            status::status(
-                Code::InvalidArgument,
-                ErrorCode::ManagedFetchRequestInvalid,
-                message,
-                rpc,
-            ),
-        )
-    };
-    let first = match tokio::time::timeout(svc.cfg.first_request_timeout, inbound.message()).await {
-        Err(_) => {
-            return Err(invalid(&format!(
-                "No ManagedFetchRequest arrived within {} of opening the stream. Send the first request (subscription_id or developer_name, and num_requested) right after opening it.",
-                humantime::format_duration(svc.cfg.first_request_timeout)
-            )));
-        }
-        Ok(Ok(Some(m))) => m,
-        Ok(Ok(None)) => {
-            return Err(invalid(
-                "The stream ended before its first ManagedFetchRequest. Send one with subscription_id or developer_name, and num_requested.",
-            ));
-        }
-        Ok(Err(st)) => return Err(status::inbound(metrics, st, rpc)),
-    };
+    let mut requests = Requests::new(inbound);
+    let first = requests
+        .first(svc.cfg.first_request_timeout)
+        .await
+        .map_err(|no| no.status(metrics, rpc))?;
     let ns = Namespace::of(&caller.tenant);
     let fail = |e| ns.scrub(status::fail(metrics, &e, rpc));
-    let reference = named(&first).map_err(fail)?;
+    let reference = named(&first).map_err(|e| ns.scrub(status::refuse(metrics, &e, rpc)))?;
     let view = svc
         .broker
         .describe_managed(&caller.tenant, &reference)
@@ -143,47 +123,30 @@ pub(super) async fn start(
     tracing::info!(subscription = %id, name = %open.session.developer_name(), start_after = %open.subscription.cursor(), "managed subscription stream opened");
 
     // Later requests: credit, commits, or a request that ends the stream.
-    let controls = futures_util::StreamExt::flat_map(inbound, move |msg| {
-        let mut out = Vec::with_capacity(2);
-        match msg {
-            Ok(req) => {
-                if let Some(got) = renamed(&reference, &id, &req) {
-                    out.push(Control::Fail(BrokerError::ManagedMismatch {
-                        first: match &reference {
-                            ManagedRef::Id(s) | ManagedRef::Name(s) => s.clone(),
-                        },
-                        got,
-                    }));
-                } else if req.num_requested < 0 {
-                    out.push(Control::Fail(BrokerError::ManagedCreditInvalid(
-                        req.num_requested,
-                    )));
-                } else {
-                    if let Some(c) = req.commit_replay_id_request {
-                        out.push(Control::Commit(CommitRequest {
-                            request_id: c.commit_request_id,
-                            replay_id: c.replay_id.to_vec(),
-                            received_ms: now_ms(),
-                        }));
-                    }
-                    if req.num_requested > 0 {
-                        out.push(Control::Grant(req.num_requested.unsigned_abs()));
-                    }
-                }
-            }
-            Err(st)
-                if status::is_tonic_too_large(
-                    st.code(),
-                    st.metadata().get(status::ERROR_CODE_KEY).is_some(),
-                ) =>
-            {
-                out.push(Control::Fail(BrokerError::RequestTooLarge(
-                    status::tonic_limit(&st),
-                )));
-            }
-            Err(_) => out.push(Control::Disconnected),
+    let (controls, refusal) = requests.controls(move |req: pb::ManagedFetchRequest| {
+        if let Some(got) = renamed(&reference, &id, &req) {
+            return Err(ProtocolError::ManagedMismatch {
+                first: match &reference {
+                    ManagedRef::Id(s) | ManagedRef::Name(s) => s.clone(),
+                },
+                got,
+            });
         }
-        futures_util::stream::iter(out)
+        if req.num_requested < 0 {
+            return Err(ProtocolError::ManagedCreditInvalid(req.num_requested));
+        }
+        let mut out = Vec::with_capacity(2);
+        if let Some(c) = req.commit_replay_id_request {
+            out.push(Control::Commit(CommitRequest {
+                request_id: c.commit_request_id,
+                replay_id: c.replay_id.to_vec(),
+                received_ms: now_ms(),
+            }));
+        }
+        if req.num_requested > 0 {
+            out.push(Control::Grant(req.num_requested.unsigned_abs()));
+        }
+        Ok(out)
     });
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let stop = svc.stop.clone();
@@ -201,13 +164,7 @@ pub(super) async fn start(
         async move {
             let _slot = slot;
             subscription
-                .run(
-                    initial,
-                    Box::pin(controls),
-                    out_tx,
-                    stop,
-                    Some(open.session),
-                )
+                .run(initial, controls, out_tx, stop, Some(open.session))
                 .await;
         }
         .instrument(span),
@@ -215,17 +172,19 @@ pub(super) async fn start(
 
     let metrics = metrics.clone();
     let stream = ReceiverStream::new(out_rx).map({
-        let metrics = metrics.clone();
+        let (metrics, ns) = (metrics.clone(), ns.clone());
         move |item| {
             item.map(|d| convert::managed_response(d, rpc))
                 .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
         }
     });
+    // A request that failed the subscription: why, after its deliveries.
+    let refused = refusal.ending(metrics.clone(), ns, rpc);
     // A stream its client stopped reading ends with why.
     let why =
         futures_util::stream::once(async move { ending.and_then(|e| e.status(&metrics, rpc)) })
             .filter_map(|st| st.map(Err));
-    Ok(Box::pin(stream.chain(why)))
+    Ok(Box::pin(stream.chain(refused).chain(why)))
 }
 
 #[cfg(test)]
@@ -245,11 +204,11 @@ mod tests {
     fn the_first_request_names_exactly_one_subscription() {
         assert!(matches!(
             named(&req("", "")),
-            Err(BrokerError::ManagedUnnamed)
+            Err(ProtocolError::ManagedUnnamed)
         ));
         assert!(matches!(
             named(&req("18xAAAAAAAAAAAAAAA", "A")),
-            Err(BrokerError::ManagedNamedTwice)
+            Err(ProtocolError::ManagedNamedTwice)
         ));
         assert_eq!(
             named(&req("", "A")).ok(),
@@ -259,19 +218,19 @@ mod tests {
         with_commit.commit_replay_id_request = Some(pb::CommitReplayRequest::default());
         assert!(matches!(
             named(&with_commit),
-            Err(BrokerError::ManagedCommitInFirst)
+            Err(ProtocolError::ManagedCommitInFirst)
         ));
         let mut with_refresh = req("", "A");
         with_refresh.auth_refresh = "x".into();
         assert!(matches!(
             named(&with_refresh),
-            Err(BrokerError::ManagedAuthRefreshInFirst)
+            Err(ProtocolError::ManagedAuthRefreshInFirst)
         ));
         let mut negative = req("", "A");
         negative.num_requested = -1;
         assert!(matches!(
             named(&negative),
-            Err(BrokerError::ManagedCreditInvalid(-1))
+            Err(ProtocolError::ManagedCreditInvalid(-1))
         ));
     }
 

@@ -11,8 +11,10 @@ pub mod managed;
 pub mod namespace;
 pub mod oversize;
 pub mod pacing;
+mod protocol;
 pub mod publish;
 pub mod status;
+mod stream;
 pub mod subscribe;
 pub mod tooling;
 
@@ -28,6 +30,7 @@ use crate::broker::Broker;
 use crate::error::ErrorCode;
 use crate::types::{Echo, RpcId};
 use namespace::Namespace;
+pub use protocol::ProtocolError;
 
 /// Code generated from `proto/eventbus/v1/pubsub_api.proto`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)] // generated code

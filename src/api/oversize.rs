@@ -6,8 +6,8 @@
 //! error code, an `rpc-id` trailer and a message ending in `rpcId`.
 //! Must not: read or buffer bodies; tonic still enforces the limit (from the
 //! length prefix, before the message is buffered). Streams map the same
-//! refusal themselves ([`super::status::inbound`]), because it reaches their
-//! handler as a read error rather than a response.
+//! refusal themselves (the `stream` module's `ReadError::TooLarge`), because
+//! it reaches their handler as a read error rather than a response.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 
-use super::status;
+use super::{ProtocolError, status};
 use crate::telemetry::metrics::Metrics;
 use crate::types::RpcId;
 
@@ -83,7 +83,10 @@ where
             }
             let rpc = RpcId::generate();
             tracing::debug!(rpc_id = %rpc, limit, "request over the size limit refused");
-            Ok(status::too_large(&metrics, Some(limit), rpc).into_http())
+            Ok(
+                status::refuse(&metrics, &ProtocolError::RequestTooLarge(Some(limit)), rpc)
+                    .into_http(),
+            )
         })
     }
 }

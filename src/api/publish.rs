@@ -18,13 +18,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::{PubSubService, convert, pb, status};
+use super::stream::{FirstDeadline, ReadError, Requests};
+use super::{ProtocolError, PubSubService, convert, pb, status};
 use crate::auth::Caller;
 use crate::broker::{Broker, BrokerError, PublishReceipt};
-use crate::error::ErrorCode;
 use crate::types::RpcId;
 
 /// The response stream of PublishStream.
@@ -42,8 +42,8 @@ type Outbound = (Result<pb::PublishResponse, Status>, Charge);
 
 /// What the reading arm of the loop got.
 enum Read {
-    /// The next request, the end of the requests, or a transport error.
-    Message(Result<Option<pb::PublishRequest>, Status>),
+    /// The next request, the end of the requests, or why there is none.
+    Message(Result<Option<pb::PublishRequest>, ReadError>),
     /// No room in the connection's response budget in time.
     NoRoom(crate::transport::BudgetError),
 }
@@ -102,7 +102,7 @@ async fn run(
     caller: Caller,
     limits: Arc<super::limits::Limits>,
     budget: Arc<Semaphore>,
-    mut inbound: Streaming<pb::PublishRequest>,
+    inbound: Streaming<pb::PublishRequest>,
     pace: Option<super::pacing::PublishPace>,
     out: mpsc::Sender<Outbound>,
     stop: CancellationToken,
@@ -128,8 +128,8 @@ async fn run(
     let mut end: Option<Status> = None;
     // A stream that never sends its first request would otherwise hold this
     // task and its HTTP/2 stream until the client goes away.
-    let first_deadline = tokio::time::sleep(first_request_timeout);
-    tokio::pin!(first_deadline);
+    let mut first_deadline = FirstDeadline::start(first_request_timeout);
+    let mut requests = Requests::new(inbound);
     // The request waiting for its share of the budget, and its admission.
     let mut waiting: Option<(String, Vec<crate::broker::PublishEvent>, Charge)> = None;
     let mut admission: Option<Admission> = None;
@@ -170,17 +170,9 @@ async fn run(
                     (receipt, charge)
                 }));
             }
-            _ = &mut first_deadline, if reading && topic.is_none() => {
+            waited = first_deadline.passed(), if reading && topic.is_none() => {
                 reading = false;
-                end = Some(status::counted(broker.metrics(), status::status(
-                    Code::InvalidArgument,
-                    ErrorCode::PublishStreamSweeperTimeout,
-                    &format!(
-                        "No PublishRequest arrived within {} of opening the stream. Send the first request right after opening it.",
-                        humantime::format_duration(first_request_timeout)
-                    ),
-                    rpc,
-                )));
+                end = Some(status::refuse(broker.metrics(), &ProtocolError::PublishRequestTimeout(waited), rpc));
             }
             read = async {
                 // Room first: a client that does not read its answers makes
@@ -190,7 +182,7 @@ async fn run(
                 {
                     return Read::NoRoom(e);
                 }
-                Read::Message(inbound.message().await)
+                Read::Message(requests.next().await)
             }, if reading && admission.is_none() && inflight.len() < window => match read {
                 Read::NoRoom(e) => {
                     end = Some(super::pacing::publish_refused(broker.metrics(), &e, rpc));
@@ -222,8 +214,8 @@ async fn run(
                             req.topic_name
                         }
                         Some(t) if !req.topic_name.is_empty() && &req.topic_name != t => {
-                            end = Some(status::fail(broker.metrics(),
-                                &BrokerError::PublishTopicMismatch { first: t.clone(), got: req.topic_name },
+                            end = Some(status::refuse(broker.metrics(),
+                                &ProtocolError::PublishTopicMismatch { first: t.clone(), got: req.topic_name },
                                 rpc,
                             ));
                             reading = false;
@@ -252,11 +244,11 @@ async fn run(
                 Read::Message(Ok(None)) => reading = false,
                 // A request over the size limit: the client is still there,
                 // so it learns why after the requests before it are answered.
-                Read::Message(Err(st)) if status::is_tonic_too_large(st.code(), st.metadata().get(status::ERROR_CODE_KEY).is_some()) => {
-                    end = Some(status::inbound(broker.metrics(), st, rpc));
+                Read::Message(Err(ReadError::TooLarge(limit))) => {
+                    end = Some(status::refuse(broker.metrics(), &ProtocolError::RequestTooLarge(limit), rpc));
                     reading = false;
                 }
-                Read::Message(Err(st)) => {
+                Read::Message(Err(ReadError::Broken(st))) => {
                     tracing::debug!(status = %st, "publish stream transport error");
                     reading = false;
                 }

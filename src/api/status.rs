@@ -1,4 +1,6 @@
-//! Maps domain errors to gRPC statuses with `error-code` and `rpc-id` trailers.
+//! Maps errors to gRPC statuses with `error-code` and `rpc-id` trailers:
+//! the engine's ([`BrokerError`]) and the protocol layer's own
+//! ([`ProtocolError`]).
 //!
 //! Owns: the only mapping from errors to gRPC codes.
 //! Must not: leak internals into messages; `INTERNAL` details go to the log.
@@ -6,6 +8,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
+use super::ProtocolError;
 use crate::auth::{AuthError, Caller, Headers};
 use crate::broker::BrokerError;
 use crate::error::ErrorCode;
@@ -55,19 +58,9 @@ pub fn counted(metrics: &Metrics, st: Status) -> Status {
     st
 }
 
-/// `RESOURCE_EXHAUSTED` with `service.request.too.large` for a request
-/// message over the decoding limit (`limit` bytes, when known), counted.
-pub fn too_large(metrics: &Metrics, limit: Option<usize>, rpc: RpcId) -> Status {
-    let message = crate::broker::request_too_large_message(limit);
-    counted(
-        metrics,
-        status(
-            Code::ResourceExhausted,
-            ErrorCode::RequestTooLarge,
-            &message,
-            rpc,
-        ),
-    )
+/// [`protocol_status`], counted in `pubsub_errors_total`.
+pub fn refuse(metrics: &Metrics, err: &ProtocolError, rpc: RpcId) -> Status {
+    counted(metrics, protocol_status(err, rpc))
 }
 
 /// Whether `st` is tonic's own refusal of a request message over the
@@ -77,16 +70,6 @@ pub fn too_large(metrics: &Metrics, limit: Option<usize>, rpc: RpcId) -> Status 
 /// error code.
 pub fn is_tonic_too_large(code: Code, has_error_code: bool) -> bool {
     !has_error_code && matches!(code, Code::OutOfRange | Code::ResourceExhausted)
-}
-
-/// Maps an error read from a request stream: tonic's oversize refusal
-/// becomes [`too_large`] (the limit is taken from tonic's message), other
-/// transport statuses pass through unchanged.
-pub fn inbound(metrics: &Metrics, st: Status, rpc: RpcId) -> Status {
-    if !is_tonic_too_large(st.code(), st.metadata().get(ERROR_CODE_KEY).is_some()) {
-        return st;
-    }
-    too_large(metrics, tonic_limit(&st), rpc)
 }
 
 /// The byte limit named in tonic's too-large message, when it names one.
@@ -117,28 +100,17 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         | BrokerError::SchemaIdBlank
         | BrokerError::EmptyBatch
         | BrokerError::TooManyEvents { .. }
-        | BrokerError::PublishTopicMismatch { .. }
-        | BrokerError::SubscribeTopicMismatch { .. }
-        | BrokerError::CreditInvalid(_)
         | BrokerError::ReplayIdMissing
         | BrokerError::ReplayIdCorrupted(_)
         | BrokerError::SchemaInvalid(_)
         | BrokerError::SchemaOverLimit(_)
         | BrokerError::RetentionInvalid(_)
-        | BrokerError::ManagedUnnamed
-        | BrokerError::ManagedNamedTwice
         | BrokerError::ManagedIdInvalid(_)
-        | BrokerError::ManagedCommitInFirst
-        | BrokerError::ManagedAuthRefreshInFirst
-        | BrokerError::ManagedCreditInvalid(_)
-        | BrokerError::ManagedInvalid(_)
-        | BrokerError::ManagedMismatch { .. } => Code::InvalidArgument,
+        | BrokerError::ManagedInvalid(_) => Code::InvalidArgument,
         BrokerError::SchemaIncompatible { .. }
         | BrokerError::ManagedAlreadyActive
         | BrokerError::ManagedStopped(_) => Code::FailedPrecondition,
-        BrokerError::RequestTooLarge(_)
-        | BrokerError::ManagedLimit(_)
-        | BrokerError::SchemaLimit(_) => Code::ResourceExhausted,
+        BrokerError::ManagedLimit(_) | BrokerError::SchemaLimit(_) => Code::ResourceExhausted,
         BrokerError::TopicExists(_) | BrokerError::ManagedExists(_) => Code::AlreadyExists,
         BrokerError::TopicNotFound(_)
         | BrokerError::SchemaNotFound(_)
@@ -171,6 +143,60 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         _ => err.to_string(),
     };
     status(code, err.code(), &message, rpc)
+}
+
+/// The gRPC status for a protocol error.
+pub fn protocol_status(err: &ProtocolError, rpc: RpcId) -> Status {
+    let (code, error_code) = protocol_codes(err);
+    status(code, error_code, &err.to_string(), rpc)
+}
+
+/// The gRPC code and `error-code` of a protocol error.
+fn protocol_codes(err: &ProtocolError) -> (Code, ErrorCode) {
+    // Exhaustive on purpose, as `to_status`.
+    match err {
+        ProtocolError::FetchRequestTimeout(_) | ProtocolError::EndedBeforeFetchRequest => (
+            Code::InvalidArgument,
+            ErrorCode::SubscriptionFetchRequestInvalid,
+        ),
+        ProtocolError::ManagedFetchRequestTimeout(_)
+        | ProtocolError::EndedBeforeManagedFetchRequest => {
+            (Code::InvalidArgument, ErrorCode::ManagedFetchRequestInvalid)
+        }
+        ProtocolError::PublishRequestTimeout(_) => (
+            Code::InvalidArgument,
+            ErrorCode::PublishStreamSweeperTimeout,
+        ),
+        ProtocolError::RequestTooLarge(_) => (Code::ResourceExhausted, ErrorCode::RequestTooLarge),
+        ProtocolError::PublishTopicMismatch { .. } => {
+            (Code::InvalidArgument, ErrorCode::PublishTopicMismatch)
+        }
+        ProtocolError::SubscribeTopicMismatch { .. } => (
+            Code::InvalidArgument,
+            ErrorCode::SubscriptionFetchTopicMismatch,
+        ),
+        ProtocolError::CreditInvalid(_) => (
+            Code::InvalidArgument,
+            ErrorCode::SubscriptionFetchRequestedEventsInvalid,
+        ),
+        ProtocolError::ManagedUnnamed | ProtocolError::ManagedNamedTwice => (
+            Code::InvalidArgument,
+            ErrorCode::ManagedIdOrDeveloperNameEmpty,
+        ),
+        ProtocolError::ManagedCommitInFirst => {
+            (Code::InvalidArgument, ErrorCode::ManagedCommitRestricted)
+        }
+        ProtocolError::ManagedAuthRefreshInFirst => (
+            Code::InvalidArgument,
+            ErrorCode::ManagedAuthRefreshRestricted,
+        ),
+        ProtocolError::ManagedCreditInvalid(_) => {
+            (Code::InvalidArgument, ErrorCode::ManagedEventsInvalid)
+        }
+        ProtocolError::ManagedMismatch { .. } => {
+            (Code::InvalidArgument, ErrorCode::ManagedFetchRequestInvalid)
+        }
+    }
 }
 
 /// Authenticates a call from its metadata (`accesstoken`, `instanceurl`,
@@ -402,27 +428,5 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("sfdc.platform.eventbus.grpc.service.response.budget.exhausted")
         );
-    }
-
-    #[test]
-    fn tonic_oversize_refusals_get_our_status_and_others_pass() {
-        let metrics = Metrics::new();
-        let rpc = RpcId::generate();
-        let tonic_st = Status::out_of_range(
-            "Error, decoded message length too large: found 4194305 bytes, the limit is: 4194304 bytes",
-        );
-        let st = inbound(&metrics, tonic_st, rpc);
-        assert_eq!(st.code(), Code::ResourceExhausted);
-        assert!(st.message().contains("4194304 bytes"), "{}", st.message());
-        assert_eq!(
-            st.metadata()
-                .get(ERROR_CODE_KEY)
-                .and_then(|v| v.to_str().ok()),
-            Some("sfdc.platform.eventbus.grpc.service.request.too.large")
-        );
-        let ours = to_status(&BrokerError::EmptyBatch, rpc);
-        assert_eq!(inbound(&metrics, ours, rpc).code(), Code::InvalidArgument);
-        let gone = Status::cancelled("client went away");
-        assert_eq!(inbound(&metrics, gone, rpc).code(), Code::Cancelled);
     }
 }

@@ -9,12 +9,13 @@ use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::{PubSubService, convert, pb, status};
+use super::stream::Requests;
+use super::{ProtocolError, PubSubService, convert, pb, status};
 use crate::auth::Caller;
-use crate::broker::{BrokerError, Control};
+use crate::broker::Control;
 use crate::error::ErrorCode;
 use crate::types::RpcId;
 
@@ -31,41 +32,17 @@ const OUTBOUND_QUEUE: usize = 2;
 pub(super) async fn start(
     svc: &PubSubService,
     caller: &Caller,
-    mut inbound: Streaming<pb::FetchRequest>,
+    inbound: Streaming<pb::FetchRequest>,
     budget: Option<std::sync::Arc<crate::transport::ConnBudget>>,
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<FetchStream, Status> {
-    let first = match tokio::time::timeout(svc.cfg.first_request_timeout, inbound.message()).await {
-        Err(_) => {
-            return Err(status::counted(
-                svc.broker.metrics(),
-                status::status(
-                    Code::InvalidArgument,
-                    ErrorCode::SubscriptionFetchRequestInvalid,
-                    &format!(
-                        "No FetchRequest arrived within {} of opening the subscription. Send the first request (topic name and num_requested) right after opening the stream.",
-                        humantime::format_duration(svc.cfg.first_request_timeout)
-                    ),
-                    rpc,
-                ),
-            ));
-        }
-        Ok(Ok(Some(m))) => m,
-        Ok(Ok(None)) => {
-            return Err(status::counted(
-                svc.broker.metrics(),
-                status::status(
-                    Code::InvalidArgument,
-                    ErrorCode::SubscriptionFetchRequestInvalid,
-                    "The subscription ended before its first FetchRequest. Send a FetchRequest with a topic name and num_requested.",
-                    rpc,
-                ),
-            ));
-        }
-        // A first request over the size limit gets our status and trailers.
-        Ok(Err(st)) => return Err(status::inbound(svc.broker.metrics(), st, rpc)),
-    };
+    let refuse = |e: ProtocolError| status::refuse(svc.broker.metrics(), &e, rpc);
+    let mut requests = Requests::new(inbound);
+    let first = requests
+        .first(svc.cfg.first_request_timeout)
+        .await
+        .map_err(|no| no.status(svc.broker.metrics(), rpc))?;
     span.record("topic", first.topic_name.as_str());
     if !first.topic_name.trim().is_empty() && !caller.grants.can_subscribe(&first.topic_name) {
         return Err(status::denied(
@@ -79,11 +56,7 @@ pub(super) async fn start(
         ));
     }
     if first.num_requested <= 0 {
-        return Err(status::fail(
-            svc.broker.metrics(),
-            &BrokerError::CreditInvalid(first.num_requested),
-            rpc,
-        ));
+        return Err(refuse(ProtocolError::CreditInvalid(first.num_requested)));
     }
     // Held by the subscription's task: the tenant's count drops when it ends.
     let slot = svc
@@ -112,32 +85,17 @@ pub(super) async fn start(
     // Later requests become credit or a failure, read by the subscription's
     // own loop: no extra task or queue per subscription, and a request the
     // loop has not read yet stays in HTTP/2 flow control.
-    let controls = inbound.filter_map(move |msg| match msg {
-        Ok(req) if !req.topic_name.is_empty() && req.topic_name != topic => {
-            Some(Control::Fail(BrokerError::SubscribeTopicMismatch {
+    let (controls, refusal) = requests.controls(move |req: pb::FetchRequest| {
+        if !req.topic_name.is_empty() && req.topic_name != topic {
+            return Err(ProtocolError::SubscribeTopicMismatch {
                 first: topic.clone(),
                 got: req.topic_name,
-            }))
+            });
         }
-        Ok(req) if req.num_requested < 0 => {
-            Some(Control::Fail(BrokerError::CreditInvalid(req.num_requested)))
+        if req.num_requested < 0 {
+            return Err(ProtocolError::CreditInvalid(req.num_requested));
         }
-        Ok(req) if req.num_requested == 0 => None,
-        Ok(req) => Some(Control::Grant(req.num_requested.unsigned_abs())),
-        // A request over the size limit: the client is still there and
-        // learns why its stream ends.
-        Err(st)
-            if status::is_tonic_too_large(
-                st.code(),
-                st.metadata().get(status::ERROR_CODE_KEY).is_some(),
-            ) =>
-        {
-            Some(Control::Fail(BrokerError::RequestTooLarge(
-                status::tonic_limit(&st),
-            )))
-        }
-        // A broken transport: the client is gone.
-        Err(_) => Some(Control::Disconnected),
+        Ok((req.num_requested > 0).then(|| Control::Grant(req.num_requested.unsigned_abs())))
     });
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let stop = svc.stop.clone();
@@ -145,8 +103,7 @@ pub(super) async fn start(
     svc.tasks.spawn(
         async move {
             let _slot = slot;
-            sub.run(initial, Box::pin(controls), out_tx, stop, None)
-                .await
+            sub.run(initial, controls, out_tx, stop, None).await
         }
         .instrument(span),
     );
@@ -155,16 +112,18 @@ pub(super) async fn start(
     // A failure mid-stream quotes the stored name too (`The topic … was
     // deleted.`): the caller sees its own.
     let stream = ReceiverStream::new(out_rx).map({
-        let metrics = metrics.clone();
+        let (metrics, ns) = (metrics.clone(), ns.clone());
         move |item| {
             item.map(|d| convert::fetch_response(d, rpc))
                 .map_err(|e| ns.scrub(status::fail(&metrics, &e, rpc)))
         }
     });
+    // A request that failed the subscription: why, after its deliveries.
+    let refused = refusal.ending(metrics.clone(), ns, rpc);
     // A stream its client stopped reading ends with why, once its loop gave
     // up waiting for room.
     let why =
         futures_util::stream::once(async move { ending.and_then(|e| e.status(&metrics, rpc)) })
             .filter_map(|st| st.map(Err));
-    Ok(Box::pin(stream.chain(why)))
+    Ok(Box::pin(stream.chain(refused).chain(why)))
 }

@@ -138,39 +138,6 @@ pub enum BrokerError {
         /// The limit.
         max: usize,
     },
-    /// A later PublishStream request named another topic.
-    #[error(
-        "This publish stream is for topic {}, but a request named {}. Open a new stream to publish to another topic.",
-        Echo(.first),
-        Echo(.got)
-    )]
-    PublishTopicMismatch {
-        /// The stream's topic.
-        first: String,
-        /// The topic in the offending request.
-        got: String,
-    },
-    /// A later FetchRequest named another topic.
-    #[error(
-        "This subscription is for topic {}, but a request named {}. Open a new subscription to read another topic.",
-        Echo(.first),
-        Echo(.got)
-    )]
-    SubscribeTopicMismatch {
-        /// The stream's topic.
-        first: String,
-        /// The topic in the offending request.
-        got: String,
-    },
-    /// `num_requested` out of range.
-    #[error(
-        "num_requested must be greater than 0 in the first request and not negative after it; got {0}."
-    )]
-    CreditInvalid(i32),
-    /// A later request of a stream was over the server's message size
-    /// limit (`Some(bytes)` when known).
-    #[error("{}", request_too_large_message(*.0))]
-    RequestTooLarge(Option<usize>),
     /// CUSTOM without a replay id.
     #[error(
         "The replay preset is CUSTOM but no replay ID was given. Provide the replay ID to resume after."
@@ -212,16 +179,6 @@ pub enum BrokerError {
     /// A topics-folder or schema problem at provisioning time.
     #[error("{0}")]
     Provision(String),
-    /// ManagedSubscribe named no subscription.
-    #[error(
-        "The first ManagedFetchRequest names no managed subscription. Set either subscription_id or developer_name."
-    )]
-    ManagedUnnamed,
-    /// ManagedSubscribe named the subscription twice.
-    #[error(
-        "The first ManagedFetchRequest sets both subscription_id and developer_name. Set only one of them."
-    )]
-    ManagedNamedTwice,
     /// A malformed managed subscription id.
     #[error("The managed subscription ID is not valid: {0}.")]
     ManagedIdInvalid(String),
@@ -231,17 +188,6 @@ pub enum BrokerError {
     /// No managed subscription with this developer name.
     #[error("No managed subscription with developer name {} exists.", Echo(.0))]
     ManagedNameNotFound(String),
-    /// A commit in the first request.
-    #[error(
-        "The first ManagedFetchRequest may not carry a commit_replay_id_request. Commit in a later request, after events were delivered."
-    )]
-    ManagedCommitInFirst,
-    /// `auth_refresh` in the first request.
-    #[error("The first ManagedFetchRequest may not carry auth_refresh.")]
-    ManagedAuthRefreshInFirst,
-    /// `num_requested` negative on ManagedSubscribe.
-    #[error("num_requested must not be negative; got {0}.")]
-    ManagedCreditInvalid(i32),
     /// Another stream holds the subscription.
     #[error(
         "An active managed subscription with the same ID already exists. If a previous subscription with the same ID was stopped, there can be a delay before it expires. Try subscribing again later."
@@ -267,18 +213,6 @@ pub enum BrokerError {
         "The org has {0} managed subscriptions, the most allowed. Delete one before creating another."
     )]
     ManagedLimit(usize),
-    /// A later ManagedFetchRequest named another subscription.
-    #[error(
-        "This stream is for managed subscription {}, but a request named {}. Later requests may repeat the subscription or leave it out, not change it.",
-        Echo(.first),
-        Echo(.got)
-    )]
-    ManagedMismatch {
-        /// The stream's subscription as the first request named it.
-        first: String,
-        /// What the offending request named.
-        got: String,
-    },
     /// The log failed.
     #[error("storage failure")]
     Log(#[from] LogError),
@@ -297,10 +231,6 @@ impl BrokerError {
             BrokerError::EmptyBatch | BrokerError::TooManyEvents { .. } => {
                 ErrorCode::PublishEventCountInvalid
             }
-            BrokerError::PublishTopicMismatch { .. } => ErrorCode::PublishTopicMismatch,
-            BrokerError::SubscribeTopicMismatch { .. } => ErrorCode::SubscriptionFetchTopicMismatch,
-            BrokerError::CreditInvalid(_) => ErrorCode::SubscriptionFetchRequestedEventsInvalid,
-            BrokerError::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
             BrokerError::ReplayIdMissing => ErrorCode::SubscriptionFetchReplayIdValidationFailed,
             BrokerError::ReplayIdCorrupted(_) => ErrorCode::SubscriptionFetchReplayIdCorrupted,
             BrokerError::ShuttingDown => ErrorCode::ServiceUnavailable,
@@ -313,22 +243,15 @@ impl BrokerError {
             BrokerError::RetentionInvalid(_) => ErrorCode::TopicRetentionInvalid,
             BrokerError::TopicDeleted(_) => ErrorCode::TopicNotFound,
             BrokerError::Provision(_) => ErrorCode::ServiceInternal,
-            BrokerError::ManagedUnnamed | BrokerError::ManagedNamedTwice => {
-                ErrorCode::ManagedIdOrDeveloperNameEmpty
-            }
             BrokerError::ManagedIdInvalid(_) => ErrorCode::ManagedIdInvalid,
             BrokerError::ManagedIdNotFound(_) => ErrorCode::ManagedIdNotFound,
             BrokerError::ManagedNameNotFound(_) => ErrorCode::ManagedDeveloperNameNotFound,
-            BrokerError::ManagedCommitInFirst => ErrorCode::ManagedCommitRestricted,
-            BrokerError::ManagedAuthRefreshInFirst => ErrorCode::ManagedAuthRefreshRestricted,
-            BrokerError::ManagedCreditInvalid(_) => ErrorCode::ManagedEventsInvalid,
             BrokerError::ManagedAlreadyActive => ErrorCode::ManagedAlreadyActive,
             BrokerError::ManagedStopped(_) => ErrorCode::ManagedStopped,
             BrokerError::ManagedDeleted(_) => ErrorCode::ManagedDeleted,
             BrokerError::ManagedInvalid(_) => ErrorCode::ManagedConfigInvalid,
             BrokerError::ManagedExists(_) => ErrorCode::ManagedAlreadyExists,
             BrokerError::ManagedLimit(_) => ErrorCode::ManagedLimitExceeded,
-            BrokerError::ManagedMismatch { .. } => ErrorCode::ManagedFetchRequestInvalid,
             BrokerError::Log(LogError::StorageFull(_)) => ErrorCode::StorageFull,
             BrokerError::Log(e) if e.retryable() => ErrorCode::ServiceUnavailable,
             BrokerError::Log(_) => ErrorCode::ServiceInternal,
@@ -342,16 +265,6 @@ impl BrokerError {
             BrokerError::Log(e) => e.retryable(),
             _ => false,
         }
-    }
-}
-
-/// What a client is told about a request over the size limit.
-pub fn request_too_large_message(limit: Option<usize>) -> String {
-    match limit {
-        Some(n) => format!(
-            "The request is larger than the {n} bytes this server accepts per message. Send fewer or smaller events per request."
-        ),
-        None => "The request is larger than this server accepts per message. Send fewer or smaller events per request.".to_owned(),
     }
 }
 

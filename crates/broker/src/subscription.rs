@@ -51,8 +51,10 @@ pub enum Control {
     Grant(u32),
     /// A managed subscription's commit (ManagedSubscribe only).
     Commit(CommitRequest),
-    /// The client sent something that ends the stream with this error.
-    Fail(BrokerError),
+    /// The client sent something that ends the stream: the commits before
+    /// it are answered, then the stream ends. Why is the protocol layer's
+    /// to tell the client, after the last delivery.
+    Fail,
     /// The client's side of the stream broke; nobody is listening.
     Disconnected,
 }
@@ -456,24 +458,23 @@ impl Subscription {
         stop: &CancellationToken,
     ) -> Flow {
         let mut commits = Vec::new();
-        // Some(None): end with OK; Some(Some(e)): end with `e`.
-        let mut end: Option<Option<BrokerError>> = None;
+        let mut end = false;
         let mut listening = true;
         let mut next = first;
         loop {
             match next {
                 Some(Control::Grant(n)) => credits.grant(n),
                 Some(Control::Commit(c)) => commits.push(c),
-                Some(Control::Fail(e)) => end = Some(Some(e)),
+                Some(Control::Fail) => end = true,
                 Some(Control::Disconnected) => {
                     listening = false;
-                    end = Some(None);
+                    end = true;
                 }
                 // The client half-closed: end the stream with OK, after
                 // answering the commits it sent before.
-                None => end = Some(None),
+                None => end = true,
             }
-            if commits.is_empty() || end.is_some() {
+            if commits.is_empty() || end {
                 break;
             }
             match controls.next().now_or_never() {
@@ -499,14 +500,7 @@ impl Subscription {
                 }
             }
         }
-        match end {
-            None => Flow::Go,
-            Some(None) => Flow::End,
-            Some(Some(e)) => {
-                let _ = out.send(Err(e)).await;
-                Flow::End
-            }
-        }
+        if end { Flow::End } else { Flow::Go }
     }
 
     /// The tail watch closed: the topic was deleted.
