@@ -46,12 +46,11 @@ pub use admin::TopicSummary;
 pub use schemas::{owner_of_topic, owner_prefix};
 
 pub use managed::{
-    ManagedChange, ManagedOpen, ManagedRef, ManagedSession, ManagedView, NewManaged,
+    CommitAnswer, CommitRequest, ManagedChange, ManagedRef, ManagedSession, ManagedView, NewManaged,
 };
 pub use publisher::{PublishEvent, PublishOutcome, PublishReceipt};
 pub use subscription::{
-    CommitAnswer, CommitRequest, Control, Controls, Delivery, Held, Hold, Pace, PaceAdmission,
-    Start, Subscription,
+    Control, Controls, Delivery, Held, Hold, ManagedOpen, Pace, PaceAdmission, Start, Subscription,
 };
 
 pub use crate::types::DEFAULT_TENANT_GUID;

@@ -8,7 +8,9 @@
 //! older versions did) are read as the 18-character one, so both forms of
 //! an org share one set of names and one limit.
 //! Must not: know the wire; the API layer turns requests into
-//! [`ManagedRef`]s and [`CommitRequest`]s.
+//! [`ManagedRef`]s and [`CommitRequest`]s. Must not: deliver events; the
+//! subscription module runs a managed stream and hands its commits to the
+//! [`ManagedSession`] (it depends on this module, never the reverse).
 //!
 //! Lock order: `Registry::lock` (async, held across storage writes that
 //! create or delete definitions) before an entry's `write` (async, held
@@ -24,8 +26,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::subscription::{CommitAnswer, CommitRequest, Subscription};
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, Topic};
 use crate::log::{CommitRecord, ManagedRecord, now_ms};
 use crate::types::{
     ManagedId, ManagedReplay, ManagedState, Offset, ReplayId, TenantId, TopicId,
@@ -84,6 +85,30 @@ impl ManagedView {
     pub fn lag(&self) -> Option<u64> {
         Some(self.latest?.0.saturating_sub(self.committed?.0))
     }
+}
+
+/// A client's request to commit a position of a managed subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRequest {
+    /// The client's correlation id.
+    pub request_id: String,
+    /// The replay id to commit, as the client sent it.
+    pub replay_id: Vec<u8>,
+    /// When the server received it, epoch milliseconds.
+    pub received_ms: u64,
+}
+
+/// The answer to one or more commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitAnswer {
+    /// The correlation id of the (newest) commit answered.
+    pub request_id: String,
+    /// The replay id it named.
+    pub replay_id: Vec<u8>,
+    /// Why it was not committed; `None` once it is durable.
+    pub error: Option<String>,
+    /// When the server received the request, epoch milliseconds.
+    pub process_time_ms: u64,
 }
 
 /// Why a stream was ended from the server side.
@@ -369,14 +394,17 @@ fn lease_key(id: &str) -> String {
     format!("managed.{id}")
 }
 
-/// A managed stream ready to run.
-pub struct ManagedOpen {
-    /// The delivery side.
-    pub subscription: Subscription,
+/// A session that holds the lease, with where its stream starts: what
+/// [`Broker::open_managed`] (the subscription module) turns into a stream.
+pub(crate) struct ManagedStart {
     /// The commit side and the lease.
-    pub session: ManagedSession,
+    pub(crate) session: ManagedSession,
+    /// The subscribed topic.
+    pub(crate) topic: Arc<Topic>,
+    /// The position the stream starts after.
+    pub(crate) cursor: Offset,
     /// The stored name of the topic.
-    pub topic: String,
+    pub(crate) topic_name: String,
 }
 
 impl Broker {
@@ -559,19 +587,20 @@ impl Broker {
         Ok(view)
     }
 
-    /// Opens a stream on a managed subscription: checks its state, takes
-    /// the lease (waiting briefly for a previous holder to go) and finds
-    /// the start: after the commit; without one, the default replay; when
-    /// the commit is no longer retained, the error-recovery replay.
+    /// The session of a new stream on a managed subscription: checks its
+    /// state, takes the lease (waiting briefly for a previous holder to go)
+    /// and finds the start: after the commit; without one, the default
+    /// replay; when the commit is no longer retained, the error-recovery
+    /// replay.
     ///
     /// # Errors
     /// A malformed or unknown reference, STOP, another active stream, the
     /// topic gone.
-    pub async fn open_managed(
+    pub(crate) async fn open_managed_session(
         self: &Arc<Self>,
         tenant: &str,
         r: &ManagedRef,
-    ) -> Result<ManagedOpen, BrokerError> {
+    ) -> Result<ManagedStart, BrokerError> {
         let entry = self.managed_entry(tenant, r)?;
         let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
         let (generation, end) = loop {
@@ -675,15 +704,11 @@ impl Broker {
         session.topic = topic.id;
         session.start = cursor;
         session.committed = commit.map(|c| Offset(c.offset));
-        Ok(ManagedOpen {
-            subscription: Subscription {
-                broker: self.clone(),
-                topic,
-                cursor,
-                pace: None,
-            },
+        Ok(ManagedStart {
             session,
-            topic: rec.topic,
+            topic,
+            cursor,
+            topic_name: rec.topic,
         })
     }
 }

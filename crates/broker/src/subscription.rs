@@ -1,6 +1,8 @@
 //! One subscription: a cursor, a credit count and a wake-up on the tail.
 //!
-//! Owns: start positions, the delivery loop, keepalives. Must not: queue
+//! Owns: start positions, the delivery loop, keepalives, and a managed
+//! stream ([`ManagedOpen`]): the delivery loop over the session the managed
+//! module opens (lease, start, commits stay there). Must not: queue
 //! events. The log is the buffer: a subscription holds a cursor and reads
 //! only as many events as it has credit for, so a client that stops asking
 //! costs a few bytes of state, not a growing queue.
@@ -21,7 +23,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::credits::Credits;
-use super::managed::ManagedSession;
+use super::managed::{CommitAnswer, CommitRequest, ManagedRef, ManagedSession};
 use super::{Broker, BrokerError, LiveSubscription, Topic};
 use crate::log::StoredEvent;
 use crate::types::{Offset, ReplayId};
@@ -57,30 +59,6 @@ pub enum Control {
     Fail,
     /// The client's side of the stream broke; nobody is listening.
     Disconnected,
-}
-
-/// A client's request to commit a position of a managed subscription.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommitRequest {
-    /// The client's correlation id.
-    pub request_id: String,
-    /// The replay id to commit, as the client sent it.
-    pub replay_id: Vec<u8>,
-    /// When the server received it, epoch milliseconds.
-    pub received_ms: u64,
-}
-
-/// The answer to one or more commits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommitAnswer {
-    /// The correlation id of the (newest) commit answered.
-    pub request_id: String,
-    /// The replay id it named.
-    pub replay_id: Vec<u8>,
-    /// Why it was not committed; `None` once it is durable.
-    pub error: Option<String>,
-    /// When the server received the request, epoch milliseconds.
-    pub process_time_ms: u64,
 }
 
 /// Admits a subscription's reads while its client takes what it is sent
@@ -149,6 +127,16 @@ pub struct Subscription {
     pub(super) pace: Option<Arc<dyn Pace>>,
 }
 
+/// A managed stream ready to run.
+pub struct ManagedOpen {
+    /// The delivery side.
+    pub subscription: Subscription,
+    /// The commit side and the lease.
+    pub session: ManagedSession,
+    /// The stored name of the topic.
+    pub topic: String,
+}
+
 /// What the delivery loop does after handling client input.
 enum Flow {
     Go,
@@ -198,6 +186,35 @@ impl Broker {
             topic,
             cursor,
             pace: None,
+        })
+    }
+}
+
+impl Broker {
+    /// Opens a stream on a managed subscription: checks its state, takes
+    /// the lease (waiting briefly for a previous holder to go) and finds
+    /// the start: after the commit; without one, the default replay; when
+    /// the commit is no longer retained, the error-recovery replay (see
+    /// the managed module).
+    ///
+    /// # Errors
+    /// A malformed or unknown reference, STOP, another active stream, the
+    /// topic gone.
+    pub async fn open_managed(
+        self: &Arc<Self>,
+        tenant: &str,
+        r: &ManagedRef,
+    ) -> Result<ManagedOpen, BrokerError> {
+        let start = self.open_managed_session(tenant, r).await?;
+        Ok(ManagedOpen {
+            subscription: Subscription {
+                broker: self.clone(),
+                topic: start.topic,
+                cursor: start.cursor,
+                pace: None,
+            },
+            session: start.session,
+            topic: start.topic_name,
         })
     }
 }
