@@ -5,11 +5,21 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
-use super::testing::{NatsServer, log_on_fresh_server};
-use super::*;
 use eventbus_core::log::contract::{self, event};
+use eventbus_core::log::{
+    CatalogChange, EventHeader, LogError, ManagedRecord, NewEvent, SchemaRecord, TopicLog,
+    TopicRecord, now_ms,
+};
+use eventbus_core::types::{EventId, Offset, SchemaId, TopicId};
+
+use crate::keys::key_of;
+use crate::testing::{NatsServer, log_on_fresh_server};
+use crate::topic_log::ACK_WINDOW;
+use crate::{JetStreamConfig, JetStreamTopicLog};
 
 contract::contract_tests!({ log_on_fresh_server() });
 
@@ -402,21 +412,8 @@ async fn retention_is_the_streams_max_age() {
     assert_eq!(info.cached_info().config.max_age, Duration::from_secs(3600));
 }
 
-#[tokio::test]
-async fn a_bad_prefix_is_refused() {
-    let cfg = JetStreamConfig {
-        prefix: "a.b".into(),
-        ..JetStreamConfig::default()
-    };
-    assert!(matches!(
-        JetStreamTopicLog::connect(cfg).await,
-        Err(LogError::Storage(_))
-    ));
-}
-
-/// Rough throughput on a local single server: `cargo test --lib
-/// --no-default-features log::jetstream::tests::throughput -- --ignored
-/// --nocapture`.
+/// Rough throughput on a local single server: `cargo test -p
+/// eventbus-jetstream --lib tests::throughput -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn throughput() {
