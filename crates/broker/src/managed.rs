@@ -203,7 +203,7 @@ pub struct ManagedSession {
     end: CancellationToken,
     // The subscription's id and this stream's name in the shared lease.
     id: String,
-    holder: String,
+    holder: crate::log::LeaseHolder,
     renewer: Option<tokio::task::JoinHandle<()>>,
     topic: TopicId,
     // Positions this stream may commit: from where it started to what it
@@ -326,7 +326,7 @@ impl ManagedSession {
             offset: at.0,
             time_ms: now_ms(),
         };
-        let id = self.entry.snapshot().id;
+        let id = ManagedId::from_stored(self.entry.snapshot().id);
         // Only the commit: a definition changed meanwhile by another
         // process stays as that process stored it.
         match self.broker.log().put_commit(&id, Some(commit)).await {
@@ -383,8 +383,8 @@ const LEASE_TTL: Duration = Duration::from_secs(10);
 /// may fail before it lapses).
 const LEASE_RENEW: Duration = Duration::from_millis(3300);
 
-fn lease_key(id: &str) -> String {
-    format!("managed.{id}")
+fn lease_key(id: &str) -> crate::log::LeaseKey {
+    crate::log::LeaseKey::new(format!("managed.{id}"))
 }
 
 /// A managed stream ready to run.
@@ -570,7 +570,9 @@ impl Broker {
         let entry = self.managed_entry(tenant, r)?;
         let _w = entry.write.lock().await;
         let view = self.view(&entry);
-        self.log().delete_managed(&view.record.id).await?;
+        self.log()
+            .delete_managed(&ManagedId::from_stored(view.record.id.clone()))
+            .await?;
         write(&self.managed.entries).remove(&view.record.id);
         entry.end_stream(EndReason::Deleted);
         tracing::info!(subscription = %view.record.id, name = %view.record.developer_name, "managed subscription deleted");
@@ -634,7 +636,7 @@ impl Broker {
             generation,
             end,
             id: rec.id.clone(),
-            holder: format!("{}/{generation}", self.instance),
+            holder: crate::log::LeaseHolder::new(format!("{}/{generation}", self.instance)),
             renewer: None,
             topic: TopicId(0),
             start: Offset(0),
@@ -710,8 +712,8 @@ impl Broker {
 /// fails, ends the stream (another process may take the subscription).
 async fn renew(
     log: crate::log::SharedLog,
-    key: String,
-    holder: String,
+    key: crate::log::LeaseKey,
+    holder: crate::log::LeaseHolder,
     entry: std::sync::Weak<Entry>,
     end: CancellationToken,
 ) {

@@ -37,7 +37,9 @@ pub(crate) fn from_header_text(s: &str) -> Result<String, LogError> {
             .decode(b64)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| LogError::Corrupt(format!("header text {s:?} is not ~base64url"))),
+            .ok_or_else(|| {
+                LogError::Corrupt(format!("header text {s:?} is not ~base64url").into())
+            }),
     }
 }
 
@@ -77,7 +79,7 @@ pub(crate) fn decode_event(
     headers: Option<&HeaderMap>,
     payload: Bytes,
 ) -> Result<StoredEvent, LogError> {
-    let corrupt = |what: &str| LogError::Corrupt(format!("event {offset}: {what}"));
+    let corrupt = |what: &str| LogError::Corrupt(format!("event {offset}: {what}").into());
     let headers = headers.ok_or_else(|| corrupt("no headers"))?;
     let schema = headers
         .get(H_SCHEMA)

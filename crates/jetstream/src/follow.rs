@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use eventbus_core::log::LogError;
 use eventbus_core::types::{Offset, TopicId};
 
-use crate::error::{STREAM_NOT_FOUND, storage, timed};
+use crate::error::{STREAM_NOT_FOUND, stream_gone, timed};
 use crate::state::{Inner, MAX_BACKOFF, TopicHandle, bounds_of, lock};
 
 /// How often a tail follower re-reads its stream's state (first sequence
@@ -35,7 +35,7 @@ pub(crate) async fn watch_deletions(inner: &Arc<Inner>) -> Result<(), LogError> 
         // Wildcards match whole tokens only: all streams, filtered below.
         .subscribe("$JS.EVENT.ADVISORY.STREAM.DELETED.*")
         .await
-        .map_err(|e| storage(format!("subscribe to stream advisories: {e}")))?;
+        .map_err(|e| LogError::storage_in("subscribe to stream advisories", e))?;
     inner.tasks.spawn(forget_deleted(
         Arc::downgrade(inner),
         deleted,
@@ -166,7 +166,7 @@ pub(crate) async fn refresh_state(
             lock(&inner.sizes).insert(topic, info.state.bytes);
             true
         }
-        Err(e) if e.contains(STREAM_NOT_FOUND) => {
+        Err(e) if stream_gone(&e) => {
             // Deleted by another process: close this process's watches.
             if let (Some(h), Some(inner)) = (handle.upgrade(), inner.upgrade()) {
                 tracing::info!(stream = %stream_name, "stream deleted elsewhere; closing the topic");

@@ -28,7 +28,7 @@ pub(crate) fn unkey(k: &str) -> Result<String, LogError> {
         .decode(k)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| LogError::Corrupt(format!("key {k:?} is not base64url of UTF-8")))
+        .ok_or_else(|| LogError::Corrupt(format!("key {k:?} is not base64url of UTF-8").into()))
 }
 
 /// The schemas bucket's key of a tenant's text (`<tenant>/<id>`; tenant ids

@@ -1,8 +1,8 @@
 //! Leases in the leases bucket.
 //!
-//! Owns: the stored lease (holder and expiry) and taking, renewing and
-//! giving up a lease with compare-and-set on the bucket. Must not: decide
-//! what a lease guards.
+//! Owns: the stored lease (holder and expiry), taking, renewing and giving
+//! up a lease with compare-and-set on the bucket, and the [`LeaseStore`]
+//! methods. Must not: decide what a lease guards.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKin
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use eventbus_core::log::{LogError, now_ms};
+use eventbus_core::log::{LeaseHolder, LeaseKey, LeaseStore, LogError, now_ms};
 
 use crate::JetStreamTopicLog;
 use crate::error::storage;
@@ -45,7 +45,7 @@ impl JetStreamTopicLog {
                 None => match store.create(&k, value.clone()).await {
                     Ok(_) => return Ok(true),
                     Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(storage(format!("lease {key}: {e}"))),
+                    Err(e) => return Err(LogError::storage_in(format!("lease {key}"), e)),
                 },
                 Some((lease, revision)) => {
                     if lease.holder != holder && lease.expires_ms > now_ms() {
@@ -54,7 +54,7 @@ impl JetStreamTopicLog {
                     match store.update(&k, value.clone(), revision).await {
                         Ok(_) => return Ok(true),
                         Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                        Err(e) => return Err(storage(format!("lease {key}: {e}"))),
+                        Err(e) => return Err(LogError::storage_in(format!("lease {key}"), e)),
                     }
                 }
             }
@@ -84,7 +84,7 @@ impl JetStreamTopicLog {
         match store.update(&k, lease_value(holder, ttl)?, revision).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-            Err(e) => Err(storage(format!("lease {key}: {e}"))),
+            Err(e) => Err(LogError::storage_in(format!("lease {key}"), e)),
         }
     }
 
@@ -107,7 +107,7 @@ impl JetStreamTopicLog {
         match store.delete_expect_revision(&k, Some(revision)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(()),
-            Err(e) => Err(storage(format!("lease {key}: {e}"))),
+            Err(e) => Err(LogError::storage_in(format!("lease {key}"), e)),
         }
     }
 }
@@ -125,13 +125,38 @@ async fn current_lease(store: &kv::Store, k: &str) -> Result<Option<(Lease, u64)
     let entry = store
         .entry(k)
         .await
-        .map_err(|e| storage(format!("lease: {e}")))?;
+        .map_err(|e| LogError::storage_in("lease", e))?;
     match entry {
         Some(e) if e.operation == Operation::Put => {
             let lease: Lease = serde_json::from_slice(&e.value)
-                .map_err(|err| LogError::Corrupt(format!("lease record: {err}")))?;
+                .map_err(|err| LogError::corrupt_in("lease record", err))?;
             Ok(Some((lease, e.revision)))
         }
         _ => Ok(None),
+    }
+}
+
+#[async_trait::async_trait]
+impl LeaseStore for JetStreamTopicLog {
+    async fn acquire_lease(
+        &self,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
+        self.lease_acquire(key.as_str(), holder.as_str(), ttl).await
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
+        self.lease_renew(key.as_str(), holder.as_str(), ttl).await
+    }
+
+    async fn release_lease(&self, key: &LeaseKey, holder: &LeaseHolder) -> Result<(), LogError> {
+        self.lease_release(key.as_str(), holder.as_str()).await
     }
 }

@@ -81,13 +81,14 @@
 //! [`READER_IDLE`] unused), one stream-info request per topic every
 //! [`REFRESH_INTERVAL`], and three key-value watches.
 //!
-//! Modules, one concern each: `config` (where and how to connect), `codec`
-//! (an event as NATS headers and body), `keys` (key-value key escaping),
-//! `lease` (leases in the leases bucket), `watch` (the catalog change feed),
-//! `readers` (the reader cache), `follow` (tail followers and the
-//! stream-deleted advisories), `catalog` (the topic id counter and bucket
-//! listing), `error` (client errors as log errors), `state` (what one connection's handles and tasks share) and
-//! `topic_log` (the [`TopicLog`] methods and the append path).
+//! Modules, one concern each: `config` (where and how to connect), `error`
+//! (client errors as log errors), `codec` (an event as NATS headers and
+//! body), `keys` (key-value key escaping), `state` (what one connection's
+//! handles and tasks share), `events` (the [`EventLog`] methods and the
+//! append path), `readers` (the reader cache), `follow` (tail followers and
+//! the stream-deleted advisories), `catalog` (the [`CatalogStore`] methods
+//! and the topic id counter), `watch` (the catalog change feed) and `lease`
+//! (the [`LeaseStore`] methods on the leases bucket).
 //!
 //! Locks: the topic map, the reader cache and the size map are std locks
 //! held without `.await` and never two at once; a topic's append lock (tokio)
@@ -98,12 +99,12 @@ mod catalog;
 mod codec;
 mod config;
 mod error;
+mod events;
 mod follow;
 mod keys;
 mod lease;
 mod readers;
 mod state;
-mod topic_log;
 mod watch;
 
 #[cfg(test)]
@@ -115,7 +116,7 @@ use std::sync::Arc;
 
 use eventbus_core::log::LogError;
 #[cfg(doc)]
-use eventbus_core::log::{CatalogChange, TopicLog};
+use eventbus_core::log::{CatalogChange, CatalogStore, EventLog, LeaseStore, TopicLog};
 use eventbus_core::types::TopicId;
 
 pub use config::JetStreamConfig;
@@ -150,7 +151,7 @@ impl JetStreamTopicLog {
     /// Closes this process's view of a topic (its tail watches, follower
     /// and readers) without touching storage: for a topic another process
     /// deleted, learned from [`Self::watch_catalog`]
-    /// ([`TopicLog::delete_topic`] would work too, with a few needless
+    /// ([`CatalogStore::delete_topic`] would work too, with a few needless
     /// requests). The stream-deleted advisory does the same by itself; this
     /// makes the timing deterministic.
     pub fn forget_topic(&self, topic: TopicId) {

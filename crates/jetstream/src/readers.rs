@@ -17,7 +17,7 @@ use eventbus_core::log::{LogError, StoredEvent};
 use eventbus_core::types::{Offset, TopicId};
 
 use crate::codec::{decode_event, millis};
-use crate::error::{timed, topic_err};
+use crate::error::{RequestError, timed, topic_err};
 
 /// The server drops a cached reader consumer unused this long; the cache
 /// forgets entries after half of it so it never fetches from a dropped one.
@@ -157,7 +157,10 @@ async fn new_reader(
 
 /// Up to `n` stored messages from the reader's position, without waiting
 /// for new ones.
-async fn fetch(consumer: &consumer::PullConsumer, n: usize) -> Result<Vec<StoredEvent>, String> {
+async fn fetch(
+    consumer: &consumer::PullConsumer,
+    n: usize,
+) -> Result<Vec<StoredEvent>, RequestError> {
     let run = async {
         let batch = consumer.fetch().max_messages(n).messages().await?;
         let messages: Vec<jetstream::Message> = batch.try_collect().await?;

@@ -20,7 +20,7 @@ use eventbus_core::log::{CatalogChange, LogBounds, LogError};
 use eventbus_core::types::{Offset, TopicId};
 
 use crate::config::JetStreamConfig;
-use crate::error::{REQUEST_TIMEOUT, STREAM_NOT_FOUND, storage, timed, topic_err};
+use crate::error::{REQUEST_TIMEOUT, storage, stream_gone, timed, topic_err};
 use crate::readers::Readers;
 
 /// Acks outstanding in the whole process (see `connect`).
@@ -100,18 +100,16 @@ impl Inner {
             .name(format!("eventbus-{}", cfg.prefix))
             .connection_timeout(REQUEST_TIMEOUT);
         if let Some(path) = &cfg.credentials_file {
-            opts = opts
-                .credentials_file(path)
-                .await
-                .map_err(|e| storage(format!("NATS credentials {}: {e}", path.display())))?;
+            opts = opts.credentials_file(path).await.map_err(|e| {
+                LogError::storage_in(format!("NATS credentials {}", path.display()), e)
+            })?;
         }
         if let Some(ca) = &cfg.tls_ca {
             opts = opts.add_root_certificates(ca.clone()).require_tls(true);
         }
-        let client = opts
-            .connect(cfg.urls.as_slice())
-            .await
-            .map_err(|e| storage(format!("cannot connect to NATS {:?}: {e}", cfg.urls)))?;
+        let client = opts.connect(cfg.urls.as_slice()).await.map_err(|e| {
+            LogError::storage_in(format!("cannot connect to NATS {:?}", cfg.urls), e)
+        })?;
         // Each call holds its acks until it has sent everything: with the
         // client's default (5000 in flight, waiting for a free slot) a few
         // dozen concurrent batches could each wait for a slot another one
@@ -152,7 +150,9 @@ impl Inner {
                     (Err(create), Err(open)) => Err(storage(format!(
                         "bucket {name}: create: {create}; open: {open}"
                     ))),
-                    (Ok(_), Err(open)) => Err(storage(format!("bucket {name}: open: {open}"))),
+                    (Ok(_), Err(open)) => {
+                        Err(LogError::storage_in(format!("bucket {name}: open"), open))
+                    }
                 }
             }
         };
@@ -236,7 +236,7 @@ impl Inner {
         let name = self.stream_name(topic);
         let existing = match timed("stream info", self.js.get_stream(&name)).await {
             Ok(s) => Some(s.cached_info().clone()),
-            Err(e) if e.contains(STREAM_NOT_FOUND) => None,
+            Err(e) if stream_gone(&e) => None,
             Err(e) => return Err(storage(e)),
         };
         match existing {

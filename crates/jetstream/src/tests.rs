@@ -11,14 +11,14 @@ use bytes::Bytes;
 
 use eventbus_core::log::contract::{self, event};
 use eventbus_core::log::{
-    CatalogChange, EventHeader, LogError, ManagedRecord, NewEvent, SchemaRecord, TopicLog,
-    TopicRecord, now_ms,
+    CatalogChange, CatalogStore, EpochMillis, EventHeader, EventLog, LogError, ManagedRecord,
+    NewEvent, SchemaRecord, TopicRecord, now_ms,
 };
 use eventbus_core::types::{EventId, Offset, SchemaId, TopicId};
 
+use crate::events::ACK_WINDOW;
 use crate::keys::key_of;
 use crate::testing::{NatsServer, log_on_fresh_server};
-use crate::topic_log::ACK_WINDOW;
 use crate::{JetStreamConfig, JetStreamTopicLog};
 
 contract::contract_tests!({ log_on_fresh_server() });
@@ -206,7 +206,9 @@ async fn catalog_changes_reach_the_other_process() {
     a.put_managed(contract::managed_record("m1", Some(5)))
         .await
         .expect("commit");
-    a.delete_managed("m1").await.expect("delete managed");
+    a.delete_managed(&contract::managed_id("m1"))
+        .await
+        .expect("delete managed");
     a.delete_topic(TopicId(7), &topic.name)
         .await
         .expect("delete topic");
@@ -517,7 +519,9 @@ async fn trim_keeps_events_from_the_cutoff_on() {
         .time_ms;
     assert!(third > second);
     assert_eq!(
-        log.trim_older_than(TopicId(8), third).await.expect("trim"),
+        log.trim_older_than(TopicId(8), EpochMillis(third))
+            .await
+            .expect("trim"),
         2
     );
     let b = log.bounds(TopicId(8)).expect("bounds");
@@ -573,7 +577,9 @@ async fn a_name_claimed_by_an_older_version_under_the_short_org_id_stays_taken()
         "the 18-character form of the same org finds the name taken"
     );
     // Deleting the old subscription frees its claim.
-    log.delete_managed("m1").await.expect("delete");
+    log.delete_managed(&contract::managed_id("m1"))
+        .await
+        .expect("delete");
     assert!(
         log.inner
             .names_kv

@@ -13,9 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use eventbus_core::log::{CatalogChange, LogError};
 
-use crate::JetStreamTopicLog;
 use crate::catalog::schema_record;
-use crate::error::storage;
 use crate::keys::unkey;
 use crate::state::{Inner, MAX_BACKOFF};
 
@@ -27,23 +25,13 @@ pub(crate) async fn start(inner: &Inner) -> Result<(), LogError> {
         let first = store
             .watch_all()
             .await
-            .map_err(|e| storage(format!("watch {}: {e}", store.name)))?;
+            .map_err(|e| LogError::storage_in(format!("watch {}", store.name), e))?;
         let (tx, stop) = (inner.catalog_tx.clone(), inner.shutdown.clone());
         inner
             .tasks
             .spawn(watch_bucket(store, kind, first, tx, stop));
     }
     Ok(())
-}
-
-impl JetStreamTopicLog {
-    /// A feed of catalog changes made by any process, this one included.
-    /// Take it before [`TopicLog::load_catalog`](eventbus_core::log::TopicLog::load_catalog) so nothing falls between
-    /// the two; a receiver that lags (`RecvError::Lagged`) should load the
-    /// catalog again.
-    pub(crate) fn catalog_feed(&self) -> broadcast::Receiver<CatalogChange> {
-        self.inner.catalog_tx.subscribe()
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -124,7 +112,7 @@ pub(crate) fn change_of(
     Ok(match (kind, put) {
         (WatchKind::Topics, true) => Some(CatalogChange::Topic(
             serde_json::from_slice(&entry.value)
-                .map_err(|e| LogError::Corrupt(format!("topic record: {e}")))?,
+                .map_err(|e| LogError::corrupt_in("topic record", e))?,
         )),
         (WatchKind::Topics, false) => Some(CatalogChange::TopicDeleted(unkey(&entry.key)?)),
         (WatchKind::Schemas, true) => Some(CatalogChange::Schema(schema_record(
@@ -134,7 +122,7 @@ pub(crate) fn change_of(
         (WatchKind::Schemas, false) => None,
         (WatchKind::Managed, true) => Some(CatalogChange::Managed(
             serde_json::from_slice(&entry.value)
-                .map_err(|e| LogError::Corrupt(format!("managed subscription record: {e}")))?,
+                .map_err(|e| LogError::corrupt_in("managed subscription record", e))?,
         )),
         (WatchKind::Managed, false) => Some(CatalogChange::ManagedDeleted(unkey(&entry.key)?)),
     })
