@@ -1171,7 +1171,7 @@ const SHIPMENT_DOC_SCHEMA: &str = r#"{"type":"record","name":"Shipment__e","name
 /// versions before per-tenant texts stored them: no tenant texts, one text
 /// per id (`texts`).
 async fn store_schemas_the_old_way(data: &std::path::Path, texts: &[(&str, &str)]) {
-    use eventbus::log::{Durability, TopicLog};
+    use eventbus::log::{CatalogStore, Durability, EventLog};
     use eventbus_rocksdb::store::{CF_META, Store};
     use eventbus_rocksdb::{RocksTopicLog, keys};
     let store = Store::open(data).expect("open the store");

@@ -12,7 +12,7 @@ use super::schemas::{owner_of_topic, owner_prefix};
 use super::{Broker, BrokerError, Topic};
 use crate::log::{LogBounds, now_ms};
 use crate::schema::{ParsedSchema, SchemaError, SchemaLimits, compat};
-use crate::types::{TopicId, TopicName};
+use crate::types::TopicName;
 
 /// A topic with what its log holds now.
 #[derive(Clone, Debug)]
@@ -156,7 +156,7 @@ impl Broker {
         let owner = super::owner_of_topic(name.as_str());
         self.store_schema(&owner, schema).await?;
         let topic = Topic {
-            id: TopicId(self.log.allocate_topic_id().await?),
+            id: self.log.allocate_topic_id().await?,
             name,
             schema_ids: vec![schema_id],
             retention,

@@ -544,7 +544,11 @@ impl Broker {
         for t in self.topics() {
             let age = u64::try_from(t.retention.as_millis()).unwrap_or(u64::MAX);
             let cutoff = now_ms().saturating_sub(age);
-            match self.log.trim_older_than(t.id, cutoff).await {
+            match self
+                .log
+                .trim_older_than(t.id, crate::log::EpochMillis(cutoff))
+                .await
+            {
                 Ok(n) => {
                     if n > 0 {
                         tracing::info!(topic = %t.name, deleted = n, "retention deleted expired events");

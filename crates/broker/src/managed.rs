@@ -210,7 +210,7 @@ pub struct ManagedSession {
     end: CancellationToken,
     // The subscription's id and this stream's name in the shared lease.
     id: String,
-    holder: String,
+    holder: crate::log::LeaseHolder,
     renewer: Option<tokio::task::JoinHandle<()>>,
     topic: TopicId,
     // Positions this stream may commit: from where it started to what it
@@ -333,7 +333,7 @@ impl ManagedSession {
             offset: at.0,
             time_ms: now_ms(),
         };
-        let id = self.entry.snapshot().id;
+        let id = ManagedId::from_stored(self.entry.snapshot().id);
         // Only the commit: a definition changed meanwhile by another
         // process stays as that process stored it.
         match self.broker.log().put_commit(&id, Some(commit)).await {
@@ -390,8 +390,8 @@ const LEASE_TTL: Duration = Duration::from_secs(10);
 /// may fail before it lapses).
 const LEASE_RENEW: Duration = Duration::from_millis(3300);
 
-fn lease_key(id: &str) -> String {
-    format!("managed.{id}")
+fn lease_key(id: &str) -> crate::log::LeaseKey {
+    crate::log::LeaseKey::new(format!("managed.{id}"))
 }
 
 /// A session that holds the lease, with where its stream starts: what
@@ -580,7 +580,9 @@ impl Broker {
         let entry = self.managed_entry(tenant, r)?;
         let _w = entry.write.lock().await;
         let view = self.view(&entry);
-        self.log().delete_managed(&view.record.id).await?;
+        self.log()
+            .delete_managed(&ManagedId::from_stored(view.record.id.clone()))
+            .await?;
         write(&self.managed.entries).remove(&view.record.id);
         entry.end_stream(EndReason::Deleted);
         tracing::info!(subscription = %view.record.id, name = %view.record.developer_name, "managed subscription deleted");
@@ -645,7 +647,7 @@ impl Broker {
             generation,
             end,
             id: rec.id.clone(),
-            holder: format!("{}/{generation}", self.instance),
+            holder: crate::log::LeaseHolder::new(format!("{}/{generation}", self.instance)),
             renewer: None,
             topic: TopicId(0),
             start: Offset(0),
@@ -717,8 +719,8 @@ impl Broker {
 /// fails, ends the stream (another process may take the subscription).
 async fn renew(
     log: crate::log::SharedLog,
-    key: String,
-    holder: String,
+    key: crate::log::LeaseKey,
+    holder: crate::log::LeaseHolder,
     entry: std::sync::Weak<Entry>,
     end: CancellationToken,
 ) {

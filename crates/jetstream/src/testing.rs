@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{JetStreamConfig, JetStreamTopicLog};
+use crate::{JetStreamConfig, JetStreamTopicLog};
 
 /// Where CI (Debian's package) and most installs put the binary.
 const CANDIDATES: &[&str] = &[

@@ -5,11 +5,21 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
-use super::testing::{NatsServer, log_on_fresh_server};
-use super::*;
 use eventbus_core::log::contract::{self, event};
+use eventbus_core::log::{
+    CatalogChange, CatalogStore, EpochMillis, EventHeader, EventLog, LogError, ManagedRecord,
+    NewEvent, SchemaRecord, TopicRecord, now_ms,
+};
+use eventbus_core::types::{EventId, Offset, SchemaId, TopicId};
+
+use crate::events::ACK_WINDOW;
+use crate::keys::key_of;
+use crate::testing::{NatsServer, log_on_fresh_server};
+use crate::{JetStreamConfig, JetStreamTopicLog};
 
 contract::contract_tests!({ log_on_fresh_server() });
 
@@ -196,7 +206,9 @@ async fn catalog_changes_reach_the_other_process() {
     a.put_managed(contract::managed_record("m1", Some(5)))
         .await
         .expect("commit");
-    a.delete_managed("m1").await.expect("delete managed");
+    a.delete_managed(&contract::managed_id("m1"))
+        .await
+        .expect("delete managed");
     a.delete_topic(TopicId(7), &topic.name)
         .await
         .expect("delete topic");
@@ -402,21 +414,8 @@ async fn retention_is_the_streams_max_age() {
     assert_eq!(info.cached_info().config.max_age, Duration::from_secs(3600));
 }
 
-#[tokio::test]
-async fn a_bad_prefix_is_refused() {
-    let cfg = JetStreamConfig {
-        prefix: "a.b".into(),
-        ..JetStreamConfig::default()
-    };
-    assert!(matches!(
-        JetStreamTopicLog::connect(cfg).await,
-        Err(LogError::Storage(_))
-    ));
-}
-
-/// Rough throughput on a local single server: `cargo test --lib
-/// --no-default-features log::jetstream::tests::throughput -- --ignored
-/// --nocapture`.
+/// Rough throughput on a local single server: `cargo test -p
+/// eventbus-jetstream --lib tests::throughput -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn throughput() {
@@ -520,7 +519,9 @@ async fn trim_keeps_events_from_the_cutoff_on() {
         .time_ms;
     assert!(third > second);
     assert_eq!(
-        log.trim_older_than(TopicId(8), third).await.expect("trim"),
+        log.trim_older_than(TopicId(8), EpochMillis(third))
+            .await
+            .expect("trim"),
         2
     );
     let b = log.bounds(TopicId(8)).expect("bounds");
@@ -576,7 +577,9 @@ async fn a_name_claimed_by_an_older_version_under_the_short_org_id_stays_taken()
         "the 18-character form of the same org finds the name taken"
     );
     // Deleting the old subscription frees its claim.
-    log.delete_managed("m1").await.expect("delete");
+    log.delete_managed(&contract::managed_id("m1"))
+        .await
+        .expect("delete");
     assert!(
         log.inner
             .names_kv

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use eventbus_core::log::{Durability, NewEvent, TopicLog};
+use eventbus_core::log::{Durability, EventLog, NewEvent};
 use eventbus_core::metrics::Metrics;
 use eventbus_core::types::{EventId, SchemaId, TopicId};
 use eventbus_rocksdb::RocksTopicLog;

@@ -81,9 +81,9 @@ impl<'a> Reader<'a> {
     fn header(&mut self) -> Result<(), LogError> {
         match self.take(1)?[0] {
             VERSION => Ok(()),
-            v => Err(LogError::Corrupt(format!(
-                "unknown event record version {v}"
-            ))),
+            v => Err(LogError::Corrupt(
+                format!("unknown event record version {v}").into(),
+            )),
         }
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], LogError> {
@@ -91,7 +91,7 @@ impl<'a> Reader<'a> {
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| LogError::Corrupt("event record is truncated".to_owned()))?;
+            .ok_or_else(|| LogError::Corrupt("event record is truncated".into()))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -113,7 +113,7 @@ impl<'a> Reader<'a> {
         let n = self.u16()? as usize;
         let b = self.take(n)?;
         String::from_utf8(b.to_vec())
-            .map_err(|_| LogError::Corrupt("event record holds invalid UTF-8".to_owned()))
+            .map_err(|_| LogError::Corrupt("event record holds invalid UTF-8".into()))
     }
 }
 

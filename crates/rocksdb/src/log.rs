@@ -1,4 +1,5 @@
-//! The RocksDB backend of [`TopicLog`].
+//! The RocksDB backend of [`TopicLog`](eventbus_core::log::TopicLog): its
+//! [`EventLog`], [`CatalogStore`] and [`LeaseStore`].
 //!
 //! Owns: reading events and the catalog from RocksDB, trimming, and the
 //! writer thread's lifecycle. Must not: configure RocksDB (that is `store`).
@@ -11,14 +12,15 @@ use rocksdb::{DB, ReadOptions, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::{CF_EVENTS, CF_META, Store, is_no_space};
-use crate::types::{Offset, SchemaId, TenantId, TopicId};
+use crate::types::{ManagedId, Offset, SchemaId, TenantId, TopicId};
 use crate::writer::{self, WriterMsg};
 use crate::{codec, keys};
 use eventbus_core::log::lease::LeaseTable;
 use eventbus_core::log::tail::Tails;
 use eventbus_core::log::{
-    Catalog, CatalogChange, CommitRecord, Durability, LogBounds, LogError, ManagedRecord, NewEvent,
-    SchemaRecord, StoredEvent, TopicLog, TopicRecord,
+    BoxError, Catalog, CatalogChange, CatalogStore, CommitRecord, Durability, EpochMillis,
+    EventLog, LeaseHolder, LeaseKey, LeaseStore, LogBounds, LogError, ManagedRecord, NewEvent,
+    SchemaRecord, StoredEvent, TopicRecord,
 };
 use eventbus_core::metrics::Metrics;
 
@@ -40,15 +42,15 @@ pub struct RocksTopicLog {
     leases: LeaseTable,
 }
 
-fn storage(e: impl std::fmt::Display) -> LogError {
-    LogError::Storage(e.to_string())
+fn storage(e: impl Into<BoxError>) -> LogError {
+    LogError::Storage(e.into())
 }
 
 /// A failed RocksDB write: [`LogError::StorageFull`] when the disk is full
 /// (so admin calls report it as such), [`LogError::Storage`] otherwise.
 fn write_failed(e: rocksdb::Error) -> LogError {
     if is_no_space(&e) {
-        LogError::StorageFull(e.to_string())
+        LogError::StorageFull(e.into())
     } else {
         storage(e)
     }
@@ -68,7 +70,7 @@ fn synced() -> WriteOptions {
 }
 
 fn joined<T>(r: Result<Result<T, LogError>, tokio::task::JoinError>) -> Result<T, LogError> {
-    r.map_err(|e| LogError::Storage(format!("storage task failed: {e}")))?
+    r.map_err(|e| LogError::storage_in("storage task failed", e))?
 }
 
 impl RocksTopicLog {
@@ -168,7 +170,7 @@ impl RocksTopicLog {
 }
 
 #[async_trait::async_trait]
-impl TopicLog for RocksTopicLog {
+impl EventLog for RocksTopicLog {
     async fn register_topic(&self, topic: TopicId) -> Result<(), LogError> {
         if self.tails.contains(topic) {
             return Ok(());
@@ -250,7 +252,8 @@ impl TopicLog for RocksTopicLog {
         self.tails.watch(topic)
     }
 
-    async fn trim_older_than(&self, topic: TopicId, cutoff_ms: u64) -> Result<u64, LogError> {
+    async fn trim_older_than(&self, topic: TopicId, cutoff: EpochMillis) -> Result<u64, LogError> {
+        let cutoff_ms = cutoff.0;
         let tail = self.tails.get(topic)?;
         let bounds = tail.bounds();
         if bounds.latest <= bounds.trimmed {
@@ -329,6 +332,51 @@ impl TopicLog for RocksTopicLog {
         }
     }
 
+    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
+        let db = self.db.clone();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let events = cf(&db, CF_EVENTS)?;
+                let from = keys::event_key(topic, Offset(0));
+                let to = keys::event_key_upper_bound(topic);
+                let sizes = db
+                    .get_approximate_sizes_cf(&events, &[rocksdb::Range::new(&from[..], &to[..])]);
+                Ok(sizes.first().copied().unwrap_or(0))
+            })
+            .await,
+        )
+    }
+
+    async fn close(&self) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        let res = match self.tx.send(WriterMsg::Close { reply }).await {
+            Ok(()) => rx.await.unwrap_or(Ok(())),
+            Err(_) => Ok(()), // already closed
+        };
+        if let Some(stop) = self
+            .stop_syncer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = stop.send(());
+        }
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in threads {
+            // Joining blocks; both threads exit right after the messages above.
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        res
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogStore for RocksTopicLog {
     async fn load_catalog(&self) -> Result<Catalog, LogError> {
         let db = self.db.clone();
         joined(
@@ -344,7 +392,7 @@ impl TopicLog for RocksTopicLog {
                     match k.first() {
                         Some(&keys::KIND_TOPIC) => {
                             let rec: TopicRecord = serde_json::from_slice(v)
-                                .map_err(|e| LogError::Corrupt(format!("topic record: {e}")))?;
+                                .map_err(|e| LogError::corrupt_in("topic record", e))?;
                             cat.topics.push(rec);
                         }
                         _ if k == keys::NEXT_TOPIC_ID_KEY => {
@@ -356,7 +404,7 @@ impl TopicLog for RocksTopicLog {
                         Some(&keys::KIND_SCHEMA) => {
                             let id = String::from_utf8_lossy(&k[1..]).into_owned();
                             let json = String::from_utf8(v.to_vec()).map_err(|_| {
-                                LogError::Corrupt(format!("schema {id} is not UTF-8"))
+                                LogError::Corrupt(format!("schema {id} is not UTF-8").into())
                             })?;
                             cat.schemas.push(SchemaRecord {
                                 tenant: None,
@@ -370,7 +418,7 @@ impl TopicLog for RocksTopicLog {
                                     LogError::Corrupt("a tenant schema key is malformed".into())
                                 })?;
                             let json = String::from_utf8(v.to_vec()).map_err(|_| {
-                                LogError::Corrupt(format!("schema {id} is not UTF-8"))
+                                LogError::Corrupt(format!("schema {id} is not UTF-8").into())
                             })?;
                             cat.schemas.push(SchemaRecord {
                                 tenant: Some(tenant),
@@ -380,7 +428,7 @@ impl TopicLog for RocksTopicLog {
                         }
                         Some(&keys::KIND_MANAGED) => {
                             let rec: ManagedRecord = serde_json::from_slice(v).map_err(|e| {
-                                LogError::Corrupt(format!("managed subscription record: {e}"))
+                                LogError::corrupt_in("managed subscription record", e)
                             })?;
                             cat.managed.push(rec);
                         }
@@ -480,21 +528,6 @@ impl TopicLog for RocksTopicLog {
         Ok(bounds.latest.0 - bounds.trimmed.0)
     }
 
-    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
-        let db = self.db.clone();
-        joined(
-            tokio::task::spawn_blocking(move || {
-                let events = cf(&db, CF_EVENTS)?;
-                let from = keys::event_key(topic, Offset(0));
-                let to = keys::event_key_upper_bound(topic);
-                let sizes = db
-                    .get_approximate_sizes_cf(&events, &[rocksdb::Range::new(&from[..], &to[..])]);
-                Ok(sizes.first().copied().unwrap_or(0))
-            })
-            .await,
-        )
-    }
-
     async fn put_schema(
         &self,
         tenant: &TenantId,
@@ -542,9 +575,9 @@ impl TopicLog for RocksTopicLog {
         Ok(true)
     }
 
-    async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
+    async fn delete_managed(&self, id: &ManagedId) -> Result<(), LogError> {
         let db = self.db.clone();
-        let key = keys::managed_key(id);
+        let key = keys::managed_key(id.as_str());
         joined(
             tokio::task::spawn_blocking(move || {
                 let meta = cf(&db, CF_META)?;
@@ -555,10 +588,14 @@ impl TopicLog for RocksTopicLog {
         )
     }
 
-    async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError> {
+    async fn put_commit(
+        &self,
+        id: &ManagedId,
+        commit: Option<CommitRecord>,
+    ) -> Result<bool, LogError> {
         let db = self.db.clone();
         let rmw = self.meta_rmw.clone();
-        let key = keys::managed_key(id);
+        let key = keys::managed_key(id.as_str());
         joined(
             tokio::task::spawn_blocking(move || {
                 let _one = rmw.lock().unwrap_or_else(|p| p.into_inner());
@@ -567,7 +604,7 @@ impl TopicLog for RocksTopicLog {
                     return Ok(false);
                 };
                 let mut rec: ManagedRecord = serde_json::from_slice(&v)
-                    .map_err(|e| LogError::Corrupt(format!("managed subscription record: {e}")))?;
+                    .map_err(|e| LogError::corrupt_in("managed subscription record", e))?;
                 rec.commit = commit;
                 let value = serde_json::to_vec(&rec).map_err(storage)?;
                 db.put_cf_opt(&meta, &key, value, &synced())
@@ -578,7 +615,7 @@ impl TopicLog for RocksTopicLog {
         )
     }
 
-    async fn allocate_topic_id(&self) -> Result<u32, LogError> {
+    async fn allocate_topic_id(&self) -> Result<TopicId, LogError> {
         // One process opens the database, so a counter in memory hands out
         // unique ids; it starts above the stored counter, which `put_topic`
         // raises durably with every record (an id handed out but never
@@ -589,7 +626,7 @@ impl TopicLog for RocksTopicLog {
             None => self.load_catalog().await?.next_topic_id.max(1),
         };
         *next = Some(id.saturating_add(1));
-        Ok(id)
+        Ok(TopicId(id))
     }
 
     async fn get_schema(
@@ -620,50 +657,31 @@ impl TopicLog for RocksTopicLog {
         // Only this process writes the database.
         None
     }
+}
 
+#[async_trait::async_trait]
+impl LeaseStore for RocksTopicLog {
     async fn acquire_lease(
         &self,
-        key: &str,
-        holder: &str,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
         ttl: Duration,
     ) -> Result<bool, LogError> {
         Ok(self.leases.acquire(key, holder, ttl))
     }
 
-    async fn renew_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, LogError> {
+    async fn renew_lease(
+        &self,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
         Ok(self.leases.renew(key, holder, ttl))
     }
 
-    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LogError> {
+    async fn release_lease(&self, key: &LeaseKey, holder: &LeaseHolder) -> Result<(), LogError> {
         self.leases.release(key, holder);
         Ok(())
-    }
-
-    async fn close(&self) -> Result<(), LogError> {
-        let (reply, rx) = oneshot::channel();
-        let res = match self.tx.send(WriterMsg::Close { reply }).await {
-            Ok(()) => rx.await.unwrap_or(Ok(())),
-            Err(_) => Ok(()), // already closed
-        };
-        if let Some(stop) = self
-            .stop_syncer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = stop.send(());
-        }
-        let threads: Vec<_> = self
-            .threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
-        for t in threads {
-            // Joining blocks; both threads exit right after the messages above.
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
-        res
     }
 }
 
@@ -696,7 +714,7 @@ mod tests {
             let log = open(dir.path());
             contract::fill(&log, TopicId(1), 5).await;
             let n = log
-                .trim_older_than(TopicId(1), u64::MAX)
+                .trim_older_than(TopicId(1), EpochMillis(u64::MAX))
                 .await
                 .expect("trim");
             assert_eq!(n, 5);

@@ -126,9 +126,7 @@ pub(crate) fn run(
             metrics.commit_batch_events.observe(n_events as f64);
         }
         if let Some(reply) = close {
-            let res = db
-                .flush_wal(true)
-                .map_err(|e| LogError::Storage(e.to_string()));
+            let res = db.flush_wal(true).map_err(|e| LogError::Storage(e.into()));
             let _ = reply.send(res);
             rx.close();
             // Fail whatever raced in behind the close.
@@ -208,17 +206,15 @@ fn commit(
             // Logged once per episode by the caller; each failed group only
             // at debug level, or a full disk would also flood the log.
             tracing::debug!(error = %e, "group commit failed: storage full");
-            let msg = e.to_string();
             for (_, _, reply) in group.drain(..) {
-                let _ = reply.send(Err(LogError::StorageFull(msg.clone())));
+                let _ = reply.send(Err(LogError::StorageFull(e.clone().into())));
             }
-            Commit::Full(msg)
+            Commit::Full(e.to_string())
         }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; no offsets were assigned");
-            let msg = e.to_string();
             for (_, _, reply) in group.drain(..) {
-                let _ = reply.send(Err(LogError::Storage(msg.clone())));
+                let _ = reply.send(Err(LogError::Storage(e.clone().into())));
             }
             Commit::Failed
         }

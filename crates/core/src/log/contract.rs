@@ -11,9 +11,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{
-    CatalogChange, CommitRecord, ManagedRecord, NewEvent, SchemaRecord, TopicLog, TopicRecord,
+    CatalogChange, CommitRecord, EpochMillis, LeaseHolder, LeaseKey, ManagedRecord, NewEvent,
+    SchemaRecord, TopicLog, TopicRecord,
 };
-use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TenantId, TopicId};
+use crate::types::{
+    EventId, ManagedId, ManagedReplay, ManagedState, Offset, SchemaId, TenantId, TopicId,
+};
 
 /// A tenant of the schema checks.
 pub fn tenant(org15: &str) -> TenantId {
@@ -155,9 +158,14 @@ pub async fn concurrent_appends_get_unique_dense_offsets(log: Arc<dyn TopicLog>)
 /// Trimming deletes old events, keeps offsets, and moves the trim point.
 pub async fn trim_deletes_old_events_only(log: &dyn TopicLog) {
     fill(log, TopicId(1), 4).await;
-    assert_eq!(log.trim_older_than(TopicId(1), 0).await.expect("trim"), 0);
+    assert_eq!(
+        log.trim_older_than(TopicId(1), EpochMillis(0))
+            .await
+            .expect("trim"),
+        0
+    );
     let n = log
-        .trim_older_than(TopicId(1), u64::MAX)
+        .trim_older_than(TopicId(1), EpochMillis(u64::MAX))
         .await
         .expect("trim");
     assert_eq!(n, 4);
@@ -224,6 +232,11 @@ pub fn managed_record(id: &str, commit: Option<u64>) -> ManagedRecord {
     }
 }
 
+/// A managed-subscription id as the checks name them (any text).
+pub fn managed_id(id: &str) -> ManagedId {
+    ManagedId::from_stored(id.to_owned())
+}
+
 /// Managed-subscription records are stored, replaced (a commit) and
 /// deleted by id.
 pub async fn managed_records_round_trip(log: &dyn TopicLog) {
@@ -234,8 +247,8 @@ pub async fn managed_records_round_trip(log: &dyn TopicLog) {
     let mut got = log.load_catalog().await.expect("load").managed;
     got.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(got, vec![rec("a", Some(7)), rec("b", None)]);
-    log.delete_managed("a").await.expect("delete");
-    log.delete_managed("never")
+    log.delete_managed(&managed_id("a")).await.expect("delete");
+    log.delete_managed(&managed_id("never"))
         .await
         .expect("deleting an absent id is fine");
     assert_eq!(
@@ -273,7 +286,7 @@ pub async fn create_managed_takes_a_name_once_per_tenant(log: &dyn TopicLog) {
             .await
             .expect("taken by the 18-character form")
     );
-    log.delete_managed("m1").await.expect("delete");
+    log.delete_managed(&managed_id("m1")).await.expect("delete");
     assert!(
         log.create_managed(rec("m4", "00D000000000000"))
             .await
@@ -308,9 +321,13 @@ pub async fn put_commit_changes_only_the_commit(log: &dyn TopicLog) {
         offset: 9,
         time_ms: 10,
     };
-    assert!(log.put_commit("m1", Some(commit)).await.expect("commit"));
     assert!(
-        !log.put_commit("absent", Some(commit))
+        log.put_commit(&managed_id("m1"), Some(commit))
+            .await
+            .expect("commit")
+    );
+    assert!(
+        !log.put_commit(&managed_id("absent"), Some(commit))
             .await
             .expect("commit")
     );
@@ -319,7 +336,11 @@ pub async fn put_commit_changes_only_the_commit(log: &dyn TopicLog) {
         log.load_catalog().await.expect("load").managed,
         vec![rec.clone()]
     );
-    assert!(log.put_commit("m1", None).await.expect("uncommit"));
+    assert!(
+        log.put_commit(&managed_id("m1"), None)
+            .await
+            .expect("uncommit")
+    );
     rec.commit = None;
     assert_eq!(log.load_catalog().await.expect("load").managed, vec![rec]);
 }
@@ -351,7 +372,7 @@ pub async fn allocated_topic_ids_are_fresh(log: &dyn TopicLog) {
     .expect("put topic");
     let a = log.allocate_topic_id().await.expect("allocate");
     let b = log.allocate_topic_id().await.expect("allocate");
-    assert!(a > 7 && b > a, "{a}, {b}");
+    assert!(a > TopicId(7) && b > a, "{a:?}, {b:?}");
 }
 
 /// Schema texts are read back per tenant and id: two tenants' texts of one
@@ -410,29 +431,32 @@ pub async fn schema_texts_are_kept_per_tenant(log: &dyn TopicLog) {
 /// A lease keeps other holders out until it is released or expires.
 pub async fn leases_exclude_other_holders(log: &dyn TopicLog) {
     let long = Duration::from_secs(60);
-    assert!(log.acquire_lease("k", "a", long).await.expect("acquire"));
+    let (k, a, b) = (
+        LeaseKey::new("k"),
+        LeaseHolder::new("a"),
+        LeaseHolder::new("b"),
+    );
+    assert!(log.acquire_lease(&k, &a, long).await.expect("acquire"));
     assert!(
-        log.acquire_lease("k", "a", long)
+        log.acquire_lease(&k, &a, long)
             .await
             .expect("again by the holder")
     );
-    assert!(!log.acquire_lease("k", "b", long).await.expect("refused"));
-    assert!(log.renew_lease("k", "a", long).await.expect("renew"));
-    assert!(!log.renew_lease("k", "b", long).await.expect("not b's"));
-    log.release_lease("k", "b")
-        .await
-        .expect("not b's to release");
-    assert!(!log.acquire_lease("k", "b", long).await.expect("still a's"));
-    log.release_lease("k", "a").await.expect("release");
+    assert!(!log.acquire_lease(&k, &b, long).await.expect("refused"));
+    assert!(log.renew_lease(&k, &a, long).await.expect("renew"));
+    assert!(!log.renew_lease(&k, &b, long).await.expect("not b's"));
+    log.release_lease(&k, &b).await.expect("not b's to release");
+    assert!(!log.acquire_lease(&k, &b, long).await.expect("still a's"));
+    log.release_lease(&k, &a).await.expect("release");
     assert!(
-        log.acquire_lease("k", "b", Duration::from_millis(1))
+        log.acquire_lease(&k, &b, Duration::from_millis(1))
             .await
             .expect("free")
     );
     // An expired lease goes to whoever asks, and its old holder has lost it.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert!(log.acquire_lease("k", "a", long).await.expect("taken over"));
-    assert!(!log.renew_lease("k", "b", long).await.expect("lost"));
+    assert!(log.acquire_lease(&k, &a, long).await.expect("taken over"));
+    assert!(!log.renew_lease(&k, &b, long).await.expect("lost"));
 }
 
 /// A log that reports catalog changes reports every kind of them.

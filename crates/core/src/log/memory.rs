@@ -1,6 +1,6 @@
 //! The in-memory twin of the RocksDB backend.
 //!
-//! Owns: a [`TopicLog`] that keeps everything in process memory, for tests
+//! Owns: a [`super::TopicLog`] that keeps everything in process memory, for tests
 //! and for the contract suite. Must not: be used where durability matters.
 
 use std::collections::{HashMap, VecDeque};
@@ -14,10 +14,11 @@ use tokio::sync::{broadcast, watch};
 use super::lease::LeaseTable;
 use super::tail::Tails;
 use super::{
-    Catalog, CatalogChange, CommitRecord, LogBounds, LogError, ManagedRecord, NewEvent,
-    SchemaRecord, StoredEvent, TopicLog, TopicRecord, now_ms,
+    Catalog, CatalogChange, CatalogStore, CommitRecord, EpochMillis, EventLog, LeaseHolder,
+    LeaseKey, LeaseStore, LogBounds, LogError, ManagedRecord, NewEvent, SchemaRecord, StoredEvent,
+    TopicRecord, now_ms,
 };
-use crate::types::{Offset, SchemaId, TenantId, TopicId};
+use crate::types::{ManagedId, Offset, SchemaId, TenantId, TopicId};
 
 /// An in-memory topic log. Shared by several brokers in one process, it
 /// stands in for a log several eventbus processes share: every handle sees
@@ -87,7 +88,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[async_trait::async_trait]
-impl TopicLog for MemoryTopicLog {
+impl EventLog for MemoryTopicLog {
     async fn register_topic(&self, topic: TopicId) -> Result<(), LogError> {
         self.tails.register(topic, LogBounds::default());
         lock(&self.events).entry(topic).or_default();
@@ -156,7 +157,8 @@ impl TopicLog for MemoryTopicLog {
         self.tails.watch(topic)
     }
 
-    async fn trim_older_than(&self, topic: TopicId, cutoff_ms: u64) -> Result<u64, LogError> {
+    async fn trim_older_than(&self, topic: TopicId, cutoff: EpochMillis) -> Result<u64, LogError> {
+        let cutoff_ms = cutoff.0;
         let tail = self.tails.get(topic)?;
         let mut all = lock(&self.events);
         let Some(log) = all.get_mut(&topic) else {
@@ -185,6 +187,21 @@ impl TopicLog for MemoryTopicLog {
         }
     }
 
+    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
+        let all = lock(&self.events);
+        Ok(all
+            .get(&topic)
+            .map_or(0, |l| l.iter().map(|e| e.event.approx_size() as u64).sum()))
+    }
+
+    async fn close(&self) -> Result<(), LogError> {
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogStore for MemoryTopicLog {
     async fn load_catalog(&self) -> Result<Catalog, LogError> {
         let mut topics: Vec<_> = lock(&self.topics).values().cloned().collect();
         topics.sort_by_key(|t| t.id);
@@ -243,13 +260,6 @@ impl TopicLog for MemoryTopicLog {
         Ok(removed)
     }
 
-    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
-        let all = lock(&self.events);
-        Ok(all
-            .get(&topic)
-            .map_or(0, |l| l.iter().map(|e| e.event.approx_size() as u64).sum()))
-    }
-
     async fn put_schema(
         &self,
         tenant: &TenantId,
@@ -288,16 +298,20 @@ impl TopicLog for MemoryTopicLog {
         Ok(true)
     }
 
-    async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
+    async fn delete_managed(&self, id: &ManagedId) -> Result<(), LogError> {
         self.open()?;
-        lock(&self.managed).remove(id);
-        self.changed(CatalogChange::ManagedDeleted(id.to_owned()));
+        lock(&self.managed).remove(id.as_str());
+        self.changed(CatalogChange::ManagedDeleted(id.to_string()));
         Ok(())
     }
 
-    async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError> {
+    async fn put_commit(
+        &self,
+        id: &ManagedId,
+        commit: Option<CommitRecord>,
+    ) -> Result<bool, LogError> {
         self.open()?;
-        let updated = lock(&self.managed).get_mut(id).map(|r| {
+        let updated = lock(&self.managed).get_mut(id.as_str()).map(|r| {
             r.commit = commit;
             r.clone()
         });
@@ -310,12 +324,12 @@ impl TopicLog for MemoryTopicLog {
         })
     }
 
-    async fn allocate_topic_id(&self) -> Result<u32, LogError> {
+    async fn allocate_topic_id(&self) -> Result<TopicId, LogError> {
         self.open()?;
         let mut next = lock(&self.next_topic_id);
         let id = (*next).max(1);
         *next = id.saturating_add(1);
-        Ok(id)
+        Ok(TopicId(id))
     }
 
     async fn get_schema(
@@ -331,29 +345,32 @@ impl TopicLog for MemoryTopicLog {
     fn watch_catalog(&self) -> Option<broadcast::Receiver<CatalogChange>> {
         Some(self.changes.subscribe())
     }
+}
 
+#[async_trait::async_trait]
+impl LeaseStore for MemoryTopicLog {
     async fn acquire_lease(
         &self,
-        key: &str,
-        holder: &str,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
         ttl: Duration,
     ) -> Result<bool, LogError> {
         self.open()?;
         Ok(self.leases.acquire(key, holder, ttl))
     }
 
-    async fn renew_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, LogError> {
+    async fn renew_lease(
+        &self,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
         self.open()?;
         Ok(self.leases.renew(key, holder, ttl))
     }
 
-    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LogError> {
+    async fn release_lease(&self, key: &LeaseKey, holder: &LeaseHolder) -> Result<(), LogError> {
         self.leases.release(key, holder);
-        Ok(())
-    }
-
-    async fn close(&self) -> Result<(), LogError> {
-        self.closed.store(true, Ordering::Release);
         Ok(())
     }
 }

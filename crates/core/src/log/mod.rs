@@ -1,6 +1,7 @@
 //! The per-topic append-only event log and its small metadata catalog.
 //!
-//! Owns: the [`TopicLog`] trait, the event and catalog record types, the
+//! Owns: the [`TopicLog`] trait and its parts by concern ([`EventLog`],
+//! [`CatalogStore`], [`LeaseStore`]), the event and catalog record types, the
 //! in-memory backend ([`memory::MemoryTopicLog`]), the pieces every backend
 //! shares (tail watches, in-process leases) and the contract tests all
 //! backends must pass. The RocksDB backend is the `eventbus-rocksdb` crate,
@@ -16,6 +17,7 @@
 //!   ([`Durability`]); readers never see an event before its append returned
 //!   to at least the writer (the tail watch moves after the commit).
 
+mod error;
 pub mod lease;
 pub mod memory;
 pub mod tail;
@@ -32,7 +34,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::types::{EventId, ManagedReplay, ManagedState, Offset, SchemaId, TenantId, TopicId};
+use crate::types::{
+    EventId, ManagedId, ManagedReplay, ManagedState, Offset, SchemaId, TenantId, TopicId,
+};
+
+pub use error::{BoxError, LogError, WithContext};
+pub use lease::{LeaseHolder, LeaseKey};
 
 /// How hard `append` works before it acknowledges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -242,43 +249,17 @@ pub enum CatalogChange {
     ManagedDeleted(String),
 }
 
-/// Errors of the log layer.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    /// The storage engine failed; the message is for logs, not clients.
-    #[error("storage error: {0}")]
-    Storage(String),
-    /// The disk holding the log is full: nothing of the failed write was
-    /// stored. The backend resumes writing by itself once space is freed;
-    /// the message is for logs, not clients.
-    #[error("storage full: {0}")]
-    StorageFull(String),
-    /// A stored record could not be decoded (corruption or a bug).
-    #[error("corrupt record: {0}")]
-    Corrupt(String),
-    /// The log is closing; the call may be retried against a new server.
-    #[error("the log is shutting down")]
-    Closed,
-    /// The topic id is not known to this log.
-    #[error("unknown topic id {0}")]
-    UnknownTopic(u32),
-}
+/// Epoch milliseconds: a point in time as the log stores it (an event's
+/// `time_ms`, a retention cutoff).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EpochMillis(pub u64);
 
-impl LogError {
-    /// Whether the same call might succeed later.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            LogError::Storage(_) | LogError::StorageFull(_) | LogError::Closed
-        )
-    }
-}
-
-/// The per-topic append-only log.
+/// The per-topic append-only event log: offsets, reads, the tail and
+/// retention. One part of [`TopicLog`].
 ///
 /// Every method is required: there is no sensible default for storage.
 #[async_trait::async_trait]
-pub trait TopicLog: Send + Sync + 'static {
+pub trait EventLog: Send + Sync + 'static {
     /// Makes `topic` known to the log so it can take appends and be watched.
     /// Idempotent. Called for every catalog topic at startup and for every
     /// new topic before its first append.
@@ -310,10 +291,27 @@ pub trait TopicLog: Send + Sync + 'static {
     /// A watch on the latest committed offset; it changes after every commit.
     fn watch_tail(&self, topic: TopicId) -> Result<watch::Receiver<Offset>, LogError>;
 
-    /// Deletes the events committed before `cutoff_ms` (epoch ms) and
-    /// returns how many were deleted. Never blocks appends.
-    async fn trim_older_than(&self, topic: TopicId, cutoff_ms: u64) -> Result<u64, LogError>;
+    /// Deletes the events committed before `cutoff` and returns how many
+    /// were deleted. Never blocks appends.
+    async fn trim_older_than(&self, topic: TopicId, cutoff: EpochMillis) -> Result<u64, LogError>;
 
+    /// Approximate bytes the topic's events take in storage.
+    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError>;
+
+    /// Storage-wide figures; cheap (reads in-memory counters).
+    fn storage_stats(&self) -> StorageStats;
+
+    /// Makes everything acknowledged so far durable and stops the writer;
+    /// later appends fail with [`LogError::Closed`].
+    async fn close(&self) -> Result<(), LogError>;
+}
+
+/// The catalog: topic, schema and managed-subscription records, topic ids
+/// and the change feed. One part of [`TopicLog`].
+///
+/// Every method is required: there is no sensible default for storage.
+#[async_trait::async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
     /// Loads the catalog.
     async fn load_catalog(&self) -> Result<Catalog, LogError>;
 
@@ -324,7 +322,7 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Stores a new topic's record unless a topic of that name exists
     /// (created by this handle or another on the same log); false, and
     /// nothing stored, when one does. Raises `next_topic_id` like
-    /// [`TopicLog::put_topic`].
+    /// [`CatalogStore::put_topic`].
     async fn create_topic(&self, record: TopicRecord) -> Result<bool, LogError>;
 
     /// Deletes a topic: its events, trim point and catalog record, in one
@@ -332,11 +330,9 @@ pub trait TopicLog: Send + Sync + 'static {
     /// number of events that were retained.
     async fn delete_topic(&self, topic: TopicId, name: &str) -> Result<u64, LogError>;
 
-    /// Approximate bytes the topic's events take in storage.
-    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError>;
-
-    /// Storage-wide figures; cheap (reads in-memory counters).
-    fn storage_stats(&self) -> StorageStats;
+    /// Takes a topic id never handed out before, by this handle or any
+    /// other on the same log.
+    async fn allocate_topic_id(&self) -> Result<TopicId, LogError>;
 
     /// Durably stores `tenant`'s JSON text of a schema (insert or
     /// replace). Texts of other tenants with the same id are kept apart.
@@ -346,6 +342,15 @@ pub trait TopicLog: Send + Sync + 'static {
         id: SchemaId,
         json: String,
     ) -> Result<(), LogError>;
+
+    /// `tenant`'s JSON text of a schema, `None` when it stored none; with
+    /// `tenant` `None`, the text stored for the id before texts were kept
+    /// per tenant. Never another tenant's text.
+    async fn get_schema(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &SchemaId,
+    ) -> Result<Option<String>, LogError>;
 
     /// Durably stores a managed subscription (insert or replace, by id).
     async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError>;
@@ -359,45 +364,52 @@ pub trait TopicLog: Send + Sync + 'static {
     /// removes it), leaving its definition as stored: a commit made on one
     /// process cannot undo a state change made on another. Returns false
     /// when no subscription has this id.
-    async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError>;
-
-    /// Takes a topic id never handed out before, by this handle or any
-    /// other on the same log.
-    async fn allocate_topic_id(&self) -> Result<u32, LogError>;
-
-    /// `tenant`'s JSON text of a schema, `None` when it stored none; with
-    /// `tenant` `None`, the text stored for the id before texts were kept
-    /// per tenant. Never another tenant's text.
-    async fn get_schema(
+    async fn put_commit(
         &self,
-        tenant: Option<&TenantId>,
-        id: &SchemaId,
-    ) -> Result<Option<String>, LogError>;
+        id: &ManagedId,
+        commit: Option<CommitRecord>,
+    ) -> Result<bool, LogError>;
+
+    /// Durably deletes a managed subscription by id (no error when absent).
+    async fn delete_managed(&self, id: &ManagedId) -> Result<(), LogError>;
 
     /// Every catalog change from now on, or `None` for a log that only this
     /// handle writes (nothing changes behind its back).
     fn watch_catalog(&self) -> Option<tokio::sync::broadcast::Receiver<CatalogChange>>;
+}
 
+/// Leases with an expiry: what keeps a managed subscription to one stream
+/// across every process on the log. One part of [`TopicLog`].
+#[async_trait::async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
     /// Takes the lease `key` for `holder` for `ttl`, unless another holder's
-    /// lease is still running; true when `holder` holds it now. Leases keep a
-    /// managed subscription to one stream across every process on the log;
-    /// a process that dies without releasing loses its leases after `ttl`.
-    async fn acquire_lease(&self, key: &str, holder: &str, ttl: Duration)
-    -> Result<bool, LogError>;
+    /// lease is still running; true when `holder` holds it now. A process
+    /// that dies without releasing loses its leases after `ttl`.
+    async fn acquire_lease(
+        &self,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<bool, LogError>;
 
     /// Extends `holder`'s lease by `ttl`; false when it lost the lease.
-    async fn renew_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, LogError>;
+    async fn renew_lease(
+        &self,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<bool, LogError>;
 
     /// Gives up `holder`'s lease (no error when it does not hold it).
-    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LogError>;
-
-    /// Durably deletes a managed subscription by id (no error when absent).
-    async fn delete_managed(&self, id: &str) -> Result<(), LogError>;
-
-    /// Makes everything acknowledged so far durable and stops the writer;
-    /// later appends fail with [`LogError::Closed`].
-    async fn close(&self) -> Result<(), LogError>;
+    async fn release_lease(&self, key: &LeaseKey, holder: &LeaseHolder) -> Result<(), LogError>;
 }
+
+/// The whole log a broker runs on: the event log, the catalog and the
+/// leases. Implemented for every type that implements the three parts; a
+/// backend implements those.
+pub trait TopicLog: EventLog + CatalogStore + LeaseStore {}
+
+impl<T: EventLog + CatalogStore + LeaseStore + ?Sized> TopicLog for T {}
 
 /// A shared, type-erased log.
 pub type SharedLog = Arc<dyn TopicLog>;

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 #[cfg(test)]
 use super::memory::MemoryTopicLog;
-use super::{EventHeader, LogError, NewEvent, TopicLog, TopicRecord, now_ms};
+use super::{EpochMillis, EventHeader, LogError, NewEvent, TopicLog, TopicRecord, now_ms};
 use crate::types::{EventId, Offset, SchemaId, TopicId};
 
 /// Topic ids the operations use: few, so operations collide on them.
@@ -365,7 +365,9 @@ async fn run_case(backend: &mut dyn Backend, ops: &[Op]) -> Result<(), TestCaseE
                     }
                     Cutoff::Tick(_) => (0, 0),
                 };
-                let got = log.trim_older_than(TopicId(*t), cutoff_ms).await;
+                let got = log
+                    .trim_older_than(TopicId(*t), EpochMillis(cutoff_ms))
+                    .await;
                 let want = if model.registered.contains(t) {
                     let m = model.logs.entry(*t).or_default();
                     let n = m.events.iter().take_while(|e| e.epoch < keep_from).count();
