@@ -119,6 +119,9 @@ impl Broker {
 mod tests {
     //! Two brokers on one shared in-memory log: two eventbus processes on
     //! one shared log, as far as the engine can tell.
+    //!
+    //! The follower applies changes in the background: the tests poll
+    //! with [`eventually`].
 
     use std::sync::Arc;
     use std::time::Duration;
@@ -126,43 +129,17 @@ mod tests {
     use super::super::{Broker, BrokerConfig, ManagedChange, ManagedRef, NewManaged};
     use crate::log::SharedLog;
     use crate::log::memory::MemoryTopicLog;
-    use crate::metrics::Metrics;
-    use crate::schema::ParsedSchema;
-    use crate::types::{ManagedReplay, ManagedState, TopicName};
+    use crate::testing::{eventually, open, topic};
+    use crate::types::{ManagedReplay, ManagedState};
 
     const TENANT: &str = "00D000000000000EAA";
-    const SCHEMA: &str =
-        r#"{"type":"record","name":"A__e","fields":[{"name":"CreatedDate","type":"long"}]}"#;
 
     async fn pair() -> (Arc<Broker>, Arc<Broker>) {
         let log: SharedLog = Arc::new(MemoryTopicLog::new());
-        let open = || async {
-            Broker::open(
-                log.clone(),
-                BrokerConfig::default(),
-                Arc::new(Metrics::new()),
-            )
-            .await
-            .expect("broker")
-        };
-        (open().await, open().await)
-    }
-
-    /// Polls `done` (the follower applies changes in the background).
-    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn topic(broker: &Broker, name: &str) {
-        let name = TopicName::parse(name).expect("name");
-        broker
-            .provision(&name, ParsedSchema::parse(SCHEMA).expect("schema"))
-            .await
-            .expect("provision");
+        (
+            open(log.clone(), BrokerConfig::default()).await,
+            open(log, BrokerConfig::default()).await,
+        )
     }
 
     #[tokio::test]

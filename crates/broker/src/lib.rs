@@ -25,6 +25,8 @@ pub mod provision;
 pub mod publisher;
 pub mod schemas;
 pub mod subscription;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

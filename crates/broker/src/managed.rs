@@ -816,19 +816,17 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use super::*;
     use crate::BrokerConfig;
-    use crate::log::SharedLog;
     use crate::log::memory::MemoryTopicLog;
-    use crate::metrics::Metrics;
-    use crate::schema::ParsedSchema;
-    use crate::types::TopicName;
+    use crate::log::{LogError, SharedLog};
+    use crate::testing::{TokioLeaseLog, open, topic};
 
     const LONG: &str = "00D5e000000AbcdEAC";
     const SHORT: &str = "00D5e000000Abcd";
     const TOPIC: &str = "/~00D5e000000Abcd/event/A__e";
-    const SCHEMA: &str =
-        r#"{"type":"record","name":"A__e","fields":[{"name":"CreatedDate","type":"long"}]}"#;
 
     fn def(name: &str) -> NewManaged {
         NewManaged {
@@ -863,14 +861,8 @@ mod tests {
             max_managed_per_tenant: 2,
             ..BrokerConfig::default()
         };
-        let broker = Broker::open(log, cfg, Arc::new(Metrics::new()))
-            .await
-            .expect("broker");
-        let name = TopicName::parse(TOPIC).expect("name");
-        broker
-            .provision(&name, ParsedSchema::parse(SCHEMA).expect("schema"))
-            .await
-            .expect("topic");
+        let broker = open(log, cfg).await;
+        topic(&broker, TOPIC).await;
 
         assert_eq!(broker.list_managed(LONG).len(), 1, "the old definition");
         broker
@@ -894,5 +886,107 @@ mod tests {
             Err(BrokerError::ManagedLimit(2))
         ));
         assert_eq!(broker.list_managed(SHORT).len(), 2);
+    }
+
+    // Leases, on tokio's paused clock: waits of seconds cost no real time.
+
+    /// A broker on `log` with [`TOPIC`] and the managed subscription
+    /// "Leased" on it (created unless `log` has it already).
+    async fn leased(log: Arc<TokioLeaseLog>) -> Arc<Broker> {
+        let broker = open(log, BrokerConfig::default()).await;
+        if broker.topic(TOPIC).is_err() {
+            topic(&broker, TOPIC).await;
+            broker
+                .create_managed(LONG, def("Leased"))
+                .await
+                .expect("create");
+        }
+        broker
+    }
+
+    async fn take(broker: &Arc<Broker>) -> Result<ManagedSession, BrokerError> {
+        broker
+            .open_managed_session(LONG, &ManagedRef::Name("Leased".into()))
+            .await
+            .map(|start| start.session)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_stream_waits_for_the_first_to_let_go_then_is_refused() {
+        let broker = leased(Arc::default()).await;
+        let first = take(&broker).await.expect("first");
+        let asked = Instant::now();
+        assert!(matches!(
+            take(&broker).await,
+            Err(BrokerError::ManagedAlreadyActive)
+        ));
+        let waited = asked.elapsed();
+        assert!(
+            waited >= TAKEOVER_WAIT && waited < TAKEOVER_WAIT + Duration::from_millis(100),
+            "refused after {waited:?}"
+        );
+        assert!(!first.ending().is_cancelled(), "the first stream goes on");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_let_go_of_during_the_wait_is_taken_over() {
+        let broker = leased(Arc::default()).await;
+        let first = take(&broker).await.expect("first");
+        let asked = Instant::now();
+        let second = tokio::spawn({
+            let broker = broker.clone();
+            async move { take(&broker).await.map(|s| s.id()) }
+        });
+        tokio::time::sleep(TAKEOVER_WAIT / 2).await;
+        drop(first);
+        second.await.expect("task").expect("taken over");
+        assert!(asked.elapsed() < TAKEOVER_WAIT, "not refused first");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_keeps_its_lease_across_processes_by_renewing_it() {
+        let log = Arc::new(TokioLeaseLog::default());
+        let (a, b) = (leased(log.clone()).await, leased(log).await);
+        let on_a = take(&a).await.expect("a");
+        // Many times the lease's lifetime.
+        tokio::time::sleep(LEASE_TTL * 6).await;
+        assert!(!on_a.ending().is_cancelled());
+        assert!(
+            matches!(take(&b).await, Err(BrokerError::ManagedAlreadyActive)),
+            "b may not take a lease a renews"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_cannot_renew_ends_and_its_lease_is_taken_once_it_expired() {
+        let log = Arc::new(TokioLeaseLog::default());
+        let (a, b) = (leased(log.clone()).await, leased(log.clone()).await);
+        let on_a = take(&a).await.expect("a");
+        let taken = Instant::now();
+        log.cut_off(&a.instance);
+        // A stops delivering at its first failed renewal...
+        tokio::time::timeout(
+            LEASE_RENEW + Duration::from_millis(10),
+            on_a.ending().cancelled(),
+        )
+        .await
+        .expect("a's stream ends when it cannot renew");
+        assert!(matches!(
+            on_a.end_reason(),
+            BrokerError::Log(LogError::Storage(_))
+        ));
+        // ...but its lease runs until it expires: until then B waits and
+        // is refused...
+        assert!(matches!(
+            take(&b).await,
+            Err(BrokerError::ManagedAlreadyActive)
+        ));
+        assert!(taken.elapsed() < LEASE_TTL);
+        // ...and once it has, B takes the subscription over.
+        tokio::time::sleep_until(taken + LEASE_TTL).await;
+        let on_b = take(&b).await.expect("b takes over the expired lease");
+        assert!(taken.elapsed() < LEASE_TTL + TAKEOVER_WAIT);
+        assert!(!on_b.ending().is_cancelled());
+        drop(on_a);
     }
 }

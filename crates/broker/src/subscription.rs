@@ -571,16 +571,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::log::SharedLog;
+    use crate::BrokerConfig;
+    use crate::log::LogError;
     use crate::log::memory::MemoryTopicLog;
-    use crate::metrics::Metrics;
-    use crate::schema::ParsedSchema;
-    use crate::types::TopicName;
-    use crate::{BrokerConfig, PublishEvent};
+    use crate::testing::{TokioLeaseLog, open, publish, topic};
+    use crate::types::{ManagedReplay, ManagedState};
+    use crate::{ManagedRef, NewManaged};
 
     const TOPIC: &str = "/event/A__e";
-    const SCHEMA: &str =
-        r#"{"type":"record","name":"A__e","fields":[{"name":"CreatedDate","type":"long"}]}"#;
 
     /// Admits while `admit` is set and records what each hold shrank to.
     struct Recording {
@@ -605,31 +603,18 @@ mod tests {
         }
     }
 
+    /// A broker on the in-memory log with [`TOPIC`] holding `n` events.
+    async fn broker_with(cfg: BrokerConfig, n: usize) -> Arc<Broker> {
+        let broker = open(Arc::new(MemoryTopicLog::new()), cfg).await;
+        topic(&broker, TOPIC).await;
+        if n > 0 {
+            publish(&broker, TOPIC, n).await;
+        }
+        broker
+    }
+
     async fn broker_with_events(n: usize) -> Arc<Broker> {
-        let log: SharedLog = Arc::new(MemoryTopicLog::new());
-        let broker = Broker::open(log, BrokerConfig::default(), Arc::new(Metrics::new()))
-            .await
-            .expect("broker");
-        let name = TopicName::parse(TOPIC).expect("name");
-        broker
-            .provision(&name, ParsedSchema::parse(SCHEMA).expect("schema"))
-            .await
-            .expect("provision");
-        let schema = broker
-            .topic(TOPIC)
-            .expect("topic")
-            .current_schema()
-            .to_string();
-        let events = (0..n)
-            .map(|_| PublishEvent {
-                id: String::new(),
-                schema_id: schema.clone(),
-                payload: bytes::Bytes::from_static(&[2]),
-                headers: Vec::new(),
-            })
-            .collect();
-        broker.publish(TOPIC, events).await.expect("publish");
-        broker
+        broker_with(BrokerConfig::default(), n).await
     }
 
     fn recording(admit: bool) -> Arc<Recording> {
@@ -696,5 +681,249 @@ mod tests {
         assert!(rx.recv().await.is_none(), "nothing was delivered");
         assert_eq!(pace.asked.lock().expect("lock").len(), 1);
         assert!(pace.shrunk.lock().expect("lock").is_empty());
+    }
+
+    // Timing: every test below runs on tokio's paused clock. A wait on
+    // the channel lets the clock jump to the next timer, so an hour of
+    // silence costs no real time.
+
+    type Out = mpsc::Receiver<Result<Delivery, BrokerError>>;
+
+    /// A subscription's delivery loop running on its own task; `grants`
+    /// is the client's side (dropping it half-closes the stream).
+    struct Running {
+        out: Out,
+        grants: mpsc::Sender<Control>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Running {
+        fn start(sub: Subscription, credit: u32, managed: Option<ManagedSession>) -> Self {
+            let (grants, controls) = mpsc::channel(8);
+            let (tx, out) = mpsc::channel(8);
+            let stop = CancellationToken::new();
+            let controls: Controls =
+                Box::pin(tokio_stream::wrappers::ReceiverStream::new(controls));
+            let task = tokio::spawn(sub.run(credit, controls, tx, stop.clone(), managed));
+            Self {
+                out,
+                grants,
+                stop,
+                task,
+            }
+        }
+
+        async fn grant(&self, n: u32) {
+            self.grants
+                .send(Control::Grant(n))
+                .await
+                .expect("the loop listens");
+        }
+
+        /// Asserts that nothing arrives for `how_long`.
+        async fn quiet(&mut self, how_long: Duration) {
+            if let Ok(got) = tokio::time::timeout(how_long, self.out.recv()).await {
+                panic!("nothing expected within {how_long:?}, got {got:?}");
+            }
+        }
+
+        /// The next response, which must arrive within `how_long`.
+        async fn next(&mut self, how_long: Duration) -> Delivery {
+            tokio::time::timeout(how_long, self.out.recv())
+                .await
+                .unwrap_or_else(|_| panic!("a response within {how_long:?}"))
+                .expect("the loop runs")
+                .expect("a delivery, not an error")
+        }
+
+        /// Stops the loop, failing the test if it does not stop.
+        async fn end(self) {
+            self.stop.cancel();
+            tokio::time::timeout(HOUR, self.task)
+                .await
+                .expect("the loop stops when told")
+                .expect("the loop does not panic");
+        }
+    }
+
+    /// Slack for the timer wheel's millisecond rounding.
+    const TICK: Duration = Duration::from_millis(5);
+    /// Longer than any timer of an idle subscription without credit.
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn ids(d: &Delivery) -> Vec<u64> {
+        d.events.iter().map(|e| e.offset.0).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_credit_and_nothing_new_a_keepalive_comes_every_interval() {
+        let broker = broker_with_events(2).await;
+        let keepalive = broker.config().keepalive;
+        let sub = broker.subscribe(TOPIC, Start::Latest).expect("subscribe");
+        let mut run = Running::start(sub, 5, None);
+        for _ in 0..3 {
+            run.quiet(keepalive - TICK).await;
+            let ka = run.next(2 * TICK).await;
+            assert!(ka.events.is_empty(), "a keepalive carries no events");
+            assert_eq!(
+                ka.latest,
+                ReplayId::from(Offset(2)),
+                "it names the position"
+            );
+            assert_eq!(ka.pending, 5, "and the credit left");
+            assert!(ka.commit.is_none());
+        }
+        run.end().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_credit_no_keepalive_and_a_grant_starts_the_interval() {
+        let broker = broker_with_events(0).await;
+        let keepalive = broker.config().keepalive;
+        let sub = broker.subscribe(TOPIC, Start::Latest).expect("subscribe");
+        let mut run = Running::start(sub, 0, None);
+        run.quiet(HOUR).await;
+        run.grant(3).await;
+        // Counted from the grant, not from when the stream opened an hour
+        // ago (that keepalive would be long overdue).
+        run.quiet(keepalive - TICK).await;
+        let ka = run.next(2 * TICK).await;
+        assert!(ka.events.is_empty());
+        assert_eq!(ka.pending, 3);
+        run.end().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_puts_the_next_keepalive_a_full_interval_off() {
+        let broker = broker_with_events(0).await;
+        let keepalive = broker.config().keepalive;
+        let sub = broker.subscribe(TOPIC, Start::Latest).expect("subscribe");
+        let mut run = Running::start(sub, 10, None);
+        run.quiet(keepalive / 2).await;
+        let offsets = publish(&broker, TOPIC, 1).await;
+        let d = run.next(TICK).await;
+        assert_eq!(ids(&d), vec![offsets[0].0]);
+        assert_eq!(d.pending, 9);
+        run.quiet(keepalive - TICK).await;
+        let ka = run.next(2 * TICK).await;
+        assert!(ka.events.is_empty());
+        assert_eq!(ka.latest, ReplayId::from(offsets[0]));
+        assert_eq!(ka.pending, 9);
+        run.end().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_event_is_delivered_without_credit() {
+        let broker = broker_with_events(5).await;
+        let sub = broker.subscribe(TOPIC, Start::Earliest).expect("subscribe");
+        let mut run = Running::start(sub, 0, None);
+        run.quiet(HOUR).await;
+        run.grant(2).await;
+        let d = run.next(TICK).await;
+        assert_eq!(ids(&d), vec![1, 2], "as many as granted");
+        assert_eq!(d.pending, 0);
+        run.quiet(HOUR).await;
+        run.grant(10).await;
+        let d = run.next(TICK).await;
+        assert_eq!(ids(&d), vec![3, 4, 5]);
+        assert_eq!(d.pending, 7, "credit not spent stays");
+        run.end().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn grants_add_up() {
+        let broker = broker_with_events(0).await;
+        let sub = broker.subscribe(TOPIC, Start::Latest).expect("subscribe");
+        let mut run = Running::start(sub, 1, None);
+        run.grant(2).await;
+        run.grant(3).await;
+        // The grants are taken while nothing is there to deliver.
+        run.quiet(TICK).await;
+        publish(&broker, TOPIC, 10).await;
+        let d = run.next(TICK).await;
+        assert_eq!(ids(&d), vec![1, 2, 3, 4, 5, 6], "1 + 2 + 3 events");
+        assert_eq!(d.pending, 0);
+        run.quiet(HOUR).await;
+        run.end().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn credit_is_capped_at_the_configured_maximum() {
+        let cfg = BrokerConfig {
+            max_credit: 4,
+            ..BrokerConfig::default()
+        };
+        let broker = broker_with(cfg, 0).await;
+        let keepalive = broker.config().keepalive;
+        let sub = broker.subscribe(TOPIC, Start::Latest).expect("subscribe");
+        let mut run = Running::start(sub, 3, None);
+        run.grant(3).await;
+        run.grant(100).await;
+        run.quiet(keepalive - TICK).await;
+        let ka = run.next(2 * TICK).await;
+        assert_eq!(ka.pending, 4, "the keepalive reports the capped credit");
+        publish(&broker, TOPIC, 10).await;
+        let d = run.next(TICK).await;
+        assert_eq!(ids(&d), vec![1, 2, 3, 4]);
+        assert_eq!(d.pending, 0);
+        run.quiet(HOUR).await;
+        run.end().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn credit_larger_than_a_batch_is_spent_over_several_responses() {
+        let cfg = BrokerConfig {
+            max_batch_events: 2,
+            ..BrokerConfig::default()
+        };
+        let broker = broker_with(cfg, 10).await;
+        let sub = broker.subscribe(TOPIC, Start::Earliest).expect("subscribe");
+        let mut run = Running::start(sub, 5, None);
+        let mut got = Vec::new();
+        for pending in [3, 1, 0] {
+            let d = run.next(TICK).await;
+            assert!(d.events.len() <= 2);
+            assert_eq!(d.pending, pending);
+            got.extend(ids(&d));
+        }
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        run.quiet(HOUR).await;
+        run.end().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_managed_stream_that_loses_its_lease_ends_with_a_storage_error() {
+        const TENANT: &str = "00D000000000000EAA";
+        let log = Arc::new(TokioLeaseLog::default());
+        let broker = open(log.clone(), BrokerConfig::default()).await;
+        topic(&broker, TOPIC).await;
+        broker
+            .create_managed(
+                TENANT,
+                NewManaged {
+                    developer_name: "Leased".into(),
+                    topic: TOPIC.into(),
+                    default_replay: ManagedReplay::Latest,
+                    error_recovery_replay: ManagedReplay::Latest,
+                    state: ManagedState::Run,
+                },
+            )
+            .await
+            .expect("create");
+        let open = broker
+            .open_managed(TENANT, &ManagedRef::Name("Leased".into()))
+            .await
+            .expect("open");
+        let mut run = Running::start(open.subscription, 1, Some(open.session));
+        log.cut_off(&broker.instance);
+        // The lease is renewed every few seconds, well before a keepalive
+        // is due: the first thing the client hears is why its stream ended.
+        match tokio::time::timeout(broker.config().keepalive - TICK, run.out.recv()).await {
+            Ok(Some(Err(BrokerError::Log(LogError::Storage(_))))) => {}
+            other => panic!("expected the lease error, got {other:?}"),
+        }
+        assert!(run.out.recv().await.is_none(), "and the stream ended");
+        run.end().await;
     }
 }
