@@ -3,7 +3,8 @@
 //! Owns: one pull consumer per subscriber position, reused by the next read
 //! from there, what it fetched beyond a read's byte budget, and evicting
 //! idle or least recently used readers. Must not: wait for new events (the
-//! tail watch does).
+//! tail watch does), except for one the cached tail already announced that
+//! the reader's server has not stored yet (see [`Readers::read`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -17,7 +18,7 @@ use eventbus_core::log::{LogError, StoredEvent};
 use eventbus_core::types::{Offset, TopicId};
 
 use crate::codec::{decode_event, millis};
-use crate::error::{RequestError, timed, topic_err};
+use crate::error::{REQUEST_TIMEOUT, RequestError, timed, topic_err};
 
 /// The server drops a cached reader consumer unused this long; the cache
 /// forgets entries after half of it so it never fetches from a dropped one.
@@ -50,7 +51,13 @@ impl Readers {
     }
 
     /// Reads after `after` from `stream` (topic `topic`'s), reusing the
-    /// reader a previous read left there.
+    /// reader a previous read left there. `due`: the cached tail says an
+    /// event follows `after`. The server answering this reader may not have
+    /// stored it yet (its consumer can sit on a replica that lags the one the
+    /// tail follower heard from); returning nothing then would leave a
+    /// subscriber waiting on a tail that already moved, so the read waits
+    /// for that event (at most half a request timeout).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn read(
         &self,
         js: &jetstream::Context,
@@ -59,6 +66,7 @@ impl Readers {
         after: Offset,
         max_events: usize,
         max_bytes: usize,
+        due: bool,
     ) -> Result<Vec<StoredEvent>, LogError> {
         let start = after.0 + 1;
         let cached = {
@@ -90,17 +98,24 @@ impl Readers {
             }
         }
         if reader.buffered.is_empty() && out.len() < max_events && bytes < max_bytes {
-            let fetched = match fetch(&reader.consumer, max_events - out.len()).await {
+            let fetched = match fetch(&reader.consumer, max_events - out.len(), None).await {
                 Ok(f) => f,
                 // The server may have dropped an idle consumer: one more
                 // try on a fresh one before giving up.
                 Err(_) if !fresh => {
                     reader = new_reader(js, stream, topic, start).await?;
-                    fetch(&reader.consumer, max_events - out.len())
+                    fetch(&reader.consumer, max_events - out.len(), None)
                         .await
                         .map_err(|e| topic_err(topic, e))?
                 }
                 Err(e) => return Err(topic_err(topic, e)),
+            };
+            let fetched = if fetched.is_empty() && out.is_empty() && due {
+                fetch(&reader.consumer, 1, Some(REQUEST_TIMEOUT / 2))
+                    .await
+                    .map_err(|e| topic_err(topic, e))?
+            } else {
+                fetched
             };
             for e in fetched {
                 if !reader.buffered.is_empty() {
@@ -156,13 +171,24 @@ async fn new_reader(
 }
 
 /// Up to `n` stored messages from the reader's position, without waiting
-/// for new ones.
+/// for new ones; with `wait`, up to `n` that arrive within it.
 async fn fetch(
     consumer: &consumer::PullConsumer,
     n: usize,
+    wait: Option<Duration>,
 ) -> Result<Vec<StoredEvent>, RequestError> {
     let run = async {
-        let batch = consumer.fetch().max_messages(n).messages().await?;
+        let batch = match wait {
+            None => consumer.fetch().max_messages(n).messages().await?,
+            Some(wait) => {
+                consumer
+                    .batch()
+                    .max_messages(n)
+                    .expires(wait)
+                    .messages()
+                    .await?
+            }
+        };
         let messages: Vec<jetstream::Message> = batch.try_collect().await?;
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {

@@ -159,6 +159,35 @@ async fn a_second_process_sees_appends_of_the_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_below_the_cached_tail_waits_for_an_event_its_reader_lacks() {
+    let server = NatsServer::start();
+    let cfg = server.config();
+    let a = connect(&server, &cfg).await;
+    let b = connect(&server, &cfg).await;
+    a.register_topic(TopicId(6)).await.expect("register a");
+    b.register_topic(TopicId(6)).await.expect("register b");
+    // B's tail ahead of the server its reader asks: as when B's follower
+    // got event 1 from a replica that stored it before the reader's did. A
+    // subscriber that read nothing would wait for a tail that already moved.
+    b.inner
+        .handle(TopicId(6))
+        .expect("handle")
+        .tail
+        .advance(Offset(1));
+    let (got, appended) = tokio::join!(b.read(TopicId(6), Offset(0), 10, usize::MAX), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        a.append(TopicId(6), vec![event(1)]).await
+    });
+    assert_eq!(appended.expect("append"), offsets(&[1]));
+    let got = got.expect("read");
+    assert_eq!(
+        got.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        offsets(&[1]),
+        "the read waited for the event the tail announced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_deleted_by_another_process_closes_the_watch() {
     let server = NatsServer::start();
     let cfg = server.config();
