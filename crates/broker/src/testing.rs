@@ -13,14 +13,16 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
+use crate::log::lease::{LeaseHolder, LeaseKey};
 use crate::log::memory::MemoryTopicLog;
 use crate::log::{
-    Catalog, CatalogChange, CommitRecord, LogBounds, LogError, ManagedRecord, NewEvent, SharedLog,
-    StorageStats, StoredEvent, TopicLog, TopicRecord,
+    Catalog, CatalogChange, CatalogStore, CommitRecord, EpochMillis, EventLog, LeaseStore,
+    LogBounds, LogError, ManagedRecord, NewEvent, SharedLog, StorageStats, StoredEvent,
+    TopicRecord,
 };
 use crate::metrics::Metrics;
 use crate::schema::ParsedSchema;
-use crate::types::{Offset, SchemaId, TenantId, TopicId, TopicName};
+use crate::types::{ManagedId, Offset, SchemaId, TenantId, TopicId, TopicName};
 use crate::{Broker, BrokerConfig, PublishEvent};
 
 /// A schema every test topic can use (its events are one zig-zag long).
@@ -112,7 +114,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[async_trait::async_trait]
-impl TopicLog for TokioLeaseLog {
+impl EventLog for TokioLeaseLog {
     async fn register_topic(&self, topic: TopicId) -> Result<(), LogError> {
         self.inner.register_topic(topic).await
     }
@@ -139,10 +141,25 @@ impl TopicLog for TokioLeaseLog {
         self.inner.watch_tail(topic)
     }
 
-    async fn trim_older_than(&self, topic: TopicId, cutoff_ms: u64) -> Result<u64, LogError> {
-        self.inner.trim_older_than(topic, cutoff_ms).await
+    async fn trim_older_than(&self, topic: TopicId, cutoff: EpochMillis) -> Result<u64, LogError> {
+        self.inner.trim_older_than(topic, cutoff).await
     }
 
+    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
+        self.inner.disk_size(topic).await
+    }
+
+    fn storage_stats(&self) -> StorageStats {
+        self.inner.storage_stats()
+    }
+
+    async fn close(&self) -> Result<(), LogError> {
+        self.inner.close().await
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogStore for TokioLeaseLog {
     async fn load_catalog(&self) -> Result<Catalog, LogError> {
         self.inner.load_catalog().await
     }
@@ -159,12 +176,8 @@ impl TopicLog for TokioLeaseLog {
         self.inner.delete_topic(topic, name).await
     }
 
-    async fn disk_size(&self, topic: TopicId) -> Result<u64, LogError> {
-        self.inner.disk_size(topic).await
-    }
-
-    fn storage_stats(&self) -> StorageStats {
-        self.inner.storage_stats()
+    async fn allocate_topic_id(&self) -> Result<TopicId, LogError> {
+        self.inner.allocate_topic_id().await
     }
 
     async fn put_schema(
@@ -176,22 +189,6 @@ impl TopicLog for TokioLeaseLog {
         self.inner.put_schema(tenant, id, json).await
     }
 
-    async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError> {
-        self.inner.put_managed(record).await
-    }
-
-    async fn create_managed(&self, record: ManagedRecord) -> Result<bool, LogError> {
-        self.inner.create_managed(record).await
-    }
-
-    async fn put_commit(&self, id: &str, commit: Option<CommitRecord>) -> Result<bool, LogError> {
-        self.inner.put_commit(id, commit).await
-    }
-
-    async fn allocate_topic_id(&self) -> Result<u32, LogError> {
-        self.inner.allocate_topic_id().await
-    }
-
     async fn get_schema(
         &self,
         tenant: Option<&TenantId>,
@@ -200,16 +197,40 @@ impl TopicLog for TokioLeaseLog {
         self.inner.get_schema(tenant, id).await
     }
 
+    async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError> {
+        self.inner.put_managed(record).await
+    }
+
+    async fn create_managed(&self, record: ManagedRecord) -> Result<bool, LogError> {
+        self.inner.create_managed(record).await
+    }
+
+    async fn put_commit(
+        &self,
+        id: &ManagedId,
+        commit: Option<CommitRecord>,
+    ) -> Result<bool, LogError> {
+        self.inner.put_commit(id, commit).await
+    }
+
+    async fn delete_managed(&self, id: &ManagedId) -> Result<(), LogError> {
+        self.inner.delete_managed(id).await
+    }
+
     fn watch_catalog(&self) -> Option<broadcast::Receiver<CatalogChange>> {
         self.inner.watch_catalog()
     }
+}
 
+#[async_trait::async_trait]
+impl LeaseStore for TokioLeaseLog {
     async fn acquire_lease(
         &self,
-        key: &str,
-        holder: &str,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
         ttl: Duration,
     ) -> Result<bool, LogError> {
+        let (key, holder) = (key.as_str(), holder.as_str());
         self.reachable(holder)?;
         let now = Instant::now();
         let mut leases = lock(&self.leases);
@@ -222,7 +243,13 @@ impl TopicLog for TokioLeaseLog {
         }
     }
 
-    async fn renew_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, LogError> {
+    async fn renew_lease(
+        &self,
+        key: &LeaseKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
+        let (key, holder) = (key.as_str(), holder.as_str());
         self.reachable(holder)?;
         let now = Instant::now();
         match lock(&self.leases).get_mut(key) {
@@ -234,20 +261,13 @@ impl TopicLog for TokioLeaseLog {
         }
     }
 
-    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LogError> {
+    async fn release_lease(&self, key: &LeaseKey, holder: &LeaseHolder) -> Result<(), LogError> {
+        let (key, holder) = (key.as_str(), holder.as_str());
         self.reachable(holder)?;
         let mut leases = lock(&self.leases);
         if leases.get(key).is_some_and(|(h, _)| h == holder) {
             leases.remove(key);
         }
         Ok(())
-    }
-
-    async fn delete_managed(&self, id: &str) -> Result<(), LogError> {
-        self.inner.delete_managed(id).await
-    }
-
-    async fn close(&self) -> Result<(), LogError> {
-        self.inner.close().await
     }
 }
