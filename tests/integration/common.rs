@@ -137,6 +137,28 @@ async fn launch(args: ServeArgs, dir: Arc<TempDir>) -> TestServer {
     }
 }
 
+/// Polls `check` until it returns `Some` and returns what it found,
+/// failing the test with `what` once `within` has passed: for state that
+/// changes in the background (another server, another task).
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        // The polling interval of a bounded check, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Polls the health service until it reports SERVING (10 s deadline).
 pub async fn wait_until_serving(addr: SocketAddr) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -275,19 +275,6 @@ async fn schema_id(addr: SocketAddr) -> String {
         .schema_id
 }
 
-/// Waits (bounded) until `cond` holds, polling.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        // Polling interval of a condition check, not synchronisation.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// How a call ended after SIGTERM, for the summary line.
 #[derive(Debug, Default)]
 struct Ends {
@@ -368,9 +355,14 @@ async fn sigterm_under_load_loses_nothing_and_readers_resume() {
             .collect();
         // SIGTERM once the load is well under way: enough acknowledged
         // events this cycle that publishes are surely in flight.
-        eventually("200 acknowledged events this cycle", || {
-            acked.lock().expect("acked").len() >= acked_before + 200
-        })
+        eventually(
+            "200 acknowledged events this cycle",
+            Duration::from_secs(30),
+            || {
+                let enough = acked.lock().expect("acked").len() >= acked_before + 200;
+                std::future::ready(enough.then_some(()))
+            },
+        )
         .await;
         let pid = server.child.id();
         let status = std::process::Command::new("kill")

@@ -130,21 +130,9 @@ async fn admin_client(addr: std::net::SocketAddr) -> AdminClient<tonic::transpor
         .expect("connect admin")
 }
 
-/// Polls `f` until it returns `Some` (another server learns of a change
-/// through the log's change feed, in the background).
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await; // polling, bounded
-    }
-}
+/// How long another server may take to learn of a change through the
+/// log's change feed (in the background).
+const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscriptions() {
@@ -207,7 +195,7 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
         })
         .await
         .expect("create on a");
-    let info = eventually("b knows the new topic", || {
+    let info = eventually("b knows the new topic", WAIT, || {
         let b = &b;
         async move {
             b.client()
@@ -249,7 +237,7 @@ async fn two_servers_on_one_jetstream_log_share_topics_events_and_managed_subscr
             .await;
         (tx, resp)
     };
-    eventually("b knows the managed subscription", || {
+    eventually("b knows the managed subscription", WAIT, || {
         let b = &b;
         async move {
             admin_client(b.addr)
