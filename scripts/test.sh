@@ -3,7 +3,8 @@
 # runs the Rust test suite (unit, property, contract and integration tests
 # against a real server on 127.0.0.1:0), then the end-to-end checks with real
 # clients (Python grpcio quick start, an off-the-shelf Pub/Sub client, the npm
-# client, the order-fulfillment story), then the deploy checks.
+# client, the order-fulfillment story), then the README's own commands
+# (scripts/readme_check.py), then the deploy checks.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,6 +24,9 @@ scripts/nats-cluster.sh stop "$nats_dir"
 # a separate `cargo build` would resolve features without dev-dependencies
 # and compile RocksDB once more.
 scripts/e2e.sh target/debug/eventbus
+# The README's own commands, every shell block in order, as a newcomer runs
+# them (the server on 127.0.0.1:7011, a NATS server on 127.0.0.1:4222).
+scripts/readme_check.py target/debug/eventbus
 # The deploy artefacts: manifests rendered and validated, the Dockerfile
 # linted and cross-checked, the server on each overlay's settings, the ghz
 # scenarios replayed with grpcurl.
