@@ -121,6 +121,12 @@ fn describe(ns: &Namespace, s: &TopicSummary) -> pb::TopicDescription {
         event_count: count,
         bytes_on_disk: s.disk_bytes,
         created_ms: i64::try_from(s.topic.created_ms).unwrap_or(i64::MAX),
+        publish_rate: s.activity.publish_rate,
+        subscribers: s.activity.open_streams,
+        last_event_ms: s
+            .activity
+            .last_event_ms
+            .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)),
     }
 }
 
@@ -407,6 +413,17 @@ impl pb::admin_server::Admin for AdminService {
             .await
             .map_err(fail)?;
         Ok(Response::new(managed(&call.ns, &v)))
+    }
+
+    async fn list_streams(
+        &self,
+        request: Request<pb::ListStreamsRequest>,
+    ) -> Result<Response<pb::ListStreamsResponse>, Status> {
+        let call = self.admin(&request)?;
+        let topic = request.into_inner().topic_name;
+        Ok(Response::new(pb::ListStreamsResponse {
+            streams: super::streams::visible(&call.ns, &self.broker.live_streams(), &topic),
+        }))
     }
 
     async fn delete_managed_subscription(

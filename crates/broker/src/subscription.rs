@@ -14,7 +14,7 @@
 //! the loop before it reads more instead of after.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::credits::Credits;
 use super::managed::{CommitAnswer, CommitRequest, ManagedRef, ManagedSession};
-use super::{Broker, BrokerError, LiveSubscription, Topic};
+use super::streams::{LiveSubscription, StreamKind, StreamOrigin};
+use super::{Broker, BrokerError, Topic};
 use crate::log::StoredEvent;
 use crate::types::{Offset, ReplayId};
 
@@ -125,6 +126,7 @@ pub struct Subscription {
     pub(super) topic: Arc<Topic>,
     pub(super) cursor: Offset,
     pub(super) pace: Option<Arc<dyn Pace>>,
+    pub(super) origin: StreamOrigin,
 }
 
 /// A managed stream ready to run.
@@ -186,6 +188,7 @@ impl Broker {
             topic,
             cursor,
             pace: None,
+            origin: StreamOrigin::default(),
         })
     }
 }
@@ -212,6 +215,7 @@ impl Broker {
                 topic: start.topic,
                 cursor: start.cursor,
                 pace: None,
+                origin: StreamOrigin::default(),
             },
             session: start.session,
             topic: start.topic_name,
@@ -219,10 +223,9 @@ impl Broker {
     }
 }
 
-/// Unregisters the subscription however the loop ends.
+/// Counts the subscription as open until the loop ends, however it ends.
 struct OpenGuard<'a> {
     broker: &'a Broker,
-    live_id: u64,
 }
 
 impl Drop for OpenGuard<'_> {
@@ -231,7 +234,6 @@ impl Drop for OpenGuard<'_> {
             .stats()
             .open_subscriptions
             .fetch_sub(1, Ordering::Relaxed);
-        self.broker.unregister_live(self.live_id);
     }
 }
 
@@ -244,6 +246,14 @@ impl Subscription {
     /// The position the subscription starts after.
     pub fn cursor(&self) -> ReplayId {
         ReplayId::from(self.cursor)
+    }
+
+    /// Names who opened the stream, for [`Broker::live_streams`] (the
+    /// default names nobody).
+    #[must_use]
+    pub fn with_origin(mut self, origin: StreamOrigin) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// Reads only what `pace` admits (the default admits everything).
@@ -278,16 +288,23 @@ impl Subscription {
         let cfg = broker.config().clone();
         let mut credits = Credits::new(cfg.max_credit);
         credits.grant(initial_credit);
-        let live = Arc::new(LiveSubscription {
-            topic: self.topic.id,
-            topic_name: self.topic.name.to_string(),
-            cursor: AtomicU64::new(self.cursor.0),
-            credit: AtomicU64::new(u64::from(credits.available())),
-        });
-        let _open = OpenGuard {
-            broker: &broker,
-            live_id: broker.register_live(live.clone()),
+        let kind = match managed.as_ref() {
+            None => StreamKind::Subscribe,
+            Some(session) => StreamKind::Managed {
+                id: session.id(),
+                developer_name: session.developer_name().to_owned(),
+            },
         };
+        let live = Arc::new(LiveSubscription::new(
+            (self.topic.id, self.topic.name.to_string()),
+            kind,
+            std::mem::take(&mut self.origin),
+            self.cursor,
+            credits.available(),
+        ));
+        let _open = OpenGuard { broker: &broker };
+        // Removes the stream from the listing however the loop ends.
+        let _listed = broker.register_live(live.clone());
         let metrics = broker.metrics();
         let delivered = metrics
             .delivered_events
@@ -360,6 +377,7 @@ impl Subscription {
                         .shrink_to(events.iter().map(|e| e.event.approx_size()).sum());
                 }
                 let n = events.len();
+                let bytes: usize = events.iter().map(|e| e.event.payload.len()).sum();
                 broker.count(&broker.stats().events_read_for_subscribers, n);
                 self.cursor = last;
                 credits.take(u32::try_from(n).unwrap_or(u32::MAX));
@@ -375,9 +393,7 @@ impl Subscription {
                 }
                 broker.count(&broker.stats().events_delivered, n);
                 delivered.inc_by(n as u64);
-                live.cursor.store(self.cursor.0, Ordering::Relaxed);
-                live.credit
-                    .store(u64::from(credits.available()), Ordering::Relaxed);
+                live.delivered(n, bytes, self.cursor, credits.available());
                 keepalive_at = Instant::now() + cfg.keepalive;
                 // A managed subscription answers commits between responses
                 // too, not only once it runs out of credit or events.
@@ -397,8 +413,7 @@ impl Subscription {
                     if matches!(flow, Flow::End) {
                         return;
                     }
-                    live.credit
-                        .store(u64::from(credits.available()), Ordering::Relaxed);
+                    live.set_credit(credits.available());
                     if !had_credit && credits.available() > 0 {
                         keepalive_at = Instant::now() + cfg.keepalive;
                     }
@@ -434,7 +449,7 @@ impl Subscription {
                     if matches!(flow, Flow::End) {
                         return;
                     }
-                    live.credit.store(u64::from(credits.available()), Ordering::Relaxed);
+                    live.set_credit(credits.available());
                     if !had_credit && credits.available() > 0 {
                         keepalive_at = Instant::now() + cfg.keepalive;
                     }
