@@ -210,7 +210,8 @@ mod tests {
         let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
                       Max open files            1024                 524288               files     \n";
         assert_eq!(parse_max_files(limits), Some(1024));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_max_files(unlimited), None);
         assert_eq!(
             parse_boot_time("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n"),

@@ -472,7 +472,10 @@ async fn metrics_are_scraped_over_http_and_move() {
         Some(2.0),
         "lag = 5 - 3"
     );
-    assert_eq!(sample(&body, "pubsub_subscriptions_open"), Some(1.0));
+    assert_eq!(
+        sample(&body, &format!("pubsub_subscriptions_open{topic}")),
+        Some(1.0)
+    );
     assert_eq!(
         sample(&body, "pubsub_subscribe_credit_outstanding"),
         Some(0.0)

@@ -188,7 +188,11 @@ mod tests {
         for i in 37..=42 {
             w.record(t0 + SAMPLE_INTERVAL * i, 1200 + u64::from(i - 36) * 20);
         }
-        assert!((w.rate(now, 1320) - 2.0).abs() < 1e-9, "{}", w.rate(now, 1320));
+        assert!(
+            (w.rate(now, 1320) - 2.0).abs() < 1e-9,
+            "{}",
+            w.rate(now, 1320)
+        );
     }
 
     #[test]

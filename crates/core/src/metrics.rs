@@ -250,7 +250,10 @@ impl Metrics {
     /// Adds metrics that are read when scraped rather than updated by a
     /// component (the process's CPU, memory and descriptors): `collector`
     /// encodes them on every [`Metrics::encode`].
-    pub fn register_collector(&mut self, collector: Box<dyn prometheus_client::collector::Collector>) {
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
         self.registry.register_collector(collector);
     }
 
