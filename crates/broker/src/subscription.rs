@@ -941,4 +941,76 @@ mod tests {
         assert!(run.out.recv().await.is_none(), "and the stream ended");
         run.end().await;
     }
+
+    async fn poll_until(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_running_stream_is_listed_with_its_counts_and_removed_when_it_ends() {
+        let broker = open(Arc::new(MemoryTopicLog::new()), BrokerConfig::default()).await;
+        topic(&broker, TOPIC).await;
+        publish(&broker, TOPIC, 5).await;
+        let origin = crate::StreamOrigin {
+            tenant: "000000000000000AAA".into(),
+            peer: Some("127.0.0.1:5000".parse().expect("addr")),
+            user: "orders".into(),
+            rpc_id: "rpc".into(),
+        };
+        let sub = broker
+            .subscribe(TOPIC, Start::Earliest)
+            .expect("subscribe")
+            .with_origin(origin.clone());
+        let (tx, mut rx) = mpsc::channel(2);
+        let (grants, controls) = mpsc::channel::<Control>(1);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(sub.run(
+            3,
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(controls)),
+            tx,
+            stop.clone(),
+            None,
+        ));
+        let d = rx.recv().await.expect("open").expect("events");
+        assert_eq!(d.events.len(), 3);
+        let bytes: u64 = d.events.iter().map(|e| e.event.payload.len() as u64).sum();
+        poll_until("the delivery is counted", || {
+            broker
+                .live_streams()
+                .first()
+                .is_some_and(|s| s.delivered_events == 3)
+        })
+        .await;
+        let [s] = broker.live_streams().try_into().expect("one stream");
+        assert_eq!(s.topic, TOPIC);
+        assert_eq!(s.kind, crate::StreamKind::Subscribe);
+        assert_eq!(s.origin, origin);
+        assert_eq!(s.credit, 0);
+        assert_eq!(s.delivered_bytes, bytes);
+        assert_eq!(s.lag, 2, "5 published, 3 delivered");
+        assert!(s.last_delivery_ms.is_some());
+        let topic_id = broker.topic(TOPIC).expect("topic").id;
+        assert_eq!(broker.open_streams_by_topic().get(&topic_id), Some(&1));
+        grants.send(Control::Grant(7)).await.expect("grant");
+        let d = rx.recv().await.expect("open").expect("events");
+        assert_eq!(d.events.len(), 2);
+        poll_until("the credit left is shown", || {
+            broker
+                .live_streams()
+                .first()
+                .is_some_and(|s| s.credit == 5 && s.lag == 0)
+        })
+        .await;
+        // The client goes away: the loop ends and the entry with it.
+        drop(rx);
+        drop(grants);
+        run.await.expect("loop ends");
+        assert!(broker.live_streams().is_empty());
+        assert!(broker.open_streams_by_topic().is_empty());
+    }
 }
