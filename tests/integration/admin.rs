@@ -403,7 +403,7 @@ async fn gzip_is_accepted_and_used_when_asked() {
 }
 
 /// A plain HTTP/1.1 GET over loopback; returns (status line, body).
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(addr)
         .await

@@ -10,7 +10,7 @@ use crate::common::*;
 const SHIPMENT_SCHEMA: &str = r#"{"type":"record","name":"Shipment__e","namespace":"com.sforce.eventbus","fields":[{"name":"CreatedDate","type":"long"},{"name":"CreatedById","type":"string"},{"name":"Carrier__c","type":["null","string"],"default":null},{"name":"Weight__c","type":["null","double"],"default":null}]}"#;
 
 /// Runs `eventbus ARGS --server ADDR` with optional stdin; returns its output.
-async fn eventbus(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) async fn eventbus(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
     cmd.args(args)
         .arg("--server")
@@ -39,7 +39,7 @@ async fn eventbus(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Ou
     .expect("join")
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",

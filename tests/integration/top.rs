@@ -2,7 +2,6 @@
 //! activity, `eventbus top`, managed lag before the first commit, and the
 //! per-topic and process metrics.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use eventbus::api::admin::pb as admin;
@@ -62,26 +61,10 @@ async fn managed_lag(server: &TestServer, name: &str) -> Option<u64> {
         .lag
 }
 
-/// Runs `eventbus ARGS --server ADDR` with stdout piped (not a terminal).
+/// Runs `eventbus ARGS --server ADDR` with stdout piped (not a terminal);
+/// its output, once it succeeded.
 async fn eventbus(server: &TestServer, args: &[&str]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
-    cmd.args(args)
-        .arg("--server")
-        .arg(server.addr.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run eventbus"))
-        .await
-        .expect("join");
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::cli::ok(&crate::cli::eventbus(server, args, None).await)
 }
 
 #[tokio::test]
@@ -365,21 +348,5 @@ async fn metrics_label_open_streams_by_topic_and_show_the_process() {
 
 /// The body of `GET /metrics`.
 async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect metrics");
-    sock.write_all(
-        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut buf))
-        .await
-        .expect("metrics answer within 10 s")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    text.split_once("\r\n\r\n")
-        .map_or(text.clone(), |(_, body)| body.to_owned())
+    crate::admin::http_get(addr, "/metrics").await.1
 }
