@@ -321,7 +321,12 @@ impl Screen {
         problem: Option<&str>,
     ) -> Result<()> {
         use crossterm::{cursor, queue, terminal};
-        let (cols, rows) = terminal::size().unwrap_or((120, 40));
+        // A terminal that reports no size (a bare pseudo-terminal) gets a
+        // common one rather than an empty screen.
+        let (cols, rows) = match terminal::size() {
+            Ok((c, r)) if c > 0 && r > 0 => (c, r),
+            _ => (120, 40),
+        };
         let mut header = vec![format!(
             "eventbus top - {server} - {} topics, {} consumers - every {} - q to quit",
             snap.topics.len(),

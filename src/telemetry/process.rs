@@ -149,42 +149,46 @@ impl Collector for ProcessCollector {
             MetricType::Counter,
         )?;
         ConstCounter::new(s.cpu_seconds).encode(m)?;
+        let whole = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let gauges = [
             (
                 "process_resident_memory",
                 "Resident memory size in bytes",
                 Some(Unit::Bytes),
-                Some(s.resident_bytes as f64),
+                Some(whole(s.resident_bytes)),
             ),
             (
                 "process_virtual_memory",
                 "Virtual memory size in bytes",
                 Some(Unit::Bytes),
-                Some(s.virtual_bytes as f64),
+                Some(whole(s.virtual_bytes)),
             ),
             (
                 "process_open_fds",
                 "Number of open file descriptors",
                 None,
-                Some(s.open_fds as f64),
+                Some(whole(s.open_fds)),
             ),
             (
                 "process_max_fds",
                 "Maximum number of open file descriptors",
                 None,
-                s.max_fds.map(|n| n as f64),
-            ),
-            (
-                "process_start_time",
-                "Start time of the process since unix epoch in seconds",
-                Some(Unit::Seconds),
-                s.start_time_seconds,
+                s.max_fds.map(whole),
             ),
         ];
         for (name, help, unit, value) in gauges {
             let Some(value) = value else { continue };
             let m = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
             ConstGauge::new(value).encode(m)?;
+        }
+        if let Some(start) = s.start_time_seconds {
+            let m = encoder.encode_descriptor(
+                "process_start_time",
+                "Start time of the process since unix epoch in seconds",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(start).encode(m)?;
         }
         Ok(())
     }
