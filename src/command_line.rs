@@ -57,6 +57,9 @@ pub enum Command {
     Publish(crate::cli::PublishArgs),
     /// Subscribe and print events as JSON lines.
     Subscribe(crate::cli::SubscribeArgs),
+    /// Watch topics (rates, subscribers, last event) and consumers (lag,
+    /// credit) live; `--once` or `--json` print one snapshot.
+    Top(crate::cli::TopArgs),
     /// Load-test a running eventbus (or NATS JetStream) and report numbers.
     Bench(crate::bench::BenchArgs),
     /// Make access tokens and their hashes for `--auth static`.
@@ -225,6 +228,7 @@ impl Command {
             Command::Managed(m) => crate::cli::managed(m).await,
             Command::Publish(p) => crate::cli::publish(p).await,
             Command::Subscribe(s) => crate::cli::subscribe(s).await,
+            Command::Top(t) => crate::cli::top(t).await,
             Command::Bench(b) => crate::bench::run(b).await,
             Command::Token(t) => crate::cli::token(t),
         }

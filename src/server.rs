@@ -103,7 +103,9 @@ impl Server {
                 .map_err(|e| ServerError::Config(e.to_string()))?,
         );
         tracing::info!(mode = ?auth.mode(), "authentication");
-        let metrics = Arc::new(Metrics::with_topic_labels(args.metrics_topic_labels));
+        let mut metrics = Metrics::with_topic_labels(args.metrics_topic_labels);
+        metrics.register_collector(Box::new(crate::telemetry::process::ProcessCollector));
+        let metrics = Arc::new(metrics);
         let log = crate::backend::open(&args, metrics.clone()).await?;
         let broker = Broker::open(log, args.broker(), metrics).await?;
         // `topics = ""` in the config file means none.
@@ -240,6 +242,7 @@ impl Server {
                 .await;
         }
         tasks.spawn(broker.clone().run_retention(streams.clone()));
+        tasks.spawn(broker.clone().run_activity(streams.clone()));
         if let Some(listener) = metrics {
             let listener = transport
                 .http_listener(listener, None, "metrics")

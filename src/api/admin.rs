@@ -13,7 +13,8 @@ use super::namespace::Namespace;
 use super::status;
 use crate::auth::Authenticator;
 use crate::broker::{
-    Broker, BrokerError, ManagedChange, ManagedRef, ManagedView, NewManaged, TopicSummary,
+    Broker, BrokerError, ManagedChange, ManagedRef, ManagedView, NewManaged, StreamKind,
+    StreamSnapshot, TopicSummary,
 };
 use crate::error::ErrorCode;
 use crate::types::{ManagedReplay, ManagedState, Offset, ReplayId, RpcId};
@@ -121,6 +122,12 @@ fn describe(ns: &Namespace, s: &TopicSummary) -> pb::TopicDescription {
         event_count: count,
         bytes_on_disk: s.disk_bytes,
         created_ms: i64::try_from(s.topic.created_ms).unwrap_or(i64::MAX),
+        publish_rate: s.activity.publish_rate,
+        subscribers: s.activity.open_streams,
+        last_event_ms: s
+            .activity
+            .last_event_ms
+            .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)),
     }
 }
 
@@ -190,6 +197,50 @@ fn managed(ns: &Namespace, v: &ManagedView) -> pb::ManagedSubscription {
         latest_replay_id: v.latest.map(replay).unwrap_or_default(),
         lag: v.lag(),
         active: v.active,
+    }
+}
+
+/// The streams of `ns`'s tenant among `all`, on `topic` (a name as the
+/// tenant writes it) when one is given, as the tenant names them.
+fn visible_streams(
+    ns: &Namespace,
+    all: &[StreamSnapshot],
+    topic: &str,
+) -> Vec<pb::StreamDescription> {
+    all.iter()
+        .filter_map(|s| {
+            let name = ns.outward(&s.topic)?;
+            (topic.is_empty() || topic == name).then(|| describe_stream(name, s))
+        })
+        .collect()
+}
+
+fn describe_stream(topic: &str, s: &StreamSnapshot) -> pb::StreamDescription {
+    let ms = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+    let (kind, id, name) = match &s.kind {
+        StreamKind::Subscribe => (pb::StreamKind::Subscribe, "", ""),
+        StreamKind::Managed { id, developer_name } => (
+            pb::StreamKind::ManagedSubscribe,
+            id.as_str(),
+            developer_name.as_str(),
+        ),
+    };
+    pb::StreamDescription {
+        id: s.id,
+        topic_name: topic.to_owned(),
+        kind: kind as i32,
+        managed_subscription_id: id.to_owned(),
+        developer_name: name.to_owned(),
+        credit: s.credit,
+        delivered_events: s.delivered_events,
+        delivered_bytes: s.delivered_bytes,
+        replay_id: s.position.to_bytes().to_vec().into(),
+        lag: s.lag,
+        peer: s.origin.peer.map(|p| p.to_string()).unwrap_or_default(),
+        user: s.origin.user.clone(),
+        opened_ms: ms(s.opened_ms),
+        last_delivery_ms: s.last_delivery_ms.map_or(0, ms),
+        rpc_id: s.origin.rpc_id.clone(),
     }
 }
 
@@ -409,6 +460,17 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(managed(&call.ns, &v)))
     }
 
+    async fn list_streams(
+        &self,
+        request: Request<pb::ListStreamsRequest>,
+    ) -> Result<Response<pb::ListStreamsResponse>, Status> {
+        let call = self.admin(&request)?;
+        let topic = request.into_inner().topic_name;
+        Ok(Response::new(pb::ListStreamsResponse {
+            streams: visible_streams(&call.ns, &self.broker.live_streams(), &topic),
+        }))
+    }
+
     async fn delete_managed_subscription(
         &self,
         request: Request<pb::ManagedSubscriptionRef>,
@@ -422,5 +484,62 @@ impl pb::admin_server::Admin for AdminService {
             .await
             .map_err(fail)?;
         Ok(Response::new(managed(&call.ns, &v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::StreamOrigin;
+
+    fn snapshot(topic: &str, kind: StreamKind) -> StreamSnapshot {
+        StreamSnapshot {
+            id: 7,
+            topic: topic.into(),
+            kind,
+            origin: StreamOrigin {
+                tenant: "t".into(),
+                peer: Some("127.0.0.1:40000".parse().expect("addr")),
+                user: "orders".into(),
+                rpc_id: "r".into(),
+            },
+            credit: 3,
+            delivered_events: 10,
+            delivered_bytes: 1000,
+            position: ReplayId::from(Offset(10)),
+            lag: 2,
+            opened_ms: 1,
+            last_delivery_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_tenant_sees_its_own_streams_under_its_own_names() {
+        let org = "00D5e000000AbcdEAC";
+        let mine = Namespace::of(org);
+        let stored_mine = mine.inward("/event/A__e").expect("name");
+        let all = vec![
+            snapshot("/event/A__e", StreamKind::Subscribe),
+            snapshot(
+                &stored_mine,
+                StreamKind::Managed {
+                    id: "18x000000000000AAA".into(),
+                    developer_name: "Orders".into(),
+                },
+            ),
+        ];
+        let seen = visible_streams(&mine, &all, "");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].topic_name, "/event/A__e");
+        assert_eq!(seen[0].kind, pb::StreamKind::ManagedSubscribe as i32);
+        assert_eq!(seen[0].developer_name, "Orders");
+        assert_eq!(seen[0].peer, "127.0.0.1:40000");
+        assert_eq!(seen[0].last_delivery_ms, 0);
+        let default = Namespace::of(crate::types::DEFAULT_TENANT_GUID);
+        let seen = visible_streams(&default, &all, "");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].kind, pb::StreamKind::Subscribe as i32);
+        assert!(visible_streams(&default, &all, "/event/B__e").is_empty());
+        assert_eq!(visible_streams(&default, &all, "/event/A__e").len(), 1);
     }
 }

@@ -72,12 +72,15 @@ fn renamed(first: &ManagedRef, id: &str, req: &pb::ManagedFetchRequest) -> Optio
 }
 
 /// Reads the first request, opens the managed subscription and starts its
-/// delivery loop.
+/// delivery loop, listed with `origin`.
 pub(super) async fn start(
     svc: &PubSubService,
     caller: &Caller,
     inbound: Streaming<pb::ManagedFetchRequest>,
-    budget: Option<std::sync::Arc<crate::transport::ConnBudget>>,
+    (budget, origin): (
+        Option<std::sync::Arc<crate::transport::ConnBudget>>,
+        crate::broker::StreamOrigin,
+    ),
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<ManagedStream, Status> {
@@ -151,14 +154,15 @@ pub(super) async fn start(
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let stop = svc.stop.clone();
     let initial = first.num_requested.unsigned_abs();
+    let subscription = open.subscription.with_origin(origin);
     // Reads paced by the connection's response budget (see super::pacing).
     let (subscription, ending) = match budget {
         Some(budget) => {
             let (pace, ending) =
                 super::pacing::StreamPace::new(budget, svc.cfg.stuck_client_timeout);
-            (open.subscription.paced(pace), Some(ending))
+            (subscription.paced(pace), Some(ending))
         }
-        None => (open.subscription, None),
+        None => (subscription, None),
     };
     svc.tasks.spawn(
         async move {

@@ -15,6 +15,7 @@ mod protocol;
 pub mod publish;
 pub mod status;
 mod stream;
+mod streams;
 pub mod subscribe;
 pub mod tooling;
 
@@ -156,11 +157,12 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let span = rpc_span("Subscribe", rpc);
         let caller = self.caller(&request, rpc)?;
         let budget = pacing::budget_of(&request);
+        let origin = streams::origin(&request, &caller, self.auth.mode(), rpc);
         subscribe::start(
             self,
             &caller,
             request.into_inner(),
-            budget,
+            (budget, origin),
             rpc,
             span.clone(),
         )
@@ -303,11 +305,12 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let span = rpc_span("ManagedSubscribe", rpc);
         let caller = self.caller(&request, rpc)?;
         let budget = pacing::budget_of(&request);
+        let origin = streams::origin(&request, &caller, self.auth.mode(), rpc);
         managed::start(
             self,
             &caller,
             request.into_inner(),
-            budget,
+            (budget, origin),
             rpc,
             span.clone(),
         )

@@ -28,12 +28,15 @@ const OUTBOUND_QUEUE: usize = 2;
 
 /// Reads the first request, opens the subscription and starts its tasks.
 /// With its connection's `budget`, reads are paced by it (see
-/// [`super::pacing`]).
+/// [`super::pacing`]); the stream is listed with `origin`.
 pub(super) async fn start(
     svc: &PubSubService,
     caller: &Caller,
     inbound: Streaming<pb::FetchRequest>,
-    budget: Option<std::sync::Arc<crate::transport::ConnBudget>>,
+    (budget, origin): (
+        Option<std::sync::Arc<crate::transport::ConnBudget>>,
+        crate::broker::StreamOrigin,
+    ),
     rpc: RpcId,
     span: tracing::Span,
 ) -> Result<FetchStream, Status> {
@@ -69,7 +72,8 @@ pub(super) async fn start(
     let sub = svc
         .broker
         .subscribe(&stored, convert::start(&first))
-        .map_err(fail)?;
+        .map_err(fail)?
+        .with_origin(origin);
     tracing::debug!(start_after = %sub.cursor(), "subscription opened");
     let (sub, ending) = match budget {
         Some(budget) => {

@@ -95,6 +95,9 @@ fn describe_json(d: &admin::TopicDescription) -> Value {
         "event_count": d.event_count,
         "bytes_on_disk": d.bytes_on_disk,
         "created_ms": d.created_ms,
+        "publish_rate": d.publish_rate,
+        "subscribers": d.subscribers,
+        "last_event_ms": if d.last_event_ms > 0 { json!(d.last_event_ms) } else { Value::Null },
     })
 }
 
@@ -144,14 +147,18 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
                 }
             } else {
                 println!(
-                    "{:<40} {:>12} {:>24} {:>10}",
-                    "TOPIC", "EVENTS", "SCHEMA", "RETENTION"
+                    "{:<40} {:>12} {:>9} {:>5} {:>10} {:>24} {:>10}",
+                    "TOPIC", "EVENTS", "RATE/s", "SUBS", "LAST EVENT", "SCHEMA", "RETENTION"
                 );
+                let now = super::format::now_ms();
                 for t in &list.topics {
                     println!(
-                        "{:<40} {:>12} {:>24} {:>10}",
+                        "{:<40} {:>12} {:>9} {:>5} {:>10} {:>24} {:>10}",
                         t.topic_name,
                         t.event_count,
+                        super::format::rate(t.publish_rate),
+                        t.subscribers,
+                        super::format::age(now, t.last_event_ms),
                         t.current_schema_id,
                         humantime::format_duration(Duration::from_millis(t.retention_ms))
                             .to_string()

@@ -1,5 +1,5 @@
 //! The client commands of the `eventbus` binary: `topic`, `schema`,
-//! `managed`, `publish`, `subscribe`, `token`.
+//! `managed`, `publish`, `subscribe`, `token`, `top`.
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
@@ -10,7 +10,9 @@
 //! load generator either: both share [`crate::client`].
 
 mod commands;
+mod format;
 mod managed;
+mod top;
 mod wire;
 
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ use crate::client::parse_duration;
 
 pub use commands::{publish, schema, subscribe, token, topic};
 pub use managed::run as managed;
+pub use top::{TopArgs, run as top};
 
 /// Connection settings shared by every client command.
 #[derive(Clone, Debug, Args)]

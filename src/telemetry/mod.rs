@@ -1,10 +1,12 @@
 //! Logging setup, metric names and the metrics endpoint.
 //!
-//! Owns: the tracing subscriber, the Prometheus registry of the server and
-//! the HTTP endpoint Prometheus scrapes ([`http`]).
+//! Owns: the tracing subscriber, the Prometheus registry of the server,
+//! the HTTP endpoint Prometheus scrapes ([`http`]) and the process metrics
+//! read from /proc ([`process`]).
 //! Must not: hold business logic.
 
 pub mod http;
+pub mod process;
 pub use eventbus_core::metrics;
 
 use tracing_subscriber::EnvFilter;

@@ -403,7 +403,7 @@ async fn gzip_is_accepted_and_used_when_asked() {
 }
 
 /// A plain HTTP/1.1 GET over loopback; returns (status line, body).
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(addr)
         .await
@@ -472,7 +472,10 @@ async fn metrics_are_scraped_over_http_and_move() {
         Some(2.0),
         "lag = 5 - 3"
     );
-    assert_eq!(sample(&body, "pubsub_subscriptions_open"), Some(1.0));
+    assert_eq!(
+        sample(&body, &format!("pubsub_subscriptions_open{topic}")),
+        Some(1.0)
+    );
     assert_eq!(
         sample(&body, "pubsub_subscribe_credit_outstanding"),
         Some(0.0)

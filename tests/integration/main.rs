@@ -20,5 +20,6 @@ mod publish;
 mod schemas;
 mod subscribe;
 mod tls;
+mod top;
 mod topics;
 mod transport;

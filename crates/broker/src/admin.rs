@@ -23,6 +23,8 @@ pub struct TopicSummary {
     pub bounds: LogBounds,
     /// Approximate bytes its events take in storage.
     pub disk_bytes: u64,
+    /// Publish rate, open streams, newest event.
+    pub activity: super::TopicActivity,
 }
 
 impl TopicSummary {
@@ -312,7 +314,7 @@ impl Broker {
     /// Unknown topic, storage failure.
     pub async fn describe(&self, name: &str) -> Result<TopicSummary, BrokerError> {
         let topic = self.topic(name)?;
-        self.summarize(topic).await
+        self.summarize(topic, &self.open_streams_by_topic()).await
     }
 
     /// Describes every topic, sorted by name.
@@ -320,20 +322,27 @@ impl Broker {
     /// # Errors
     /// Storage failure.
     pub async fn describe_all(&self) -> Result<Vec<TopicSummary>, BrokerError> {
+        let open = self.open_streams_by_topic();
         let mut out = Vec::new();
         for t in self.topics() {
-            out.push(self.summarize(t).await?);
+            out.push(self.summarize(t, &open).await?);
         }
         Ok(out)
     }
 
-    async fn summarize(&self, topic: Arc<Topic>) -> Result<TopicSummary, BrokerError> {
+    async fn summarize(
+        &self,
+        topic: Arc<Topic>,
+        open: &std::collections::HashMap<crate::types::TopicId, u32>,
+    ) -> Result<TopicSummary, BrokerError> {
         let bounds = self.log.bounds(topic.id)?;
         let disk_bytes = self.log.disk_size(topic.id).await?;
+        let activity = self.activity(&topic, bounds, open).await?;
         Ok(TopicSummary {
             topic,
             bounds,
             disk_bytes,
+            activity,
         })
     }
 

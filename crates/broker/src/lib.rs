@@ -17,6 +17,7 @@
 //! before `topics`; `topics` is never held across an `.await`. Topic ids come
 //! from the log, so processes sharing a log never hand out the same one.
 
+pub mod activity;
 pub mod admin;
 pub mod credits;
 mod follow;
@@ -24,13 +25,14 @@ pub mod managed;
 pub mod provision;
 pub mod publisher;
 pub mod schemas;
+pub mod streams;
 pub mod subscription;
 #[cfg(test)]
 mod testing;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -44,6 +46,7 @@ use crate::metrics::Metrics;
 use crate::schema::{ParsedSchema, SchemaRegistry};
 use crate::types::{Echo, SchemaId, TopicId, TopicName};
 
+pub use activity::TopicActivity;
 pub use admin::TopicSummary;
 pub use schemas::{owner_of_topic, owner_prefix};
 
@@ -51,6 +54,7 @@ pub use managed::{
     CommitAnswer, CommitRequest, ManagedChange, ManagedRef, ManagedSession, ManagedView, NewManaged,
 };
 pub use publisher::{PublishEvent, PublishOutcome, PublishReceipt};
+pub use streams::{StreamKind, StreamOrigin, StreamSnapshot};
 pub use subscription::{
     Control, Controls, Delivery, Held, Hold, ManagedOpen, Pace, PaceAdmission, Start, Subscription,
 };
@@ -349,22 +353,15 @@ pub struct Broker {
     cfg: BrokerConfig,
     stats: BrokerStats,
     metrics: Arc<Metrics>,
-    // Running subscriptions' positions and credit, read when metrics are
-    // scraped. Short critical sections, never held across `.await`.
-    live: Mutex<HashMap<u64, Arc<LiveSubscription>>>,
-    next_live_id: AtomicU64,
+    // Running subscriptions, read when metrics are scraped and streams
+    // listed (see `streams`).
+    live: streams::LiveStreams,
+    // Recent samples of each topic's newest offset, for publish rates (see
+    // `activity`). Short critical sections, never held across `.await`.
+    rates: std::sync::Mutex<HashMap<TopicId, activity::RateWindow>>,
     managed: managed::Registry,
     // Names this process in leases on a log several processes share.
     instance: String,
-}
-
-/// What a running subscription publishes about itself for metrics.
-#[derive(Debug)]
-pub(crate) struct LiveSubscription {
-    pub(crate) topic: TopicId,
-    pub(crate) topic_name: String,
-    pub(crate) cursor: AtomicU64,
-    pub(crate) credit: AtomicU64,
 }
 
 impl Broker {
@@ -409,8 +406,8 @@ impl Broker {
             cfg,
             stats: BrokerStats::default(),
             metrics,
-            live: Mutex::new(HashMap::new()),
-            next_live_id: AtomicU64::new(0),
+            live: streams::LiveStreams::default(),
+            rates: std::sync::Mutex::new(HashMap::new()),
             managed: managed::Registry::load(catalog.managed),
             instance: uuid::Uuid::new_v4().to_string(),
         });
@@ -435,24 +432,19 @@ impl Broker {
     /// subscriber lag per topic, outstanding credit, storage figures. Called
     /// before each scrape.
     pub fn refresh_gauges(&self) {
-        let live: Vec<Arc<LiveSubscription>> = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let live = self.live.all();
         // Keyed by label: topics that share one (other tenants') report the
-        // furthest-behind subscriber of them all.
+        // furthest-behind subscriber of them all, and their streams together.
         let mut lag: HashMap<metrics::TopicLabel, i64> = HashMap::new();
+        let mut open: HashMap<metrics::TopicLabel, i64> = HashMap::new();
         let mut credit = 0i64;
-        for sub in &live {
+        for (_, sub) in &live {
             credit += i64::try_from(sub.credit.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
             let latest = self.log.bounds(sub.topic).map(|b| b.latest.0).unwrap_or(0);
             let behind = latest.saturating_sub(sub.cursor.load(Ordering::Relaxed));
-            let e = lag
-                .entry(self.metrics.topic_label(&sub.topic_name))
-                .or_insert(0);
+            let label = self.metrics.topic_label(&sub.topic_name);
+            *open.entry(label.clone()).or_insert(0) += 1;
+            let e = lag.entry(label).or_insert(0);
             *e = (*e).max(i64::try_from(behind).unwrap_or(i64::MAX));
         }
         self.metrics.subscriber_lag.clear();
@@ -463,9 +455,12 @@ impl Broker {
                 .set(behind);
         }
         self.metrics.credit_outstanding.set(credit);
-        self.metrics
-            .subscriptions_open
-            .set(i64::try_from(live.len()).unwrap_or(i64::MAX));
+        // Topics without a stream have no series (as the lag): a topic
+        // label per topic ever subscribed would only grow.
+        self.metrics.subscriptions_open.clear();
+        for (label, n) in open {
+            self.metrics.subscriptions_open.get_or_create(&label).set(n);
+        }
         let st = self.log.storage_stats();
         self.metrics
             .storage_size
@@ -473,22 +468,6 @@ impl Broker {
         self.metrics
             .storage_pending_compaction
             .set(i64::try_from(st.pending_compaction_bytes).unwrap_or(i64::MAX));
-    }
-
-    pub(crate) fn register_live(&self, sub: Arc<LiveSubscription>) -> u64 {
-        let id = self.next_live_id.fetch_add(1, Ordering::Relaxed);
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, sub);
-        id
-    }
-
-    pub(crate) fn unregister_live(&self, id: u64) {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
     }
 
     /// The engine's counters.

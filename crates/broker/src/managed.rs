@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Broker, BrokerError, Topic};
-use crate::log::{CommitRecord, ManagedRecord, now_ms};
+use crate::log::{CommitRecord, LogBounds, ManagedRecord, now_ms};
 use crate::types::{
     ManagedId, ManagedReplay, ManagedState, Offset, ReplayId, TenantId, TopicId,
     check_developer_name,
@@ -78,12 +78,40 @@ pub struct ManagedView {
     pub committed: Option<Offset>,
     /// The newest offset of the topic (`None` when the topic is gone).
     pub latest: Option<Offset>,
+    /// Where the next stream would start after: the commit, or without a
+    /// usable one the default or error-recovery replay (`None` when the
+    /// topic is gone).
+    pub next_start: Option<Offset>,
 }
 
 impl ManagedView {
-    /// Events published after the commit (`None` without a usable commit).
+    /// Events the next stream would deliver: those after the commit, or
+    /// without one those its replay starts at (EARLIEST: every retained
+    /// event; LATEST: none). `None` when the topic is gone.
     pub fn lag(&self) -> Option<u64> {
-        Some(self.latest?.0.saturating_sub(self.committed?.0))
+        Some(self.latest?.0.saturating_sub(self.next_start?.0))
+    }
+}
+
+/// Where a stream of `rec` on topic `topic` (as its log holds `bounds`)
+/// starts after, and why: after the commit; without one, at the default
+/// replay; when the commit is no longer retained or belongs to an earlier
+/// topic of the same name, at the error-recovery replay.
+fn start_of(rec: &ManagedRecord, topic: TopicId, bounds: LogBounds) -> (Offset, &'static str) {
+    let at = |replay| match replay {
+        ManagedReplay::Latest => bounds.latest,
+        ManagedReplay::Earliest => bounds.trimmed,
+    };
+    match rec.commit {
+        None => (at(rec.default_replay), "default replay"),
+        Some(c)
+            if c.topic_id == topic.0
+                && c.offset >= bounds.trimmed.0
+                && c.offset <= bounds.latest.0 =>
+        {
+            (Offset(c.offset), "commit")
+        }
+        Some(_) => (at(rec.error_recovery_replay), "error-recovery replay"),
     }
 }
 
@@ -431,19 +459,19 @@ impl Broker {
     fn view(&self, entry: &Entry) -> ManagedView {
         let record = entry.snapshot();
         let topic = self.topic(&record.topic).ok();
-        let latest = topic
+        let bounds = topic
             .as_ref()
-            .and_then(|t| self.log().bounds(t.id).ok())
-            .map(|b| b.latest);
+            .and_then(|t| Some((t.id, self.log().bounds(t.id).ok()?)));
         let committed = match (&topic, record.commit) {
             (Some(t), Some(c)) if c.topic_id == t.id.0 => Some(Offset(c.offset)),
             _ => None,
         };
         ManagedView {
             active: entry.active(),
-            record,
             committed,
-            latest,
+            latest: bounds.map(|(_, b)| b.latest),
+            next_start: bounds.map(|(id, b)| start_of(&record, id, b).0),
+            record,
         }
     }
 
@@ -686,22 +714,8 @@ impl Broker {
         }
         let topic = self.topic(&rec.topic)?;
         let bounds = self.log().bounds(topic.id)?;
-        let at = |replay| match replay {
-            ManagedReplay::Latest => bounds.latest,
-            ManagedReplay::Earliest => bounds.trimmed,
-        };
         let commit = rec.commit.filter(|c| c.topic_id == topic.id.0);
-        let (cursor, from) = match rec.commit {
-            None => (at(rec.default_replay), "default replay"),
-            Some(_) => match commit {
-                Some(c) if c.offset >= bounds.trimmed.0 && c.offset <= bounds.latest.0 => {
-                    (Offset(c.offset), "commit")
-                }
-                // Events after the commit were deleted by retention, or the
-                // commit belongs to an earlier topic of the same name.
-                _ => (at(rec.error_recovery_replay), "error-recovery replay"),
-            },
-        };
+        let (cursor, from) = start_of(&rec, topic.id, bounds);
         tracing::debug!(subscription = %rec.id, start_after = %ReplayId::from(cursor), from, "managed subscription opened");
         session.topic = topic.id;
         session.start = cursor;

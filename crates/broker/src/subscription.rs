@@ -14,7 +14,7 @@
 //! the loop before it reads more instead of after.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::credits::Credits;
 use super::managed::{CommitAnswer, CommitRequest, ManagedRef, ManagedSession};
-use super::{Broker, BrokerError, LiveSubscription, Topic};
+use super::streams::{LiveSubscription, StreamKind, StreamOrigin};
+use super::{Broker, BrokerError, Topic};
 use crate::log::StoredEvent;
 use crate::types::{Offset, ReplayId};
 
@@ -125,6 +126,7 @@ pub struct Subscription {
     pub(super) topic: Arc<Topic>,
     pub(super) cursor: Offset,
     pub(super) pace: Option<Arc<dyn Pace>>,
+    pub(super) origin: StreamOrigin,
 }
 
 /// A managed stream ready to run.
@@ -186,6 +188,7 @@ impl Broker {
             topic,
             cursor,
             pace: None,
+            origin: StreamOrigin::default(),
         })
     }
 }
@@ -212,6 +215,7 @@ impl Broker {
                 topic: start.topic,
                 cursor: start.cursor,
                 pace: None,
+                origin: StreamOrigin::default(),
             },
             session: start.session,
             topic: start.topic_name,
@@ -219,10 +223,9 @@ impl Broker {
     }
 }
 
-/// Unregisters the subscription however the loop ends.
+/// Counts the subscription as open until the loop ends, however it ends.
 struct OpenGuard<'a> {
     broker: &'a Broker,
-    live_id: u64,
 }
 
 impl Drop for OpenGuard<'_> {
@@ -231,7 +234,6 @@ impl Drop for OpenGuard<'_> {
             .stats()
             .open_subscriptions
             .fetch_sub(1, Ordering::Relaxed);
-        self.broker.unregister_live(self.live_id);
     }
 }
 
@@ -244,6 +246,14 @@ impl Subscription {
     /// The position the subscription starts after.
     pub fn cursor(&self) -> ReplayId {
         ReplayId::from(self.cursor)
+    }
+
+    /// Names who opened the stream, for [`Broker::live_streams`] (the
+    /// default names nobody).
+    #[must_use]
+    pub fn with_origin(mut self, origin: StreamOrigin) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// Reads only what `pace` admits (the default admits everything).
@@ -278,16 +288,23 @@ impl Subscription {
         let cfg = broker.config().clone();
         let mut credits = Credits::new(cfg.max_credit);
         credits.grant(initial_credit);
-        let live = Arc::new(LiveSubscription {
-            topic: self.topic.id,
-            topic_name: self.topic.name.to_string(),
-            cursor: AtomicU64::new(self.cursor.0),
-            credit: AtomicU64::new(u64::from(credits.available())),
-        });
-        let _open = OpenGuard {
-            broker: &broker,
-            live_id: broker.register_live(live.clone()),
+        let kind = match managed.as_ref() {
+            None => StreamKind::Subscribe,
+            Some(session) => StreamKind::Managed {
+                id: session.id(),
+                developer_name: session.developer_name().to_owned(),
+            },
         };
+        let live = Arc::new(LiveSubscription::new(
+            (self.topic.id, self.topic.name.to_string()),
+            kind,
+            std::mem::take(&mut self.origin),
+            self.cursor,
+            credits.available(),
+        ));
+        let _open = OpenGuard { broker: &broker };
+        // Removes the stream from the listing however the loop ends.
+        let _listed = broker.register_live(live.clone());
         let metrics = broker.metrics();
         let delivered = metrics
             .delivered_events
@@ -360,6 +377,7 @@ impl Subscription {
                         .shrink_to(events.iter().map(|e| e.event.approx_size()).sum());
                 }
                 let n = events.len();
+                let bytes: usize = events.iter().map(|e| e.event.payload.len()).sum();
                 broker.count(&broker.stats().events_read_for_subscribers, n);
                 self.cursor = last;
                 credits.take(u32::try_from(n).unwrap_or(u32::MAX));
@@ -375,9 +393,7 @@ impl Subscription {
                 }
                 broker.count(&broker.stats().events_delivered, n);
                 delivered.inc_by(n as u64);
-                live.cursor.store(self.cursor.0, Ordering::Relaxed);
-                live.credit
-                    .store(u64::from(credits.available()), Ordering::Relaxed);
+                live.delivered(n, bytes, self.cursor, credits.available());
                 keepalive_at = Instant::now() + cfg.keepalive;
                 // A managed subscription answers commits between responses
                 // too, not only once it runs out of credit or events.
@@ -397,8 +413,7 @@ impl Subscription {
                     if matches!(flow, Flow::End) {
                         return;
                     }
-                    live.credit
-                        .store(u64::from(credits.available()), Ordering::Relaxed);
+                    live.set_credit(credits.available());
                     if !had_credit && credits.available() > 0 {
                         keepalive_at = Instant::now() + cfg.keepalive;
                     }
@@ -434,7 +449,7 @@ impl Subscription {
                     if matches!(flow, Flow::End) {
                         return;
                     }
-                    live.credit.store(u64::from(credits.available()), Ordering::Relaxed);
+                    live.set_credit(credits.available());
                     if !had_credit && credits.available() > 0 {
                         keepalive_at = Instant::now() + cfg.keepalive;
                     }
@@ -925,5 +940,77 @@ mod tests {
         }
         assert!(run.out.recv().await.is_none(), "and the stream ended");
         run.end().await;
+    }
+
+    async fn poll_until(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_running_stream_is_listed_with_its_counts_and_removed_when_it_ends() {
+        let broker = open(Arc::new(MemoryTopicLog::new()), BrokerConfig::default()).await;
+        topic(&broker, TOPIC).await;
+        publish(&broker, TOPIC, 5).await;
+        let origin = crate::StreamOrigin {
+            tenant: "000000000000000AAA".into(),
+            peer: Some("127.0.0.1:5000".parse().expect("addr")),
+            user: "orders".into(),
+            rpc_id: "rpc".into(),
+        };
+        let sub = broker
+            .subscribe(TOPIC, Start::Earliest)
+            .expect("subscribe")
+            .with_origin(origin.clone());
+        let (tx, mut rx) = mpsc::channel(2);
+        let (grants, controls) = mpsc::channel::<Control>(1);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(sub.run(
+            3,
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(controls)),
+            tx,
+            stop.clone(),
+            None,
+        ));
+        let d = rx.recv().await.expect("open").expect("events");
+        assert_eq!(d.events.len(), 3);
+        let bytes: u64 = d.events.iter().map(|e| e.event.payload.len() as u64).sum();
+        poll_until("the delivery is counted", || {
+            broker
+                .live_streams()
+                .first()
+                .is_some_and(|s| s.delivered_events == 3)
+        })
+        .await;
+        let [s] = broker.live_streams().try_into().expect("one stream");
+        assert_eq!(s.topic, TOPIC);
+        assert_eq!(s.kind, crate::StreamKind::Subscribe);
+        assert_eq!(s.origin, origin);
+        assert_eq!(s.credit, 0);
+        assert_eq!(s.delivered_bytes, bytes);
+        assert_eq!(s.lag, 2, "5 published, 3 delivered");
+        assert!(s.last_delivery_ms.is_some());
+        let topic_id = broker.topic(TOPIC).expect("topic").id;
+        assert_eq!(broker.open_streams_by_topic().get(&topic_id), Some(&1));
+        grants.send(Control::Grant(7)).await.expect("grant");
+        let d = rx.recv().await.expect("open").expect("events");
+        assert_eq!(d.events.len(), 2);
+        poll_until("the credit left is shown", || {
+            broker
+                .live_streams()
+                .first()
+                .is_some_and(|s| s.credit == 5 && s.lag == 0)
+        })
+        .await;
+        // The client goes away: the loop ends and the entry with it.
+        drop(rx);
+        drop(grants);
+        run.await.expect("loop ends");
+        assert!(broker.live_streams().is_empty());
+        assert!(broker.open_streams_by_topic().is_empty());
     }
 }

@@ -74,8 +74,9 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     /// `pubsub_log_commit_batch_events`: events per group commit.
     pub commit_batch_events: Histogram,
-    /// `pubsub_subscriptions_open`: Subscribe streams running.
-    pub subscriptions_open: Gauge,
+    /// `pubsub_subscriptions_open{topic}`: Subscribe and ManagedSubscribe
+    /// streams running; topics without one have no series.
+    pub subscriptions_open: Family<TopicLabel, Gauge>,
     /// `pubsub_publish_streams_open`: PublishStream streams running.
     pub publish_streams_open: Gauge,
     /// `pubsub_subscribe_delivered_events_total{topic}`.
@@ -131,7 +132,7 @@ impl Metrics {
             publish_latency: latency(),
             commit_latency: latency(),
             commit_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
-            subscriptions_open: Gauge::default(),
+            subscriptions_open: Family::default(),
             publish_streams_open: Gauge::default(),
             delivered_events: Family::default(),
             credit_outstanding: Gauge::default(),
@@ -182,7 +183,7 @@ impl Metrics {
         );
         r.register(
             "pubsub_subscriptions_open",
-            "Subscribe streams running",
+            "Subscribe and ManagedSubscribe streams running, by topic",
             m.subscriptions_open.clone(),
         );
         r.register(
@@ -246,6 +247,16 @@ impl Metrics {
         Self { registry: r, ..m }
     }
 
+    /// Adds metrics that are read when scraped rather than updated by a
+    /// component (the process's CPU, memory and descriptors): `collector`
+    /// encodes them on every [`Metrics::encode`].
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+
     /// Counts an error returned to a client.
     pub fn count_error(&self, code: &str) {
         self.errors
@@ -294,6 +305,9 @@ mod tests {
             .inc();
         m.count_error("sfdc.platform.eventbus.grpc.topic.not.found");
         m.publish_latency.observe(0.001);
+        m.subscriptions_open
+            .get_or_create(&m.topic_label("/event/A__e"))
+            .set(2);
         let text = m.encode();
         for name in [
             "pubsub_publish_events_total{topic=\"/event/A__e\"} 1",
@@ -301,7 +315,7 @@ mod tests {
             "pubsub_publish_latency_seconds_bucket",
             "pubsub_log_commit_latency_seconds_count",
             "pubsub_log_commit_batch_events_count",
-            "pubsub_subscriptions_open",
+            "pubsub_subscriptions_open{topic=\"/event/A__e\"} 2",
             "pubsub_storage_size_bytes",
             "pubsub_connections_open",
             "pubsub_accept_errors_total",
