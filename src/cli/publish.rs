@@ -1,6 +1,6 @@
 //! `eventbus publish`: JSON events in, Avro on the wire, replay ids out.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use super::ConnArgs;
-use super::term::progress;
+use super::term::{hint_stdin, print, progress};
 use super::wire::{authorized, channel, hex, unary};
 use crate::api::pb;
 use crate::api::pb::pub_sub_client::PubSubClient;
@@ -93,7 +93,13 @@ pub async fn run(args: PublishArgs) -> Result<()> {
                 .with_context(|| format!("cannot read {}", path.display()))?;
             read_lines(std::io::BufReader::new(f))?
         }
-        (None, None) => read_lines(std::io::stdin().lock())?,
+        (None, None) => {
+            hint_stdin(
+                "reading events from standard input: one JSON object per line, end with Ctrl-D \
+                 (or give one event as an argument, or --file FILE)",
+            );
+            read_lines(std::io::stdin().lock())?
+        }
     };
     if inputs.is_empty() {
         bail!("no events: give a JSON object, --file, or JSON lines on standard input");
@@ -158,6 +164,7 @@ pub async fn run(args: PublishArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut done = 0usize;
     let mut failed = Vec::new();
+    let mut lines = String::new();
     while let Some(resp) = responses
         .message()
         .await
@@ -166,18 +173,13 @@ pub async fn run(args: PublishArgs) -> Result<()> {
         for r in resp.results {
             done += 1;
             match r.error {
-                None => {
-                    let line = hex(&r.replay_id);
-                    if bar.is_hidden() {
-                        writeln!(out, "{line}")?;
-                    } else {
-                        bar.println(line);
-                    }
-                }
+                None => lines.push_str(&format!("{}\n", hex(&r.replay_id))),
                 Some(e) => failed.push(format!("event {done}: {}", e.msg)),
             }
             bar.inc(1);
         }
+        print(&bar, &mut out, &lines)?;
+        lines.clear();
         if done >= total {
             break;
         }
