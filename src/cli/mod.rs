@@ -26,7 +26,7 @@ use crate::client::parse_duration;
 pub use commands::{schema, token, topic};
 pub use managed::run as managed;
 pub use publish::{PublishArgs, run as publish};
-pub use subscribe::{SubscribeArgs, run as subscribe};
+pub use subscribe::{OutputFormat, SubscribeArgs, run as subscribe};
 
 /// Connection settings shared by every client command.
 #[derive(Clone, Debug, Args)]
