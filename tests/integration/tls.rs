@@ -332,18 +332,24 @@ async fn the_cli_explains_a_tls_mismatch_and_an_untrusted_certificate() {
     let server = TlsServer::start(dir.path(), |a| a.tls_self_signed = Some(certs.clone())).await;
     let dev = DevCa::paths(&certs);
     wait_tls_serving(server.addr, &trust(dev.ca_cert.clone())).await;
+    let run_cli = |args: Vec<&str>| {
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
+            cmd.args(&args)
+                .env_remove("EVENTBUS_TLS_CA")
+                .env_remove("EVENTBUS_SERVER");
+            // Off the runtime thread: the server answers on this test's runtime.
+            let out = tokio::task::spawn_blocking(move || cmd.output())
+                .await
+                .expect("join")
+                .expect("run the CLI");
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        }
+    };
     let cli = |server_arg: String| async move {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
-        cmd.args(["topic", "list", "--server", &server_arg])
-            .env_remove("EVENTBUS_TLS_CA")
-            .env_remove("EVENTBUS_SERVER");
-        // Off the runtime thread: the server answers on this test's runtime.
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .expect("join")
-            .expect("run the CLI");
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        run_cli(vec!["topic", "list", "--server", &server_arg]).await
     };
     // Plaintext to a TLS listener.
     let err = cli(server.addr.to_string()).await;
@@ -354,6 +360,18 @@ async fn the_cli_explains_a_tls_mismatch_and_an_untrusted_certificate() {
         "{err}"
     );
     assert!(!err.contains("operation was canceled"), "{err}");
+    // subscribe does not retry a server it never reached.
+    let addr = server.addr.to_string();
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        run_cli(vec!["subscribe", ORDER_TOPIC, "--server", &addr]),
+    )
+    .await
+    .expect("subscribe gives up at once");
+    assert!(
+        err.contains("seems to speak TLS") && !err.contains("connection lost"),
+        "{err}"
+    );
     // TLS without the CA.
     let err = cli(format!("https://{}", server.addr)).await;
     assert!(

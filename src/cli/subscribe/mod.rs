@@ -122,7 +122,11 @@ fn retryable(st: &tonic::Status, reconnecting: bool) -> bool {
 /// A short reason for the reconnect message.
 fn reason(st: &tonic::Status) -> String {
     let msg = st.message();
-    let msg = msg.split("; rpcId:").next().unwrap_or(msg).trim();
+    let msg = msg
+        .split("rpcId:")
+        .next()
+        .unwrap_or(msg)
+        .trim_end_matches([' ', ';']);
     if msg.is_empty() {
         format!("{:?}", st.code())
     } else {
@@ -222,7 +226,11 @@ impl Session {
         let call = Call::open(&mut client, &self.conn, &self.source(), self.want().max(1)).await;
         let mut call = match call {
             Ok(c) => c,
-            Err(st) if retryable(&st, reconnecting) => return Ok(Ended::Lost(reason(&st))),
+            // The first call must open: a server that never answered (not
+            // running, speaking TLS) is an error to show, not to retry.
+            Err(st) if reconnecting && retryable(&st, reconnecting) => {
+                return Ok(Ended::Lost(reason(&st)));
+            }
             Err(st) => return Err(rpc_error(self.rpc(), st)),
         };
         let mut out = std::io::stdout().lock();
@@ -463,7 +471,12 @@ async fn run_session(session: &mut Session, first: Channel) -> Result<()> {
                     channel_now = Some(ch);
                     continue;
                 }
-                Err(e) => format!("{e:#}"),
+                // The server is still away: the short form, not the advice
+                // for a first connection.
+                Err(e) if format!("{e:#}").contains("connection refused") => {
+                    "connection refused".to_owned()
+                }
+                Err(e) => crate::client::error_text(&e),
             },
         };
         reconnecting = true;
@@ -522,5 +535,7 @@ mod tests {
     fn the_reason_drops_the_rpc_id() {
         let st = tonic::Status::unavailable("the server is shutting down; rpcId: 42");
         assert_eq!(reason(&st), "Unavailable: the server is shutting down");
+        let st = tonic::Status::unavailable("Shutting down. Resume later. rpcId: 42");
+        assert_eq!(reason(&st), "Unavailable: Shutting down. Resume later.");
     }
 }

@@ -237,11 +237,12 @@ pub(super) async fn plan(channel: &Channel, conn: &ConnArgs, ask: &Ask<'_>) -> R
                 known = false;
                 None
             }
-            Err(st) => {
+            Err(st) if st.code() == tonic::Code::PermissionDenied => {
                 return Err(rpc_error("DescribeTopic", st).context(
-                    "--last, --since and --until-caught-up read where the topic starts and ends with the Admin API",
+                    "--last and --since read where the topic starts and ends with the Admin API, which needs the admin grant",
                 ));
             }
+            Err(st) => return Err(rpc_error("DescribeTopic", st)),
         }
     } else {
         None
