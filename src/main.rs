@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eventbus: {e:#}");
+            eprintln!("eventbus: {}", eventbus::client::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -3,8 +3,8 @@
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
-//! The command files (`commands.rs`, `managed.rs`) share `wire.rs` and never
-//! import each other.
+//! The command files (`commands.rs`, `managed.rs`, `publish.rs`,
+//! `subscribe.rs`) share `wire.rs` and `term.rs` and never import each other.
 //! Must not: touch storage, the log or the broker directly; it is a client
 //! like any other and sees only what the wire shows. It does not know the
 //! load generator either: both share [`crate::client`].
@@ -12,6 +12,9 @@
 mod commands;
 mod format;
 mod managed;
+mod publish;
+mod subscribe;
+mod term;
 mod top;
 mod wire;
 
@@ -22,8 +25,10 @@ use clap::{Args, Subcommand};
 
 use crate::client::parse_duration;
 
-pub use commands::{publish, schema, subscribe, token, topic};
+pub use commands::{schema, token, topic};
 pub use managed::run as managed;
+pub use publish::{PublishArgs, run as publish};
+pub use subscribe::{OutputFormat, SubscribeArgs, run as subscribe};
 pub use top::{TopArgs, run as top};
 
 /// Connection settings shared by every client command.
@@ -267,58 +272,4 @@ pub enum SchemaCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
-}
-
-/// `eventbus publish …`
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Input is JSON in the shape a person writes it: nullable fields as plain values \
-({\"Amount__c\": 12.5}) or null/absent; the Avro form {\"Amount__c\": {\"double\": 12.5}} works too. \
-CreatedDate (epoch ms, now) and CreatedById are filled in when the schema has them and the input \
-does not. Each published event's replay id is printed on its own line, in hex: the form \
-`eventbus subscribe --from` accepts."
-)]
-pub struct PublishArgs {
-    /// Topic name.
-    pub topic: String,
-    /// One event as a JSON object. Without it, JSON lines are read from
-    /// --file or standard input.
-    pub event: Option<String>,
-    /// A file of JSON lines (one event per line).
-    #[arg(long, conflicts_with = "event")]
-    pub file: Option<PathBuf>,
-    /// Events per PublishStream request.
-    #[arg(long, default_value_t = 100)]
-    pub batch: usize,
-    /// CreatedById to fill in when the input has none.
-    #[arg(long, default_value = "005000000000000AAA")]
-    pub created_by: String,
-    /// Connection settings.
-    #[command(flatten)]
-    pub conn: ConnArgs,
-}
-
-/// `eventbus subscribe …`
-#[derive(Debug, Args)]
-#[command(after_help = "Each event is printed as one JSON line: \
-{\"replay_id\": \"<16 hex digits>\", \"event_id\": ..., \"schema_id\": ..., \"payload\": {...}}. \
-Replay ids are printed in hex; --from takes that hex form (or the base64 of the 8 bytes, as some \
-clients store them). Flow control is real: the command asks for --credit events at a time and \
-asks again when the server reports none pending.")]
-pub struct SubscribeArgs {
-    /// Topic name.
-    pub topic: String,
-    /// Where to start: latest, earliest, or a replay id (hex or base64) to
-    /// resume after.
-    #[arg(long, default_value = "latest")]
-    pub from: String,
-    /// Stop after this many events (default: run until interrupted).
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// Events to ask for at a time (the server caps outstanding credit).
-    #[arg(long, default_value_t = 100)]
-    pub credit: i32,
-    /// Connection settings.
-    #[command(flatten)]
-    pub conn: ConnArgs,
 }

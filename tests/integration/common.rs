@@ -111,8 +111,12 @@ pub fn on_jetstream() -> bool {
 }
 
 async fn launch(args: ServeArgs, dir: Arc<TempDir>) -> TestServer {
+    launch_on(args, dir, "127.0.0.1:0".parse().expect("loopback address")).await
+}
+
+async fn launch_on(args: ServeArgs, dir: Arc<TempDir>, at: SocketAddr) -> TestServer {
     // Bind first so the port is known before the server runs: no race.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind(at)
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
@@ -213,6 +217,14 @@ impl TestServer {
     pub async fn restart(self) -> TestServer {
         let (args, dir) = self.shutdown().await;
         launch(args, dir).await
+    }
+
+    /// Stops and starts again on the same data folder and the same port,
+    /// as clients that keep the address find a restarted server.
+    pub async fn restart_on_same_port(self) -> TestServer {
+        let addr = self.addr;
+        let (args, dir) = self.shutdown().await;
+        launch_on(args, dir, addr).await
     }
 
     /// Starts a server again with what [`TestServer::shutdown`] returned,

@@ -19,6 +19,8 @@ mod managed;
 mod publish;
 mod schemas;
 mod subscribe;
+mod subscribe_cli;
+mod terminal;
 mod tls;
 mod top;
 mod topics;

@@ -324,3 +324,60 @@ async fn a_plaintext_health_listener_serves_health_only_for_probes() {
     assert_eq!(st.code(), tonic::Code::Unimplemented, "{st:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_cli_explains_a_tls_mismatch_and_an_untrusted_certificate() {
+    let dir = TempDir::new().expect("tempdir");
+    let certs = dir.path().join("tls");
+    let server = TlsServer::start(dir.path(), |a| a.tls_self_signed = Some(certs.clone())).await;
+    let dev = DevCa::paths(&certs);
+    wait_tls_serving(server.addr, &trust(dev.ca_cert.clone())).await;
+    let run_cli = |args: Vec<&str>| {
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
+            cmd.args(&args)
+                .env_remove("EVENTBUS_TLS_CA")
+                .env_remove("EVENTBUS_SERVER");
+            // Off the runtime thread: the server answers on this test's runtime.
+            let out = tokio::task::spawn_blocking(move || cmd.output())
+                .await
+                .expect("join")
+                .expect("run the CLI");
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        }
+    };
+    let cli = |server_arg: String| async move {
+        run_cli(vec!["topic", "list", "--server", &server_arg]).await
+    };
+    // Plaintext to a TLS listener.
+    let err = cli(server.addr.to_string()).await;
+    assert!(
+        err.contains(&format!("the server at {} seems to speak TLS", server.addr))
+            && err.contains(&format!("https://{}", server.addr))
+            && err.contains("--tls-ca"),
+        "{err}"
+    );
+    assert!(!err.contains("operation was canceled"), "{err}");
+    // subscribe does not retry a server it never reached.
+    let addr = server.addr.to_string();
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        run_cli(vec!["subscribe", ORDER_TOPIC, "--server", &addr]),
+    )
+    .await
+    .expect("subscribe gives up at once");
+    assert!(
+        err.contains("seems to speak TLS") && !err.contains("connection lost"),
+        "{err}"
+    );
+    // TLS without the CA.
+    let err = cli(format!("https://{}", server.addr)).await;
+    assert!(
+        err.contains("certificate is not trusted") && err.contains("--tls-ca DIR/ca.pem"),
+        "{err}"
+    );
+    assert_eq!(err.matches("UnknownIssuer").count(), 1, "said once: {err}");
+    server.stop().await;
+}
