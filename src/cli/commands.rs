@@ -1,4 +1,4 @@
-//! The `topic`, `schema`, `publish`, `subscribe` and `token` commands.
+//! The `topic`, `schema`, `publish` and `subscribe` commands.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use super::wire::{authorized, channel, hex, unary};
-use super::{ConnArgs, PublishArgs, SchemaCommand, SubscribeArgs, TokenCommand, TopicCommand};
+use super::{ConnArgs, PublishArgs, SchemaCommand, SubscribeArgs, TopicCommand};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
 use crate::api::pb;
@@ -20,41 +20,6 @@ use crate::api::pb::pub_sub_client::PubSubClient;
 use crate::client::rpc_error;
 use crate::schema::ParsedSchema;
 use crate::schema::json::JsonDefaults;
-
-/// `eventbus token …`: makes a token or hashes one read from stdin.
-///
-/// # Errors
-/// No token on stdin.
-pub fn token(cmd: TokenCommand) -> Result<()> {
-    let token = match cmd {
-        // 244 random bits from two v4 UUIDs: far beyond guessing.
-        TokenCommand::New => format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        ),
-        TokenCommand::Hash => {
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .context("cannot read the token from stdin")?;
-            let line = line.trim_end_matches(['\r', '\n']).to_owned();
-            if line.is_empty() {
-                bail!(
-                    "no token on stdin: pipe it in, for example `printf %s \"$TOKEN\" | eventbus token hash`"
-                );
-            }
-            line
-        }
-    };
-    if matches!(cmd, TokenCommand::New) {
-        println!("token:  {token}");
-        println!("sha256: {}", crate::auth::hash_token(&token));
-    } else {
-        println!("{}", crate::auth::hash_token(&token));
-    }
-    Ok(())
-}
 
 /// Parses `--from`: latest, earliest, 16 hex digits, or base64 of 8 bytes.
 fn parse_from(from: &str) -> Result<(pb::ReplayPreset, Vec<u8>)> {

@@ -3,7 +3,7 @@
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
-//! The command files (`commands.rs`, `managed.rs`) share `wire.rs` and never
+//! The command files (`commands.rs`, `managed.rs`, `token.rs`) share `wire.rs` and never
 //! import each other.
 //! Must not: touch storage, the log or the broker directly; it is a client
 //! like any other and sees only what the wire shows. It does not know the
@@ -11,6 +11,7 @@
 
 mod commands;
 mod managed;
+mod token;
 mod wire;
 
 use std::path::PathBuf;
@@ -20,8 +21,9 @@ use clap::{Args, Subcommand};
 
 use crate::client::parse_duration;
 
-pub use commands::{publish, schema, subscribe, token, topic};
+pub use commands::{publish, schema, subscribe, topic};
 pub use managed::run as managed;
+pub use token::{TokenCommand, run as token};
 
 /// Connection settings shared by every client command.
 #[derive(Clone, Debug, Args)]
@@ -220,17 +222,6 @@ pub enum ManagedCommand {
 
 fn parse_replay(s: &str) -> Result<crate::types::ManagedReplay, String> {
     s.parse()
-}
-
-/// `eventbus token …`: access tokens for `--auth static`.
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Make a new random access token and print it with its SHA-256 (the
-    /// token goes to the client, the hash into the tokens file).
-    New,
-    /// Print the SHA-256 of a token (read from stdin, so it stays out of
-    /// the shell history).
-    Hash,
 }
 
 /// `eventbus schema …`
