@@ -87,6 +87,12 @@ pub struct ServeArgs {
     /// (`DIR/event/X__e.avsc` becomes `/event/X__e`).
     #[arg(long, env = "EVENTBUS_TOPICS")]
     pub topics: Option<PathBuf>,
+    /// Tenants (org ids, comma-separated) the topics folder provisions
+    /// besides the default tenant and the tenants of the static tokens
+    /// file; for `--auth jwt`, whose tenants the server learns only from
+    /// tokens.
+    #[arg(long, env = "EVENTBUS_TOPICS_TENANTS", value_delimiter = ',')]
+    pub topics_tenants: Vec<String>,
     /// Keepalive interval of a subscription that has credit and nothing new.
     #[arg(long, env = "EVENTBUS_KEEPALIVE", default_value = "60s", value_parser = parse_duration)]
     pub keepalive: Duration,
@@ -331,6 +337,9 @@ impl ServeArgs {
                 problems.push(format!("{name} must be 0 (no limit) or a positive rate"));
             }
         }
+        if let Err(e) = self.provisioned_tenants() {
+            problems.push(e);
+        }
         if let Some(problem) = self.tls().problem() {
             problems.push(problem);
         }
@@ -469,6 +478,32 @@ impl ServeArgs {
             Err(format!(
                 "invalid settings:\n  - {}",
                 problems.join("\n  - ")
+            ))
+        }
+    }
+
+    /// The tenants `topics_tenants` names, each in its canonical form.
+    ///
+    /// # Errors
+    /// A message naming every value that is not an org id.
+    pub fn provisioned_tenants(&self) -> Result<Vec<crate::types::TenantId>, String> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.topics_tenants.iter().map(|s| s.trim()) {
+            if id.is_empty() {
+                continue;
+            }
+            match crate::types::TenantId::parse(id) {
+                Ok(t) => out.push(t),
+                Err(e) => bad.push(e),
+            }
+        }
+        if bad.is_empty() {
+            Ok(out)
+        } else {
+            Err(format!(
+                "EVENTBUS_TOPICS_TENANTS (--topics-tenants): {}",
+                bad.join("; ")
             ))
         }
     }

@@ -106,9 +106,13 @@ impl Server {
         let metrics = Arc::new(Metrics::with_topic_labels(args.metrics_topic_labels));
         let log = crate::backend::open(&args, metrics.clone()).await?;
         let broker = Broker::open(log, args.broker(), metrics).await?;
-        // `topics = ""` in the config file means none.
+        // `topics = ""` in the config file means none. Every tenant the
+        // server knows of gets the folder: the default one, the tokens
+        // file's, and the ones named for JWTs.
+        let mut tenants = auth.tenants();
+        tenants.extend(args.provisioned_tenants().map_err(ServerError::Config)?);
         if let Some(dir) = args.topics.as_ref().filter(|d| !d.as_os_str().is_empty())
-            && let Err(e) = broker.provision_dir(dir).await
+            && let Err(e) = broker.provision_dir_for(dir, &tenants).await
         {
             let _ = broker.close().await;
             return Err(e.into());
