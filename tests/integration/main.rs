@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod common;
 mod crash;
+mod devsetup;
 mod durability;
 mod faults;
 mod graceful;
