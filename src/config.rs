@@ -215,8 +215,14 @@ pub struct ServeArgs {
     pub tls_client_ca: Option<PathBuf>,
     /// Development TLS: create (once) a CA and a certificate for localhost,
     /// 127.0.0.1 and ::1 in this folder and serve with it; clients trust
-    /// `ca.pem` from the folder.
-    #[arg(long, env = "EVENTBUS_TLS_SELF_SIGNED", value_parser = any_path())]
+    /// `ca.pem` from the folder. Without a value: `<data-dir>/dev-tls`.
+    #[arg(
+        long,
+        env = "EVENTBUS_TLS_SELF_SIGNED",
+        value_parser = any_path(),
+        num_args = 0..=1,
+        default_missing_value = SELF_SIGNED_IN_DATA_DIR
+    )]
     pub tls_self_signed: Option<PathBuf>,
     /// Authentication: `none` (development: every call is the default
     /// tenant), `static` (a tokens file) or `jwt` (signed tokens). `static`
@@ -288,6 +294,12 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTBUS_PUBLISH_BYTES_PER_TENANT", default_value_t = 0.0)]
     pub publish_bytes_per_tenant: f64,
 }
+
+/// `--tls-self-signed` without a value: the `dev-tls` folder inside the
+/// data folder, so generated certificates stay with the data and out of
+/// the working directory. A path that starts with `<data-dir>` is resolved
+/// that way in the config file and the environment too.
+pub const SELF_SIGNED_IN_DATA_DIR: &str = "<data-dir>/dev-tls";
 
 /// A path setting that may be empty (`tls_cert = ""` in the file: unset);
 /// clap's own path parser refuses an empty value.
@@ -594,7 +606,12 @@ impl ServeArgs {
             cert: set(&self.tls_cert),
             key: set(&self.tls_key),
             client_ca: set(&self.tls_client_ca),
-            self_signed: set(&self.tls_self_signed),
+            self_signed: set(&self.tls_self_signed).map(|p| {
+                match p.strip_prefix("<data-dir>") {
+                    Ok(rest) => self.data_dir.join(rest),
+                    Err(_) => p,
+                }
+            }),
         }
     }
 
@@ -723,6 +740,32 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn tls_self_signed_without_a_value_lives_in_the_data_folder() {
+        let parse = |args: &[&str]| {
+            ServeOnly::try_parse_from(args)
+                .expect("valid flags")
+                .serve
+                .tls()
+                .self_signed
+        };
+        assert_eq!(
+            parse(&["eventbus", "--data-dir", "/var/eb", "--tls-self-signed"]),
+            Some(PathBuf::from("/var/eb/dev-tls"))
+        );
+        assert_eq!(
+            parse(&["eventbus", "--tls-self-signed", "--data-dir", "/var/eb"]),
+            Some(PathBuf::from("/var/eb/dev-tls")),
+            "a flag after it is not taken as its value"
+        );
+        // An explicit folder is used as given, relative to the working directory.
+        assert_eq!(
+            parse(&["eventbus", "--tls-self-signed", "certs"]),
+            Some(PathBuf::from("certs"))
+        );
+        assert_eq!(parse(&["eventbus"]), None);
     }
 
     #[test]
