@@ -104,8 +104,10 @@ impl Server {
         );
         tracing::info!(mode = ?auth.mode(), "authentication");
         let metrics = Arc::new(Metrics::with_topic_labels(args.metrics_topic_labels));
-        let log = crate::backend::open(&args, metrics.clone()).await?;
-        let broker = Broker::open(log, args.broker(), metrics).await?;
+        let opened = crate::backend::open(&args, metrics.clone()).await?;
+        let mut broker_cfg = args.broker();
+        broker_cfg.max_event_bytes = opened.max_event_bytes;
+        let broker = Broker::open(opened.log, broker_cfg, metrics).await?;
         // `topics = ""` in the config file means none. Every tenant the
         // server knows of gets the folder: the default one, the tokens
         // file's, and the ones named for JWTs.
@@ -117,13 +119,7 @@ impl Server {
             let _ = broker.close().await;
             return Err(e.into());
         }
-        tracing::info!(
-            backend = ?args.backend,
-            data_dir = %args.data_dir.display(),
-            topics = broker.topics().len(),
-            durability = ?args.durability,
-            "storage open"
-        );
+        tracing::info!(topics = broker.topics().len(), "topics loaded");
         let bind = |addr: Result<Option<std::net::SocketAddr>, String>, what: &'static str| async move {
             match addr.map_err(ServerError::Config)? {
                 Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|e| {

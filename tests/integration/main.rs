@@ -15,6 +15,7 @@ mod faults;
 mod graceful;
 mod hostile;
 mod jetstream;
+mod jetstream_startup;
 mod leaks;
 mod managed;
 mod publish;
