@@ -854,9 +854,15 @@ mod tests {
         for (written, expected) in [
             (format!("{text}\n").into_bytes(), text.as_bytes().to_vec()),
             (format!("{text}\r\n").into_bytes(), text.as_bytes().to_vec()),
-            (format!(" {text} ").into_bytes(), format!(" {text} ").into_bytes()),
+            (
+                format!(" {text} ").into_bytes(),
+                format!(" {text} ").into_bytes(),
+            ),
             // base64 is not decoded: its characters are the key.
-            (b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_vec(), b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_vec()),
+            (
+                b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_vec(),
+                b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_vec(),
+            ),
             // Any bytes, not only UTF-8.
             ((0u8..=255).collect(), (0u8..=255).collect()),
         ] {
@@ -877,7 +883,8 @@ mod tests {
             &EncodingKey::from_secret(&[0xffu8; 40]),
         )
         .expect("sign");
-        auth.authenticate(headers(&token, ORG)).expect("binary secret");
+        auth.authenticate(headers(&token, ORG))
+            .expect("binary secret");
     }
 
     #[test]

@@ -276,7 +276,10 @@ mod tests {
         for needle in ["serve --help", "publish", "subscribe", "Examples:"] {
             assert!(help.contains(needle), "{needle} missing from:\n{help}");
         }
-        assert!(!help.contains("--max-credit"), "server flags hidden:\n{help}");
+        assert!(
+            !help.contains("--max-credit"),
+            "server flags hidden:\n{help}"
+        );
         assert!(!help.contains("Boxed"), "no internal notes:\n{help}");
         // The server settings still parse without the subcommand, and
         // `serve --help` lists them.
@@ -286,7 +289,12 @@ mod tests {
         assert_eq!(cli.into_serve().expect("serve").max_credit, 7);
         let mut cmd = Cli::command_hiding_serve();
         let serve = cmd.find_subcommand_mut("serve").expect("serve");
-        assert!(serve.render_long_help().to_string().contains("--max-credit"));
+        assert!(
+            serve
+                .render_long_help()
+                .to_string()
+                .contains("--max-credit")
+        );
     }
 
     #[test]

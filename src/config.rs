@@ -606,11 +606,9 @@ impl ServeArgs {
             cert: set(&self.tls_cert),
             key: set(&self.tls_key),
             client_ca: set(&self.tls_client_ca),
-            self_signed: set(&self.tls_self_signed).map(|p| {
-                match p.strip_prefix("<data-dir>") {
-                    Ok(rest) => self.data_dir.join(rest),
-                    Err(_) => p,
-                }
+            self_signed: set(&self.tls_self_signed).map(|p| match p.strip_prefix("<data-dir>") {
+                Ok(rest) => self.data_dir.join(rest),
+                Err(_) => p,
             }),
         }
     }

@@ -46,14 +46,20 @@ pub enum TokenCommand {
 
 /// `eventbus token jwt …`
 #[derive(Debug, Args)]
-#[command(after_help = "The issuer, audience, secret file and maximum lifetime read the \
+#[command(
+    after_help = "The issuer, audience, secret file and maximum lifetime read the \
 server's own variables (EVENTBUS_JWT_ISSUER, EVENTBUS_JWT_AUDIENCE, EVENTBUS_JWT_SECRET_FILE, \
 EVENTBUS_JWT_MAX_LIFETIME), so a shell set up for the server mints tokens it accepts. A secret \
 file that does not exist yet is created with a new random secret (stderr says so). The secret \
-is the file's bytes without trailing line ends, never decoded.")]
+is the file's bytes without trailing line ends, never decoded."
+)]
 pub struct JwtArgs {
     /// HS256 secret file (created with a new secret when missing).
-    #[arg(long, env = "EVENTBUS_JWT_SECRET_FILE", default_value = ".eventbus/jwt-secret")]
+    #[arg(
+        long,
+        env = "EVENTBUS_JWT_SECRET_FILE",
+        default_value = ".eventbus/jwt-secret"
+    )]
     pub secret_file: PathBuf,
     /// The `iss` claim: the server's --jwt-issuer.
     #[arg(long, env = "EVENTBUS_JWT_ISSUER")]
@@ -386,7 +392,10 @@ mod tests {
         args.issued_at = None;
         args.ttl = Duration::from_secs(25 * 3600);
         let err = mint(&args, now_secs()).expect_err("too long");
-        assert!(err.to_string().contains("EVENTBUS_JWT_MAX_LIFETIME"), "{err}");
+        assert!(
+            err.to_string().contains("EVENTBUS_JWT_MAX_LIFETIME"),
+            "{err}"
+        );
         args.ttl = Duration::from_secs(60);
         args.tenant = "acme".into();
         assert!(mint(&args, now_secs()).is_err(), "bad tenant");
@@ -398,7 +407,10 @@ mod tests {
     #[test]
     fn issued_at_reads_rfc3339_and_epoch_seconds() {
         assert_eq!(issued_at(None, 42).expect("now"), 42);
-        assert_eq!(issued_at(Some("1767225600"), 0).expect("secs"), 1_767_225_600);
+        assert_eq!(
+            issued_at(Some("1767225600"), 0).expect("secs"),
+            1_767_225_600
+        );
         assert_eq!(
             issued_at(Some("2026-01-01T00:00:00Z"), 0).expect("rfc3339"),
             1_767_225_600
@@ -425,7 +437,11 @@ mod tests {
         })
         .expect("tokens file loads");
         assert_eq!(
-            tokens.tenants().iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            tokens
+                .tenants()
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>(),
             vec![ORG.to_owned()]
         );
         #[cfg(unix)]

@@ -70,7 +70,14 @@ async fn publish_subscribe_and_list(server: &TestServer, token: &str) {
     assert_eq!(replay_id.len(), 16, "one replay id in hex: {out}");
     let out = stdout_of(
         &eventbus(
-            &["subscribe", ORDER_TOPIC, "--from", "earliest", "--count", "1"],
+            &[
+                "subscribe",
+                ORDER_TOPIC,
+                "--from",
+                "earliest",
+                "--count",
+                "1",
+            ],
             &envs,
         )
         .await,
@@ -163,7 +170,11 @@ async fn topics_tenants_provision_jwt_tenants_and_token_jwt_mints_what_the_serve
     // The first mint makes the secret file and says so on stderr only.
     let out = mint(None).await;
     let token = stdout_of(&out).trim().to_owned();
-    assert_eq!(token.split('.').count(), 3, "only the JWT on stdout: {token}");
+    assert_eq!(
+        token.split('.').count(),
+        3,
+        "only the JWT on stdout: {token}"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("wrote a new HS256 secret"),
         "{}",

@@ -44,7 +44,9 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nats-server ({e}): apt-get install nats-server"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start nats-server ({e}): apt-get install nats-server")
+            });
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

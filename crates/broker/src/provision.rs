@@ -288,7 +288,10 @@ impl Broker {
                 let name = stored_name(tenant, &f.name)?;
                 // Parsed again per tenant: a parsed schema is consumed.
                 let schema = ParsedSchema::parse(f.schema.json()).map_err(|e| {
-                    BrokerError::Provision(format!("{}: invalid Avro schema: {e}", f.path.display()))
+                    BrokerError::Provision(format!(
+                        "{}: invalid Avro schema: {e}",
+                        f.path.display()
+                    ))
                 })?;
                 let outcome = self.provision(&name, schema).await?;
                 tracing::info!(topic = %f.name, %tenant, file = %f.path.display(), ?outcome, "provisioned topic");
@@ -303,7 +306,11 @@ impl Broker {
 
     /// Creates a declared managed subscription, or brings an existing one's
     /// replays (and state, when the file gives one) in line with the file.
-    async fn provision_managed(&self, tenant: &TenantId, m: &ManagedFile) -> Result<(), BrokerError> {
+    async fn provision_managed(
+        &self,
+        tenant: &TenantId,
+        m: &ManagedFile,
+    ) -> Result<(), BrokerError> {
         let topic = stored_name(tenant, &m.topic)?;
         let tenant = tenant.as_str();
         let in_file = |e: BrokerError| BrokerError::Provision(format!("{}: {e}", m.path.display()));
