@@ -56,7 +56,7 @@ async fn workload(
         Workload::Unary => publish(args, js, args.streams, 1).await,
         Workload::E2e => e2e(args, js, stream, 1).await,
         Workload::Fanout => e2e(args, js, stream, args.subscribers.max(1)).await,
-        Workload::Replay => replay(args, js, &stream).await,
+        Workload::Replay => replay(args, js, stream).await,
         Workload::Idle => bail!("idle is measured for eventbus only"),
     }
 }

@@ -112,10 +112,10 @@ pub fn run(cmd: TokenCommand) -> Result<()> {
     let token = match &cmd {
         TokenCommand::New => new_token(),
         TokenCommand::Jwt(args) => {
-            println!("{}", mint(&args, now_secs())?);
+            println!("{}", mint(args, now_secs())?);
             return Ok(());
         }
-        TokenCommand::Init(args) => return init(&args),
+        TokenCommand::Init(args) => return init(args),
         TokenCommand::Hash => {
             let mut line = String::new();
             std::io::stdin()
