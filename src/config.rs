@@ -88,9 +88,10 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTBUS_TOPICS")]
     pub topics: Option<PathBuf>,
     /// Tenants (org ids, comma-separated) the topics folder provisions
-    /// besides the default tenant and the tenants of the static tokens
-    /// file; for `--auth jwt`, whose tenants the server learns only from
-    /// tokens.
+    /// besides the default tenant. Unset: every tenant of the static tokens
+    /// file. Set it for `--auth jwt` (the server learns JWT tenants only from
+    /// tokens), or to give the folder to fewer tenants than the tokens file
+    /// names.
     #[arg(long, env = "EVENTBUS_TOPICS_TENANTS", value_delimiter = ',')]
     pub topics_tenants: Vec<String>,
     /// Keepalive interval of a subscription that has credit and nothing new.

@@ -108,11 +108,15 @@ impl Server {
         let mut broker_cfg = args.broker();
         broker_cfg.max_event_bytes = opened.max_event_bytes;
         let broker = Broker::open(opened.log, broker_cfg, metrics).await?;
-        // `topics = ""` in the config file means none. Every tenant the
-        // server knows of gets the folder: the default one, the tokens
-        // file's, and the ones named for JWTs.
-        let mut tenants = auth.tenants();
-        tenants.extend(args.provisioned_tenants().map_err(ServerError::Config)?);
+        // `topics = ""` in the config file means none. The default tenant
+        // gets the folder, and so do the tenants `topics_tenants` lists or,
+        // when it lists none, every tenant of the static tokens file.
+        let listed = args.provisioned_tenants().map_err(ServerError::Config)?;
+        let tenants = if listed.is_empty() {
+            auth.tenants()
+        } else {
+            listed
+        };
         if let Some(dir) = args.topics.as_ref().filter(|d| !d.as_os_str().is_empty())
             && let Err(e) = broker.provision_dir_for(dir, &tenants).await
         {
