@@ -266,6 +266,38 @@ fn read(path: &Path, what: &'static str) -> Result<String, AuthConfigError> {
     })
 }
 
+/// Shortest HS256 secret accepted, in bytes: a short secret can be
+/// brute-forced offline from any token; RFC 7518 §3.2 asks for at least
+/// 256 bits.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Reads an HS256 secret file. The key is the file's bytes as they are,
+/// with trailing line ends (`\n`, `\r\n`) removed so `echo … > file` and
+/// editors that add one work; nothing is decoded: a base64 or hex text is
+/// used as its characters, the way the issuer must use it too. Any bytes
+/// may appear, and at least [`MIN_HS256_SECRET_BYTES`] must remain.
+///
+/// # Errors
+/// [`AuthConfigError`] for an unreadable file or a short secret.
+pub fn read_hs256_secret(path: &Path) -> Result<Vec<u8>, AuthConfigError> {
+    let mut secret = std::fs::read(path).map_err(|source| AuthConfigError::Read {
+        what: "JWT secret file",
+        path: path.display().to_string(),
+        source,
+    })?;
+    while secret.last().is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+        secret.pop();
+    }
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(AuthConfigError::Invalid(format!(
+            "JWT secret file {}: the secret must be at least {MIN_HS256_SECRET_BYTES} bytes (trailing line ends do not count); found {}",
+            path.display(),
+            secret.len()
+        )));
+    }
+    Ok(secret)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokensFile {
@@ -453,19 +485,10 @@ impl Authenticator {
             }
             AuthMode::Jwt => {
                 if let Some(path) = &settings.jwt_secret_file {
-                    let secret = read(path, "JWT secret file")?;
-                    let secret = secret.trim_end_matches(['\r', '\n']);
-                    // A short HS256 secret can be brute-forced offline from
-                    // any token; RFC 7518 §3.2 asks for at least 256 bits.
-                    if secret.len() < 32 {
-                        return Err(AuthConfigError::Invalid(format!(
-                            "JWT secret file {}: the secret must be at least 32 bytes",
-                            path.display()
-                        )));
-                    }
+                    let secret = read_hs256_secret(path)?;
                     auth.jwt_keys.push(JwtKey {
                         kid: None,
-                        key: DecodingKey::from_secret(secret.as_bytes()),
+                        key: DecodingKey::from_secret(&secret),
                         alg: Algorithm::HS256,
                     });
                 }
@@ -496,6 +519,16 @@ impl Authenticator {
         self.mode
     }
 
+    /// The tenants the credentials name, sorted and without repeats: those
+    /// of the tokens file in mode `static`, none otherwise (a JWT names its
+    /// tenant only when it arrives).
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut out: Vec<TenantId> = self.tokens.values().map(|c| c.tenant.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Authenticates one call from its headers.
     ///
     /// # Errors
@@ -512,13 +545,19 @@ impl Authenticator {
 
         let token = present(headers.access_token, "accesstoken")?;
         let instance_url = present(headers.instance_url, "instanceurl")?;
-        let tenant_id = present(headers.tenant_id, "tenantid")?;
         if !(instance_url.starts_with("https://") || instance_url.starts_with("http://")) {
             return Err(AuthError::BadHeader(format!(
                 "instanceurl `{}` is not an http(s) URL",
                 Echo(instance_url)
             )));
         }
+        // Salesforce requires `tenantid`; here a credential names exactly
+        // one tenant (a tokens-file entry, a JWT's `tenant` claim), so a
+        // call without the header is that tenant's (README "Differences
+        // from Salesforce"). A header that is sent must still match.
+        let Ok(tenant_id) = present(headers.tenant_id, "tenantid") else {
+            return self.caller_of(token);
+        };
         let org = org_id_of(tenant_id)?;
         let caller = self.caller_of(token)?;
         if !same_org(&caller.tenant, org) {
@@ -775,6 +814,77 @@ mod tests {
             })
             .expect_err("missing");
         assert_eq!(missing, AuthError::MissingHeader("instanceurl"));
+    }
+
+    #[test]
+    fn a_call_without_tenantid_is_the_tenant_its_credential_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let other = "00D5e000000ZZZZEA4";
+        let body = format!(
+            "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG}\"\nprincipal = \"a\"\n\n[[tokens]]\nsha256 = \"{}\"\ntenant = \"{}\"\nprincipal = \"b\"\n\n[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG}\"\nprincipal = \"c\"\n",
+            hash_token("ta"),
+            hash_token("tb"),
+            &other[..15],
+            hash_token("tc"),
+        );
+        let auth = Authenticator::load(&tokens_file(dir.path(), &body)).expect("load");
+        for (token, tenant) in [("ta", ORG), ("tb", other)] {
+            let caller = auth
+                .authenticate(Headers {
+                    access_token: Some(token),
+                    instance_url: Some("https://localhost"),
+                    tenant_id: None,
+                })
+                .expect("the token names the tenant");
+            assert_eq!(caller.tenant, tenant);
+        }
+        // A header that is sent must still match; a blank one counts as absent.
+        assert!(auth.authenticate(headers("ta", other)).is_err());
+        auth.authenticate(headers("ta", " ")).expect("blank");
+        let tenants: Vec<String> = auth.tenants().iter().map(|t| t.to_string()).collect();
+        assert_eq!(tenants, vec![ORG.to_owned(), other.to_owned()]);
+        assert!(Authenticator::none().tenants().is_empty());
+    }
+
+    #[test]
+    fn an_hs256_secret_is_the_file_bytes_without_trailing_line_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        let text = "0123456789abcdef0123456789abcdef";
+        for (written, expected) in [
+            (format!("{text}\n").into_bytes(), text.as_bytes().to_vec()),
+            (format!("{text}\r\n").into_bytes(), text.as_bytes().to_vec()),
+            (
+                format!(" {text} ").into_bytes(),
+                format!(" {text} ").into_bytes(),
+            ),
+            // base64 is not decoded: its characters are the key.
+            (
+                b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_vec(),
+                b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_vec(),
+            ),
+            // Any bytes, not only UTF-8.
+            ((0u8..=255).collect(), (0u8..=255).collect()),
+        ] {
+            std::fs::write(&path, &written).expect("write");
+            assert_eq!(read_hs256_secret(&path).expect("reads"), expected);
+        }
+        std::fs::write(&path, format!("{}\n\n", &text[..31])).expect("write");
+        let err = read_hs256_secret(&path).expect_err("short");
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+        // A token signed with the bytes verifies against the file.
+        std::fs::write(&path, [0xffu8; 40]).expect("write");
+        let mut settings = jwt_settings(dir.path(), None, None);
+        settings.jwt_secret_file = Some(path);
+        let auth = Authenticator::load(&settings).expect("load");
+        let token = jsonwebtoken::encode(
+            &Header::default(),
+            &claims(now() + 600, "eventbus"),
+            &EncodingKey::from_secret(&[0xffu8; 40]),
+        )
+        .expect("sign");
+        auth.authenticate(headers(&token, ORG))
+            .expect("binary secret");
     }
 
     #[test]

@@ -26,22 +26,40 @@ use crate::config::ServeArgs;
     version,
     about = "An event bus server that speaks the Salesforce Pub/Sub API (eventbus.v1.PubSub).",
     long_about = "An event bus server that speaks the Salesforce Pub/Sub API (eventbus.v1.PubSub) \
-                  over gRPC, on a RocksDB topic log. Without a subcommand it runs `serve`."
+                  over gRPC, on a RocksDB topic log or NATS JetStream. Without a subcommand it \
+                  runs `serve`.",
+    after_help = TOP_LEVEL_EXAMPLES
 )]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Server settings when no subcommand is given.
+    // The server settings of the no-subcommand form; `Cli::command_hiding_serve`
+    // keeps them out of the top-level help (`serve --help` lists them).
     #[command(flatten)]
+    #[allow(missing_docs)] // a flattened group: its fields carry the docs
     pub serve: ServeArgs,
 }
+
+/// The end of `eventbus --help`: what people do first, and where the
+/// server's settings are.
+const TOP_LEVEL_EXAMPLES: &str = "\
+Examples:
+  eventbus serve --topics examples/topics      run a server on 127.0.0.1:7011, data in ./data
+  eventbus publish /event/Order_Event__e '{\"OrderNumber__c\": \"A-1\"}'
+  eventbus subscribe /event/Order_Event__e --from earliest
+  eventbus top                                 live view of topics and consumers
+  eventbus token init                          development secrets in .eventbus/
+
+Server settings (flags, EVENTBUS_* variables, --config file): eventbus serve --help
+Each command's options: eventbus <command> --help";
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (the default). Boxed: the settings outweigh every
-    /// other command's arguments.
+    /// Run the server (the default); `eventbus serve --help` lists its
+    /// settings.
+    // Boxed: the settings outweigh every other command's arguments.
     Serve(Box<ServeArgs>),
     /// Create, list, describe, change or delete topics (Admin API).
     #[command(subcommand)]
@@ -62,7 +80,8 @@ pub enum Command {
     Top(crate::cli::TopArgs),
     /// Load-test a running eventbus (or NATS JetStream) and report numbers.
     Bench(crate::bench::BenchArgs),
-    /// Make access tokens and their hashes for `--auth static`.
+    /// Access tokens for `--auth static`, development JWTs for `--auth jwt`,
+    /// development secrets (`token init`).
     #[command(subcommand)]
     Token(crate::cli::TokenCommand),
 }
@@ -105,7 +124,7 @@ impl Cli {
         T: Into<OsString>,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let matches = Cli::command().try_get_matches_from(&args)?;
+        let matches = Cli::command_hiding_serve().try_get_matches_from(&args)?;
         let (serve, explicit) = match matches.subcommand() {
             Some(("serve", m)) => (m, true),
             Some(_) => return Ok(Cli::from_arg_matches(&matches)?),
@@ -130,6 +149,16 @@ impl Cli {
         layered.extend(args.into_iter().skip(if explicit { 2 } else { 1 }));
         let matches = Cli::command().try_get_matches_from(layered)?;
         Ok(Cli::from_arg_matches(&matches)?)
+    }
+
+    /// The parser with the no-subcommand form's server settings hidden
+    /// from the top-level help: they still parse, and `serve --help`
+    /// lists them, so `eventbus --help` shows the commands and examples.
+    pub fn command_hiding_serve() -> clap::Command {
+        Cli::command().mut_args(|a| match a.get_id().as_str() {
+            "help" | "version" => a,
+            _ => a.hide(true),
+        })
     }
 
     /// The serve settings, whether given with or without `serve`.
@@ -242,6 +271,35 @@ mod tests {
     use super::*;
     use crate::config::WalRecovery;
     use crate::log::Durability;
+
+    #[test]
+    fn top_level_help_is_short_and_points_to_serve_help() {
+        let help = Cli::command_hiding_serve().render_long_help().to_string();
+        let lines = help.lines().count();
+        assert!(lines < 60, "{lines} lines:\n{help}");
+        for needle in ["serve --help", "publish", "subscribe", "Examples:"] {
+            assert!(help.contains(needle), "{needle} missing from:\n{help}");
+        }
+        assert!(
+            !help.contains("--max-credit"),
+            "server flags hidden:\n{help}"
+        );
+        assert!(!help.contains("Boxed"), "no internal notes:\n{help}");
+        // The server settings still parse without the subcommand, and
+        // `serve --help` lists them.
+        let cli = Cli::load_from(["eventbus", "--max-credit", "7"])
+            .map_err(|e| format!("{e:?}"))
+            .expect("parses");
+        assert_eq!(cli.into_serve().expect("serve").max_credit, 7);
+        let mut cmd = Cli::command_hiding_serve();
+        let serve = cmd.find_subcommand_mut("serve").expect("serve");
+        assert!(
+            serve
+                .render_long_help()
+                .to_string()
+                .contains("--max-credit")
+        );
+    }
 
     #[test]
     fn wal_recovery_defaults_to_tolerating_only_a_torn_tail() {

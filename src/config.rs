@@ -87,6 +87,13 @@ pub struct ServeArgs {
     /// (`DIR/event/X__e.avsc` becomes `/event/X__e`).
     #[arg(long, env = "EVENTBUS_TOPICS")]
     pub topics: Option<PathBuf>,
+    /// Tenants (org ids, comma-separated) the topics folder provisions
+    /// besides the default tenant. Unset: every tenant of the static tokens
+    /// file. Set it for `--auth jwt` (the server learns JWT tenants only from
+    /// tokens), or to give the folder to fewer tenants than the tokens file
+    /// names.
+    #[arg(long, env = "EVENTBUS_TOPICS_TENANTS", value_delimiter = ',')]
+    pub topics_tenants: Vec<String>,
     /// Keepalive interval of a subscription that has credit and nothing new.
     #[arg(long, env = "EVENTBUS_KEEPALIVE", default_value = "60s", value_parser = parse_duration)]
     pub keepalive: Duration,
@@ -209,8 +216,14 @@ pub struct ServeArgs {
     pub tls_client_ca: Option<PathBuf>,
     /// Development TLS: create (once) a CA and a certificate for localhost,
     /// 127.0.0.1 and ::1 in this folder and serve with it; clients trust
-    /// `ca.pem` from the folder.
-    #[arg(long, env = "EVENTBUS_TLS_SELF_SIGNED", value_parser = any_path())]
+    /// `ca.pem` from the folder. Without a value: `<data-dir>/dev-tls`.
+    #[arg(
+        long,
+        env = "EVENTBUS_TLS_SELF_SIGNED",
+        value_parser = any_path(),
+        num_args = 0..=1,
+        default_missing_value = SELF_SIGNED_IN_DATA_DIR
+    )]
     pub tls_self_signed: Option<PathBuf>,
     /// Authentication: `none` (development: every call is the default
     /// tenant), `static` (a tokens file) or `jwt` (signed tokens). `static`
@@ -283,6 +296,12 @@ pub struct ServeArgs {
     pub publish_bytes_per_tenant: f64,
 }
 
+/// `--tls-self-signed` without a value: the `dev-tls` folder inside the
+/// data folder, so generated certificates stay with the data and out of
+/// the working directory. A path that starts with `<data-dir>` is resolved
+/// that way in the config file and the environment too.
+pub const SELF_SIGNED_IN_DATA_DIR: &str = "<data-dir>/dev-tls";
+
 /// A path setting that may be empty (`tls_cert = ""` in the file: unset);
 /// clap's own path parser refuses an empty value.
 fn any_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
@@ -330,6 +349,9 @@ impl ServeArgs {
             if !(v.is_finite() && v >= 0.0) {
                 problems.push(format!("{name} must be 0 (no limit) or a positive rate"));
             }
+        }
+        if let Err(e) = self.provisioned_tenants() {
+            problems.push(e);
         }
         if let Some(problem) = self.tls().problem() {
             problems.push(problem);
@@ -473,6 +495,32 @@ impl ServeArgs {
         }
     }
 
+    /// The tenants `topics_tenants` names, each in its canonical form.
+    ///
+    /// # Errors
+    /// A message naming every value that is not an org id.
+    pub fn provisioned_tenants(&self) -> Result<Vec<crate::types::TenantId>, String> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.topics_tenants.iter().map(|s| s.trim()) {
+            if id.is_empty() {
+                continue;
+            }
+            match crate::types::TenantId::parse(id) {
+                Ok(t) => out.push(t),
+                Err(e) => bad.push(e),
+            }
+        }
+        if bad.is_empty() {
+            Ok(out)
+        } else {
+            Err(format!(
+                "EVENTBUS_TOPICS_TENANTS (--topics-tenants): {}",
+                bad.join("; ")
+            ))
+        }
+    }
+
     /// The metrics address, if metrics are on.
     ///
     /// # Errors
@@ -559,7 +607,10 @@ impl ServeArgs {
             cert: set(&self.tls_cert),
             key: set(&self.tls_key),
             client_ca: set(&self.tls_client_ca),
-            self_signed: set(&self.tls_self_signed),
+            self_signed: set(&self.tls_self_signed).map(|p| match p.strip_prefix("<data-dir>") {
+                Ok(rest) => self.data_dir.join(rest),
+                Err(_) => p,
+            }),
         }
     }
 
@@ -688,6 +739,32 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn tls_self_signed_without_a_value_lives_in_the_data_folder() {
+        let parse = |args: &[&str]| {
+            ServeOnly::try_parse_from(args)
+                .expect("valid flags")
+                .serve
+                .tls()
+                .self_signed
+        };
+        assert_eq!(
+            parse(&["eventbus", "--data-dir", "/var/eb", "--tls-self-signed"]),
+            Some(PathBuf::from("/var/eb/dev-tls"))
+        );
+        assert_eq!(
+            parse(&["eventbus", "--tls-self-signed", "--data-dir", "/var/eb"]),
+            Some(PathBuf::from("/var/eb/dev-tls")),
+            "a flag after it is not taken as its value"
+        );
+        // An explicit folder is used as given, relative to the working directory.
+        assert_eq!(
+            parse(&["eventbus", "--tls-self-signed", "certs"]),
+            Some(PathBuf::from("certs"))
+        );
+        assert_eq!(parse(&["eventbus"]), None);
     }
 
     #[test]

@@ -44,7 +44,11 @@ fn main() -> ExitCode {
 async fn serve(args: eventbus::config::ServeArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let listen = args.listen;
-    let server = Server::build(args).await?;
+    // A server error's message already includes its causes: printed as
+    // a chain, each cause would appear twice.
+    let server = Server::build(args)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

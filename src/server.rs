@@ -106,22 +106,26 @@ impl Server {
         let mut metrics = Metrics::with_topic_labels(args.metrics_topic_labels);
         metrics.register_collector(Box::new(crate::telemetry::process::ProcessCollector));
         let metrics = Arc::new(metrics);
-        let log = crate::backend::open(&args, metrics.clone()).await?;
-        let broker = Broker::open(log, args.broker(), metrics).await?;
-        // `topics = ""` in the config file means none.
+        let opened = crate::backend::open(&args, metrics.clone()).await?;
+        let mut broker_cfg = args.broker();
+        broker_cfg.max_event_bytes = opened.max_event_bytes;
+        let broker = Broker::open(opened.log, broker_cfg, metrics).await?;
+        // `topics = ""` in the config file means none. The default tenant
+        // gets the folder, and so do the tenants `topics_tenants` lists or,
+        // when it lists none, every tenant of the static tokens file.
+        let listed = args.provisioned_tenants().map_err(ServerError::Config)?;
+        let tenants = if listed.is_empty() {
+            auth.tenants()
+        } else {
+            listed
+        };
         if let Some(dir) = args.topics.as_ref().filter(|d| !d.as_os_str().is_empty())
-            && let Err(e) = broker.provision_dir(dir).await
+            && let Err(e) = broker.provision_dir_for(dir, &tenants).await
         {
             let _ = broker.close().await;
             return Err(e.into());
         }
-        tracing::info!(
-            backend = ?args.backend,
-            data_dir = %args.data_dir.display(),
-            topics = broker.topics().len(),
-            durability = ?args.durability,
-            "storage open"
-        );
+        tracing::info!(topics = broker.topics().len(), "topics loaded");
         let bind = |addr: Result<Option<std::net::SocketAddr>, String>, what: &'static str| async move {
             match addr.map_err(ServerError::Config)? {
                 Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|e| {

@@ -120,6 +120,7 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
         | BrokerError::ManagedDeleted(_) => Code::NotFound,
         BrokerError::ShuttingDown => Code::Unavailable,
         BrokerError::Provision(_) => Code::Internal,
+        BrokerError::Log(crate::log::LogError::TooLarge(_)) => Code::ResourceExhausted,
         BrokerError::Log(e) if e.retryable() => Code::Unavailable,
         BrokerError::Log(_) => Code::Internal,
     };
@@ -140,7 +141,11 @@ pub fn to_status(err: &BrokerError, rpc: RpcId) -> Status {
             tracing::warn!(rpc_id = %rpc, error = ?err, "storage unavailable");
             "The service is temporarily unavailable. Retry the call later.".to_owned()
         }
-        _ => err.to_string(),
+        // The storage's own limit, worded for clients (no internals).
+        _ => match err {
+            BrokerError::Log(crate::log::LogError::TooLarge(why)) => why.clone(),
+            other => other.to_string(),
+        },
     };
     status(code, err.code(), &message, rpc)
 }

@@ -69,14 +69,35 @@ fn check(resp: &pb::PublishResponse) -> Result<u64> {
 pub(super) async fn run(args: &BenchArgs) -> Result<Report> {
     let ch = connect(&args.server).await?;
     let schema = fresh_topic(&ch, &args.topic).await?;
+    let report = workload(args, &ch, &schema).await;
+    if !args.keep_topic {
+        // The run's events are of no use after it: leave no topic behind,
+        // whether the run succeeded or not.
+        let deleted = AdminClient::new(ch.clone())
+            .delete_topic(admin::DeleteTopicRequest {
+                topic_name: args.topic.clone(),
+            })
+            .await;
+        if let Err(e) = deleted {
+            eprintln!(
+                "eventbus bench: could not delete {}: {}",
+                args.topic,
+                e.message()
+            );
+        }
+    }
+    report
+}
+
+async fn workload(args: &BenchArgs, ch: &Channel, schema: &str) -> Result<Report> {
     match args.workload {
-        Workload::Publish => publish_streams(args, &ch, &schema, args.streams, args.window).await,
-        Workload::Latency => publish_streams(args, &ch, &schema, 1, 1).await,
-        Workload::Unary => unary(args, &ch, &schema).await,
-        Workload::E2e => e2e(args, &ch, &schema, 1).await,
-        Workload::Fanout => e2e(args, &ch, &schema, args.subscribers.max(1)).await,
-        Workload::Replay => replay(args, &ch, &schema).await,
-        Workload::Idle => idle(args, &ch).await,
+        Workload::Publish => publish_streams(args, ch, schema, args.streams, args.window).await,
+        Workload::Latency => publish_streams(args, ch, schema, 1, 1).await,
+        Workload::Unary => unary(args, ch, schema).await,
+        Workload::E2e => e2e(args, ch, schema, 1).await,
+        Workload::Fanout => e2e(args, ch, schema, args.subscribers.max(1)).await,
+        Workload::Replay => replay(args, ch, schema).await,
+        Workload::Idle => idle(args, ch).await,
     }
 }
 

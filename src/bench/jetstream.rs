@@ -36,13 +36,27 @@ pub(super) async fn run(args: &BenchArgs) -> Result<Report> {
         .map_err(|e| anyhow!("cannot connect to {}: {e}", args.nats_url))?;
     let js = jetstream::new(client);
     let stream = fresh_stream(&js).await?;
+    let report = workload(args, &js, &stream).await;
+    if !args.keep_topic
+        && let Err(e) = js.delete_stream(STREAM).await
+    {
+        eprintln!("eventbus bench: could not delete stream {STREAM}: {e}");
+    }
+    report
+}
+
+async fn workload(
+    args: &BenchArgs,
+    js: &jetstream::Context,
+    stream: &stream::Stream,
+) -> Result<Report> {
     match args.workload {
-        Workload::Publish => publish(args, &js, args.streams, args.window).await,
-        Workload::Latency => publish(args, &js, 1, 1).await,
-        Workload::Unary => publish(args, &js, args.streams, 1).await,
-        Workload::E2e => e2e(args, &js, &stream, 1).await,
-        Workload::Fanout => e2e(args, &js, &stream, args.subscribers.max(1)).await,
-        Workload::Replay => replay(args, &js, &stream).await,
+        Workload::Publish => publish(args, js, args.streams, args.window).await,
+        Workload::Latency => publish(args, js, 1, 1).await,
+        Workload::Unary => publish(args, js, args.streams, 1).await,
+        Workload::E2e => e2e(args, js, stream, 1).await,
+        Workload::Fanout => e2e(args, js, stream, args.subscribers.max(1)).await,
+        Workload::Replay => replay(args, js, stream).await,
         Workload::Idle => bail!("idle is measured for eventbus only"),
     }
 }

@@ -102,9 +102,14 @@ pub struct BenchArgs {
     /// Server process id, to report its RSS and CPU time from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Topic (eventbus) or stream subject base (JetStream); created fresh.
+    /// Topic (eventbus) or stream subject base (JetStream); created fresh
+    /// and deleted when the run ends.
     #[arg(long, default_value = "/event/Bench__e")]
     pub topic: String,
+    /// Keep the topic (eventbus) or stream (JetStream) and its events after
+    /// the run instead of deleting it.
+    #[arg(long)]
+    pub keep_topic: bool,
     /// Upper bound on the run's duration.
     #[arg(long, default_value = "120s", value_parser = crate::client::parse_duration)]
     pub max_time: Duration,
@@ -177,44 +182,97 @@ impl Report {
         v
     }
 
-    /// The report as a short table.
+    /// The report as a short table for people: rates to three significant
+    /// digits, latencies in the unit that fits (`--json` keeps the raw
+    /// numbers for scripts).
     pub fn to_table(&self) -> String {
         let mut s = format!(
-            "{} on {}: {} events in {:.2}s = {:.0} events/s, {:.1} MB/s",
+            "{} on {}: {} events in {} = {} events/s, {} MB/s",
             self.workload,
             self.target,
-            self.events,
-            self.elapsed.as_secs_f64(),
-            self.rate(),
-            self.rate() * self.size as f64 / 1e6
+            separated(self.events),
+            seconds(self.elapsed.as_secs_f64()),
+            significant(self.rate()),
+            significant(self.rate() * self.size as f64 / 1e6)
         );
         if let Some(h) = &self.latency {
             s.push_str(&format!(
-                "\n  latency µs: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (n={})",
-                h.value_at_quantile(0.50),
-                h.value_at_quantile(0.90),
-                h.value_at_quantile(0.99),
-                h.value_at_quantile(0.999),
-                h.max(),
-                h.len()
+                "\n  latency: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (n={})",
+                micros(h.value_at_quantile(0.50)),
+                micros(h.value_at_quantile(0.90)),
+                micros(h.value_at_quantile(0.99)),
+                micros(h.value_at_quantile(0.999)),
+                micros(h.max()),
+                separated(h.len())
             ));
         }
         for (k, v) in &self.extra {
-            s.push_str(&format!("\n  {k}: {v}"));
+            let shown = match v {
+                Value::Number(n) if n.is_u64() => n.as_u64().map(separated),
+                Value::Number(n) => n.as_f64().map(significant),
+                _ => None,
+            }
+            .unwrap_or_else(|| v.to_string());
+            s.push_str(&format!("\n  {}: {shown}", k.replace('_', " ")));
         }
         if let Some(rss) = self.server_rss {
             s.push_str(&format!(
-                "\n  server RSS: {:.1} MiB",
-                rss as f64 / (1 << 20) as f64
+                "\n  server RSS: {} MiB",
+                significant(rss as f64 / (1 << 20) as f64)
             ));
         }
         if let Some(cpu) = self.server_cpu {
-            s.push_str(&format!("\n  server CPU: {cpu:.2} s"));
+            s.push_str(&format!("\n  server CPU: {}", seconds(cpu)));
         }
         if let Some(cpu) = self.client_cpu {
-            s.push_str(&format!("\n  load generator CPU: {cpu:.2} s"));
+            s.push_str(&format!("\n  load generator CPU: {}", seconds(cpu)));
         }
         s
+    }
+}
+
+/// An integer with `,` between thousands: `48,316`.
+fn separated(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A measurement to three significant digits, thousands separated:
+/// `48,300`, `49.5`, `0.123`. More digits than that are noise in a run.
+fn significant(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    if magnitude >= 2 {
+        let unit = 10f64.powi(magnitude - 2);
+        let rounded = (x.abs() / unit).round() * unit;
+        let sign = if x < 0.0 { "-" } else { "" };
+        return format!("{sign}{}", separated(rounded as u64));
+    }
+    let decimals = usize::try_from(2 - magnitude).unwrap_or(0);
+    format!("{x:.decimals$}")
+}
+
+/// Seconds to three significant digits: `4.14 s`, `0.250 s`.
+fn seconds(secs: f64) -> String {
+    format!("{} s", significant(secs))
+}
+
+/// A latency in microseconds in the unit that fits: `850 µs`, `12.3 ms`,
+/// `1.20 s`.
+fn micros(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us} µs"),
+        1_000..1_000_000 => format!("{} ms", significant(us as f64 / 1e3)),
+        _ => seconds(us as f64 / 1e6),
     }
 }
 
@@ -343,5 +401,49 @@ mod tests {
         let p50 = v["latency_us"]["p50"].as_u64().expect("p50");
         assert!((495..=505).contains(&p50), "{p50}");
         assert!(r.to_table().contains("p99.9"));
+    }
+
+    #[test]
+    fn tables_round_to_three_digits_and_pick_latency_units() {
+        assert_eq!(separated(0), "0");
+        assert_eq!(separated(999), "999");
+        assert_eq!(separated(1_000), "1,000");
+        assert_eq!(separated(1_234_567), "1,234,567");
+        assert_eq!(significant(48_316.77), "48,300");
+        assert_eq!(significant(1_234_567.0), "1,230,000");
+        assert_eq!(significant(999.6), "1,000");
+        assert_eq!(significant(49.51), "49.5");
+        assert_eq!(significant(4.1449), "4.14");
+        assert_eq!(significant(0.123_45), "0.123");
+        assert_eq!(significant(0.0), "0");
+        assert_eq!(micros(850), "850 µs");
+        assert_eq!(micros(12_345), "12.3 ms");
+        assert_eq!(micros(999_999), "1,000 ms");
+        assert_eq!(micros(1_200_000), "1.20 s");
+        let mut h = histogram();
+        record(&mut h, Duration::from_millis(40));
+        let r = Report {
+            workload: "e2e".into(),
+            target: "eventbus".into(),
+            events: 25_000,
+            elapsed: Duration::from_secs_f64(5.012_345),
+            size: 1024,
+            latency: Some(h),
+            extra: vec![
+                ("achieved_publish_rate".into(), json!(4_999.876_5)),
+                ("acked".into(), json!(25_000)),
+            ],
+            ..Report::default()
+        };
+        let table = r.to_table();
+        assert!(
+            table.starts_with(
+                "e2e on eventbus: 25,000 events in 5.01 s = 4,990 events/s, 5.11 MB/s"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("p50 40.0 ms"), "{table}");
+        assert!(table.contains("achieved publish rate: 5,000"), "{table}");
+        assert!(table.contains("acked: 25,000"), "{table}");
     }
 }

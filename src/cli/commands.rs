@@ -1,52 +1,17 @@
-//! The `topic`, `schema` and `token` commands.
+//! The `topic` and `schema` commands.
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::wire::{channel, hex, unary};
-use super::{SchemaCommand, TokenCommand, TopicCommand};
+use super::{SchemaCommand, TopicCommand};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
 use crate::api::pb;
 use crate::api::pb::pub_sub_client::PubSubClient;
 use crate::client::rpc_error;
-
-/// `eventbus token …`: makes a token or hashes one read from stdin.
-///
-/// # Errors
-/// No token on stdin.
-pub fn token(cmd: TokenCommand) -> Result<()> {
-    let token = match cmd {
-        // 244 random bits from two v4 UUIDs: far beyond guessing.
-        TokenCommand::New => format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        ),
-        TokenCommand::Hash => {
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .context("cannot read the token from stdin")?;
-            let line = line.trim_end_matches(['\r', '\n']).to_owned();
-            if line.is_empty() {
-                bail!(
-                    "no token on stdin: pipe it in, for example `printf %s \"$TOKEN\" | eventbus token hash`"
-                );
-            }
-            line
-        }
-    };
-    if matches!(cmd, TokenCommand::New) {
-        println!("token:  {token}");
-        println!("sha256: {}", crate::auth::hash_token(&token));
-    } else {
-        println!("{}", crate::auth::hash_token(&token));
-    }
-    Ok(())
-}
 
 fn describe_json(d: &admin::TopicDescription) -> Value {
     json!({

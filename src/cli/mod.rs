@@ -4,7 +4,8 @@
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
 //! The command files (`commands.rs`, `managed.rs`, `publish.rs`,
-//! `subscribe.rs`) share `wire.rs` and `term.rs` and never import each other.
+//! `subscribe/`, `token.rs`, `top.rs`) share `wire.rs`, `term.rs` and
+//! `format.rs` and never import each other.
 //! Must not: touch storage, the log or the broker directly; it is a client
 //! like any other and sees only what the wire shows. It does not know the
 //! load generator either: both share [`crate::client`].
@@ -15,6 +16,7 @@ mod managed;
 mod publish;
 mod subscribe;
 mod term;
+mod token;
 mod top;
 mod wire;
 
@@ -25,10 +27,11 @@ use clap::{Args, Subcommand};
 
 use crate::client::parse_duration;
 
-pub use commands::{schema, token, topic};
+pub use commands::{schema, topic};
 pub use managed::run as managed;
 pub use publish::{PublishArgs, run as publish};
 pub use subscribe::{OutputFormat, SubscribeArgs, run as subscribe};
+pub use token::{TokenCommand, run as token};
 pub use top::{TopArgs, run as top};
 
 /// Connection settings shared by every client command.
@@ -228,17 +231,6 @@ pub enum ManagedCommand {
 
 fn parse_replay(s: &str) -> Result<crate::types::ManagedReplay, String> {
     s.parse()
-}
-
-/// `eventbus token …`: access tokens for `--auth static`.
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Make a new random access token and print it with its SHA-256 (the
-    /// token goes to the client, the hash into the tokens file).
-    New,
-    /// Print the SHA-256 of a token (read from stdin, so it stays out of
-    /// the shell history).
-    Hash,
 }
 
 /// `eventbus schema …`

@@ -95,6 +95,9 @@ async fn static_server() -> TestServer {
         .join("\n");
         std::fs::write(&file, body).expect("tokens file");
         a.auth = AuthMode::Static;
+        // The topics folder for the default tenant only: the other tenants
+        // here make their own topics.
+        a.topics_tenants = vec![ORG.into()];
         a.auth_tokens_file = Some(file);
     })
     .await
@@ -123,8 +126,13 @@ async fn static_tokens_authenticate_every_call() {
     assert_status(&st, Code::Unauthenticated, "service.auth.error");
     let st = refused(&server, "writer-token", "00D5e000000ZZZZEAC").await;
     assert_status(&st, Code::Unauthenticated, "service.auth.headers.invalid");
-    let st = refused(&server, "writer-token", "").await;
-    assert_status(&st, Code::Unauthenticated, "service.auth.error");
+    // Without tenantid the call is the token's tenant (unlike Salesforce,
+    // which requires the header).
+    client(&server, "writer-token", "")
+        .await
+        .get_topic(topic_request())
+        .await
+        .expect("the token names its tenant");
 
     // Both tenantid forms are understood.
     for tenant in [
@@ -421,6 +429,9 @@ async fn limits_hold_per_tenant() {
         };
         std::fs::write(&file, [entry("a", ORG), entry("b", OTHER)].join("\n")).expect("tokens");
         a.auth = AuthMode::Static;
+        // The topics folder for the default tenant only: the other tenants
+        // here make their own topics.
+        a.topics_tenants = vec![ORG.into()];
         a.auth_tokens_file = Some(file);
         a.max_subscriptions_per_tenant = 2;
         // 2 events/s: the 20-event request below leaves 9 s of debt, so the
@@ -531,6 +542,9 @@ async fn tenants_see_only_their_own_topics_events_and_schemas() {
         )
         .expect("tokens");
         a.auth = AuthMode::Static;
+        // The topics folder for the default tenant only: the other tenants
+        // here make their own topics.
+        a.topics_tenants = vec![ORG.into()];
         a.auth_tokens_file = Some(file);
     })
     .await;
@@ -777,6 +791,9 @@ async fn managed_subscriptions_live_in_the_tenant_namespace_and_need_the_subscri
         .join("\n");
         std::fs::write(&file, body).expect("tokens");
         a.auth = AuthMode::Static;
+        // The topics folder for the default tenant only: the other tenants
+        // here make their own topics.
+        a.topics_tenants = vec![ORG.into()];
         a.auth_tokens_file = Some(file);
     })
     .await;
@@ -886,6 +903,9 @@ async fn two_forms_server(adjust: impl FnOnce(&mut eventbus::config::ServeArgs))
         )
         .expect("tokens");
         a.auth = AuthMode::Static;
+        // The topics folder for the default tenant only: the other tenants
+        // here make their own topics.
+        a.topics_tenants = vec![ORG.into()];
         a.auth_tokens_file = Some(file);
         adjust(a);
     })
@@ -1017,6 +1037,9 @@ async fn schema_tenants_server() -> TestServer {
         .join("\n");
         std::fs::write(&file, body).expect("tokens");
         a.auth = AuthMode::Static;
+        // The topics folder for the default tenant only: the other tenants
+        // here make their own topics.
+        a.topics_tenants = vec![ORG.into()];
         a.auth_tokens_file = Some(file);
     })
     .await
@@ -1370,6 +1393,9 @@ async fn tenant_a_server() -> (TestServer, String) {
         )
         .expect("tokens");
         a.auth = AuthMode::Static;
+        // The topics folder for the default tenant only: the other tenants
+        // here make their own topics.
+        a.topics_tenants = vec![ORG.into()];
         a.auth_tokens_file = Some(file);
         a.metrics_listen = "127.0.0.1:0".into();
     })

@@ -24,7 +24,7 @@ pub struct NatsCluster {
 
 /// Free loopback ports: bound, read, released (another process could take
 /// one in between; the cluster then fails to start, loudly).
-fn free_ports(n: usize) -> Vec<u16> {
+pub fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -33,7 +33,7 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-fn nats_bin() -> &'static str {
+pub fn nats_bin() -> &'static str {
     [
         "/usr/sbin/nats-server",
         "/usr/bin/nats-server",

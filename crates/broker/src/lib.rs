@@ -258,6 +258,7 @@ impl BrokerError {
             BrokerError::ManagedExists(_) => ErrorCode::ManagedAlreadyExists,
             BrokerError::ManagedLimit(_) => ErrorCode::ManagedLimitExceeded,
             BrokerError::Log(LogError::StorageFull(_)) => ErrorCode::StorageFull,
+            BrokerError::Log(LogError::TooLarge(_)) => ErrorCode::RequestTooLarge,
             BrokerError::Log(e) if e.retryable() => ErrorCode::ServiceUnavailable,
             BrokerError::Log(_) => ErrorCode::ServiceInternal,
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Broker, BrokerError, ManagedChange, ManagedRef, NewManaged};
 use crate::schema::ParsedSchema;
-use crate::types::{ManagedReplay, ManagedState, TopicName};
+use crate::types::{ManagedReplay, ManagedState, TENANT_MARK, TenantId, TopicName};
 
 /// What provisioning did to one topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +82,20 @@ fn topic_name_of(rel: &Path, path: &Path) -> Result<TopicName, BrokerError> {
     TopicName::parse(&name).map_err(|e| {
         BrokerError::Provision(format!("{}: not a valid topic name: {e}", path.display()))
     })
+}
+
+/// The stored name of `tenant`'s topic `name`: the name itself for the
+/// default tenant, `/~<org id, 15 characters>/…` for any other (the form the
+/// protocol layer maps a tenant's names to).
+///
+/// # Errors
+/// [`BrokerError::Provision`] when the result is no valid name (too long).
+fn stored_name(tenant: &TenantId, name: &TopicName) -> Result<TopicName, BrokerError> {
+    if *tenant == TenantId::from_stored(super::DEFAULT_TENANT_GUID) {
+        return Ok(name.clone());
+    }
+    TopicName::parse_stored(&format!("{TENANT_MARK}{}{}", tenant.short(), name.as_str()))
+        .map_err(|e| BrokerError::Provision(format!("tenant {tenant}: {e}")))
 }
 
 /// How deep the topics folder may nest; guards against symlink loops.
@@ -240,6 +254,26 @@ impl Broker {
         &self,
         dir: &Path,
     ) -> Result<Vec<(TopicName, Outcome)>, BrokerError> {
+        self.provision_dir_for(dir, &[]).await
+    }
+
+    /// As [`Broker::provision_dir`], for the default tenant and each of
+    /// `tenants`: every tenant gets its own copy of every topic (stored as
+    /// `/~<org id>/event/X__e` for a tenant other than the default) and of
+    /// every declared managed subscription. The outcomes carry stored names.
+    ///
+    /// # Errors
+    /// As [`Broker::provision_dir`].
+    pub async fn provision_dir_for(
+        &self,
+        dir: &Path,
+        tenants: &[TenantId],
+    ) -> Result<Vec<(TopicName, Outcome)>, BrokerError> {
+        let default = TenantId::from_stored(super::DEFAULT_TENANT_GUID);
+        let mut all = vec![default];
+        all.extend(tenants.iter().cloned());
+        all.sort();
+        all.dedup();
         let files = read_topics_dir(dir)?;
         // The caps of the Admin API apply to files too, checked before anything is stored.
         for f in &files {
@@ -248,26 +282,41 @@ impl Broker {
                 .map_err(|e| BrokerError::Provision(format!("{}: {e}", f.path.display())))?;
         }
         let managed = read_managed_dir(dir)?;
-        let mut done = Vec::with_capacity(files.len());
-        for f in files {
-            let outcome = self.provision(&f.name, f.schema).await?;
-            tracing::info!(topic = %f.name, file = %f.path.display(), ?outcome, "provisioned topic");
-            done.push((f.name, outcome));
-        }
-        for m in managed {
-            self.provision_managed(m).await?;
+        let mut done = Vec::with_capacity(files.len() * all.len());
+        for tenant in &all {
+            for f in &files {
+                let name = stored_name(tenant, &f.name)?;
+                // Parsed again per tenant: a parsed schema is consumed.
+                let schema = ParsedSchema::parse(f.schema.json()).map_err(|e| {
+                    BrokerError::Provision(format!(
+                        "{}: invalid Avro schema: {e}",
+                        f.path.display()
+                    ))
+                })?;
+                let outcome = self.provision(&name, schema).await?;
+                tracing::info!(topic = %f.name, %tenant, file = %f.path.display(), ?outcome, "provisioned topic");
+                done.push((name, outcome));
+            }
+            for m in &managed {
+                self.provision_managed(tenant, m).await?;
+            }
         }
         Ok(done)
     }
 
     /// Creates a declared managed subscription, or brings an existing one's
     /// replays (and state, when the file gives one) in line with the file.
-    async fn provision_managed(&self, m: ManagedFile) -> Result<(), BrokerError> {
-        let tenant = super::DEFAULT_TENANT_GUID;
+    async fn provision_managed(
+        &self,
+        tenant: &TenantId,
+        m: &ManagedFile,
+    ) -> Result<(), BrokerError> {
+        let topic = stored_name(tenant, &m.topic)?;
+        let tenant = tenant.as_str();
         let in_file = |e: BrokerError| BrokerError::Provision(format!("{}: {e}", m.path.display()));
         let r = ManagedRef::Name(m.developer_name.clone());
         match self.describe_managed(tenant, &r) {
-            Ok(v) if v.record.topic != m.topic.as_str() => {
+            Ok(v) if v.record.topic != topic.as_str() => {
                 Err(in_file(BrokerError::ManagedInvalid(format!(
                     "it names topic {}, but the stored subscription reads {} and a topic cannot change; delete the subscription (eventbus managed delete {}) to declare it anew",
                     m.topic, v.record.topic, m.developer_name
@@ -291,7 +340,7 @@ impl Broker {
                         tenant,
                         NewManaged {
                             developer_name: m.developer_name.clone(),
-                            topic: m.topic.as_str().to_owned(),
+                            topic: topic.as_str().to_owned(),
                             default_replay: m.default_replay,
                             error_recovery_replay: m.error_recovery_replay,
                             state: m.state.unwrap_or(ManagedState::Run),

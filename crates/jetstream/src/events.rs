@@ -144,6 +144,10 @@ pub(crate) fn publish_err(
 ) -> LogError {
     match e.kind() {
         PublishErrorKind::StreamNotFound => LogError::UnknownTopic(topic.0),
+        // The client checks the size before sending: no retry can pass.
+        PublishErrorKind::MaxPayloadExceeded => LogError::TooLarge(format!(
+            "An event with its headers is larger than the NATS server accepts ({e}); raise max_payload in nats-server's configuration or publish smaller events."
+        )),
         _ => LogError::storage_in(format!("publish to topic {}", topic.0), e),
     }
 }

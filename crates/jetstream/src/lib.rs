@@ -44,9 +44,11 @@
 //!   `<id> k` (the id itself travels in `Eb-Id`), so a batch that names one
 //!   id twice stores both events, and retrying that batch stores neither.
 //! - An event must fit the NATS servers' `max_payload` (1 MiB by default)
-//!   with its headers; larger ones fail with a [`LogError::Storage`] that
-//!   says so. Set `max_payload` above the broker's `max_event_bytes` plus a
-//!   few KiB (2 MiB for the default 1 MiB events).
+//!   with its headers; larger ones fail with [`LogError::TooLarge`], which
+//!   is not retryable. [`JetStreamTopicLog::max_event_bytes`] tells the
+//!   server what fits, so it refuses larger events one by one. Set
+//!   `max_payload` above the broker's `max_event_bytes` plus
+//!   [`HEADER_ALLOWANCE`] (2 MiB for the default 1 MiB events).
 //! - Durability is JetStream's: an acknowledged event is written on a
 //!   majority of the stream's replicas, but nats-server fsyncs in the
 //!   background (`sync_interval`, 2 minutes by default), so with one replica
@@ -125,6 +127,12 @@ pub use readers::READER_IDLE;
 
 use state::Inner;
 
+/// Bytes of a NATS message set aside for an event's headers when sizing
+/// events against `max_payload`: the schema id and message ids take about
+/// 150 bytes; the rest is room for the event's own headers. An event whose
+/// headers need more still fails, with [`LogError::TooLarge`].
+pub const HEADER_ALLOWANCE: usize = 8 * 1024;
+
 /// The JetStream-backed topic log. Cheap to share behind an `Arc`.
 pub struct JetStreamTopicLog {
     inner: Arc<Inner>,
@@ -146,6 +154,19 @@ impl JetStreamTopicLog {
         watch::start(&inner).await?;
         follow::watch_deletions(&inner).await?;
         Ok(Self { inner })
+    }
+
+    /// The NATS server's `max_payload` (from its INFO): the largest
+    /// message, headers included, it accepts.
+    pub fn max_payload(&self) -> usize {
+        self.inner.client.server_info().max_payload
+    }
+
+    /// The largest event payload that fits [`Self::max_payload`] with the
+    /// headers an event carries (schema id, event ids, a few event headers:
+    /// [`HEADER_ALLOWANCE`]).
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_payload().saturating_sub(HEADER_ALLOWANCE)
     }
 
     /// Closes this process's view of a topic (its tail watches, follower

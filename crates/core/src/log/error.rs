@@ -50,6 +50,11 @@ pub enum LogError {
     /// The topic id is not known to this log.
     #[error("unknown topic id {0}")]
     UnknownTopic(u32),
+    /// An event is larger than the storage can ever hold (NATS
+    /// `max_payload`): not retryable. The message says which limit, for
+    /// clients too.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl LogError {
