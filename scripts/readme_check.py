@@ -12,6 +12,8 @@ command in the README cannot go unchecked by accident:
   <!-- readme-check: stop -->                     (on its own) end the background blocks
   <!-- readme-check: skip: REASON -->             not run, with the reason
 
+Options are separated by `;`, so TEXT and CMD cannot contain one.
+
 All blocks run in one bash session (`source`), so `cd`, variables and
 `export`s carry over from block to block as they do in a reader's terminal.
 They run in a copy of the repository's tracked files, in a temporary folder,
@@ -67,13 +69,19 @@ def blocks(readme):
 
 def parse_marker(marker):
     """'run; expect: A; expect: B' -> ('run', {'expect': [...], 'ready': [...]})"""
+    if marker.startswith("skip"):
+        # A reason is free text, semicolons included.
+        return "skip", {"reason": [marker.partition(":")[2].strip()]}
     parts = [p.strip() for p in marker.split(";") if p.strip()]
     kind, _, reason = parts[0].partition(":")
     kind = kind.strip()
     opts = {"reason": [reason.strip()]} if reason.strip() else {}
     for p in parts[1:]:
         key, _, value = p.partition(":")
-        opts.setdefault(key.strip(), []).append(value.strip())
+        key = key.strip()
+        if key not in ("expect", "ready"):
+            raise SystemExit(f"readme-check: unknown option `{key}` in marker `{marker}` (`;` separates options)")
+        opts.setdefault(key, []).append(value.strip())
     return kind, opts
 
 
@@ -117,7 +125,7 @@ def script(steps, work):
             for ready in opts.get("ready", []):
                 out.append(
                     "ok=0; for _ in $(seq 1 600); do "
-                    f"if ( {ready} ) >/dev/null 2>&1; then ok=1; break; fi; "
+                    f"if ( set +o pipefail; {ready} ) >/dev/null 2>&1; then ok=1; break; fi; "
                     'kill -0 "${bg_pids[-1]}" 2>/dev/null || break; '
                     "sleep 0.2; done  # readiness poll, bounded at 120 s"
                 )
