@@ -6,10 +6,22 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
+use eventbus::api::admin::pb as admin;
+use eventbus::api::admin::pb::admin_client::AdminClient;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::common::*;
+
+/// Publishes `n` orders from number `from`; their replay ids in the hex
+/// the CLI prints.
+async fn published_hex(server: &TestServer, from: i64, n: i64) -> Vec<String> {
+    publish_orders(server, from, n)
+        .await
+        .iter()
+        .map(|i| hex(i))
+        .collect()
+}
 
 /// Replay id bytes in the hex the CLI prints.
 fn hex(id: &[u8]) -> String {
@@ -189,6 +201,34 @@ async fn subscribe_resumes_after_a_server_restart_without_gaps_or_duplicates() {
         "{stderr}"
     );
     assert!(stderr.contains("eventbus: 6 events in"), "{stderr}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn from_latest_resumes_where_it_started_when_nothing_was_printed_yet() {
+    // Found in review: a `--from latest` subscriber that had printed nothing
+    // reconnected at a new LATEST and skipped what was published while it
+    // was away. LATEST is now pinned when the command starts.
+    let server = start().await;
+    let addr = server.addr.to_string();
+    publish_orders(&server, 1, 2).await;
+    let mut sub = Following::spawn(&addr, &["subscribe", ORDER_TOPIC, "-o", "json"]);
+    let open = || async {
+        let mut admin = AdminClient::connect(format!("http://{addr}")).await.ok()?;
+        let listed = admin
+            .list_streams(admin::ListStreamsRequest::default())
+            .await
+            .ok()?
+            .into_inner();
+        (!listed.streams.is_empty()).then_some(())
+    };
+    eventually("the subscriber's stream", Duration::from_secs(20), open).await;
+    let server = server.restart_on_same_port().await;
+    // Published before or after the command reconnects: printed either way.
+    let ids: Vec<String> = published_hex(&server, 3, 2).await;
+    assert_eq!(replay_ids(&sub.take(2).await), ids);
+    let (status, stderr, rest) = sub.stop_with(libc::SIGINT).await;
+    assert!(status.success() && rest.is_empty(), "{stderr} {rest:?}");
     server.shutdown().await;
 }
 
@@ -378,11 +418,7 @@ async fn managed_reads_commit_what_was_printed_and_the_next_run_continues() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ids: Vec<String> = publish_orders(&server, 1, 5)
-        .await
-        .iter()
-        .map(|i| hex(i))
-        .collect();
+    let ids: Vec<String> = published_hex(&server, 1, 5).await;
 
     let out = run(
         &addr,
@@ -413,18 +449,10 @@ async fn managed_reads_commit_what_was_printed_and_the_next_run_continues() {
 
     // Across a server restart too.
     let mut sub = Following::spawn(&addr, &["subscribe", "--managed", "Cli_Reader"]);
-    let more: Vec<String> = publish_orders(&server, 6, 2)
-        .await
-        .iter()
-        .map(|i| hex(i))
-        .collect();
+    let more: Vec<String> = published_hex(&server, 6, 2).await;
     assert_eq!(replay_ids(&sub.take(2).await), more);
     let server = server.restart_on_same_port().await;
-    let after: Vec<String> = publish_orders(&server, 8, 2)
-        .await
-        .iter()
-        .map(|i| hex(i))
-        .collect();
+    let after: Vec<String> = published_hex(&server, 8, 2).await;
     assert_eq!(
         replay_ids(&sub.take(2).await),
         after,

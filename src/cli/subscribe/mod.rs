@@ -254,11 +254,22 @@ impl Session {
             if let Some(c) = &resp.commit {
                 self.answered(c);
             }
-            if resp.events.is_empty()
-                && resp.commit.is_none()
-                && self.plan.end == End::FirstKeepalive
-            {
+            let keepalive = resp.events.is_empty() && resp.commit.is_none();
+            if keepalive && self.plan.end == End::FirstKeepalive {
                 break Ended::Done;
+            }
+            // A keepalive says everything up to the stream's position was
+            // delivered: a reconnect may resume there (managed streams
+            // resume at their commit instead).
+            if keepalive
+                && matches!(self.plan.source, Source::Topic { .. })
+                && resp.latest.len() == 8
+                && self
+                    .handled
+                    .as_ref()
+                    .is_none_or(|h| resp.latest.as_slice() > h.as_slice())
+            {
+                self.handled = Some(resp.latest.clone());
             }
             let mut lines = String::new();
             for ev in resp.events {

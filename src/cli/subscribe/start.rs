@@ -186,6 +186,15 @@ pub(super) fn last_n(extent: Option<Extent>, n: u64) -> (Source, u64) {
     }
 }
 
+/// `--from latest` pinned to the topic's newest event now: after it, or
+/// from the start of a topic that retains none (nothing older to skip).
+pub(super) fn latest_now(extent: Option<Extent>) -> Source {
+    match extent {
+        Some(e) => after(e.last),
+        None => preset(pb::ReplayPreset::Earliest),
+    }
+}
+
 /// The caught-up point of a topic subscription starting at `source`.
 pub(super) fn end_of(extent: Option<Extent>, source: &Source) -> End {
     let Some(e) = extent else {
@@ -223,7 +232,7 @@ pub(super) async fn plan(channel: &Channel, conn: &ConnArgs, ask: &Ask<'_>) -> R
     let needs_extent = ask.last.is_some() || ask.since.is_some() || ask.until_caught_up;
     let mut known = true;
     let extent = if needs_extent {
-        match extent(channel, conn, topic).await {
+        match topic_extent(channel, conn, topic).await {
             Ok(e) => e,
             Err(st)
                 if st.code() == tonic::Code::PermissionDenied
@@ -259,15 +268,23 @@ pub(super) async fn plan(channel: &Channel, conn: &ConnArgs, ask: &Ask<'_>) -> R
         )
     } else {
         let (p, id) = parse_from(ask.from)?;
-        (
+        let source = if p == pb::ReplayPreset::Latest && !ask.until_caught_up {
+            // LATEST as of now, pinned: a reconnect before the first event
+            // or keepalive then resumes here instead of at a later LATEST,
+            // which would skip what was published meanwhile. Without the
+            // Admin API (no admin grant) the server's LATEST it is.
+            match topic_extent(channel, conn, topic).await {
+                Ok(e) => latest_now(e),
+                Err(_) => preset(p),
+            }
+        } else {
             Source::Topic {
                 topic: String::new(),
                 preset: p,
                 replay_id: id,
-            },
-            0,
-            None,
-        )
+            }
+        };
+        (source, 0, None)
     };
     if let Source::Topic { topic: t, .. } = &mut source {
         topic.clone_into(t);
@@ -286,7 +303,7 @@ pub(super) async fn plan(channel: &Channel, conn: &ConnArgs, ask: &Ask<'_>) -> R
 }
 
 /// The topic's extent; `None` when it retains no events.
-async fn extent(
+async fn topic_extent(
     channel: &Channel,
     conn: &ConnArgs,
     topic: &str,
@@ -493,6 +510,20 @@ mod tests {
             } => (*preset, num(replay_id)),
             Source::Managed(_) => panic!("a topic source"),
         }
+    }
+
+    #[test]
+    fn latest_is_pinned_to_the_newest_event_at_the_start() {
+        let e = Extent {
+            first: 11,
+            last: 20,
+            count: 10,
+        };
+        assert_eq!(
+            start_of(&latest_now(Some(e))),
+            (pb::ReplayPreset::Custom, Some(20))
+        );
+        assert_eq!(start_of(&latest_now(None)).0, pb::ReplayPreset::Earliest);
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub(super) struct Response {
     pub(super) pending: i32,
     /// The answer to a commit (managed only).
     pub(super) commit: Option<pb::CommitReplayResponse>,
+    /// The stream's position (`latest_replay_id`): after a keepalive, the
+    /// replay id a new call may resume after without missing anything.
+    pub(super) latest: Vec<u8>,
 }
 
 /// An open call.
@@ -137,11 +140,13 @@ impl Call {
                 events: r.events,
                 pending: r.pending_num_requested,
                 commit: None,
+                latest: r.latest_replay_id.to_vec(),
             }),
             Call::Managed { rx, .. } => rx.message().await?.map(|r| Response {
                 events: r.events,
                 pending: r.pending_num_requested,
                 commit: r.commit_response,
+                latest: r.latest_replay_id.to_vec(),
             }),
         })
     }
