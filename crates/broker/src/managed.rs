@@ -706,9 +706,14 @@ impl Broker {
             Arc::downgrade(&session.entry),
             session.end.clone(),
         )));
-        // The record as it is now: another process may have changed it while
-        // this one waited for the lease.
-        let rec = session.entry.snapshot();
+        // The record as stored now, not as this process's catalog feed has
+        // it so far: another process may have committed, stopped or deleted
+        // it just before letting go of the lease, and its feed may lag.
+        let stored_id = ManagedId::from_stored(rec.id.clone());
+        let rec = match self.log().get_managed(&stored_id).await? {
+            Some(stored) => stored,
+            None => return Err(BrokerError::ManagedDeleted(rec.developer_name)),
+        };
         if rec.state == ManagedState::Stop {
             return Err(BrokerError::ManagedStopped(rec.developer_name));
         }

@@ -197,6 +197,10 @@ impl CatalogStore for TokioLeaseLog {
         self.inner.get_schema(tenant, id).await
     }
 
+    async fn get_managed(&self, id: &ManagedId) -> Result<Option<ManagedRecord>, LogError> {
+        self.inner.get_managed(id).await
+    }
+
     async fn put_managed(&self, record: ManagedRecord) -> Result<(), LogError> {
         self.inner.put_managed(record).await
     }

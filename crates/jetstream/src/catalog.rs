@@ -420,6 +420,28 @@ impl CatalogStore for JetStreamTopicLog {
         }
     }
 
+    async fn get_managed(&self, id: &ManagedId) -> Result<Option<ManagedRecord>, LogError> {
+        let id = id.as_str();
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        // A KV get reads the bucket's stream itself (its leader), not this
+        // process's watch of it, which may lag behind another process's write.
+        let entry = self
+            .inner
+            .managed_kv
+            .entry(key_of(id))
+            .await
+            .map_err(|e| LogError::storage_in(format!("managed subscription {id}"), e))?;
+        entry
+            .filter(|e| e.operation == Operation::Put)
+            .map(|e| {
+                serde_json::from_slice(&e.value)
+                    .map_err(|e| LogError::corrupt_in(format!("managed subscription {id}"), e))
+            })
+            .transpose()
+    }
+
     async fn delete_managed(&self, id: &ManagedId) -> Result<(), LogError> {
         let id = id.as_str();
         if self.inner.closed.load(Ordering::Acquire) {

@@ -211,6 +211,38 @@ async fn a_topic_deleted_by_another_process_closes_the_watch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_read_at_once_by_the_other_process() {
+    // Found by the two-server integration test under load: a managed stream
+    // opened on b right after a's commit started before it, because b read
+    // the commit from its catalog feed, which may lag. `get_managed` reads
+    // the bucket.
+    let server = NatsServer::start();
+    let cfg = server.config();
+    let a = connect(&server, &cfg).await;
+    let b = connect(&server, &cfg).await;
+    a.put_managed(contract::managed_record("m1", None))
+        .await
+        .expect("put managed");
+    for offset in 1..=20 {
+        let commit = eventbus_core::log::CommitRecord {
+            topic_id: 3,
+            offset,
+            time_ms: 10,
+        };
+        assert!(
+            a.put_commit(&contract::managed_id("m1"), Some(commit))
+                .await
+                .expect("commit")
+        );
+        let seen = b
+            .get_managed(&contract::managed_id("m1"))
+            .await
+            .expect("get");
+        assert_eq!(seen.and_then(|r| r.commit), Some(commit), "at once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_changes_reach_the_other_process() {
     let server = NatsServer::start();
     let cfg = server.config();

@@ -615,6 +615,24 @@ impl CatalogStore for RocksTopicLog {
         )
     }
 
+    async fn get_managed(&self, id: &ManagedId) -> Result<Option<ManagedRecord>, LogError> {
+        let db = self.db.clone();
+        let key = keys::managed_key(id.as_str());
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let meta = cf(&db, CF_META)?;
+                db.get_cf(&meta, &key)
+                    .map_err(storage)?
+                    .map(|v| {
+                        serde_json::from_slice(&v)
+                            .map_err(|e| LogError::corrupt_in("managed subscription record", e))
+                    })
+                    .transpose()
+            })
+            .await,
+        )
+    }
+
     async fn allocate_topic_id(&self) -> Result<TopicId, LogError> {
         // One process opens the database, so a counter in memory hands out
         // unique ids; it starts above the stored counter, which `put_topic`

@@ -324,6 +324,11 @@ impl CatalogStore for MemoryTopicLog {
         })
     }
 
+    async fn get_managed(&self, id: &ManagedId) -> Result<Option<ManagedRecord>, LogError> {
+        self.open()?;
+        Ok(lock(&self.managed).get(id.as_str()).cloned())
+    }
+
     async fn allocate_topic_id(&self) -> Result<TopicId, LogError> {
         self.open()?;
         let mut next = lock(&self.next_topic_id);

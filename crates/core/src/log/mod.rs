@@ -373,6 +373,13 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Durably deletes a managed subscription by id (no error when absent).
     async fn delete_managed(&self, id: &ManagedId) -> Result<(), LogError>;
 
+    /// The managed subscription as stored now, commit included (`None` when
+    /// no subscription has this id). Read from the store, not from what
+    /// [`CatalogStore::watch_catalog`] has delivered so far: a stream that
+    /// opens right after another process committed must start after that
+    /// commit, however late the change feed is.
+    async fn get_managed(&self, id: &ManagedId) -> Result<Option<ManagedRecord>, LogError>;
+
     /// Every catalog change from now on, or `None` for a log that only this
     /// handle writes (nothing changes behind its back).
     fn watch_catalog(&self) -> Option<tokio::sync::broadcast::Receiver<CatalogChange>>;

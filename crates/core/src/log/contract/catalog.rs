@@ -149,6 +149,31 @@ pub async fn put_commit_changes_only_the_commit(log: &dyn CatalogStore) {
     assert_eq!(log.load_catalog().await.expect("load").managed, vec![rec]);
 }
 
+/// `get_managed` reads a subscription as stored, its latest commit included.
+pub async fn get_managed_reads_the_stored_record(log: &dyn CatalogStore) {
+    assert_eq!(log.get_managed(&managed_id("m1")).await.expect("get"), None);
+    let rec = managed_record("m1", None);
+    log.put_managed(rec.clone()).await.expect("put");
+    assert_eq!(
+        log.get_managed(&managed_id("m1")).await.expect("get"),
+        Some(rec.clone())
+    );
+    let commit = CommitRecord {
+        topic_id: 3,
+        offset: 9,
+        time_ms: 10,
+    };
+    assert!(
+        log.put_commit(&managed_id("m1"), Some(commit))
+            .await
+            .expect("commit")
+    );
+    let got = log.get_managed(&managed_id("m1")).await.expect("get");
+    assert_eq!(got.and_then(|r| r.commit), Some(commit));
+    log.delete_managed(&managed_id("m1")).await.expect("delete");
+    assert_eq!(log.get_managed(&managed_id("m1")).await.expect("get"), None);
+}
+
 /// Creating a topic whose name exists stores nothing.
 pub async fn create_topic_refuses_an_existing_name(log: &dyn CatalogStore) {
     let rec = |id: u32| TopicRecord {

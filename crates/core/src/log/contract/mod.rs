@@ -200,6 +200,11 @@ macro_rules! catalog_contract_tests {
                 $crate::log::contract::catalog::put_commit_changes_only_the_commit(&*log).await;
             }
             #[tokio::test]
+            async fn get_managed_reads_the_stored_record() {
+                let (log, _g) = make();
+                $crate::log::contract::catalog::get_managed_reads_the_stored_record(&*log).await;
+            }
+            #[tokio::test]
             async fn create_topic_refuses_an_existing_name() {
                 let (log, _g) = make();
                 $crate::log::contract::catalog::create_topic_refuses_an_existing_name(&*log).await;
