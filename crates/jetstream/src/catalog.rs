@@ -126,6 +126,24 @@ impl Inner {
 }
 
 /// Every live key and value of a bucket (deleted keys skipped).
+/// A managed subscription as its bucket holds it now, with the revision to
+/// update it at; `None` when absent or deleted.
+async fn stored_managed(
+    store: &kv::Store,
+    id: &str,
+) -> Result<Option<(ManagedRecord, u64)>, LogError> {
+    let entry = store
+        .entry(key_of(id))
+        .await
+        .map_err(|e| LogError::storage_in(format!("managed subscription {id}"), e))?;
+    let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+        return Ok(None);
+    };
+    let rec = serde_json::from_slice(&entry.value)
+        .map_err(|e| LogError::corrupt_in(format!("managed subscription {id}"), e))?;
+    Ok(Some((rec, entry.revision)))
+}
+
 pub(crate) async fn all_entries(store: &kv::Store) -> Result<Vec<(String, Bytes)>, LogError> {
     let keys: Vec<String> = timed("list keys", async {
         let keys = store.keys().await.map_err(BoxError::from)?;
@@ -396,18 +414,12 @@ impl CatalogStore for JetStreamTopicLog {
         // Read, change the commit, write back if nobody wrote in between: a
         // definition changed by another process keeps that change.
         loop {
-            let entry = store
-                .entry(&k)
-                .await
-                .map_err(|e| LogError::storage_in(format!("managed subscription {id}"), e))?;
-            let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+            let Some((mut rec, revision)) = stored_managed(store, id).await? else {
                 return Ok(false);
             };
-            let mut rec: ManagedRecord = serde_json::from_slice(&entry.value)
-                .map_err(|e| LogError::corrupt_in(format!("managed subscription {id}"), e))?;
             rec.commit = commit;
             let value = serde_json::to_vec(&rec).map_err(storage)?;
-            match store.update(&k, value.into(), entry.revision).await {
+            match store.update(&k, value.into(), revision).await {
                 Ok(_) => return Ok(true),
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => {
@@ -427,19 +439,9 @@ impl CatalogStore for JetStreamTopicLog {
         }
         // A KV get reads the bucket's stream itself (its leader), not this
         // process's watch of it, which may lag behind another process's write.
-        let entry = self
-            .inner
-            .managed_kv
-            .entry(key_of(id))
-            .await
-            .map_err(|e| LogError::storage_in(format!("managed subscription {id}"), e))?;
-        entry
-            .filter(|e| e.operation == Operation::Put)
-            .map(|e| {
-                serde_json::from_slice(&e.value)
-                    .map_err(|e| LogError::corrupt_in(format!("managed subscription {id}"), e))
-            })
-            .transpose()
+        Ok(stored_managed(&self.inner.managed_kv, id)
+            .await?
+            .map(|(rec, _)| rec))
     }
 
     async fn delete_managed(&self, id: &ManagedId) -> Result<(), LogError> {
