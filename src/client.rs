@@ -72,6 +72,13 @@ fn connect_problem(e: &(dyn std::error::Error + 'static)) -> String {
              --tls-ca DIR/ca.pem)",
             text.rsplit(": ").next().unwrap_or(&text)
         )
+    } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        // rustls read something that is not a TLS record: the server
+        // answered in plaintext.
+        "the server answered in plaintext and this client spoke TLS: use host:port or \
+         http://host:port without --tls-ca/--tls-client-cert (or EVENTBUS_TLS_CA), or start \
+         the server with TLS (--tls-self-signed, or --tls-cert and --tls-key)"
+            .to_owned()
     } else if text.contains("Connection refused") {
         "connection refused: is the server running? start it with `eventbus serve ...`".to_owned()
     } else {
@@ -206,6 +213,10 @@ mod tests {
         assert_eq!(
             join_once(parts.iter().map(|s| (*s).to_owned())),
             "cannot connect to eventbus at http://127.0.0.1:1: transport error: tcp connect error: Connection refused (os error 111)"
+        );
+        let plaintext = "transport error: received corrupt message of type InvalidContentType";
+        assert!(
+            connect_problem(&std::io::Error::other(plaintext)).contains("answered in plaintext")
         );
         let twice = [
             "invalid peer certificate: UnknownIssuer",

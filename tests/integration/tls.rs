@@ -381,3 +381,26 @@ async fn the_cli_explains_a_tls_mismatch_and_an_untrusted_certificate() {
     assert_eq!(err.matches("UnknownIssuer").count(), 1, "said once: {err}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_cli_explains_tls_spoken_to_a_plaintext_server() {
+    let server = start().await;
+    let addr = format!("https://{}", server.addr);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
+    cmd.args(["topic", "list", "--server", &addr])
+        .env_remove("EVENTBUS_TLS_CA")
+        .env_remove("EVENTBUS_SERVER");
+    // Off the runtime thread: the server answers on this test's runtime.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run the CLI");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the server answered in plaintext and this client spoke TLS")
+            && !err.contains("InvalidContentType"),
+        "{err}"
+    );
+    server.shutdown().await;
+}
