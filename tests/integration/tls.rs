@@ -325,6 +325,21 @@ async fn a_plaintext_health_listener_serves_health_only_for_probes() {
     server.stop().await;
 }
 
+/// Runs the CLI with `args`, which must fail; its standard error.
+async fn failing_cli(args: Vec<String>) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
+    cmd.args(&args)
+        .env_remove("EVENTBUS_TLS_CA")
+        .env_remove("EVENTBUS_SERVER");
+    // Off the runtime thread: the server answers on this test's runtime.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run the CLI");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test]
 async fn the_cli_explains_a_tls_mismatch_and_an_untrusted_certificate() {
     let dir = TempDir::new().expect("tempdir");
@@ -334,19 +349,7 @@ async fn the_cli_explains_a_tls_mismatch_and_an_untrusted_certificate() {
     wait_tls_serving(server.addr, &trust(dev.ca_cert.clone())).await;
     let run_cli = |args: Vec<&str>| {
         let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
-        async move {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
-            cmd.args(&args)
-                .env_remove("EVENTBUS_TLS_CA")
-                .env_remove("EVENTBUS_SERVER");
-            // Off the runtime thread: the server answers on this test's runtime.
-            let out = tokio::task::spawn_blocking(move || cmd.output())
-                .await
-                .expect("join")
-                .expect("run the CLI");
-            assert!(!out.status.success());
-            String::from_utf8_lossy(&out.stderr).into_owned()
-        }
+        failing_cli(args)
     };
     let cli = |server_arg: String| async move {
         run_cli(vec!["topic", "list", "--server", &server_arg]).await
@@ -386,17 +389,7 @@ async fn the_cli_explains_a_tls_mismatch_and_an_untrusted_certificate() {
 async fn the_cli_explains_tls_spoken_to_a_plaintext_server() {
     let server = start().await;
     let addr = format!("https://{}", server.addr);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
-    cmd.args(["topic", "list", "--server", &addr])
-        .env_remove("EVENTBUS_TLS_CA")
-        .env_remove("EVENTBUS_SERVER");
-    // Off the runtime thread: the server answers on this test's runtime.
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("run the CLI");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = failing_cli(vec!["topic".into(), "list".into(), "--server".into(), addr]).await;
     assert!(
         err.contains("the server answered in plaintext and this client spoke TLS")
             && !err.contains("InvalidContentType"),
