@@ -235,7 +235,7 @@ if [[ -n "$bin" ]]; then
             || problems+="expected tls=$want_tls"$'\n'
         grep -q "authentication mode=$want_auth" "$log" \
             || problems+="expected authentication mode=$want_auth"$'\n'
-        grep -q "topics=$want_topics " "$log" \
+        grep -Eq "topics loaded topics=$want_topics( |\$)" "$log" \
             || problems+="expected topics=$want_topics (the mounted schema files)"$'\n'
         grep -q "metrics listening on" "$log" || problems+="metrics endpoint not started"$'\n'
         # The probes' port: grpc.health.v1 in plaintext whatever the main port speaks.
