@@ -47,7 +47,7 @@ pub struct Opened {
 /// [`OpenError::Store`] for a data folder that cannot be opened (locked,
 /// unreadable, a damaged write-ahead log); [`OpenError::Log`] when the log
 /// cannot start, NATS has no JetStream, or NATS stays unreachable for
-/// [`NATS_CONNECT_PATIENCE`].
+/// 30 s (`NATS_CONNECT_PATIENCE`).
 pub async fn open(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Opened, OpenError> {
     Ok(match args.backend {
         Backend::Rocksdb => {
@@ -110,7 +110,7 @@ fn fit_nats(configured: usize, log: &JetStreamTopicLog) -> usize {
 }
 
 /// Connects to NATS JetStream, retrying every second for
-/// [`NATS_CONNECT_PATIENCE`]: NATS may still be starting (a cluster and its
+/// `NATS_CONNECT_PATIENCE` (30 s): NATS may still be starting (a cluster and its
 /// clients rolled out together).
 ///
 /// # Errors

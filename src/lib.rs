@@ -4,7 +4,7 @@
 //! ([`api`], with the code generated from `proto/`), authentication
 //! ([`auth`]), the server's composition ([`server`], [`config`],
 //! [`transport`], [`tls`], [`telemetry`]) and the clients of the one
-//! `eventbus` binary ([`cli`], [`bench`]). Everything below it is its own
+//! `eventbus` binary ([`cli`], [`bench`](mod@bench)). Everything below it is its own
 //! crate, and a crate may depend only on crates below it (README,
 //! "Architecture"):
 //!
@@ -28,11 +28,11 @@
 //! - [`config`] holds the server's settings and names no client;
 //! - [`server`] composes the server: it opens the log through [`backend`]
 //!   and serves plaintext health through [`health_listener`];
-//! - [`cli`] and [`bench`] are gRPC clients of a server (they use [`api`]'s
+//! - [`cli`] and [`bench`](mod@bench) are gRPC clients of a server (they use [`api`]'s
 //!   generated types and [`schema`] for JSON <-> Avro, never the engine, the
 //!   log or storage); they share [`client`] and never use each other;
 //! - [`command_line`] parses the binary's command line and hands a
-//!   subcommand to the server ([`config`]), [`cli`] or [`bench`].
+//!   subcommand to the server ([`config`]), [`cli`] or [`bench`](mod@bench).
 //!
 //! `tonic`/`prost` appear only in `api/`, `cli/`, `bench/`, `client.rs`,
 //! `server.rs`, `health_listener.rs`, `tls.rs`, `transport/` and the fuzz

@@ -2,7 +2,7 @@
 //! delivery loops, what `ListStreams`, `eventbus top` and the per-topic
 //! gauges read.
 //!
-//! Owns: one [`LiveSubscription`] per running loop (registered when the
+//! Owns: one `LiveSubscription` per running loop (registered when the
 //! loop starts, removed by a drop guard however it ends) and the snapshots
 //! taken of them ([`StreamSnapshot`]). The delivery path only stores into
 //! atomics; the registry's lock is taken once when a stream opens, once
