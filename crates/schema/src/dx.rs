@@ -691,11 +691,7 @@ mod tests {
                 6,
                 "<label> is given twice",
             ),
-            (
-                field("Text", "<length>5").to_owned(),
-                7,
-                "not well-formed XML",
-            ),
+            (field("Text", "<length>5"), 7, "not well-formed XML"),
             (
                 field("Date", "").replace("<fullName>F__c", "<fullName>G__c"),
                 3,
