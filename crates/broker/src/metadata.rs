@@ -303,6 +303,15 @@ mod tests {
     }
 
     #[test]
+    fn a_symlink_loop_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("src")).expect("mkdir");
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("src/loop")).expect("link");
+        let e = read_metadata_dir(dir.path()).expect_err("loop").to_string();
+        assert!(e.contains("nested more than 16 folders deep"), "{e}");
+    }
+
+    #[test]
     fn problems_name_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
