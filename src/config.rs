@@ -94,6 +94,13 @@ pub struct ServeArgs {
     /// names.
     #[arg(long, env = "EVENTBUS_TOPICS_TENANTS", value_delimiter = ',')]
     pub topics_tenants: Vec<String>,
+    /// Salesforce DX project folder (`sfdx-project.json` package
+    /// directories, or a folder with `objects/`) whose platform events
+    /// (`objects/X__e`) are provisioned as topics `/event/X__e` at startup,
+    /// with the schema Salesforce derives; the same tenants get them as get
+    /// the topics folder.
+    #[arg(long, env = "EVENTBUS_METADATA")]
+    pub metadata: Option<PathBuf>,
     /// Keepalive interval of a subscription that has credit and nothing new.
     #[arg(long, env = "EVENTBUS_KEEPALIVE", default_value = "60s", value_parser = parse_duration)]
     pub keepalive: Duration,

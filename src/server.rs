@@ -119,8 +119,13 @@ impl Server {
         } else {
             listed
         };
-        if let Some(dir) = args.topics.as_ref().filter(|d| !d.as_os_str().is_empty())
-            && let Err(e) = broker.provision_dir_for(dir, &tenants).await
+        // `--metadata`: platform events of a Salesforce DX project, beside the topics folder.
+        let some = |d: &Option<std::path::PathBuf>| d.clone().filter(|d| !d.as_os_str().is_empty());
+        let (topics, metadata) = (some(&args.topics), some(&args.metadata));
+        if (topics.is_some() || metadata.is_some())
+            && let Err(e) = broker
+                .provision_sources_for(topics.as_deref(), metadata.as_deref(), &tenants)
+                .await
         {
             let _ = broker.close().await;
             return Err(e.into());

@@ -247,7 +247,7 @@ impl TestServer {
     }
 }
 
-fn put_long(out: &mut Vec<u8>, v: i64) {
+pub fn put_long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     loop {
         let b = (z & 0x7f) as u8;
@@ -260,7 +260,7 @@ fn put_long(out: &mut Vec<u8>, v: i64) {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_long(out, s.len() as i64);
     out.extend_from_slice(s.as_bytes());
 }

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod credits;
 mod follow;
 pub mod managed;
+pub mod metadata;
 pub mod provision;
 pub mod publisher;
 pub mod schemas;

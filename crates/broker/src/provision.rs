@@ -104,7 +104,7 @@ const MAX_DEPTH: usize = 16;
 /// Whether a folder entry is hidden: dot files, and the `..data` and
 /// `..<timestamp>` entries Kubernetes puts into a mounted ConfigMap, which
 /// would otherwise provision every topic again under a timestamp name.
-fn hidden(path: &Path) -> bool {
+pub(crate) fn hidden(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
@@ -269,19 +269,52 @@ impl Broker {
         dir: &Path,
         tenants: &[TenantId],
     ) -> Result<Vec<(TopicName, Outcome)>, BrokerError> {
+        self.provision_files_for(Some(dir), Vec::new(), tenants)
+            .await
+    }
+
+    /// Provisions the topics folder `topics` (with its managed
+    /// subscriptions, when given) and the topic files `extra` read from
+    /// elsewhere (a DX project: [`Broker::provision_sources_for`]), for the
+    /// default tenant and each of `tenants`. Everything is read and checked
+    /// before anything is stored; a topic defined twice is an error.
+    ///
+    /// # Errors
+    /// As [`Broker::provision_dir_for`]; a topic both define; a schema a
+    /// topic cannot take as its next version names the file and the field.
+    pub async fn provision_files_for(
+        &self,
+        topics: Option<&Path>,
+        extra: Vec<TopicFile>,
+        tenants: &[TenantId],
+    ) -> Result<Vec<(TopicName, Outcome)>, BrokerError> {
         let default = TenantId::from_stored(super::DEFAULT_TENANT_GUID);
         let mut all = vec![default];
         all.extend(tenants.iter().cloned());
         all.sort();
         all.dedup();
-        let files = read_topics_dir(dir)?;
+        let mut files = topics.map(read_topics_dir).transpose()?.unwrap_or_default();
+        for f in extra {
+            if let Some(other) = files.iter().find(|o| o.name == f.name) {
+                return Err(BrokerError::Provision(format!(
+                    "{}: topic {} is also defined by {}; define it in one place",
+                    f.path.display(),
+                    f.name,
+                    other.path.display()
+                )));
+            }
+            files.push(f);
+        }
         // The caps of the Admin API apply to files too, checked before anything is stored.
         for f in &files {
             f.schema
                 .check_limits(&self.cfg.schema_limits)
                 .map_err(|e| BrokerError::Provision(format!("{}: {e}", f.path.display())))?;
         }
-        let managed = read_managed_dir(dir)?;
+        let managed = topics
+            .map(read_managed_dir)
+            .transpose()?
+            .unwrap_or_default();
         let mut done = Vec::with_capacity(files.len() * all.len());
         for tenant in &all {
             for f in &files {
@@ -293,7 +326,12 @@ impl Broker {
                         f.path.display()
                     ))
                 })?;
-                let outcome = self.provision(&name, schema).await?;
+                let outcome = self.provision(&name, schema).await.map_err(|e| match e {
+                    BrokerError::SchemaIncompatible { .. } => {
+                        BrokerError::Provision(format!("{}: {e}", f.path.display()))
+                    }
+                    e => e,
+                })?;
                 tracing::info!(topic = %f.name, %tenant, file = %f.path.display(), ?outcome, "provisioned topic");
                 done.push((name, outcome));
             }

@@ -20,6 +20,7 @@
 
 mod binary;
 pub mod compat;
+pub mod dx;
 pub mod json;
 mod kinds;
 pub mod limits;
