@@ -18,6 +18,7 @@ mod jetstream;
 mod jetstream_startup;
 mod leaks;
 mod managed;
+mod orgauth;
 mod publish;
 mod schemas;
 mod subscribe;

@@ -1,0 +1,661 @@
+//! The org login side over real HTTP on loopback: OAuth token, userinfo,
+//! identity URL, revoke, SOAP login; the sessions they issue accepted by
+//! gRPC; the HTTP listener's routing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use eventbus::api::pb::{self, pub_sub_client::PubSubClient};
+use eventbus::auth::AuthMode;
+use eventbus::auth::org::hash_secret;
+use serde_json::Value;
+use tonic::metadata::MetadataValue;
+
+use crate::common::*;
+
+/// The default tenant: the one the topics folder provisions.
+const ORG: &str = "00D000000000000EAA";
+const USER_ID: &str = "005000000000001AAA";
+
+/// One HTTP/1.1 exchange over loopback: status, headers (lower-case
+/// names), body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, HashMap<String, String>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    conn.write_all(req.as_bytes()).await.expect("write head");
+    // A peer may answer (413) and close before reading a huge body.
+    let _ = conn.write_all(body).await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut raw))
+        .await
+        .expect("answer within 20 s")
+        .expect("read");
+    let text = String::from_utf8(raw).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+        .into_bytes()
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// POSTs a token request; the status and JSON answer.
+async fn token(addr: SocketAddr, pairs: &[(&str, &str)]) -> (u16, Value) {
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/services/oauth2/token",
+        &[FORM],
+        &form(pairs),
+    )
+    .await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+async fn get_bearer(addr: SocketAddr, path: &str, token: &str) -> (u16, String) {
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = http(addr, "GET", path, &[("Authorization", &auth)], b"").await;
+    (status, body)
+}
+
+/// A server with `--auth static`, an org users file and the HTTP
+/// listener on.
+async fn org_server(adjust: impl FnOnce(&mut eventbus::config::ServeArgs)) -> TestServer {
+    start_with(|a| {
+        let dir = a.data_dir.parent().expect("temp root").to_path_buf();
+        let tokens = dir.join("tokens.toml");
+        std::fs::write(&tokens, "tokens = []\n").expect("tokens file");
+        let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt-rs256-test-pub.pem");
+        let users = dir.join("org.toml");
+        std::fs::write(
+            &users,
+            format!(
+                r#"
+[[users]]
+username = "ops@acme.example"
+password = "{pw}"
+org_id = "{ORG}"
+user_id = "005000000000001"
+name = "Olga Ops"
+grants = ["publish:/event/*", "subscribe:/event/*"]
+
+[[users]]
+username = "reader@acme.example"
+password = "{pw}"
+org_id = "{ORG}"
+grants = ["subscribe:/event/*"]
+
+[[apps]]
+client_id = "app1"
+client_secret = "{cs}"
+run_as = "reader@acme.example"
+
+[[apps]]
+client_id = "jwtapp"
+jwt_public_key_file = "{key}"
+"#,
+                pw = hash_secret("pw+token"),
+                cs = hash_secret("cs"),
+                key = key.display()
+            ),
+        )
+        .expect("users file");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(tokens);
+        a.org_users_file = Some(users);
+        a.http_listen = "127.0.0.1:0".into();
+        adjust(a);
+    })
+    .await
+}
+
+fn http_addr(server: &TestServer) -> SocketAddr {
+    server.tooling.expect("http listener on")
+}
+
+/// GetTopic with a session token as `accesstoken`.
+async fn get_topic(server: &TestServer, token: &str) -> Result<pb::TopicInfo, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let token = token.to_owned();
+    let mut client = PubSubClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        let md = req.metadata_mut();
+        md.insert(
+            "accesstoken",
+            MetadataValue::try_from(token.as_str()).expect("ascii"),
+        );
+        md.insert(
+            "instanceurl",
+            MetadataValue::from_static("http://127.0.0.1"),
+        );
+        md.insert("tenantid", MetadataValue::from_static(ORG));
+        Ok(req)
+    });
+    client
+        .get_topic(pb::TopicRequest {
+            topic_name: ORDER_TOPIC.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn password_grant(password: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("grant_type", "password"),
+        ("client_id", "app1"),
+        ("client_secret", "cs"),
+        ("username", "ops@acme.example"),
+        ("password", password),
+    ]
+}
+
+#[tokio::test]
+async fn oauth_password_login_issues_a_session_that_grpc_and_userinfo_accept() {
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    let (status, body) = token(addr, &password_grant("pw+token")).await;
+    assert_eq!(status, 200, "{body}");
+    let keys: Vec<&str> = body
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "access_token",
+            "signature",
+            "instance_url",
+            "id",
+            "token_type",
+            "issued_at"
+        ]
+    );
+    let base = format!("http://{addr}");
+    assert_eq!(body["instance_url"], base.as_str());
+    assert_eq!(body["id"], format!("{base}/id/{ORG}/{USER_ID}").as_str());
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(
+        body["issued_at"]
+            .as_str()
+            .is_some_and(|t| t.len() == 13 && t.bytes().all(|b| b.is_ascii_digit()))
+    );
+    let access = body["access_token"].as_str().expect("token").to_owned();
+    assert!(access.starts_with("00D000000000000!"), "{access}");
+
+    let topic = get_topic(&server, &access)
+        .await
+        .expect("gRPC accepts the session");
+    assert!(topic.can_publish && topic.can_subscribe);
+
+    let (status, info) = get_bearer(addr, "/services/oauth2/userinfo", &access).await;
+    assert_eq!(status, 200, "{info}");
+    let info: Value = serde_json::from_str(&info).expect("json");
+    assert_eq!(info["organization_id"], ORG);
+    assert_eq!(info["preferred_username"], "ops@acme.example");
+    assert_eq!(info["user_id"], USER_ID);
+    assert_eq!(info["name"], "Olga Ops");
+    let (status, id) = get_bearer(addr, &format!("/id/{ORG}/{USER_ID}"), &access).await;
+    assert_eq!(status, 200, "{id}");
+    let id: Value = serde_json::from_str(&id).expect("json");
+    assert_eq!(
+        (id["username"].as_str(), id["organization_id"].as_str()),
+        (Some("ops@acme.example"), Some(ORG))
+    );
+    let (status, _) = get_bearer(addr, &format!("/id/{ORG}/005000000000002AAA"), &access).await;
+    assert_eq!(status, 403, "another user's identity URL");
+    let (status, body) =
+        get_bearer(addr, "/services/oauth2/userinfo", "00D000000000000!forged").await;
+    assert_eq!((status, body.as_str()), (401, "Bad_OAuth_Token"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_token_requests_get_salesforces_error_json() {
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    let mut unknown_client = password_grant("pw+token");
+    unknown_client[1].1 = "nobody";
+    let mut bad_secret = password_grant("pw+token");
+    bad_secret[2].1 = "wrong";
+    let mut missing = password_grant("pw+token");
+    missing.retain(|(k, _)| *k != "username");
+    for (pairs, want) in [
+        (
+            password_grant("pw"),
+            ("invalid_grant", "authentication failure"),
+        ),
+        (
+            unknown_client,
+            ("invalid_client_id", "client identifier invalid"),
+        ),
+        (bad_secret, ("invalid_client", "invalid client credentials")),
+        (missing, ("invalid_request", "username is missing")),
+        (
+            vec![("grant_type", "authorization_code")],
+            ("unsupported_grant_type", "grant type not supported"),
+        ),
+        (
+            vec![("username", "x")],
+            ("invalid_request", "grant type is missing"),
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "app1"),
+                ("client_secret", "no"),
+            ],
+            ("invalid_client", "invalid client credentials"),
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", "app1"),
+                ("client_secret", "cs"),
+                ("refresh_token", "nope"),
+            ],
+            ("invalid_grant", "expired access/refresh token"),
+        ),
+    ] {
+        let (status, body) = token(addr, &pairs).await;
+        assert_eq!(status, 400, "{pairs:?}: {body}");
+        assert_eq!(
+            (body["error"].as_str(), body["error_description"].as_str()),
+            (Some(want.0), Some(want.1)),
+            "{pairs:?}"
+        );
+    }
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/services/oauth2/token",
+        &[("Content-Type", "application/json")],
+        b"{\"grant_type\":\"password\"}",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"invalid_request\""), "{body}");
+    let huge = vec![b'a'; 1024 * 1024];
+    let (status, _, body) = http(addr, "POST", "/services/oauth2/token", &[FORM], &huge).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("larger than"), "{body}");
+    let (status, _, body) = http(addr, "GET", "/services/nothing/here", &[], b"").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("\"NOT_FOUND\""), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_credentials_run_as_the_apps_user_with_its_grants() {
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "app1:cs")
+    );
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/services/oauth2/token/",
+        &[FORM, ("Authorization", &basic)],
+        &form(&[("grant_type", "client_credentials")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["scope"], "api");
+    let access = body["access_token"].as_str().expect("token");
+    let topic = get_topic(&server, access).await.expect("accepted");
+    assert!(
+        !topic.can_publish && topic.can_subscribe,
+        "the reader's grants"
+    );
+    let (_, info) = get_bearer(addr, "/services/oauth2/userinfo/", access).await;
+    assert!(
+        info.contains("\"preferred_username\":\"reader@acme.example\""),
+        "{info}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn revoked_and_expired_sessions_are_refused_everywhere() {
+    let server = org_server(|a| a.session_lifetime = Duration::from_secs(1)).await;
+    let addr = http_addr(&server);
+    let mut grant = password_grant("pw+token");
+    grant.push(("scope", "api refresh_token"));
+    let (status, body) = token(addr, &grant).await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"]
+        .as_str()
+        .expect("refresh token asked for")
+        .to_owned();
+    let access = body["access_token"].as_str().expect("token").to_owned();
+    // Expiry: the one-second session stops working on every API.
+    eventually("the session expires", Duration::from_secs(10), || {
+        let access = access.clone();
+        let server = &server;
+        async move {
+            let http_refused = get_bearer(addr, "/services/oauth2/userinfo", &access)
+                .await
+                .0
+                == 401;
+            let grpc_refused = get_topic(server, &access)
+                .await
+                .is_err_and(|s| s.code() == tonic::Code::Unauthenticated);
+            (http_refused && grpc_refused).then_some(())
+        }
+    })
+    .await;
+    // The refresh token still makes new sessions until it is revoked.
+    let refresh_grant = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "app1"),
+        ("client_secret", "cs"),
+        ("refresh_token", refresh.as_str()),
+    ];
+    let (status, body) = token(addr, &refresh_grant).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("refresh_token").is_none());
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/services/oauth2/revoke",
+        &[FORM],
+        &form(&[("token", &refresh)]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = token(addr, &refresh_grant).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/services/oauth2/revoke",
+        &[FORM],
+        &form(&[("token", &refresh)]),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("\"invalid_token\""), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_revoked_access_token_is_refused_by_grpc_and_http() {
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    let (_, body) = token(addr, &password_grant("pw+token")).await;
+    let access = body["access_token"].as_str().expect("token").to_owned();
+    get_topic(&server, &access)
+        .await
+        .expect("accepted before revoke");
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/services/oauth2/revoke",
+        &[FORM],
+        &form(&[("token", &access)]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let status = get_topic(&server, &access)
+        .await
+        .expect_err("refused after revoke");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        get_bearer(addr, "/services/oauth2/userinfo", &access)
+            .await
+            .0,
+        401
+    );
+    server.shutdown().await;
+}
+
+fn soap_login(username: &str, password: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8" ?>
+<env:Envelope xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:env="http://schemas.xmlsoap.org/soap/envelope/">
+  <env:Body>
+    <n1:login xmlns:n1="urn:partner.soap.sforce.com">
+      <n1:username>{username}</n1:username>
+      <n1:password><![CDATA[{password}]]></n1:password>
+    </n1:login>
+  </env:Body>
+</env:Envelope>"#
+    )
+    .into_bytes()
+}
+
+async fn soap(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
+    let (status, headers, body) = http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "text/xml; charset=UTF-8"),
+            ("SOAPAction", "login"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(
+        headers.get("content-type").map(String::as_str),
+        Some("text/xml; charset=utf-8")
+    );
+    (status, body)
+}
+
+/// The element children of a node, by local name.
+fn children<'a>(node: roxmltree::Node<'a, 'a>) -> Vec<roxmltree::Node<'a, 'a>> {
+    node.children().filter(|n| n.is_element()).collect()
+}
+
+#[tokio::test]
+async fn soap_login_answers_the_full_login_result_read_by_position() {
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    let (status, body) = soap(
+        addr,
+        "/services/Soap/u/59.0/",
+        &soap_login("ops@acme.example", "pw+token"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let doc = roxmltree::Document::parse(&body).expect("xml");
+    // The official Python example: root[0][0][0] is the result.
+    let result = children(children(children(doc.root_element())[0])[0])[0];
+    let names: Vec<&str> = children(result)
+        .iter()
+        .map(|n| n.tag_name().name())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "metadataServerUrl",
+            "passwordExpired",
+            "sandbox",
+            "serverUrl",
+            "sessionId",
+            "userId",
+            "userInfo"
+        ]
+    );
+    let text = |i: usize| children(result)[i].text().unwrap_or_default().to_owned();
+    let base = format!("http://{addr}");
+    assert_eq!(text(0), format!("{base}/services/Soap/m/59.0/{ORG}"));
+    assert_eq!(text(3), format!("{base}/services/Soap/u/59.0/{ORG}"));
+    assert_eq!(text(5), USER_ID);
+    let info = children(children(result)[6]);
+    let names: Vec<&str> = info.iter().map(|n| n.tag_name().name()).collect();
+    assert_eq!(
+        names,
+        [
+            "accessibilityMode",
+            "chatterExternal",
+            "currencySymbol",
+            "orgAttachmentFileSizeLimit",
+            "orgDefaultCurrencyIsoCode",
+            "orgDefaultCurrencyLocale",
+            "orgDisallowHtmlAttachments",
+            "orgHasPersonAccounts",
+            "organizationId",
+            "organizationMultiCurrency",
+            "organizationName",
+            "profileId",
+            "roleId",
+            "sessionSecondsValid",
+            "userDefaultCurrencyIsoCode",
+            "userEmail",
+            "userFullName",
+            "userId",
+            "userLanguage",
+            "userLocale",
+            "userName",
+            "userTimeZone",
+            "userType",
+            "userUiSkin",
+        ]
+    );
+    assert_eq!(info[8].text(), Some(ORG));
+    assert_eq!(info[13].text(), Some("7200"));
+    assert_eq!(info[20].text(), Some("ops@acme.example"));
+    let session = text(4);
+    get_topic(&server, &session)
+        .await
+        .expect("the sessionId works over gRPC");
+    let (status, _) = get_bearer(addr, "/services/oauth2/userinfo", &session).await;
+    assert_eq!(status, 200, "and as a bearer token");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn soap_login_faults_are_salesforces() {
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    let (status, body) = soap(
+        addr,
+        "/services/Soap/u/62.0",
+        &soap_login("ops@acme.example", "wrong"),
+    )
+    .await;
+    assert_eq!(status, 500);
+    for part in [
+        "<faultcode>sf:INVALID_LOGIN</faultcode>",
+        "<faultstring>INVALID_LOGIN: Invalid username, password, security token; or user locked out.</faultstring>",
+        "<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>",
+        "xmlns:sf=\"urn:fault.partner.soap.sforce.com\"",
+    ] {
+        assert!(body.contains(part), "{part} in {body}");
+    }
+    for (path, request, want) in [
+        (
+            "/services/Soap/u/62.0",
+            b"<env:Envelope".to_vec(),
+            "not well-formed XML",
+        ),
+        (
+            "/services/Soap/u/62.0",
+            b"{\"username\":\"x\"}".to_vec(),
+            "not well-formed XML",
+        ),
+        (
+            "/services/Soap/u/latest",
+            soap_login("a", "b"),
+            "UNSUPPORTED_API_VERSION",
+        ),
+        (
+            "/services/Soap/u/62.0",
+            vec![b' '; 1024 * 1024],
+            "larger than",
+        ),
+    ] {
+        let (status, body) = soap(addr, path, &request).await;
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            body.contains("<soapenv:Fault>") && body.contains(want),
+            "{want} in {body}"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_auth_none_any_credentials_log_in_to_the_default_org() {
+    let server = start_with(|a| a.http_listen = "127.0.0.1:0".into()).await;
+    let addr = http_addr(&server);
+    let (status, body) = soap(
+        addr,
+        "/services/Soap/u/62.0",
+        &soap_login("dev@local", "anything"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("<organizationId>{ORG}</organizationId>")),
+        "{body}"
+    );
+    let (status, body) = token(
+        addr,
+        &[
+            ("grant_type", "password"),
+            ("username", "dev@local"),
+            ("password", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, info) = get_bearer(
+        addr,
+        "/services/oauth2/userinfo",
+        body["access_token"].as_str().expect("token"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        info.contains(&format!("\"organization_id\":\"{ORG}\"")),
+        "{info}"
+    );
+    server.shutdown().await;
+}
