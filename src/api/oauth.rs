@@ -289,7 +289,7 @@ fn jwt_bearer_grant(login: &Login, headers: &HeaderMap, p: &HashMap<String, Stri
         }
     };
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    validation.set_required_spec_claims(&["iss", "sub", "aud"]);
     let mut audiences = vec![
         login.base_url(headers),
         "https://login.salesforce.com".to_owned(),

@@ -659,3 +659,110 @@ async fn with_auth_none_any_credentials_log_in_to_the_default_org() {
     );
     server.shutdown().await;
 }
+
+/// A JWT bearer assertion signed with the test key whose public half the
+/// `jwtapp` app holds.
+fn assertion(claims: Value) -> String {
+    let pem = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt-rs256-test-key.pem"),
+    )
+    .expect("test key");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("rsa key");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn jwt_bearer_assertions_are_checked_against_the_apps_key() {
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let own = format!("http://{addr}");
+    let grant = |jwt: &str| {
+        vec![
+            (
+                "grant_type".to_owned(),
+                "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned(),
+            ),
+            ("assertion".to_owned(), jwt.to_owned()),
+        ]
+    };
+    let post = |pairs: Vec<(String, String)>| async move {
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        token(addr, &pairs).await
+    };
+    // pozil's claims (exp a number) and simple-salesforce's (exp a string,
+    // aud the standard login host).
+    for claims in [
+        serde_json::json!({"iss": "jwtapp", "sub": "ops@acme.example", "aud": own, "exp": now + 300}),
+        serde_json::json!({"iss": "jwtapp", "sub": "ops@acme.example", "aud": "https://login.salesforce.com", "exp": (now + 180).to_string()}),
+    ] {
+        let (status, body) = post(grant(&assertion(claims.clone()))).await;
+        assert_eq!(status, 200, "{claims}: {body}");
+        assert_eq!(body["scope"], "api");
+        let access = body["access_token"].as_str().expect("token");
+        get_topic(&server, access)
+            .await
+            .expect("the session works over gRPC");
+    }
+    for (claims, want) in [
+        (
+            serde_json::json!({"iss": "jwtapp", "sub": "ops@acme.example", "aud": own, "exp": now - 3600}),
+            "invalid_grant",
+        ),
+        (
+            serde_json::json!({"iss": "jwtapp", "sub": "ops@acme.example", "aud": "https://evil.example", "exp": now + 300}),
+            "invalid_grant",
+        ),
+        (
+            serde_json::json!({"iss": "jwtapp", "sub": "ghost@acme.example", "aud": own, "exp": now + 300}),
+            "invalid_grant",
+        ),
+        (
+            serde_json::json!({"iss": "nobody", "sub": "ops@acme.example", "aud": own, "exp": now + 300}),
+            "invalid_client_id",
+        ),
+        (
+            serde_json::json!({"iss": "app1", "sub": "ops@acme.example", "aud": own, "exp": now + 300}),
+            "invalid_grant",
+        ),
+    ] {
+        let (status, body) = post(grant(&assertion(claims.clone()))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(want)),
+            "{claims}: {body}"
+        );
+    }
+    // Signed with another key (HS256 with a secret): refused.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"iss": "jwtapp", "sub": "ops@acme.example", "aud": own, "exp": now + 300}),
+        &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+    )
+    .expect("sign");
+    let (status, body) = post(grant(&forged)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = post(grant("not-a-jwt")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    server.shutdown().await;
+}
