@@ -84,6 +84,10 @@ pub enum Command {
     /// development secrets (`token init`).
     #[command(subcommand)]
     Token(crate::cli::TokenCommand),
+    /// The org users file that SOAP and OAuth login check: users and
+    /// connected apps, secrets stored hashed.
+    #[command(subcommand)]
+    Org(crate::cli::OrgCommand),
 }
 
 /// What the binary was asked to do.
@@ -260,6 +264,7 @@ impl Command {
             Command::Top(t) => crate::cli::top(t).await,
             Command::Bench(b) => crate::bench::run(b).await,
             Command::Token(t) => crate::cli::token(t),
+            Command::Org(o) => crate::cli::org(o),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The client commands of the `eventbus` binary: `topic`, `schema`,
-//! `managed`, `publish`, `subscribe`, `token`, `top`.
+//! `managed`, `org`, `publish`, `subscribe`, `token`, `top`.
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
@@ -13,6 +13,7 @@
 mod commands;
 mod format;
 mod managed;
+mod org;
 mod publish;
 mod subscribe;
 mod term;
@@ -29,6 +30,7 @@ use crate::client::parse_duration;
 
 pub use commands::{schema, topic};
 pub use managed::run as managed;
+pub use org::{OrgCommand, run as org};
 pub use publish::{PublishArgs, run as publish};
 pub use subscribe::{OutputFormat, SubscribeArgs, run as subscribe};
 pub use token::{TokenCommand, run as token};

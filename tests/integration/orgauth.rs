@@ -766,3 +766,152 @@ async fn jwt_bearer_assertions_are_checked_against_the_apps_key() {
     );
     server.shutdown().await;
 }
+
+/// Runs `eventbus org ARGS` (no server) with `stdin`.
+fn org_cli(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .arg("org")
+        .args(args)
+        .env_remove("EVENTBUS_ORG_USERS_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn eventbus");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+#[tokio::test]
+async fn org_users_made_by_the_cli_log_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("org.toml");
+    let f = file.to_str().expect("utf-8 path");
+    let out = org_cli(
+        &[
+            "users",
+            "add",
+            "--file",
+            f,
+            "ann@acme.example",
+            "--name",
+            "Ann Smith",
+            "--grants",
+            "subscribe:/event/*",
+        ],
+        "secret+TOKEN\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).expect("file");
+    assert!(
+        !text.contains("secret+TOKEN") && text.contains("pbkdf2-sha256$"),
+        "{text}"
+    );
+    let again = org_cli(&["users", "add", "--file", f, "ANN@acme.example"], "x");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already in"));
+    let bad = org_cli(
+        &[
+            "users",
+            "add",
+            "--file",
+            f,
+            "bob@acme.example",
+            "--grants",
+            "write:*",
+        ],
+        "x",
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("grant `write:*`"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let none = org_cli(&["users", "add", "--file", f, "bob@acme.example"], "");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no password on stdin"));
+    assert!(
+        org_cli(&["users", "add", "--file", f, "bob@acme.example"], "pw")
+            .status
+            .success()
+    );
+    assert!(
+        org_cli(
+            &[
+                "apps",
+                "add",
+                "--file",
+                f,
+                "cli-app",
+                "--run-as",
+                "ann@acme.example"
+            ],
+            "cs"
+        )
+        .status
+        .success()
+    );
+    let list = org_cli(&["users", "list", "--file", f], "");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("ann@acme.example")
+            && listed.contains(ORG)
+            && listed.contains("subscribe:/event/*"),
+        "{listed}"
+    );
+    assert!(
+        org_cli(&["users", "remove", "--file", f, "bob@acme.example"], "")
+            .status
+            .success()
+    );
+    let listed =
+        String::from_utf8_lossy(&org_cli(&["users", "list", "--file", f], "").stdout).into_owned();
+    assert!(!listed.contains("bob@"), "{listed}");
+
+    let server = start_with(|a| {
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(&tokens, "tokens = []\n").expect("tokens");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(tokens);
+        a.org_users_file = Some(file.clone());
+        a.http_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let addr = http_addr(&server);
+    let (status, body) = soap(
+        addr,
+        "/services/Soap/u/62.0",
+        &soap_login("ann@acme.example", "secret+TOKEN"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<userFullName>Ann Smith</userFullName>"),
+        "{body}"
+    );
+    let (status, body) = token(
+        addr,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "cli-app"),
+            ("client_secret", "cs"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let topic = get_topic(&server, body["access_token"].as_str().expect("token"))
+        .await
+        .expect("accepted");
+    assert!(topic.can_subscribe && !topic.can_publish);
+    server.shutdown().await;
+}
