@@ -88,6 +88,9 @@ pub enum Command {
     /// connected apps, secrets stored hashed.
     #[command(subcommand)]
     Org(crate::cli::OrgCommand),
+    /// Log in over OAuth (password or client credentials) at a server's
+    /// HTTP listener and print the access token for scripts.
+    Login(crate::cli::LoginArgs),
 }
 
 /// What the binary was asked to do.
@@ -265,6 +268,7 @@ impl Command {
             Command::Bench(b) => crate::bench::run(b).await,
             Command::Token(t) => crate::cli::token(t),
             Command::Org(o) => crate::cli::org(o),
+            Command::Login(l) => crate::cli::login(l).await,
         }
     }
 }

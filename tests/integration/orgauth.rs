@@ -915,3 +915,91 @@ async fn org_users_made_by_the_cli_log_in() {
     assert!(topic.can_subscribe && !topic.can_publish);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn eventbus_login_prints_a_session_for_scripts() {
+    let server = org_server(|_| {}).await;
+    let url = format!("http://{}", http_addr(&server));
+    let run = |args: Vec<String>, stdin: &'static str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
+            .arg("login")
+            .args(args)
+            .env_remove("EVENTBUS_CLIENT_SECRET")
+            .env_remove("EVENTBUS_CLIENT_ID")
+            .env("EVENTBUS_LOGIN_URL", &url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn eventbus");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("stdin");
+        tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+    };
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let out = run(
+        args(&[
+            "--username",
+            "ops@acme.example",
+            "--client-id",
+            "app1",
+            "--client-secret",
+            "cs",
+        ]),
+        "pw+token\n",
+    )
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("instance URL http://"));
+    get_topic(&server, &token)
+        .await
+        .expect("the printed token works over gRPC");
+    let out = run(
+        args(&["--client-id", "app1", "--client-secret-stdin", "--json"]),
+        "cs",
+    )
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["token_type"], "Bearer");
+    let out = run(
+        args(&[
+            "--username",
+            "ops@acme.example",
+            "--client-id",
+            "app1",
+            "--client-secret",
+            "cs",
+        ]),
+        "wrong",
+    )
+    .await
+    .expect("join");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("login refused (400): invalid_grant: authentication failure"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    server.shutdown().await;
+}
