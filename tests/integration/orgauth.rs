@@ -1003,3 +1003,57 @@ async fn eventbus_login_prints_a_session_for_scripts() {
     assert!(out.stdout.is_empty());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_tls_the_http_listener_speaks_https_and_login_answers_name_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("tls");
+    let mut args = eventbus::config::ServeArgs::for_tests(dir.path().join("data"));
+    on_test_backend(&mut args);
+    args.tls_self_signed = Some(certs.clone());
+    args.http_listen = "127.0.0.1:0".into();
+    let server = eventbus::server::Server::build(args)
+        .await
+        .expect("server builds");
+    let port = server.http_addr().expect("http listener on").port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(server.serve(listener, stop.clone()));
+    let url = format!("https://localhost:{port}");
+    let login = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"));
+        cmd.args(["login", "--url", &url, "--username", "dev@local", "--json"])
+            .args(extra)
+            .env_remove("EVENTBUS_TLS_CA")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn eventbus");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"any")
+            .expect("stdin");
+        tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+    };
+    let ca = certs.join("ca.pem");
+    let out = login(&["--tls-ca", ca.to_str().expect("utf-8")])
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["instance_url"], url.as_str());
+    let out = login(&[]).await.expect("join");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --tls-ca"));
+    stop.cancel();
+    task.await.expect("join").expect("clean shutdown");
+}
