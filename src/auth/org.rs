@@ -338,6 +338,8 @@ impl Directory {
     ) -> Result<Option<&ConnectedApp>, LoginError> {
         match self.app(client_id) {
             Some(app) => match secret {
+                // An app without a secret is a public client.
+                _ if app.secret_hash.is_empty() => Ok(Some(app)),
                 Some(s) if verify_secret(s, &app.secret_hash) => Ok(Some(app)),
                 _ if self.open => Ok(Some(app)),
                 _ => Err(LoginError::BadClientSecret),
@@ -362,6 +364,10 @@ impl Directory {
         secret: &str,
     ) -> Result<OrgUser, LoginError> {
         match self.client(client_id, Some(secret))? {
+            // The client credentials flow needs a confidential client.
+            Some(app) if app.secret_hash.is_empty() && !self.open => {
+                Err(LoginError::BadClientSecret)
+            }
             Some(app) => match &app.run_as {
                 Some(name) => self.named_user(name),
                 None if self.open => Ok(OrgUser::open(&app.client_id)),
@@ -687,7 +693,7 @@ mod tests {
 
     fn users_toml() -> String {
         format!(
-            "[[users]]\nusername = \"ops@acme.example\"\npassword = \"{}\"\norg_id = \"00D5g000004ABCD\"\nuser_id = \"0055g00000ABCDE\"\ngrants = [\"publish:*\"]\n\n[[apps]]\nclient_id = \"app1\"\nclient_secret = \"{}\"\nrun_as = \"ops@acme.example\"\n",
+            "[[users]]\nusername = \"ops@acme.example\"\npassword = \"{}\"\norg_id = \"00D5g000004ABCD\"\nuser_id = \"0055g00000ABCDE\"\ngrants = [\"publish:*\"]\n\n[[apps]]\nclient_id = \"app1\"\nclient_secret = \"{}\"\nrun_as = \"ops@acme.example\"\n\n[[apps]]\nclient_id = \"public\"\nrun_as = \"ops@acme.example\"\n",
             hash_secret("pw"),
             hash_secret("cs")
         )
@@ -722,6 +728,12 @@ mod tests {
         assert_eq!(
             dir.client_credentials_login("app2", "cs").err(),
             Some(LoginError::UnknownClient)
+        );
+        let public = dir.client("public", None).expect("no secret needed");
+        assert_eq!(public.map(|a| a.client_id.as_str()), Some("public"));
+        assert_eq!(
+            dir.client_credentials_login("public", "").err(),
+            Some(LoginError::BadClientSecret)
         );
     }
 
