@@ -1057,3 +1057,34 @@ async fn with_tls_the_http_listener_speaks_https_and_login_answers_name_it() {
     stop.cancel();
     task.await.expect("join").expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn chunked_login_bodies_without_a_length_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    // jsforce's SOAP login: Transfer-Encoding: chunked, no Content-Length.
+    let body = soap_login("ops@acme.example", "pw+token");
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut req = format!(
+        "POST /services/Soap/u/62.0 HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml\r\nSOAPAction: \"\"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in [first, second] {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(&req).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut raw))
+        .await
+        .expect("answer within 20 s")
+        .expect("read");
+    let text = String::from_utf8(raw).expect("utf-8");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("<sessionId>00D000000000000!"), "{text}");
+    server.shutdown().await;
+}
