@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::types::{Echo, TenantId};
 
+pub mod org;
+
 /// The tenant of every call in mode `none`, and of the topics folder.
 pub const DEFAULT_TENANT: &str = crate::types::DEFAULT_TENANT_GUID;
 
@@ -440,6 +442,7 @@ pub struct Authenticator {
     issuer: Option<String>,
     audience: Option<String>,
     max_lifetime: Duration,
+    sessions: Option<std::sync::Arc<org::Sessions>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -462,7 +465,24 @@ impl Authenticator {
             issuer: None,
             audience: None,
             max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
+            sessions: None,
         }
+    }
+
+    /// Also accepts the access tokens of the sessions issued at login
+    /// (SOAP `sessionId`, OAuth `access_token`), in every mode.
+    pub fn with_sessions(mut self, sessions: std::sync::Arc<org::Sessions>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// The caller of a live login session's access token.
+    fn session_caller(&self, token: Option<&str>) -> Option<Caller> {
+        let token = token.map(str::trim).filter(|t| !t.is_empty())?;
+        self.sessions
+            .as_ref()?
+            .session(token)
+            .map(|s| s.user.caller())
     }
 
     /// Loads the files the mode needs and checks they fit together.
@@ -536,6 +556,9 @@ impl Authenticator {
     /// `tenantid` that does not match the token's tenant.
     pub fn authenticate(&self, headers: Headers<'_>) -> Result<Caller, AuthError> {
         if self.mode == AuthMode::None {
+            if let Some(caller) = self.session_caller(headers.access_token) {
+                return Ok(caller);
+            }
             return Ok(Caller {
                 tenant: TenantId::from_stored(DEFAULT_TENANT),
                 principal: "anonymous".to_owned(),
@@ -576,12 +599,18 @@ impl Authenticator {
     /// A missing or unknown token.
     pub fn authenticate_bearer(&self, token: Option<&str>) -> Result<Caller, AuthError> {
         if self.mode == AuthMode::None {
-            return self.authenticate(Headers::default());
+            return self.authenticate(Headers {
+                access_token: token,
+                ..Headers::default()
+            });
         }
         self.caller_of(present(token, "Authorization: Bearer")?)
     }
 
     fn caller_of(&self, token: &str) -> Result<Caller, AuthError> {
+        if let Some(caller) = self.session_caller(Some(token)) {
+            return Ok(caller);
+        }
         match self.mode {
             AuthMode::Static => self
                 .tokens

@@ -84,6 +84,13 @@ pub enum Command {
     /// development secrets (`token init`).
     #[command(subcommand)]
     Token(crate::cli::TokenCommand),
+    /// The org users file that SOAP and OAuth login check: users and
+    /// connected apps, secrets stored hashed.
+    #[command(subcommand)]
+    Org(crate::cli::OrgCommand),
+    /// Log in over OAuth (password or client credentials) at a server's
+    /// HTTP listener and print the access token for scripts.
+    Login(crate::cli::LoginArgs),
 }
 
 /// What the binary was asked to do.
@@ -260,6 +267,8 @@ impl Command {
             Command::Top(t) => crate::cli::top(t).await,
             Command::Bench(b) => crate::bench::run(b).await,
             Command::Token(t) => crate::cli::token(t),
+            Command::Org(o) => crate::cli::org(o),
+            Command::Login(l) => crate::cli::login(l).await,
         }
     }
 }

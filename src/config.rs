@@ -68,8 +68,13 @@ pub struct ServeArgs {
     /// `none` (every topic as `*`).
     #[arg(long, env = "EVENTBUS_METRICS_TOPIC_LABELS", value_enum, default_value_t = crate::telemetry::metrics::TopicLabels::DefaultTenant)]
     pub metrics_topic_labels: crate::telemetry::metrics::TopicLabels,
-    /// Address of the Tooling API query endpoint (plain HTTP) that Pub/Sub
-    /// API clients use to look up managed subscriptions; empty turns it off.
+    /// Address of the one HTTP(S) listener for what Salesforce serves over
+    /// HTTP (login: SOAP and OAuth; the Tooling API query); HTTPS with the
+    /// server's certificate when TLS is on. Empty turns it off.
+    #[arg(long, env = "EVENTBUS_HTTP_LISTEN", default_value = "")]
+    pub http_listen: String,
+    /// The former name of `--http-listen`, kept as its alias: used when
+    /// `--http-listen` is empty.
     #[arg(long, env = "EVENTBUS_TOOLING_LISTEN", default_value = "")]
     pub tooling_listen: String,
     /// Address of a plaintext listener that serves only `grpc.health.v1`
@@ -257,6 +262,15 @@ pub struct ServeArgs {
     /// (else `nbf`, else now). Longer-lived tokens are refused.
     #[arg(long, env = "EVENTBUS_JWT_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
     pub jwt_max_lifetime: Duration,
+    /// The org's users and connected apps for login (SOAP `login`, OAuth;
+    /// TOML: `[[users]]` and `[[apps]]` with hashed secrets, see `eventbus
+    /// org users`). With `--auth none` any credentials log in without it.
+    #[arg(long, env = "EVENTBUS_ORG_USERS_FILE", value_parser = any_path())]
+    pub org_users_file: Option<PathBuf>,
+    /// How long a session issued at login (SOAP `sessionId`, OAuth
+    /// `access_token`) is accepted.
+    #[arg(long, env = "EVENTBUS_SESSION_LIFETIME", default_value = "2h", value_parser = parse_duration)]
+    pub session_lifetime: Duration,
     /// Most Subscribe streams open at once per tenant (0: no limit); more
     /// get RESOURCE_EXHAUSTED `concurrent.client.limit.exceeded`.
     #[arg(
@@ -487,6 +501,13 @@ impl ServeArgs {
         if let Err(e) = self.metrics_addr() {
             problems.push(e);
         }
+        if self.session_lifetime.is_zero() {
+            problems
+                .push("EVENTBUS_SESSION_LIFETIME (--session-lifetime) must be more than 0".into());
+        }
+        if let Err(e) = self.http_addr() {
+            problems.push(e);
+        }
         if self.jwt_max_lifetime.is_zero() {
             problems.push(
                 "EVENTBUS_JWT_MAX_LIFETIME (--jwt-max-lifetime) must be longer than 0s".to_owned(),
@@ -539,15 +560,24 @@ impl ServeArgs {
         )
     }
 
-    /// The Tooling API endpoint's address, `None` when it is off.
+    /// The HTTP(S) listener's address (`--http-listen`, else its alias
+    /// `--tooling-listen`), `None` when both are empty.
     ///
     /// # Errors
-    /// A message when the address does not parse.
-    pub fn tooling_addr(&self) -> Result<Option<SocketAddr>, String> {
-        optional_addr(
+    /// A message when the address does not parse, or when the two name
+    /// different addresses.
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let http = optional_addr(&self.http_listen, "EVENTBUS_HTTP_LISTEN (--http-listen)")?;
+        let tooling = optional_addr(
             &self.tooling_listen,
-            "EVENTBUS_TOOLING_LISTEN (--tooling-listen)",
-        )
+            "EVENTBUS_TOOLING_LISTEN (--tooling-listen, the alias of --http-listen)",
+        )?;
+        match (http, tooling) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "EVENTBUS_HTTP_LISTEN (--http-listen) {a} and its alias EVENTBUS_TOOLING_LISTEN (--tooling-listen) {b} differ; set only --http-listen"
+            )),
+            (a, b) => Ok(a.or(b)),
+        }
     }
 
     /// The plaintext health listener's address, `None` when it is off.
@@ -628,6 +658,13 @@ impl ServeArgs {
             publish_events_per_sec: self.publish_events_per_tenant,
             publish_bytes_per_sec: self.publish_bytes_per_tenant,
         }
+    }
+
+    /// The org users file, when one is set.
+    pub fn org_users_file(&self) -> Option<&std::path::Path> {
+        self.org_users_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
     }
 
     /// The authentication section.
@@ -772,6 +809,31 @@ mod tests {
             Some(PathBuf::from("certs"))
         );
         assert_eq!(parse(&["eventbus"]), None);
+    }
+
+    #[test]
+    fn tooling_listen_is_an_alias_of_http_listen() {
+        let mut args = ServeOnly::parse_from(["eventbus"]).serve;
+        assert_eq!(args.http_addr(), Ok(None));
+        args.tooling_listen = "127.0.0.1:8080".into();
+        assert_eq!(
+            args.http_addr(),
+            Ok(Some("127.0.0.1:8080".parse().expect("addr")))
+        );
+        args.http_listen = "127.0.0.1:8080".into();
+        assert_eq!(
+            args.http_addr(),
+            Ok(Some("127.0.0.1:8080".parse().expect("addr")))
+        );
+        args.http_listen = "127.0.0.1:9090".into();
+        let err = args.http_addr().expect_err("two addresses");
+        assert!(err.contains("differ"), "{err}");
+        assert!(args.validate().is_err());
+        let args = ServeOnly::parse_from(["eventbus", "--http-listen", "127.0.0.1:1"]).serve;
+        assert_eq!(
+            args.http_addr(),
+            Ok(Some("127.0.0.1:1".parse().expect("addr")))
+        );
     }
 
     #[test]

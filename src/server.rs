@@ -83,6 +83,10 @@ pub struct Server {
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     auth: Arc<crate::auth::Authenticator>,
+    login: (
+        Arc<crate::auth::org::Directory>,
+        Arc<crate::auth::org::Sessions>,
+    ),
 }
 
 impl Server {
@@ -98,9 +102,15 @@ impl Server {
         // folder is opened (and locked).
         let tls = args.tls().server_config()?;
         let http_tls = args.tls().http_config()?;
+        let sessions = Arc::new(crate::auth::org::Sessions::new(args.session_lifetime));
+        let directory = Arc::new(
+            crate::auth::org::Directory::load(args.auth, args.org_users_file())
+                .map_err(|e| ServerError::Config(e.to_string()))?,
+        );
         let auth = Arc::new(
             crate::auth::Authenticator::load(&args.auth())
-                .map_err(|e| ServerError::Config(e.to_string()))?,
+                .map_err(|e| ServerError::Config(e.to_string()))?
+                .with_sessions(sessions.clone()),
         );
         tracing::info!(mode = ?auth.mode(), "authentication");
         let mut metrics = Metrics::with_topic_labels(args.metrics_topic_labels);
@@ -141,7 +151,7 @@ impl Server {
         };
         let (metrics, tooling, health) = match (
             bind(args.metrics_addr(), "metrics").await,
-            bind(args.tooling_addr(), "the tooling api").await,
+            bind(args.http_addr(), "http").await,
             bind(args.health_addr(), "health").await,
         ) {
             (Ok(m), Ok(t), Ok(h)) => (m, t, h),
@@ -159,6 +169,7 @@ impl Server {
             tls,
             http_tls,
             auth,
+            login: (directory, sessions),
         })
     }
 
@@ -167,9 +178,14 @@ impl Server {
         self.health.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The bound address of the Tooling API endpoint, when it is on.
-    pub fn tooling_addr(&self) -> Option<std::net::SocketAddr> {
+    /// The bound address of the HTTP(S) listener, when it is on.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.tooling.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound address of the Tooling API endpoint: the HTTP listener's.
+    pub fn tooling_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr()
     }
 
     /// The bound address of the metrics endpoint, when it is on.
@@ -202,6 +218,7 @@ impl Server {
             tls,
             http_tls,
             auth,
+            login: (directory, sessions),
         } = self;
         let tls_on = tls.is_some();
         let tasks = TaskTracker::new();
@@ -285,15 +302,23 @@ impl Server {
                 // Logged before the gRPC line below, so scripts that wait for
                 // that line find this one too. Not "listening on": scripts
                 // take the gRPC address from the first such line.
-                tracing::info!(tls = http_tls.is_some(), "tooling api serving on {addr}");
+                tracing::info!(tls = http_tls.is_some(), "http api serving on {addr}");
             }
+            let ctx = crate::api::http::HttpContext {
+                broker: broker.clone(),
+                auth: auth.clone(),
+                login: crate::api::http::Login {
+                    directory,
+                    sessions,
+                    tls: http_tls.is_some(),
+                },
+            };
             let listener = transport
-                .http_listener(listener, http_tls, "tooling")
-                .map_err(|e| ServerError::Config(format!("tooling listener: {e}")))?;
-            tasks.spawn(crate::api::tooling::serve(
+                .http_listener(listener, http_tls, "http")
+                .map_err(|e| ServerError::Config(format!("http listener: {e}")))?;
+            tasks.spawn(crate::api::http::serve(
                 listener,
-                broker.clone(),
-                auth.clone(),
+                crate::api::http::router(&ctx),
                 stop.clone(),
             ));
         }

@@ -6,13 +6,17 @@
 
 pub mod admin;
 pub mod convert;
+pub mod http;
 pub mod limits;
+pub mod login;
 pub mod managed;
 pub mod namespace;
+pub mod oauth;
 pub mod oversize;
 pub mod pacing;
 mod protocol;
 pub mod publish;
+pub mod soap;
 pub mod status;
 mod stream;
 mod streams;

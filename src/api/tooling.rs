@@ -21,7 +21,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use super::namespace::Namespace;
 use crate::auth::Authenticator;
@@ -236,27 +235,14 @@ async fn query(
     .into_response()
 }
 
-/// Serves the Tooling API query endpoint on `listener` (whose connections
-/// the transport accepted and, with TLS, handshook off its accept loop)
-/// until `stop` is cancelled.
-pub async fn serve(
-    listener: crate::transport::HttpListener,
-    broker: Arc<Broker>,
-    auth: Arc<Authenticator>,
-    stop: CancellationToken,
-) {
+/// The Tooling API query routes, for the HTTP listener's router
+/// ([`super::http::router`]).
+pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>) -> axum::Router {
     use axum::routing::get;
-    let app = axum::Router::new()
+    axum::Router::new()
         .route("/services/data/{version}/tooling/query", get(query))
         .route("/services/data/{version}/tooling/query/", get(query))
-        .with_state(Shared { broker, auth });
-    let shutdown = async move { stop.cancelled().await };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::warn!(error = %e, "tooling api endpoint failed");
-    }
+        .with_state(Shared { broker, auth })
 }
 
 #[cfg(test)]

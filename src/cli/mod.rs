@@ -1,5 +1,5 @@
 //! The client commands of the `eventbus` binary: `topic`, `schema`,
-//! `managed`, `publish`, `subscribe`, `token`, `top`.
+//! `login`, `managed`, `org`, `publish`, `subscribe`, `token`, `top`.
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
@@ -12,7 +12,9 @@
 
 mod commands;
 mod format;
+mod login;
 mod managed;
+mod org;
 mod publish;
 mod subscribe;
 mod term;
@@ -28,7 +30,9 @@ use clap::{Args, Subcommand};
 use crate::client::parse_duration;
 
 pub use commands::{schema, topic};
+pub use login::{LoginArgs, run as login};
 pub use managed::run as managed;
+pub use org::{OrgCommand, run as org};
 pub use publish::{PublishArgs, run as publish};
 pub use subscribe::{OutputFormat, SubscribeArgs, run as subscribe};
 pub use token::{TokenCommand, run as token};

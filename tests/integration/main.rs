@@ -19,6 +19,7 @@ mod jetstream_startup;
 mod leaks;
 mod managed;
 mod metadata;
+mod orgauth;
 mod publish;
 mod schemas;
 mod subscribe;
