@@ -285,10 +285,14 @@ impl Server {
             let listener = transport
                 .http_listener(listener, http_tls, "tooling")
                 .map_err(|e| ServerError::Config(format!("tooling listener: {e}")))?;
+            // issue 20: the REST API (/services/data/) rides on the tooling
+            // listener until the HTTP listener's router composition lands.
+            let rest = crate::api::rest::router(broker.clone(), auth.clone());
             tasks.spawn(crate::api::tooling::serve(
                 listener,
                 broker.clone(),
                 auth.clone(),
+                rest,
                 stop.clone(),
             ));
         }

@@ -13,6 +13,7 @@ pub mod oversize;
 pub mod pacing;
 mod protocol;
 pub mod publish;
+pub mod rest;
 pub mod status;
 mod stream;
 mod streams;

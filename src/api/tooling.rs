@@ -173,13 +173,7 @@ async fn query(
     headers: HeaderMap,
     Query(params): Query<QueryParams>,
 ) -> Response {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("OAuth "))
-        });
+    let bearer = super::rest::bearer(&headers);
     let caller = match shared.auth.authenticate_bearer(bearer) {
         Ok(c) => c,
         Err(e) => {
@@ -238,18 +232,20 @@ async fn query(
 
 /// Serves the Tooling API query endpoint on `listener` (whose connections
 /// the transport accepted and, with TLS, handshook off its accept loop)
-/// until `stop` is cancelled.
+/// until `stop` is cancelled, with the routes of `also` beside its own.
 pub async fn serve(
     listener: crate::transport::HttpListener,
     broker: Arc<Broker>,
     auth: Arc<Authenticator>,
+    also: axum::Router,
     stop: CancellationToken,
 ) {
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/services/data/{version}/tooling/query", get(query))
         .route("/services/data/{version}/tooling/query/", get(query))
-        .with_state(Shared { broker, auth });
+        .with_state(Shared { broker, auth })
+        .merge(also);
     let shutdown = async move { stop.cancelled().await };
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -19,6 +19,7 @@ mod jetstream_startup;
 mod leaks;
 mod managed;
 mod publish;
+mod rest;
 mod schemas;
 mod subscribe;
 mod subscribe_cli;
