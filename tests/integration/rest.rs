@@ -487,3 +487,66 @@ async fn versions_resources_and_describe_show_the_orgs_events() {
     assert_eq!(got["objectDescribe"]["name"], "Order_Event__e");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn limits_count_the_events_really_published_and_delivered() {
+    let server = start_with(rest_server()).await;
+    let addr = server.tooling.expect("http listener on");
+    let path = "/services/data/v62.0/limits/";
+    let (status, before) = http(addr, "GET", path, None, None).await;
+    assert_eq!(status, 200, "{before}");
+    let remaining = |body: &Value, name: &str| body[name]["Remaining"].as_u64().expect(name);
+    assert_eq!(before["HourlyPublishedPlatformEvents"]["Max"], 100_000);
+    assert_eq!(remaining(&before, "HourlyPublishedPlatformEvents"), 100_000);
+    assert_eq!(remaining(&before, "DailyDeliveredPlatformEvents"), 50_000);
+    // Two events over REST, one over gRPC, then all three delivered.
+    for n in ["1", "2"] {
+        let (status, got) = post(addr, EVENT_PATH, &json!({ "OrderNumber__c": n })).await;
+        assert_eq!(status, 201, "{got}");
+    }
+    let schema_id = server
+        .broker
+        .topic(ORDER_TOPIC)
+        .expect("topic")
+        .current_schema()
+        .as_str()
+        .to_owned();
+    let published = server
+        .client()
+        .await
+        .publish(pb::PublishRequest {
+            topic_name: ORDER_TOPIC.into(),
+            events: vec![order_event(&schema_id, 3)],
+            auth_refresh: String::new(),
+        })
+        .await
+        .expect("grpc publish");
+    assert!(published.get_ref().results[0].error.is_none());
+    assert_eq!(read_back(&server, 3).await.len(), 3);
+    let (status, after) = http(addr, "GET", path, None, None).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(
+        remaining(&after, "HourlyPublishedPlatformEvents"),
+        100_000 - 3
+    );
+    // Delivery is counted once the subscriber was handed the events.
+    let delivered = eventually(
+        "3 deliveries counted",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (_, body) = http(addr, "GET", path, None, None).await;
+            (remaining(&body, "DailyDeliveredPlatformEvents") == 50_000 - 3).then_some(body)
+        },
+    )
+    .await;
+    // Every authenticated REST call counts: the limits calls and the posts.
+    assert!(
+        remaining(&delivered, "DailyApiRequests") <= remaining(&before, "DailyApiRequests") - 4,
+        "{before} {delivered}"
+    );
+    assert_eq!(
+        remaining(&after, "HourlyPublishedStandardVolumePlatformEvents"),
+        1_000
+    );
+    server.shutdown().await;
+}

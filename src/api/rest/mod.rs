@@ -16,7 +16,9 @@
 //! | `POST …/vNN.N/sobjects/{X__e}` | publish one event |
 //! | `GET …/vNN.N/sobjects/{X__e}/describe` | an event's fields |
 //! | `POST …/vNN.N/composite/sobjects` | publish up to 200 events |
+//! | `GET …/vNN.N/limits` | allocations, counted from real use |
 
+mod allocations;
 mod describe;
 mod fields;
 mod publish;
@@ -48,16 +50,18 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 struct Shared {
     broker: Arc<Broker>,
     auth: Arc<Authenticator>,
+    calls: Arc<allocations::ApiCalls>,
 }
 
 impl Shared {
     /// The API version and the caller of a call, in the order Salesforce
     /// checks them: an unknown version is `NOT_FOUND` even without a login.
+    /// Counts the call towards the org's `DailyApiRequests`.
     fn call(&self, version: &str, headers: &HeaderMap) -> Result<(u32, Caller), RestError> {
-        Ok((
-            reply::version(version)?,
-            reply::caller(&self.auth, headers)?,
-        ))
+        let v = reply::version(version)?;
+        let caller = reply::caller(&self.auth, headers)?;
+        self.calls.count(&caller.tenant);
+        Ok((v, caller))
     }
 }
 
@@ -73,6 +77,7 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>) -> Router {
         .route("/services/data", get(versions))
         .route("/services/data/", get(versions));
     r = both(r, "/services/data/{version}", get(resources));
+    r = both(r, "/services/data/{version}/limits", get(limits));
     r = both(r, "/services/data/{version}/sobjects", get(global));
     r = both(
         r,
@@ -90,7 +95,11 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>) -> Router {
         post(composite),
     );
     r.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Shared { broker, auth })
+        .with_state(Shared {
+            broker,
+            auth,
+            calls: Arc::default(),
+        })
 }
 
 /// The body, or a Salesforce error for one too large or cut short.
@@ -140,6 +149,18 @@ async fn resources(
         }
         Ok((StatusCode::OK, Value::Object(out)))
     })())
+}
+
+async fn limits(
+    State(s): State<Shared>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(s.call(&version, &headers).map(|(_, caller)| {
+        let calls = s.calls.last_day(&caller.tenant);
+        let events = s.broker.usage(&caller.tenant);
+        (StatusCode::OK, allocations::report(calls, events))
+    }))
 }
 
 async fn global(
