@@ -212,9 +212,11 @@ impl Server {
         // drain delay, so load balancers see NOT_SERVING before anything closes.
         let streams = CancellationToken::new();
         let (health, health_svc) = tonic_health::server::health_reporter();
+        // Shared by gRPC and REST publishes (issue 20).
+        let limits = Arc::new(crate::api::limits::Limits::new(args.limits()));
         let pubsub = PubSubService::new(broker.clone(), args.api(), streams.clone(), tasks.clone())
             .with_auth(auth.clone())
-            .with_limits(Arc::new(crate::api::limits::Limits::new(args.limits())));
+            .with_limits(limits.clone());
         let pubsub = pb::pub_sub_server::PubSubServer::new(pubsub)
             .max_decoding_message_size(args.max_request_bytes)
             // Responses are bounded by the broker (max_response_bytes) well
@@ -287,7 +289,7 @@ impl Server {
                 .map_err(|e| ServerError::Config(format!("tooling listener: {e}")))?;
             // issue 20: the REST API (/services/data/) rides on the tooling
             // listener until the HTTP listener's router composition lands.
-            let rest = crate::api::rest::router(broker.clone(), auth.clone());
+            let rest = crate::api::rest::router(broker.clone(), auth.clone(), limits.clone());
             tasks.spawn(crate::api::tooling::serve(
                 listener,
                 broker.clone(),

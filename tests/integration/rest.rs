@@ -105,6 +105,29 @@ async fn read_back(server: &TestServer, n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Static auth with these tokens: (token, org, principal, grants as TOML
+/// list items), and the HTTP listener on.
+fn with_tokens(
+    tokens: &[(&str, &str, &str, &str)],
+) -> impl FnOnce(&mut eventbus::config::ServeArgs) {
+    let file: String = tokens
+        .iter()
+        .map(|(token, org, principal, grants)| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{org}\"\nprincipal = \"{principal}\"\ngrants = [{grants}]\n",
+                eventbus::auth::hash_token(token)
+            )
+        })
+        .collect();
+    move |a| {
+        let path = a.data_dir.parent().expect("root").join("tokens.toml");
+        std::fs::write(&path, file).expect("tokens");
+        a.auth = eventbus::auth::AuthMode::Static;
+        a.auth_tokens_file = Some(path);
+        a.tooling_listen = "127.0.0.1:0".into();
+    }
+}
+
 fn rest_server() -> impl FnOnce(&mut eventbus::config::ServeArgs) {
     |a| a.tooling_listen = "127.0.0.1:0".into()
 }
@@ -231,22 +254,20 @@ async fn bad_publishes_get_salesforce_errors_and_store_nothing() {
 
 #[tokio::test]
 async fn rest_calls_need_a_valid_bearer_token_when_auth_is_on() {
-    let server = start_with(|a| {
-        let file = a.data_dir.parent().expect("root").join("tokens.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"00D000000000000EAA\"\nprincipal = \"00558000001N0Ke\"\ngrants = [\"publish:*\", \"subscribe:*\"]\n\
-                 [[tokens]]\nsha256 = \"{}\"\ntenant = \"00D000000000000EAA\"\nprincipal = \"reader\"\ngrants = [\"subscribe:*\"]\n",
-                eventbus::auth::hash_token("good-token"),
-                eventbus::auth::hash_token("read-token"),
-            ),
-        )
-        .expect("tokens");
-        a.auth = eventbus::auth::AuthMode::Static;
-        a.auth_tokens_file = Some(file);
-        a.tooling_listen = "127.0.0.1:0".into();
-    })
+    let server = start_with(with_tokens(&[
+        (
+            "good-token",
+            "00D000000000000EAA",
+            "00558000001N0Ke",
+            r#""publish:*", "subscribe:*""#,
+        ),
+        (
+            "read-token",
+            "00D000000000000EAA",
+            "reader",
+            r#""subscribe:*""#,
+        ),
+    ]))
     .await;
     let addr = server.tooling.expect("http listener on");
     let body = json!({"OrderNumber__c": "A-1"}).to_string();
@@ -547,6 +568,99 @@ async fn limits_count_the_events_really_published_and_delivered() {
     assert_eq!(
         remaining(&after, "HourlyPublishedStandardVolumePlatformEvents"),
         1_000
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rest_publishes_share_the_tenants_publish_rate_with_grpc() {
+    let server = start_with(|a| {
+        a.tooling_listen = "127.0.0.1:0".into();
+        a.publish_events_per_tenant = 2.0;
+    })
+    .await;
+    let addr = server.tooling.expect("http listener on");
+    let rec = json!({"attributes": {"type": "Order_Event__e"}, "OrderNumber__c": "n"});
+    // The bucket holds 2 events; 200 at once take it ~99 s into debt.
+    let records: Vec<Value> = (0..200).map(|_| rec.clone()).collect();
+    let (status, got) = post(
+        addr,
+        "/services/data/v62.0/composite/sobjects",
+        &json!({ "records": records }),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert!(
+        got.as_array()
+            .is_some_and(|r| r.iter().all(|r| r["success"] == true))
+    );
+    let (status, got) = post(addr, EVENT_PATH, &json!({"OrderNumber__c": "late"})).await;
+    assert_eq!(
+        (status, &got[0]["errorCode"]),
+        (400, &json!("LIMIT_EXCEEDED")),
+        "{got}"
+    );
+    assert!(
+        got[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2 events/s")),
+        "{got}"
+    );
+    let (status, got) = post(
+        addr,
+        "/services/data/v62.0/composite/sobjects",
+        &json!({ "records": [rec] }),
+    )
+    .await;
+    assert_eq!(
+        (status, &got[0]["errors"][0]["statusCode"]),
+        (200, &json!("LIMIT_EXCEEDED")),
+        "{got}"
+    );
+    assert_eq!(stored(&server), 200, "the refused events are not stored");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn another_orgs_events_are_its_own() {
+    let server = start_with(with_tokens(&[(
+        "other-org",
+        "00D5g000000AbCdEAA",
+        "other",
+        r#""publish:*", "subscribe:*""#,
+    )]))
+    .await;
+    let addr = server.tooling.expect("http listener on");
+    let token = Some("other-org");
+    // The topics folder gives every org of the tokens file its own copy of
+    // the folder's topics: the other org publishes to its copy only.
+    let (status, got) = http(addr, "GET", "/services/data/v62.0/sobjects", token, None).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["sobjects"][0]["name"], "Order_Event__e", "{got}");
+    let body = json!({"OrderNumber__c": "x"}).to_string();
+    let (status, got) = http(addr, "POST", EVENT_PATH, token, Some(body.as_bytes())).await;
+    assert_eq!((status, &got["success"]), (201, &json!(true)), "{got}");
+    assert_eq!(stored(&server), 0, "nothing in the default org's topic");
+    let theirs = server
+        .broker
+        .topic("/~00D5g000000AbCd/event/Order_Event__e")
+        .expect("the other org's topic");
+    assert_eq!(server.broker.bounds(theirs.id).expect("bounds").latest.0, 1);
+    // The other org's REST calls count towards its limits only.
+    let (_, mine) = http(addr, "GET", "/services/data/v62.0/limits", token, None).await;
+    assert_eq!(
+        mine["HourlyPublishedPlatformEvents"]["Remaining"],
+        100_000 - 1
+    );
+    assert_eq!(
+        server
+            .broker
+            .usage(
+                &eventbus::types::TenantId::parse(eventbus::broker::DEFAULT_TENANT_GUID)
+                    .expect("org")
+            )
+            .published_last_hour,
+        0
     );
     server.shutdown().await;
 }

@@ -38,6 +38,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use self::reply::RestError;
+use super::limits::Limits;
 use crate::auth::{Authenticator, Caller};
 use crate::broker::Broker;
 
@@ -51,6 +52,7 @@ struct Shared {
     broker: Arc<Broker>,
     auth: Arc<Authenticator>,
     calls: Arc<allocations::ApiCalls>,
+    limits: Arc<Limits>,
 }
 
 impl Shared {
@@ -66,7 +68,10 @@ impl Shared {
 }
 
 /// The REST API's routes, ready to merge into the HTTP listener's router.
-pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>) -> Router {
+///
+/// REST publishes are charged to the tenant's publish rate in `limits`,
+/// the same budget gRPC publishes use.
+pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>, limits: Arc<Limits>) -> Router {
     // Each path also with a trailing slash: simple-salesforce and the
     // official examples send `…/sobjects/X__e/`.
     let both = |r: Router<Shared>, path: &str, route: axum::routing::MethodRouter<Shared>| {
@@ -77,7 +82,7 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>) -> Router {
         .route("/services/data", get(versions))
         .route("/services/data/", get(versions));
     r = both(r, "/services/data/{version}", get(resources));
-    r = both(r, "/services/data/{version}/limits", get(limits));
+    r = both(r, "/services/data/{version}/limits", get(limits_of));
     r = both(r, "/services/data/{version}/sobjects", get(global));
     r = both(
         r,
@@ -99,6 +104,7 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>) -> Router {
             broker,
             auth,
             calls: Arc::default(),
+            limits,
         })
 }
 
@@ -151,7 +157,7 @@ async fn resources(
     })())
 }
 
-async fn limits(
+async fn limits_of(
     State(s): State<Shared>,
     Path(version): Path<String>,
     headers: HeaderMap,
@@ -222,7 +228,13 @@ async fn create(
     let run = async {
         let (v, caller) = s.call(&version, &headers)?;
         let body = body(read)?;
-        let saved = publish::one(&s.broker, &caller, v, &name, &body).await?;
+        let saved = publish::one(
+            publish::Publisher::new(&s.broker, &s.limits, &caller),
+            v,
+            &name,
+            &body,
+        )
+        .await?;
         Ok((StatusCode::CREATED, saved))
     };
     answer(run.await)
@@ -237,7 +249,12 @@ async fn composite(
     let run = async {
         let (v, caller) = s.call(&version, &headers)?;
         let body = body(read)?;
-        let results = publish::many(&s.broker, &caller, v, &body).await?;
+        let results = publish::many(
+            publish::Publisher::new(&s.broker, &s.limits, &caller),
+            v,
+            &body,
+        )
+        .await?;
         Ok((StatusCode::OK, results))
     };
     answer(run.await)

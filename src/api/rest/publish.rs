@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::fields::{self, Field};
 use super::reply::{self, RestError};
+use crate::api::limits::Limits;
 use crate::api::namespace::Namespace;
 use crate::auth::Caller;
 use crate::broker::{Broker, PublishEvent, Topic};
@@ -93,18 +94,24 @@ struct Prepared {
 
 /// Who publishes, and when: what fills `CreatedById` and `CreatedDate`.
 pub(super) struct Publisher<'a> {
-    pub broker: &'a Broker,
-    pub caller: &'a Caller,
-    pub defaults: JsonDefaults,
+    broker: &'a Broker,
+    limits: &'a Limits,
+    caller: &'a Caller,
+    defaults: JsonDefaults,
 }
 
 impl Publisher<'_> {
-    pub(super) fn new<'a>(broker: &'a Broker, caller: &'a Caller) -> Publisher<'a> {
+    pub(super) fn new<'a>(
+        broker: &'a Broker,
+        limits: &'a Limits,
+        caller: &'a Caller,
+    ) -> Publisher<'a> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         Publisher {
             broker,
+            limits,
             caller,
             defaults: JsonDefaults {
                 created_date_ms: now,
@@ -171,6 +178,22 @@ impl Publisher<'_> {
     ) -> Vec<Result<Value, RestError>> {
         let mut results: Vec<Option<Result<Value, RestError>>> =
             (0..prepared.len()).map(|_| None).collect();
+        let bytes = prepared.iter().map(|p| p.event.payload.len()).sum();
+        if let Err(hit) = self
+            .limits
+            .charge_publish(&self.caller.tenant, prepared.len(), bytes)
+        {
+            return prepared
+                .iter()
+                .map(|_| {
+                    Err(RestError::new(
+                        StatusCode::BAD_REQUEST,
+                        "LIMIT_EXCEEDED",
+                        hit.to_string(),
+                    ))
+                })
+                .collect();
+        }
         let mut by_topic: HashMap<String, (Vec<usize>, Vec<PublishEvent>)> = HashMap::new();
         let mut order = Vec::new();
         for (i, p) in prepared.into_iter().enumerate() {
@@ -257,13 +280,11 @@ pub(super) fn parse_body(body: &[u8]) -> Result<Value, RestError> {
 
 /// `POST sobjects/{name}/`: publishes one event; `201` with its save result.
 pub(super) async fn one(
-    broker: &Broker,
-    caller: &Caller,
+    publisher: Publisher<'_>,
     version: u32,
     name: &str,
     body: &[u8],
 ) -> Result<Value, RestError> {
-    let publisher = Publisher::new(broker, caller);
     let value = parse_body(body)?;
     let Value::Object(record) = value else {
         return Err(RestError::new(
@@ -304,12 +325,10 @@ fn kind(v: &Value) -> &'static str {
 /// event in `attributes.type`; one save result per record, in order. With
 /// `allOrNone`, a record that cannot be published stops all of them.
 pub(super) async fn many(
-    broker: &Broker,
-    caller: &Caller,
+    publisher: Publisher<'_>,
     version: u32,
     body: &[u8],
 ) -> Result<Value, RestError> {
-    let publisher = Publisher::new(broker, caller);
     let value = parse_body(body)?;
     let bad = |m: &str| RestError::new(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", m);
     let all_or_none = match value.get("allOrNone") {
