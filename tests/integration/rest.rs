@@ -20,8 +20,6 @@ async fn http(
     bearer: Option<&str>,
     body: Option<&[u8]>,
 ) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -31,14 +29,24 @@ async fn http(
             b.len()
         )
     });
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{length}Connection: close\r\n\r\n"
-    );
+    http_raw(
+        addr,
+        &format!("{method} {path}"),
+        &format!("{auth}{length}"),
+        body.unwrap_or_default(),
+    )
+    .await
+}
+
+/// A request with the given request line and extra header lines, and the
+/// body bytes exactly as given.
+async fn http_raw(addr: SocketAddr, line: &str, headers: &str, body: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!("{line} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
     conn.write_all(head.as_bytes()).await.expect("write head");
-    if let Some(b) = body {
-        // A server that answers before reading everything may close early.
-        let _ = conn.write_all(b).await;
-    }
+    // A server that answers before reading everything may close early.
+    let _ = conn.write_all(body).await;
     let mut raw = Vec::new();
     let _ = conn.read_to_end(&mut raw).await;
     let text = String::from_utf8(raw).expect("utf-8");
@@ -60,6 +68,16 @@ async fn http(
         status,
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
     )
+}
+
+/// `parts` as the chunks of a chunked body.
+fn chunked_body(parts: &[&str]) -> String {
+    let mut out: String = parts
+        .iter()
+        .map(|p| format!("{:x}\r\n{p}\r\n", p.len()))
+        .collect();
+    out.push_str("0\r\n\r\n");
+    out
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -166,7 +184,22 @@ async fn a_platform_event_posted_over_rest_is_read_back_over_grpc() {
     .await;
     assert_eq!((status, &old["errors"]), (201, &json!([])), "{old}");
 
-    let events = read_back(&server, 2).await;
+    // A chunked body with no Content-Length, as jsforce sends.
+    let (status, chunked) = http_raw(
+        addr,
+        &format!("POST {EVENT_PATH}"),
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n",
+        chunked_body(&[r#"{"OrderNumber__c""#, r#": "A-3"}"#]).as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, &chunked["success"]),
+        (201, &json!(true)),
+        "{chunked}"
+    );
+
+    let events = read_back(&server, 3).await;
+    assert_eq!(events[2]["OrderNumber__c"], "A-3");
     assert_eq!(events[0]["OrderNumber__c"], "A-1");
     assert_eq!(events[0]["Amount__c"], 12.5);
     assert_eq!(events[1]["Amount__c"], 7.0);
@@ -506,6 +539,19 @@ async fn versions_resources_and_describe_show_the_orgs_events() {
     .await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["objectDescribe"]["name"], "Order_Event__e");
+    let (status, got) = http(
+        addr,
+        "GET",
+        "/services/data/v62.0/sobjects/Order_Event__e/eventSchema",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        got,
+        serde_json::from_str::<Value>(ORDER_SCHEMA).expect("schema")
+    );
     server.shutdown().await;
 }
 

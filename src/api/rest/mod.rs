@@ -15,6 +15,7 @@
 //! | `GET …/vNN.N/sobjects` | the org's platform events |
 //! | `POST …/vNN.N/sobjects/{X__e}` | publish one event |
 //! | `GET …/vNN.N/sobjects/{X__e}/describe` | an event's fields |
+//! | `GET …/vNN.N/sobjects/{X__e}/eventSchema` | its current Avro schema |
 //! | `POST …/vNN.N/composite/sobjects` | publish up to 200 events |
 //! | `GET …/vNN.N/limits` | allocations, counted from real use |
 
@@ -83,6 +84,11 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>, limits: Arc<Limits>
         .route("/services/data/", get(versions));
     r = both(r, "/services/data/{version}", get(resources));
     r = both(r, "/services/data/{version}/limits", get(limits_of));
+    r = both(
+        r,
+        "/services/data/{version}/sobjects/{name}/eventSchema",
+        get(event_schema),
+    );
     r = both(r, "/services/data/{version}/sobjects", get(global));
     r = both(
         r,
@@ -217,6 +223,25 @@ async fn basic(
             json!({ "objectDescribe": object, "recentItems": [] }),
         )
     }))
+}
+
+/// `GET sobjects/{name}/eventSchema`: the event's current Avro schema.
+async fn event_schema(
+    State(s): State<Shared>,
+    Path((version, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let found = s
+        .call(&version, &headers)
+        .and_then(|(_, caller)| publish::event_type(&s.broker, &caller, &name));
+    match found {
+        Ok(event) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            event.schema_json.to_string(),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn create(

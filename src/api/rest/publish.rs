@@ -32,6 +32,8 @@ pub(super) struct EventType {
     pub name: String,
     pub topic: Arc<Topic>,
     pub fields: Vec<Field>,
+    /// The current schema's JSON text, as the caller's org registered it.
+    pub schema_json: Arc<str>,
 }
 
 /// The platform event `name` (any case) of the caller's org, when the
@@ -70,8 +72,10 @@ pub(super) fn event_type(
     if !caller.grants.can_publish(&outward) && !caller.grants.can_subscribe(&outward) {
         return Err(RestError::not_found());
     }
-    let schema = broker
-        .schema(topic.current_schema().as_str())
+    // The caller's own text: two orgs' schemas of one canonical form
+    // share an id but may differ in `doc`, which tells datetimes apart.
+    let schema_json = broker
+        .schema_text(&caller.tenant, topic.current_schema().as_str())
         .map_err(|e| {
             RestError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -81,7 +85,8 @@ pub(super) fn event_type(
         })?;
     Ok(EventType {
         name: outward.trim_start_matches("/event/").to_owned(),
-        fields: fields::of_schema(schema.json()),
+        fields: fields::of_schema(&schema_json),
+        schema_json,
         topic,
     })
 }
