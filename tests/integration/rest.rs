@@ -460,6 +460,17 @@ async fn versions_resources_and_describe_show_the_orgs_events() {
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["sobjects"], "/services/data/v59.0/sobjects");
     assert_eq!(got["limits"], "/services/data/v59.0/limits");
+    for path in [
+        "/services/data/v62.0/query/?q=x",
+        "/services/data/v62.0/sobjects/Order_Event__e/nope/deeper",
+    ] {
+        let (status, got) = http(addr, "GET", path, None, None).await;
+        assert_eq!(
+            (status, &got[0]["errorCode"]),
+            (404, &json!("NOT_FOUND")),
+            "{path} {got}"
+        );
+    }
     let (status, got) = http(addr, "GET", "/services/data/v3.0", None, None).await;
     assert_eq!(
         (status, &got[0]["errorCode"]),
@@ -708,5 +719,93 @@ async fn another_orgs_events_are_its_own() {
             .published_last_hour,
         0
     );
+    server.shutdown().await;
+}
+
+const SHIPMENT_SCHEMA: &str = r#"{
+  "type": "record", "name": "Shipment__e", "namespace": "com.sforce.eventbus",
+  "fields": [
+    {"name": "CreatedDate", "type": "long", "doc": "CreatedDate:DateTime"},
+    {"name": "CreatedById", "type": "string", "doc": "CreatedBy:EntityId"},
+    {"name": "Carrier__c", "type": "string", "doc": "Data:Text"},
+    {"name": "Due__c", "type": ["null", "long"], "default": null, "doc": "Data:DateTime"},
+    {"name": "Urgent__c", "type": "boolean", "default": false, "doc": "Data:Boolean"}
+  ]
+}"#;
+
+#[tokio::test]
+async fn datetimes_checkboxes_and_required_fields_in_salesforce_formats() {
+    let server = start_with(|a| {
+        let topics = a.topics.clone().expect("topics folder");
+        std::fs::write(topics.join("event/Shipment__e.avsc"), SHIPMENT_SCHEMA).expect("schema");
+        a.tooling_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let addr = server.tooling.expect("http listener on");
+    let path = "/services/data/v62.0/sobjects/Shipment__e/";
+    let (status, got) = post(
+        addr,
+        path,
+        &json!({"Due__c": "2024-05-01T17:30:00.000+0000"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{got}");
+    assert_eq!(
+        got,
+        json!([{"message": "Required fields are missing: [Carrier__c]", "errorCode": "REQUIRED_FIELD_MISSING", "fields": ["Carrier__c"]}])
+    );
+    let (status, got) = post(
+        addr,
+        path,
+        &json!({"Carrier__c": "UPS", "Due__c": "2024-05-01T19:30:00+02:00", "Urgent__c": "true"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{got}");
+    let topic = server.broker.topic("/event/Shipment__e").expect("topic");
+    assert_eq!(
+        server.broker.bounds(topic.id).expect("bounds").latest.0,
+        1,
+        "one stored"
+    );
+    let (status, got) = http(
+        addr,
+        "GET",
+        "/services/data/v62.0/sobjects/Shipment__e/describe",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    let kinds: Vec<_> = got["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .skip(4)
+        .map(|f| (f["name"].clone(), f["type"].clone(), f["nillable"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (json!("Carrier__c"), json!("string"), json!(false)),
+            (json!("Due__c"), json!("datetime"), json!(true)),
+            (json!("Urgent__c"), json!("boolean"), json!(false)),
+        ]
+    );
+    // Read back over gRPC: the datetime is epoch milliseconds.
+    let mut client = server.client().await;
+    let mut first = fetch(pb::ReplayPreset::Earliest, Vec::new(), 1);
+    first.topic_name = "/event/Shipment__e".into();
+    let (_tx, mut stream) = subscribe(&mut client, first).await.expect("subscribe");
+    let (events, _) = collect_events(&mut stream, 1).await;
+    let ev = events[0].event.as_ref().expect("event");
+    let got = server
+        .broker
+        .schema(&ev.schema_id)
+        .expect("schema")
+        .decode_to_json(&ev.payload)
+        .expect("decodes");
+    assert_eq!(got["Due__c"], 1_714_584_600_000_i64);
+    assert_eq!(got["Urgent__c"], true);
+    assert_eq!(got["Carrier__c"], "UPS");
     server.shutdown().await;
 }

@@ -105,6 +105,11 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>, limits: Arc<Limits>
         "/services/data/{version}/composite/sobjects",
         post(composite),
     );
+    // Anything else under a version: Salesforce's NOT_FOUND, not a bare 404.
+    r = r.route(
+        "/services/data/{version}/{*rest}",
+        axum::routing::any(|| async { RestError::not_found() }),
+    );
     r.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Shared {
             broker,
