@@ -563,6 +563,35 @@ async fn versions_resources_and_describe_show_the_orgs_events() {
         got,
         serde_json::from_str::<Value>(ORDER_SCHEMA).expect("schema")
     );
+    let id = server
+        .broker
+        .topic(ORDER_TOPIC)
+        .expect("topic")
+        .current_schema()
+        .as_str()
+        .to_owned();
+    let (status, by_id) = http(
+        addr,
+        "GET",
+        &format!("/services/data/v62.0/event/eventSchema/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, &by_id), (200, &got));
+    let (status, got) = http(
+        addr,
+        "GET",
+        "/services/data/v62.0/event/eventSchema/nope",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &got[0]["errorCode"]),
+        (404, &json!("NOT_FOUND")),
+        "{got}"
+    );
     server.shutdown().await;
 }
 

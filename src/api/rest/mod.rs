@@ -16,6 +16,7 @@
 //! | `POST …/vNN.N/sobjects/{X__e}` | publish one event |
 //! | `GET …/vNN.N/sobjects/{X__e}/describe` | an event's fields |
 //! | `GET …/vNN.N/sobjects/{X__e}/eventSchema` | its current Avro schema |
+//! | `GET …/vNN.N/event/eventSchema/{id}` | a schema of the org by id |
 //! | `POST …/vNN.N/composite/sobjects` | publish up to 200 events |
 //! | `GET …/vNN.N/limits` | allocations, counted from real use |
 
@@ -104,6 +105,11 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>, limits: Arc<Limits>
         r,
         "/services/data/{version}/composite/sobjects",
         post(composite),
+    );
+    r = both(
+        r,
+        "/services/data/{version}/event/eventSchema/{id}",
+        get(schema_by_id),
     );
     // Anything else under a version: Salesforce's NOT_FOUND, not a bare 404.
     r = r.route(
@@ -236,13 +242,32 @@ async fn event_schema(
     Path((version, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let found = s
-        .call(&version, &headers)
-        .and_then(|(_, caller)| publish::event_type(&s.broker, &caller, &name));
+    let found = s.call(&version, &headers).and_then(|(_, caller)| {
+        publish::event_type(&s.broker, &caller, &name).map(|e| e.schema_json)
+    });
+    schema_response(found)
+}
+
+/// `GET event/eventSchema/{schemaId}`: a schema of the caller's org by id.
+async fn schema_by_id(
+    State(s): State<Shared>,
+    Path((version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let found = s.call(&version, &headers).and_then(|(_, caller)| {
+        s.broker
+            .schema_text(&caller.tenant, &id)
+            .map_err(|_| RestError::not_found())
+    });
+    schema_response(found)
+}
+
+/// A schema's JSON text as the body, or the error.
+fn schema_response(found: Result<Arc<str>, RestError>) -> Response {
     match found {
-        Ok(event) => (
+        Ok(text) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
-            event.schema_json.to_string(),
+            text.to_string(),
         )
             .into_response(),
         Err(e) => e.into_response(),
