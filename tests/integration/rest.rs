@@ -93,6 +93,16 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// Asserts that GET `path` answers Salesforce's `404 NOT_FOUND`.
+async fn assert_not_found(addr: SocketAddr, path: &str) {
+    let (status, got) = http(addr, "GET", path, None, None).await;
+    assert_eq!(
+        (status, &got[0]["errorCode"]),
+        (404, &json!("NOT_FOUND")),
+        "{path} {got}"
+    );
+}
+
 async fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
     http(addr, "POST", path, None, Some(body.to_string().as_bytes())).await
 }
@@ -527,19 +537,7 @@ async fn versions_resources_and_describe_show_the_orgs_events() {
     .collect();
     assert_eq!(fields, want);
     assert_eq!(got["fields"][2]["referenceTo"], json!(["User"]));
-    let (status, got) = http(
-        addr,
-        "GET",
-        "/services/data/v62.0/sobjects/Nope__e/describe",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, &got[0]["errorCode"]),
-        (404, &json!("NOT_FOUND")),
-        "{got}"
-    );
+    assert_not_found(addr, "/services/data/v62.0/sobjects/Nope__e/describe").await;
     let (status, got) = http(
         addr,
         "GET",
@@ -579,19 +577,7 @@ async fn versions_resources_and_describe_show_the_orgs_events() {
     )
     .await;
     assert_eq!((status, &by_id), (200, &got));
-    let (status, got) = http(
-        addr,
-        "GET",
-        "/services/data/v62.0/event/eventSchema/nope",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, &got[0]["errorCode"]),
-        (404, &json!("NOT_FOUND")),
-        "{got}"
-    );
+    assert_not_found(addr, "/services/data/v62.0/event/eventSchema/nope").await;
     server.shutdown().await;
 }
 
