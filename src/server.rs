@@ -234,9 +234,11 @@ impl Server {
         // drain delay, so load balancers see NOT_SERVING before anything closes.
         let streams = CancellationToken::new();
         let (health, health_svc) = tonic_health::server::health_reporter();
+        // Shared by gRPC and REST publishes (issue 20).
+        let limits = Arc::new(crate::api::limits::Limits::new(args.limits()));
         let pubsub = PubSubService::new(broker.clone(), args.api(), streams.clone(), tasks.clone())
             .with_auth(auth.clone())
-            .with_limits(Arc::new(crate::api::limits::Limits::new(args.limits())));
+            .with_limits(limits.clone());
         let pubsub = pb::pub_sub_server::PubSubServer::new(pubsub)
             .max_decoding_message_size(args.max_request_bytes)
             // Responses are bounded by the broker (max_response_bytes) well
@@ -312,6 +314,7 @@ impl Server {
                     sessions,
                     tls: http_tls.is_some(),
                 },
+                limits: limits.clone(),
             };
             let listener = transport
                 .http_listener(listener, http_tls, "http")

@@ -27,6 +27,8 @@ pub struct HttpContext {
     pub auth: Arc<Authenticator>,
     /// The login side.
     pub login: Login,
+    /// Per-tenant publish budgets, shared with gRPC (REST publishes).
+    pub limits: Arc<crate::api::limits::Limits>,
 }
 
 async fn not_found() -> Response {
@@ -46,6 +48,11 @@ pub fn router(ctx: &HttpContext) -> axum::Router {
         .merge(super::tooling::router(ctx.broker.clone(), ctx.auth.clone()))
         .merge(super::oauth::router(ctx.login.clone()))
         .merge(super::soap::router(ctx.login.clone()))
+        .merge(super::rest::router(
+            ctx.broker.clone(),
+            ctx.auth.clone(),
+            ctx.limits.clone(),
+        ))
         .fallback(not_found)
 }
 

@@ -17,6 +17,7 @@ pub mod pacing;
 mod protocol;
 pub mod publish;
 pub mod soap;
+pub mod rest;
 pub mod status;
 mod stream;
 mod streams;

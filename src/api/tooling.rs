@@ -172,13 +172,7 @@ async fn query(
     headers: HeaderMap,
     Query(params): Query<QueryParams>,
 ) -> Response {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("OAuth "))
-        });
+    let bearer = super::login::bearer(&headers);
     let caller = match shared.auth.authenticate_bearer(bearer) {
         Ok(c) => c,
         Err(e) => {

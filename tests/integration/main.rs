@@ -21,6 +21,7 @@ mod managed;
 mod metadata;
 mod orgauth;
 mod publish;
+mod rest;
 mod schemas;
 mod subscribe;
 mod subscribe_cli;

@@ -30,6 +30,7 @@ pub mod streams;
 pub mod subscription;
 #[cfg(test)]
 mod testing;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -364,6 +365,8 @@ pub struct Broker {
     managed: managed::Registry,
     // Names this process in leases on a log several processes share.
     instance: String,
+    // Each tenant's recent publishes and deliveries (REST `limits`).
+    usage: usage::Usage,
 }
 
 impl Broker {
@@ -412,12 +415,18 @@ impl Broker {
             rates: std::sync::Mutex::new(HashMap::new()),
             managed: managed::Registry::load(catalog.managed),
             instance: uuid::Uuid::new_v4().to_string(),
+            usage: usage::Usage::default(),
         });
         broker.adopt_legacy_schemas(legacy).await?;
         if let Some(changes) = changes {
             tokio::spawn(follow::follow(Arc::downgrade(&broker), changes));
         }
         Ok(broker)
+    }
+
+    /// `tenant`'s events published and delivered lately.
+    pub fn usage(&self, tenant: &crate::types::TenantId) -> usage::UsageReport {
+        self.usage.report(tenant)
     }
 
     /// The engine's settings.

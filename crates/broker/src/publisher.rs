@@ -119,6 +119,8 @@ impl Broker {
             let bytes: usize = valid.iter().map(|e| e.payload.len()).sum();
             let offsets = self.log().append(topic.id, valid).await?;
             self.count(&self.stats().events_published, offsets.len());
+            self.usage
+                .published(&super::owner_of_topic(topic.name.as_str()), offsets.len());
             let m = self.metrics();
             m.publish_events
                 .get_or_create(&label)

@@ -310,6 +310,7 @@ impl Subscription {
             .delivered_events
             .get_or_create(&metrics.topic_label(self.topic.name.as_str()))
             .clone();
+        let tenant = crate::owner_of_topic(self.topic.name.as_str());
         let mut tail = match broker.log().watch_tail(self.topic.id) {
             Ok(t) => t,
             Err(e) => {
@@ -392,6 +393,7 @@ impl Subscription {
                     return self.shutdown(&out, &stop).await;
                 }
                 broker.count(&broker.stats().events_delivered, n);
+                broker.usage.delivered(&tenant, n);
                 delivered.inc_by(n as u64);
                 live.delivered(n, bytes, self.cursor, credits.available());
                 keepalive_at = Instant::now() + cfg.keepalive;

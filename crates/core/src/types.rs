@@ -510,7 +510,7 @@ impl ManagedRef {
 
 /// The case-safety suffix of a 15-character id: for each block of five
 /// characters, a bit per upper-case letter picks one of 32 characters.
-fn id_suffix(id15: &str) -> String {
+pub fn id_suffix(id15: &str) -> String {
     id15.as_bytes()
         .chunks(5)
         .take(3)
