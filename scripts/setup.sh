@@ -7,6 +7,8 @@ need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# curl: the README's HTTP examples (login, REST), which CI runs.
+command -v curl >/dev/null 2>&1 || need+=(curl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # Node.js and npm run examples/node-interop (the npm Pub/Sub client).
 command -v node >/dev/null 2>&1 || need+=(nodejs)
