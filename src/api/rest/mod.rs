@@ -26,7 +26,6 @@ mod fields;
 mod publish;
 mod reply;
 
-
 use std::sync::Arc;
 
 use axum::Router;

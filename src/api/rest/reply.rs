@@ -73,14 +73,15 @@ impl IntoResponse for RestError {
 
 /// The caller named by the bearer token, or `401 INVALID_SESSION_ID`.
 pub(super) fn caller(auth: &Authenticator, headers: &HeaderMap) -> Result<Caller, RestError> {
-    auth.authenticate_bearer(crate::api::login::bearer(headers)).map_err(|e| {
-        tracing::info!(reason = %e, "rest api call not authenticated");
-        RestError::new(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        )
-    })
+    auth.authenticate_bearer(crate::api::login::bearer(headers))
+        .map_err(|e| {
+            tracing::info!(reason = %e, "rest api call not authenticated");
+            RestError::new(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+            )
+        })
 }
 
 /// The major number of a `vNN.N` path segment eventbus serves, else
