@@ -73,8 +73,9 @@ for _ in $(seq 1 300); do
 done
 [ -n "$addr" ] || { cat "$work/server.log"; setup_failed "eventbus never became ready"; }
 # Logged before the gRPC address line, so present once that is.
-tooling="$(sed -n 's/.*tooling api serving on \([0-9.:]*\).*/\1/p' "$work/server.log" | head -n1)"
-[ -n "$tooling" ] || { cat "$work/server.log"; setup_failed "no tooling api address in the log"; }
+# The HTTP listener (--tooling-listen is its alias) serves the Tooling API query.
+tooling="$(sed -n 's/.*http api serving on \([0-9.:]*\).*/\1/p' "$work/server.log" | head -n1)"
+[ -n "$tooling" ] || { cat "$work/server.log"; setup_failed "no HTTP listener address in the log"; }
 
 echo "== salesforce-pubsub-api-client $(node -p "require('$here/node_modules/salesforce-pubsub-api-client/package.json').version") (node $(node --version)) against eventbus on $addr (TLS, static auth), topic $topic"
 status=0
