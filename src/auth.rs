@@ -188,6 +188,9 @@ pub struct Caller {
     pub principal: String,
     /// What the caller may do.
     pub grants: Grants,
+    /// The Salesforce user id (`005…`, 18 characters) of a session issued at
+    /// login; `None` for static tokens, JWTs and `--auth none` without one.
+    pub user_id: Option<String>,
 }
 
 /// The authentication headers of one call, as sent.
@@ -563,6 +566,7 @@ impl Authenticator {
                 tenant: TenantId::from_stored(DEFAULT_TENANT),
                 principal: "anonymous".to_owned(),
                 grants: Grants::all(),
+                user_id: None,
             });
         }
 
@@ -668,6 +672,7 @@ impl Authenticator {
                         tenant,
                         principal: claims.sub,
                         grants,
+                        user_id: None,
                     });
                 }
                 Err(e) => last = e.to_string(),
@@ -710,6 +715,7 @@ fn load_tokens(path: &Path) -> Result<HashMap<String, Caller>, AuthConfigError> 
             tenant,
             principal: t.principal.clone(),
             grants,
+            user_id: None,
         };
         if out.insert(hash, caller).is_some() {
             return Err(AuthConfigError::Invalid(format!(

@@ -150,6 +150,7 @@ impl OrgUser {
             tenant: self.org.clone(),
             principal: self.username.clone(),
             grants: self.grants.clone(),
+            user_id: Some(self.user_id.clone()),
         }
     }
 

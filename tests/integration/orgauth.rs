@@ -1088,3 +1088,56 @@ async fn chunked_login_bodies_without_a_length_are_read() {
     assert!(text.contains("<sessionId>00D000000000000!"), "{text}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_rest_publish_with_a_session_is_created_by_the_logged_in_user() {
+    // Found in review: REST publishes with a session filled CreatedById
+    // with an id derived from the username, not the user's own id.
+    let server = org_server(|_| {}).await;
+    let addr = http_addr(&server);
+    let (status, body) = token(addr, &password_grant("pw+token")).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("token").to_owned();
+    let auth = format!("Bearer {access}");
+    let (status, _, created) = http(
+        addr,
+        "POST",
+        "/services/data/v62.0/sobjects/Order_Event__e/",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"OrderNumber__c": "U-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    // Read back over gRPC by the CLI, with the same session.
+    let out = tokio::task::spawn_blocking({
+        let server_addr = server.addr.to_string();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
+                .args([
+                    "subscribe",
+                    ORDER_TOPIC,
+                    "--from",
+                    "earliest",
+                    "--count",
+                    "1",
+                ])
+                .args(["-o", "payload", "-q", "--server", &server_addr])
+                .env("EVENTBUS_ACCESS_TOKEN", &access)
+                .env_remove("EVENTBUS_TENANT_ID")
+                .output()
+        }
+    })
+    .await
+    .expect("join")
+    .expect("run the CLI");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let payload: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(payload["OrderNumber__c"], "U-1");
+    assert_eq!(payload["CreatedById"], USER_ID, "the logged-in user");
+    server.shutdown().await;
+}

@@ -127,6 +127,9 @@ pub(super) fn derived_id(prefix: &str, seed: &[u8]) -> String {
 /// a user id (`005…`, 15 or 18 characters), else an id derived from the
 /// org and the principal, stable across calls and restarts.
 pub(super) fn user_id(caller: &Caller) -> String {
+    if let Some(id) = &caller.user_id {
+        return if id.len() == 15 { id18(id) } else { id.clone() };
+    }
     let p = caller.principal.as_str();
     let is_id = p.starts_with("005")
         && matches!(p.len(), 15 | 18)
@@ -174,6 +177,7 @@ mod tests {
             tenant: crate::types::TenantId::parse("00D000000000000EAA").expect("org id"),
             principal: principal.into(),
             grants: crate::auth::Grants::all(),
+            user_id: None,
         };
         assert_eq!(user_id(&caller("00558000001N0Ke")), "00558000001N0KeAAK");
         assert_eq!(user_id(&caller("00558000001N0KeAAK")), "00558000001N0KeAAK");
