@@ -352,7 +352,9 @@ impl Server {
         let keepalive = (!args.http2_keepalive.is_zero()).then_some(args.http2_keepalive);
         // TLS handshakes happen in the transport, under its deadline; tonic
         // gets connections that are ready.
-        let incoming = transport.incoming(listener, tls, true, "grpc");
+        // Once the drain delay is over (`streams`), new connections are
+        // refused rather than left in the backlog until the process exits.
+        let incoming = transport.incoming_until(listener, tls, true, "grpc", streams.clone());
         let serve = tonic::transport::Server::builder()
             .layer(crate::api::pacing::PacingLayer::new(
                 args.pacing(),

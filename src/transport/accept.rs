@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 use tokio::time::Instant;
 use tokio_rustls::rustls::ServerConfig;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::TransportConfig;
@@ -89,7 +90,26 @@ impl Transport {
         name: &'static str,
     ) -> Incoming {
         Incoming {
-            rx: self.start(listener, tls, budgeted, name),
+            rx: self.start(listener, tls, budgeted, name, None),
+        }
+    }
+
+    /// [`Transport::incoming`] that stops accepting, and closes the
+    /// listening socket, once `stop` is cancelled: from then on a client's
+    /// new connection is refused at once (a clear "connection refused" it
+    /// retries elsewhere) instead of waiting in the listen backlog for a
+    /// server that will never accept it, and being reset when the process
+    /// exits.
+    pub fn incoming_until(
+        &self,
+        listener: TcpListener,
+        tls: Option<Arc<ServerConfig>>,
+        budgeted: bool,
+        name: &'static str,
+        stop: CancellationToken,
+    ) -> Incoming {
+        Incoming {
+            rx: self.start(listener, tls, budgeted, name, Some(stop)),
         }
     }
 
@@ -102,7 +122,7 @@ impl Transport {
     ) -> io::Result<HttpListener> {
         let local = listener.local_addr()?;
         Ok(HttpListener {
-            rx: self.start(listener, tls, false, name),
+            rx: self.start(listener, tls, false, name, None),
             local,
         })
     }
@@ -113,6 +133,7 @@ impl Transport {
         tls: Option<Arc<ServerConfig>>,
         budgeted: bool,
         name: &'static str,
+        stop: Option<CancellationToken>,
     ) -> mpsc::Receiver<Conn> {
         let (tx, rx) = mpsc::channel(READY_QUEUE);
         let shake = Arc::new(Handshake {
@@ -126,6 +147,7 @@ impl Transport {
             budget: budgeted.then(|| (self.budget.clone(), self.cfg.connection_response_budget)),
             name,
             metrics: self.metrics.clone(),
+            stop,
         });
         self.tasks.spawn(accept_loop(
             listener,
@@ -282,6 +304,7 @@ async fn accept_loop(
     tasks: TaskTracker,
     metrics: Arc<Metrics>,
 ) {
+    let stop = shake.stop.clone();
     let mut backoff = Backoff::new();
     let mut cap_warning = Throttle::default();
     let mut error_warning = Throttle::default();
@@ -304,14 +327,14 @@ async fn accept_loop(
                         Ok(slot) => slot,
                         Err(_) => return,
                     },
-                    () = tx.closed() => return,
+                    () = ended(&tx, stop.as_ref()) => return,
                 }
             }
         };
         let tcp = loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
-                () = tx.closed() => return,
+                () = ended(&tx, stop.as_ref()) => return,
             };
             match accepted {
                 Ok((tcp, _)) => {
@@ -335,7 +358,7 @@ async fn accept_loop(
                     }
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
-                        () = tx.closed() => return,
+                        () = ended(&tx, stop.as_ref()) => return,
                     }
                 }
             }
@@ -343,6 +366,18 @@ async fn accept_loop(
         let tcp = Tcp::new(tcp, slot, metrics.connections_open.clone());
         let (shake, tx) = (shake.clone(), tx.clone());
         tasks.spawn(async move { shake.run(tcp, tx).await });
+    }
+}
+
+/// Resolves once nobody takes connections any more, or `stop` says to stop
+/// accepting them.
+async fn ended(tx: &mpsc::Sender<Conn>, stop: Option<&CancellationToken>) {
+    match stop {
+        Some(stop) => tokio::select! {
+            () = tx.closed() => {}
+            () = stop.cancelled() => {}
+        },
+        None => tx.closed().await,
     }
 }
 
@@ -354,6 +389,9 @@ struct Handshake {
     budget: Option<(Arc<Budget>, usize)>,
     name: &'static str,
     metrics: Arc<Metrics>,
+    /// Stops the accept loop (and closes the listening socket) when
+    /// cancelled; `None`: only when the server stops taking connections.
+    stop: Option<CancellationToken>,
 }
 
 impl std::fmt::Debug for Handshake {
@@ -421,6 +459,37 @@ impl Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stopped_listener_refuses_new_connections_at_once() {
+        let transport = Transport::new(
+            TransportConfig::default(),
+            TaskTracker::new(),
+            Arc::new(Metrics::new()),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let mut incoming = transport.incoming_until(listener, None, false, "test", stop.clone());
+        // Accepted while running (the handshake waits for a first byte).
+        let mut first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut first, b"x")
+            .await
+            .expect("write");
+        use tokio_stream::StreamExt as _;
+        assert!(incoming.next().await.is_some(), "served before the stop");
+        stop.cancel();
+        // The accept loop sees the stop and closes the socket; a connection
+        // attempt is then refused, not queued in the backlog.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::net::TcpStream::connect(addr).await {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+                _ if Instant::now() < deadline => tokio::task::yield_now().await,
+                other => panic!("still accepting 10 s after the stop: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn accept_errors_are_classified() {
