@@ -1,7 +1,6 @@
 //! The `eventbus` client commands, driven as a process against a real server.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -11,32 +10,7 @@ const SHIPMENT_SCHEMA: &str = r#"{"type":"record","name":"Shipment__e","namespac
 
 /// Runs `eventbus ARGS --server ADDR` with optional stdin; returns its output.
 pub(crate) async fn eventbus(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
-    cmd.args(args)
-        .arg("--server")
-        .arg(server.addr.to_string())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let input = stdin.map(str::to_owned);
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().expect("spawn eventbus");
-        if let Some(text) = input {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(text.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("wait")
-    })
-    .await
-    .expect("join")
+    run_eventbus(&server.addr.to_string(), args, stdin).await
 }
 
 pub(crate) fn ok(out: &Output) -> String {

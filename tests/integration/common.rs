@@ -524,3 +524,37 @@ impl ServerProcess {
             .expect("connect")
     }
 }
+
+/// Runs `eventbus ARGS --server ADDR` to the end with optional stdin (off
+/// the runtime thread: the server answers on the test's runtime).
+pub async fn run_eventbus(addr: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
+    cmd.args(args)
+        .arg("--server")
+        .arg(addr)
+        .env_remove("EVENTBUS_SERVER")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = stdin.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn eventbus");
+        if let Some(text) = input {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("join")
+}

@@ -30,35 +30,7 @@ fn hex(id: &[u8]) -> String {
 
 /// Runs `eventbus ARGS --server ADDR` to the end with optional stdin.
 async fn run(addr: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
-    cmd.args(args)
-        .arg("--server")
-        .arg(addr)
-        .env_remove("EVENTBUS_SERVER")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let input = stdin.map(str::to_owned);
-    // Off the runtime thread: the server answers on this test's runtime.
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().expect("spawn eventbus");
-        if let Some(text) = input {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(text.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("wait")
-    })
-    .await
-    .expect("join")
+    run_eventbus(addr, args, stdin).await
 }
 
 fn stdout_lines(out: &Output) -> Vec<Value> {
