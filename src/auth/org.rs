@@ -524,7 +524,12 @@ pub struct Issued {
 struct RefreshGrant {
     user: OrgUser,
     client_id: Option<String>,
+    issued_at: SystemTime,
 }
+
+/// Live sessions (and refresh tokens) kept at most: logins beyond it end
+/// the oldest, so a client that logs in in a loop cannot grow memory.
+const MAX_SESSIONS: usize = 100_000;
 
 #[derive(Default)]
 struct State {
@@ -536,6 +541,7 @@ struct State {
 /// out, as a Salesforce session timeout would), keyed by token hash.
 pub struct Sessions {
     lifetime: Duration,
+    max: usize,
     state: Mutex<State>,
 }
 
@@ -545,6 +551,11 @@ impl std::fmt::Debug for Sessions {
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
     }
+}
+
+/// The key of the earliest-issued entry.
+fn oldest<'a>(entries: impl Iterator<Item = (&'a String, SystemTime)>) -> Option<String> {
+    entries.min_by_key(|(_, at)| *at).map(|(k, _)| k.clone())
 }
 
 /// A new random token: the org's 15-character id, `!`, and 244 random
@@ -564,8 +575,15 @@ fn new_token(org: &TenantId) -> String {
 impl Sessions {
     /// Sessions that live `lifetime` from issue.
     pub fn new(lifetime: Duration) -> Self {
+        Self::with_max(lifetime, MAX_SESSIONS)
+    }
+
+    /// Sessions that live `lifetime`, at most `max` of them (and `max`
+    /// refresh tokens) at a time.
+    pub fn with_max(lifetime: Duration, max: usize) -> Self {
         Self {
             lifetime,
+            max: max.max(1),
             state: Mutex::new(State::default()),
         }
     }
@@ -592,8 +610,22 @@ impl Sessions {
             refresh: refresh_token.as_deref().map(hash_token),
         };
         let mut state = self.state();
-        let now = SystemTime::now();
-        state.access.retain(|_, s| s.expires_at > now);
+        // Pruned only at the cap, so a login costs O(1) until then.
+        if state.access.len() >= self.max {
+            let now = SystemTime::now();
+            state.access.retain(|_, s| s.expires_at > now);
+            if state.access.len() >= self.max
+                && let Some(oldest) = oldest(state.access.iter().map(|(k, s)| (k, s.issued_at)))
+            {
+                state.access.remove(&oldest);
+            }
+        }
+        if refresh_token.is_some()
+            && state.refresh.len() >= self.max
+            && let Some(oldest) = oldest(state.refresh.iter().map(|(k, g)| (k, g.issued_at)))
+        {
+            state.refresh.remove(&oldest);
+        }
         state
             .access
             .insert(hash_token(&access_token), session.clone());
@@ -603,6 +635,7 @@ impl Sessions {
                 RefreshGrant {
                     user,
                     client_id: client_id.map(str::to_owned),
+                    issued_at,
                 },
             );
         }
@@ -809,6 +842,18 @@ mod tests {
             "revoking the refresh token ends its sessions"
         );
         assert!(!sessions.revoke(&refresh));
+        let few = Sessions::with_max(Duration::from_secs(3600), 2);
+        let first = few.issue(user.clone(), None, true);
+        let second = few.issue(user.clone(), None, true);
+        let third = few.issue(user.clone(), None, true);
+        assert!(
+            few.session(&first.access_token).is_none(),
+            "the oldest ends"
+        );
+        assert!(few.session(&second.access_token).is_some());
+        assert!(few.session(&third.access_token).is_some());
+        let first_refresh = first.refresh_token.expect("refresh");
+        assert_eq!(few.refresh(&first_refresh, "any"), None, "at most two kept");
         let short = Sessions::new(Duration::ZERO);
         let expired = short.issue(user, None, false);
         assert!(short.session(&expired.access_token).is_none());
