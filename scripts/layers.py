@@ -30,7 +30,11 @@ CRATES = {
     "crates/schema": ("eventbus-schema", {"eventbus-core"}),
     "crates/rocksdb": ("eventbus-rocksdb", {"eventbus-core"}),
     "crates/jetstream": ("eventbus-jetstream", {"eventbus-core"}),
-    "crates/broker": ("eventbus-broker", {"eventbus-core", "eventbus-schema"}),
+    "crates/objects": ("eventbus-objects", {"eventbus-core", "eventbus-schema"}),
+    "crates/broker": (
+        "eventbus-broker",
+        {"eventbus-core", "eventbus-schema", "eventbus-objects"},
+    ),
     ".": (
         "eventbus",
         {
@@ -39,6 +43,7 @@ CRATES = {
             "eventbus-rocksdb",
             "eventbus-jetstream",
             "eventbus-broker",
+            "eventbus-objects",
         },
     ),
 }
