@@ -15,7 +15,8 @@
 //! changed (`LastModifiedDate` included when it moved), lists them in `changedFields`,
 //! and those changed to null also in `nulledFields`; a changed component of a compound
 //! field sets its nested bit under the parent's position (not the parent's own bit) and
-//! the nested record carries only the changed components; DELETE and the GAP_* types
+//! the nested record carries only the changed components (all of them for a custom
+//! geolocation field, as Salesforce does); DELETE and the GAP_* types
 //! carry no values. `diffFields` stays empty: eventbus always sends the full value of
 //! long text fields rather than a diff.
 
@@ -221,6 +222,17 @@ pub fn body(
                             }
                             None => out.nulled.insert_nested(pos, j),
                         }
+                    }
+                    // Salesforce publishes every component of a changed custom
+                    // geolocation field, changed or not (CDC "General Considerations").
+                    if !parts.is_empty() && f.custom && f.ty == FieldType::Location {
+                        parts = f
+                            .components
+                            .iter()
+                            .filter_map(|c| {
+                                Some((c.name.clone(), avro_value(c.ty, after.get(&c.field))?))
+                            })
+                            .collect();
                     }
                     if !parts.is_empty() {
                         out.values.insert(f.name.clone(), Value::Object(parts));
@@ -500,6 +512,40 @@ mod tests {
         );
         assert_eq!(names.nulled, ["Description"]);
         assert!(names.diff.is_empty());
+    }
+
+    #[test]
+    fn the_documented_fax_update_has_salesforces_bitmap() {
+        // Salesforce's enriched-event example: only Fax and LastModifiedDate changed,
+        // changedFields ["0x400080"].
+        let a = account();
+        let mut after = stored();
+        after.insert("Fax".into(), json!("+1 415 555 0100"));
+        after.insert(
+            "LastModifiedDate".into(),
+            json!("2026-12-05T01:05:00.000+0000"),
+        );
+        let b = body(&a, ChangeType::Update, Some(&stored()), Some(&after));
+        assert_eq!(bitmap::encode(&b.changed), ["0x400080"]);
+        assert!(bitmap::encode(&b.nulled).is_empty());
+    }
+
+    #[test]
+    fn a_changed_custom_location_carries_all_its_components() {
+        let mut a = account();
+        a.fields.push(crate::standard::location("Site__c"));
+        let pos = a.fields.len();
+        let mut before = stored();
+        before.insert("Site__Latitude__s".into(), json!(48.85));
+        before.insert("Site__Longitude__s".into(), json!(2.35));
+        let mut after = before.clone();
+        after.insert("Site__Longitude__s".into(), json!(2.29));
+        let b = body(&a, ChangeType::Update, Some(&before), Some(&after));
+        assert_eq!(b.changed.nested[&pos], [1].into_iter().collect());
+        assert_eq!(
+            b.values["Site__c"],
+            json!({"Latitude": 48.85, "Longitude": 2.29})
+        );
     }
 
     #[test]

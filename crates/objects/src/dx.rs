@@ -654,7 +654,7 @@ mod tests {
             .take(3)
             .map(|f| f.name.as_str())
             .collect();
-        assert_eq!(tail, ["Tier__c", "Code__c", "LastModifiedById"]);
+        assert_eq!(tail, ["Tier__c", "Code__c", "OperatingHoursId"]);
         let code = a.flat_field("code__c").expect("Code__c");
         assert!(code.required && code.length == Some(10));
         assert!(a.flat_field("Score__c").is_none());

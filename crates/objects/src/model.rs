@@ -316,7 +316,6 @@ fn component_length(name: &str, ty: FieldType) -> Option<u32> {
         "City" | "FirstName" | "MiddleName" | "Suffix" | "Salutation" | "GeocodeAccuracy" => 40,
         "State" | "Country" | "LastName" => 80,
         "PostalCode" => 20,
-        "StateCode" | "CountryCode" => 10,
         _ => 255,
     })
 }

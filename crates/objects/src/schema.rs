@@ -248,9 +248,27 @@ mod tests {
         // BillingAddress defines Address; ShippingAddress refers to it.
         assert_eq!(v["fields"][4]["name"], "BillingAddress");
         assert_eq!(v["fields"][4]["type"][1]["name"], "Address");
-        assert_eq!(v["fields"][4]["type"][1]["fields"][7]["name"], "Latitude");
+        let parts: Vec<_> = v["fields"][4]["type"][1]["fields"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .map(|f| f["name"].as_str().unwrap_or_default())
+            .collect();
         assert_eq!(
-            v["fields"][4]["type"][1]["fields"][7]["type"],
+            parts,
+            [
+                "Street",
+                "City",
+                "State",
+                "PostalCode",
+                "Country",
+                "Latitude",
+                "Longitude",
+                "GeocodeAccuracy"
+            ]
+        );
+        assert_eq!(
+            v["fields"][4]["type"][1]["fields"][5]["type"],
             json!(["null", "double"])
         );
         assert_eq!(v["fields"][5]["type"], json!(["null", "Address"]));

@@ -8,22 +8,26 @@
 //!
 //! Facts from Salesforce's Object Reference (field names, types, id prefixes, which fields
 //! are required on create); the lists are a common subset, not every field an org has.
-//! Field order follows describe order (the order Salesforce's change event schemas use),
-//! with the system fields `OwnerId` (where the object has an owner), `CreatedDate`,
-//! `CreatedById`, `LastModifiedDate`, `LastModifiedById` last. Fields the server would
-//! have to compute (`Case.CaseNumber`, `Order.OrderNumber`, roll-ups) are left out.
+//! Field order follows describe order (the order Salesforce's change event schemas use):
+//! the object's main fields, then the system fields `OwnerId` (where the object has an
+//! owner), `CreatedDate`, `CreatedById`, `LastModifiedDate`, `LastModifiedById`, then (for
+//! Account, as in Salesforce's documented AccountChangeEvent) the later standard fields.
+//! Account's order matches the documented example field for field, so its positions (and
+//! bitmaps) are Salesforce's: `Fax` is 7, `LastModifiedDate` 22. The other objects keep
+//! the system fields last. Fields the server would have to compute (`Case.CaseNumber`,
+//! `Order.OrderNumber`, roll-ups) are left out.
 
 use crate::model::{Component, FieldDef, FieldType, ObjectCatalog, ObjectDef};
 
 /// The components of an address, in nested-record order, with their types.
-const ADDRESS_PARTS: [(&str, FieldType); 10] = [
+/// (Salesforce's documented `BillingAddress` example; `StateCode` and `CountryCode` exist
+/// only in orgs with state and country picklists, which eventbus does not model.)
+const ADDRESS_PARTS: [(&str, FieldType); 8] = [
     ("Street", FieldType::TextArea),
     ("City", FieldType::Text),
     ("State", FieldType::Text),
     ("PostalCode", FieldType::Text),
     ("Country", FieldType::Text),
-    ("StateCode", FieldType::Picklist),
-    ("CountryCode", FieldType::Picklist),
     ("Latitude", FieldType::Double),
     ("Longitude", FieldType::Double),
     ("GeocodeAccuracy", FieldType::Picklist),
@@ -142,7 +146,7 @@ fn f(name: &str, ty: FieldType) -> FieldDef {
 use FieldType as T;
 
 fn account() -> ObjectDef {
-    object(
+    let mut a = object(
         "Account",
         "Account",
         "001",
@@ -166,9 +170,24 @@ fn account() -> ObjectDef {
             f("Description", T::LongTextArea),
             f("Rating", T::Picklist),
             f("Site", T::Text).length(80),
-            f("AccountSource", T::Picklist),
         ],
-    )
+    );
+    // After the system fields, in the documented example's order.
+    a.fields.extend([
+        f("Jigsaw", T::Text).length(20),
+        f("JigsawCompanyId", T::Text).length(20).read_only(),
+        f("CleanStatus", T::Picklist),
+        f("AccountSource", T::Picklist),
+        f("DunsNumber", T::Text).length(9),
+        f("Tradestyle", T::Text),
+        f("NaicsCode", T::Text).length(8),
+        f("NaicsDesc", T::Text).length(120),
+        f("YearStarted", T::Text).length(4),
+        f("SicDesc", T::Text).length(80),
+        f("DandbCompanyId", T::Reference),
+        f("OperatingHoursId", T::Reference),
+    ]);
+    a
 }
 
 fn contact() -> ObjectDef {
@@ -411,7 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn names_are_unique_and_system_fields_come_last() {
+    fn names_are_unique_and_system_fields_are_together() {
         for o in ObjectCatalog::standard().objects() {
             let mut seen = HashSet::new();
             for f in &o.fields {
@@ -430,26 +449,29 @@ mod tests {
                     );
                 }
             }
-            let tail: Vec<_> = o
-                .fields
+            let (created, _) = o.field("CreatedDate").expect("CreatedDate");
+            let run: Vec<_> = o.fields[created..created + 4]
                 .iter()
-                .rev()
-                .take(4)
                 .map(|f| f.name.as_str())
                 .collect();
             assert_eq!(
-                tail,
+                run,
                 [
-                    "LastModifiedById",
-                    "LastModifiedDate",
+                    "CreatedDate",
                     "CreatedById",
-                    "CreatedDate"
+                    "LastModifiedDate",
+                    "LastModifiedById"
                 ],
                 "{}",
                 o.name
             );
-            let has_owner = o.field("OwnerId").is_some();
-            assert_eq!(has_owner, o.name != "User", "{}", o.name);
+            match o.field("OwnerId") {
+                Some((owner, _)) => assert_eq!(owner + 1, created, "{}", o.name),
+                None => assert_eq!(o.name, "User"),
+            }
+            if o.name != "Account" {
+                assert_eq!(created + 4, o.fields.len(), "{}", o.name);
+            }
         }
     }
 
@@ -473,8 +495,15 @@ mod tests {
         let lat = a.flat_field("ShippingLatitude").expect("lat");
         assert_eq!(
             (lat.ty, lat.position, lat.component),
-            (T::Double, 5, Some(7))
+            (T::Double, 5, Some(5))
         );
+        // Positions as in Salesforce's documented AccountChangeEvent.
+        let at = |name: &str| a.field(name).map(|(i, _)| i + 1);
+        assert_eq!(at("Fax"), Some(7));
+        assert_eq!(at("OwnerId"), Some(19));
+        assert_eq!(at("LastModifiedDate"), Some(22));
+        assert_eq!(at("Jigsaw"), Some(24));
+        assert_eq!(at("OperatingHoursId"), Some(35));
         assert_eq!(
             a.flat_field("Description").map(|f| f.ty),
             Some(T::LongTextArea)
