@@ -592,6 +592,35 @@ mod tests {
         }
 
         #[test]
+        fn normalizing_never_panics_and_its_output_normalizes_to_itself(
+            entries in proptest::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "Name", "name", "BillingCity", "AnnualRevenue", "NumberOfEmployees",
+                        "Description", "CreatedDate", "BillingAddress", "Nope__c", "Site__Latitude__s",
+                    ]),
+                    prop_oneof![
+                        Just(Value::Null),
+                        any::<bool>().prop_map(Value::from),
+                        any::<i64>().prop_map(Value::from),
+                        any::<f64>().prop_map(Value::from),
+                        ".{0,300}".prop_map(Value::from),
+                        Just(json!([1])),
+                    ],
+                ),
+                0..6,
+            ),
+            create in any::<bool>(),
+        ) {
+            let a = account();
+            let input: Record = entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let op = if create { Op::Create } else { Op::Update };
+            if let Ok(out) = normalize_input(&a, &input, op) {
+                prop_assert_eq!(normalize_input(&a, &out, op).expect("normalized input is valid"), out);
+            }
+        }
+
+        #[test]
         fn parsing_never_panics(s in ".{0,40}") {
             let _ = parse_datetime(&s);
             let _ = parse_date(&s);
