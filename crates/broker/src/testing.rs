@@ -17,8 +17,8 @@ use crate::log::lease::{LeaseHolder, LeaseKey};
 use crate::log::memory::MemoryTopicLog;
 use crate::log::{
     Catalog, CatalogChange, CatalogStore, CommitRecord, EpochMillis, EventLog, LeaseStore,
-    LogBounds, LogError, ManagedRecord, NewEvent, SharedLog, StorageStats, StoredEvent,
-    TopicRecord,
+    LogBounds, LogError, ManagedRecord, NewEvent, RecordStore, SharedLog, StorageStats,
+    StoredEvent, StoredRecord, TopicRecord,
 };
 use crate::metrics::Metrics;
 use crate::schema::ParsedSchema;
@@ -273,5 +273,55 @@ impl LeaseStore for TokioLeaseLog {
             leases.remove(key);
         }
         Ok(())
+    }
+}
+
+// Records are not what this wrapper changes: the memory log's, as they are.
+#[async_trait::async_trait]
+impl RecordStore for TokioLeaseLog {
+    async fn get_record(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<StoredRecord>, LogError> {
+        self.inner.get_record(tenant, key).await
+    }
+
+    async fn put_record(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        value: bytes::Bytes,
+        expected: u64,
+    ) -> Result<Option<u64>, LogError> {
+        self.inner.put_record(tenant, key, value, expected).await
+    }
+
+    async fn delete_record(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        expected: u64,
+    ) -> Result<bool, LogError> {
+        self.inner.delete_record(tenant, key, expected).await
+    }
+
+    async fn list_records(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredRecord)>, LogError> {
+        self.inner.list_records(tenant, prefix, after, limit).await
+    }
+
+    async fn next_in_sequence(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        n: u64,
+    ) -> Result<u64, LogError> {
+        self.inner.next_in_sequence(tenant, name, n).await
     }
 }

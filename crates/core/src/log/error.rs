@@ -55,6 +55,11 @@ pub enum LogError {
     /// clients too.
     #[error("{0}")]
     TooLarge(String),
+    /// A record key, counter name, prefix or tenant the record store does
+    /// not accept (see [`super::RecordStore`]): a bug of the caller, not
+    /// retryable. The message says which rule was broken.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
 }
 
 impl LogError {

@@ -1,7 +1,10 @@
 //! The in-memory twin of the RocksDB backend.
 //!
 //! Owns: a [`super::TopicLog`] that keeps everything in process memory, for tests
-//! and for the contract suite. Must not: be used where durability matters.
+//! and for the contract suite; its record store is the `records` submodule.
+//! Must not: be used where durability matters.
+
+mod records;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -36,6 +39,7 @@ pub struct MemoryTopicLog {
     closed: AtomicBool,
     changes: broadcast::Sender<CatalogChange>,
     leases: LeaseTable,
+    records: records::MemoryRecords,
 }
 
 impl Default for MemoryTopicLog {
@@ -50,6 +54,7 @@ impl Default for MemoryTopicLog {
             closed: AtomicBool::new(false),
             changes: broadcast::channel(CHANGES_BUFFERED).0,
             leases: LeaseTable::default(),
+            records: records::MemoryRecords::default(),
         }
     }
 }

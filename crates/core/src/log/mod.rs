@@ -1,10 +1,11 @@
-//! The per-topic append-only event log and its small metadata catalog.
+//! The per-topic append-only event log, its small metadata catalog and the
+//! per-tenant record store beside it.
 //!
 //! Owns: the [`TopicLog`] trait and its parts by concern ([`EventLog`],
-//! [`CatalogStore`], [`LeaseStore`]), the event and catalog record types, the
-//! in-memory backend ([`memory::MemoryTopicLog`]), the pieces every backend
-//! shares (tail watches, in-process leases) and the contract tests all
-//! backends must pass. The RocksDB backend is the `eventbus-rocksdb` crate,
+//! [`CatalogStore`], [`LeaseStore`], [`RecordStore`]), the event and catalog
+//! record types, the in-memory backend ([`memory::MemoryTopicLog`]), the
+//! pieces every backend shares (tail watches, in-process leases) and the
+//! contract tests all backends must pass. The RocksDB backend is the `eventbus-rocksdb` crate,
 //! the NATS JetStream backend the `eventbus-jetstream` crate.
 //! Must not: know about Avro, authentication or the wire format, or name a
 //! storage engine: a backend lives in its own crate behind this trait.
@@ -20,6 +21,7 @@
 mod error;
 pub mod lease;
 pub mod memory;
+pub mod records;
 pub mod tail;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -40,6 +42,7 @@ use crate::types::{
 
 pub use error::{BoxError, LogError, WithContext};
 pub use lease::{LeaseHolder, LeaseKey};
+pub use records::{RecordStore, StoredRecord};
 
 /// How hard `append` works before it acknowledges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -411,12 +414,12 @@ pub trait LeaseStore: Send + Sync + 'static {
     async fn release_lease(&self, key: &LeaseKey, holder: &LeaseHolder) -> Result<(), LogError>;
 }
 
-/// The whole log a broker runs on: the event log, the catalog and the
-/// leases. Implemented for every type that implements the three parts; a
-/// backend implements those.
-pub trait TopicLog: EventLog + CatalogStore + LeaseStore {}
+/// The whole log a broker runs on: the event log, the catalog, the leases
+/// and the per-tenant records. Implemented for every type that implements
+/// the four parts; a backend implements those.
+pub trait TopicLog: EventLog + CatalogStore + LeaseStore + RecordStore {}
 
-impl<T: EventLog + CatalogStore + LeaseStore + ?Sized> TopicLog for T {}
+impl<T: EventLog + CatalogStore + LeaseStore + RecordStore + ?Sized> TopicLog for T {}
 
 /// A shared, type-erased log.
 pub type SharedLog = Arc<dyn TopicLog>;

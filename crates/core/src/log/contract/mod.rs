@@ -1,22 +1,25 @@
 //! Behaviour every [`TopicLog`] backend must show, as reusable async checks,
 //! grouped by the part of the log they check: [`events`] ([`EventLog`]),
-//! [`catalog`] ([`CatalogStore`]) and [`leases`] ([`LeaseStore`]).
+//! [`catalog`] ([`CatalogStore`]), [`leases`] ([`LeaseStore`]) and
+//! [`records`] ([`RecordStore`]).
 //!
 //! Owns: the shared set-up of the checks (events, records, tenants), one
 //! async fn per behaviour in the module of its part, and the macros that
 //! turn them into `#[tokio::test]`s for a backend: `contract_tests!` for all
 //! of them, or one part's (`event_log_contract_tests!`,
-//! `catalog_contract_tests!`, `lease_contract_tests!`). Must not: depend on
-//! a particular backend.
+//! `catalog_contract_tests!`, `lease_contract_tests!`,
+//! `record_store_contract_tests!`). Must not: depend on a particular
+//! backend.
 
 pub mod catalog;
 pub mod events;
 pub mod leases;
+pub mod records;
 
 use bytes::Bytes;
 
 #[cfg(doc)]
-use super::{CatalogStore, LeaseStore, TopicLog};
+use super::{CatalogStore, LeaseStore, RecordStore, TopicLog};
 use super::{CommitRecord, EventLog, ManagedRecord, NewEvent};
 use crate::types::{
     EventId, ManagedId, ManagedReplay, ManagedState, Offset, SchemaId, TenantId, TopicId,
@@ -75,7 +78,7 @@ pub fn managed_id(id: &str) -> ManagedId {
 
 /// Expands to one `#[tokio::test]` per contract behaviour, in a module
 /// `contract_suite` with one module per part of the log (`event_log`,
-/// `catalog`, `leases`). The argument is a block returning `(log, guard)`;
+/// `catalog`, `leases`, `records`). The argument is a block returning `(log, guard)`;
 /// the guard (for example a temp dir) lives as long as the test.
 #[macro_export]
 macro_rules! contract_tests {
@@ -87,6 +90,7 @@ macro_rules! contract_tests {
             $crate::event_log_contract_tests!($make);
             $crate::catalog_contract_tests!($make);
             $crate::lease_contract_tests!($make);
+            $crate::record_store_contract_tests!($make);
         }
     };
 }
@@ -260,6 +264,83 @@ macro_rules! lease_contract_tests {
     };
 }
 
+/// Expands to a module `records` of one `#[tokio::test]` per record-store
+/// behaviour. The argument is a block returning `(log, guard)`, as for
+/// [`contract_tests!`](crate::contract_tests); the log need only be a
+/// [`RecordStore`]. Durability across a reopen is each backend's own test
+/// (with [`records::records_before_reopen`] and
+/// [`records::records_after_reopen`]): the factory cannot reopen.
+#[macro_export]
+macro_rules! record_store_contract_tests {
+    ($make:block) => {
+        mod records {
+            #[allow(unused_imports)] // the block may name items of the parent
+            use super::*;
+            use std::sync::Arc;
+            use $crate::log::RecordStore;
+
+            fn make() -> (Arc<dyn RecordStore>, impl Sized) {
+                let (log, guard) = $make;
+                (Arc::new(log) as Arc<dyn RecordStore>, guard)
+            }
+
+            #[tokio::test]
+            async fn put_record_creates_and_updates_by_revision() {
+                let (log, _g) = make();
+                $crate::log::contract::records::put_record_creates_and_updates_by_revision(&*log)
+                    .await;
+            }
+            #[tokio::test]
+            async fn put_record_with_another_revision_stores_nothing() {
+                let (log, _g) = make();
+                $crate::log::contract::records::put_record_with_another_revision_stores_nothing(
+                    &*log,
+                )
+                .await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_puts_of_one_revision_let_one_win() {
+                let (log, _g) = make();
+                $crate::log::contract::records::concurrent_puts_of_one_revision_let_one_win(log)
+                    .await;
+            }
+            #[tokio::test]
+            async fn delete_record_needs_the_current_revision() {
+                let (log, _g) = make();
+                $crate::log::contract::records::delete_record_needs_the_current_revision(&*log)
+                    .await;
+            }
+            #[tokio::test]
+            async fn list_records_by_prefix_after_and_limit() {
+                let (log, _g) = make();
+                $crate::log::contract::records::list_records_by_prefix_after_and_limit(&*log).await;
+            }
+            #[tokio::test]
+            async fn tenants_never_see_each_others_records() {
+                let (log, _g) = make();
+                $crate::log::contract::records::tenants_never_see_each_others_records(&*log).await;
+            }
+            #[tokio::test]
+            async fn sequences_start_at_zero_and_grow_by_n() {
+                let (log, _g) = make();
+                $crate::log::contract::records::sequences_start_at_zero_and_grow_by_n(&*log).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_sequence_calls_get_unique_values() {
+                let (log, _g) = make();
+                $crate::log::contract::records::concurrent_sequence_calls_get_unique_values(log)
+                    .await;
+            }
+            #[tokio::test]
+            async fn invalid_inputs_are_refused() {
+                let (log, _g) = make();
+                $crate::log::contract::records::invalid_inputs_are_refused(&*log).await;
+            }
+        }
+    };
+}
+
 pub use crate::{
     catalog_contract_tests, contract_tests, event_log_contract_tests, lease_contract_tests,
+    record_store_contract_tests,
 };
