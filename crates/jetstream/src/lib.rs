@@ -22,7 +22,11 @@
 //!   the schema id alone are texts stored before texts were kept per tenant,
 //!   read but never written), `EB_managed` (key: base64url of the
 //!   subscription id), `EB_meta` (`next_topic_id`, decimal), `EB_leases`
-//!   (key: base64url of the lease key, value: holder and expiry, JSON).
+//!   (key: base64url of the lease key, value: holder and expiry, JSON),
+//!   `EB_records` (key: `<tenant>.<record key>`, value: the record, revision:
+//!   the KV revision) and `EB_counters` (key: `<tenant>.<counter name>`,
+//!   value: decimal); record keys and counter names keep their `.`s as
+//!   token separators, an empty token is written `=`.
 //!
 //! An event is one message: the payload is the body; headers carry the
 //! schema id (`Eb-Schema`), the event id (`Nats-Msg-Id`, so JetStream drops a
@@ -74,6 +78,11 @@
 //!   on [`CatalogChange::TopicDeleted`], makes it deterministic.
 //!   `register_topic` of a deleted id would create an empty stream again
 //!   (ids are never reused, so only a stale caller can do that).
+//! - A record must fit the NATS servers' `max_payload` with its subject
+//!   (the default 1 MiB is a few hundred bytes short of the largest record
+//!   the contract allows); a larger one fails with [`LogError::TooLarge`].
+//!   Listing records reads every key of the tenant under the prefix's whole
+//!   `.`-separated tokens (an ordered consumer), keeping the first `limit`.
 //! - The lease expiry compares wall clocks of the processes involved: keep
 //!   their clocks in sync (NTP) well within the lease TTL.
 //!
@@ -81,7 +90,8 @@
 //! topic (the follower), one pull consumer per subscriber position being read
 //! (reused while the subscriber reads on, dropped by the server after
 //! [`READER_IDLE`] unused), one stream-info request per topic every
-//! [`REFRESH_INTERVAL`], and three key-value watches.
+//! [`REFRESH_INTERVAL`], and three key-value watches; one short-lived
+//! ordered consumer per record listing.
 //!
 //! Modules, one concern each: `config` (where and how to connect), `error`
 //! (client errors as log errors), `codec` (an event as NATS headers and
@@ -90,7 +100,8 @@
 //! append path), `readers` (the reader cache), `follow` (tail followers and
 //! the stream-deleted advisories), `catalog` (the [`CatalogStore`] methods
 //! and the topic id counter), `watch` (the catalog change feed) and `lease`
-//! (the [`LeaseStore`] methods on the leases bucket).
+//! (the [`LeaseStore`] methods on the leases bucket) and `records` (the
+//! [`RecordStore`] methods on the records and counters buckets).
 //!
 //! Locks: the topic map, the reader cache and the size map are std locks
 //! held without `.await` and never two at once; a topic's append lock (tokio)
@@ -106,6 +117,7 @@ mod follow;
 mod keys;
 mod lease;
 mod readers;
+mod records;
 mod state;
 mod watch;
 
@@ -118,7 +130,9 @@ use std::sync::Arc;
 
 use eventbus_core::log::LogError;
 #[cfg(doc)]
-use eventbus_core::log::{CatalogChange, CatalogStore, EventLog, LeaseStore, TopicLog};
+use eventbus_core::log::{
+    CatalogChange, CatalogStore, EventLog, LeaseStore, RecordStore, TopicLog,
+};
 use eventbus_core::types::TopicId;
 
 pub use config::JetStreamConfig;

@@ -51,6 +51,10 @@ pub(crate) struct Inner {
     pub(crate) names_kv: kv::Store,
     pub(crate) meta_kv: kv::Store,
     pub(crate) leases_kv: kv::Store,
+    /// Per-tenant records (see `records`).
+    pub(crate) records_kv: kv::Store,
+    /// Per-tenant counters, apart from the records so names never collide.
+    pub(crate) counters_kv: kv::Store,
     pub(crate) tails: Tails,
     pub(crate) topics: RwLock<HashMap<TopicId, Arc<TopicHandle>>>,
     pub(crate) readers: Readers,
@@ -163,6 +167,8 @@ impl Inner {
             names_kv: bucket("names").await?,
             meta_kv: bucket("meta").await?,
             leases_kv: bucket("leases").await?,
+            records_kv: bucket("records").await?,
+            counters_kv: bucket("counters").await?,
             client,
             js,
             prefix: cfg.prefix,

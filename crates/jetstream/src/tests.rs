@@ -697,3 +697,31 @@ async fn schema_texts_stored_before_texts_were_per_tenant_still_load() {
         Some("{\"doc\":\"A's\"}")
     );
 }
+
+#[tokio::test]
+async fn records_written_by_one_process_are_read_by_another() {
+    let server = NatsServer::start();
+    let cfg = server.config();
+    let first = connect(&server, &cfg).await;
+    let written = contract::records::records_before_reopen(&first).await;
+    let second = connect(&server, &cfg).await;
+    contract::records::records_after_reopen(&second, written).await;
+}
+
+#[tokio::test]
+async fn a_record_above_max_payload_is_too_large() {
+    use eventbus_core::log::RecordStore;
+    use eventbus_core::log::records::MAX_RECORD_VALUE_BYTES;
+    let server = NatsServer::start();
+    let log = connect(&server, &server.config()).await;
+    let tenant = contract::tenant("00D000000000001");
+    // The server's default max_payload (1 MiB) leaves no room for the
+    // largest record plus its subject.
+    assert!(log.max_payload() <= MAX_RECORD_VALUE_BYTES);
+    let value = Bytes::from(vec![1u8; MAX_RECORD_VALUE_BYTES]);
+    assert!(matches!(
+        log.put_record(&tenant, "big", value, 0).await,
+        Err(LogError::TooLarge(_))
+    ));
+    assert_eq!(log.get_record(&tenant, "big").await.expect("get"), None);
+}

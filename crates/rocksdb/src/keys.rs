@@ -24,6 +24,15 @@ pub const KIND_TRIM: u8 = b'm';
 /// followed by the id.
 pub const KIND_MANAGED: u8 = b'g';
 
+/// Kind byte of a tenant's record (records column family), followed by the
+/// tenant's length (one byte), the tenant and the record key.
+pub const KIND_RECORD: u8 = b'r';
+/// Kind byte of a tenant's counter (records column family), followed by the
+/// tenant's length (one byte), the tenant and the counter name.
+pub const KIND_COUNTER: u8 = b'c';
+/// Key of the last revision handed out to a record (records column family).
+pub const RECORD_REVISION_KEY: &[u8] = b"v";
+
 /// Key of the next-topic-id counter (meta column family).
 pub const NEXT_TOPIC_ID_KEY: &[u8] = b"n";
 
@@ -108,6 +117,33 @@ pub fn parse_tenant_schema_key(key: &[u8]) -> Option<(TenantId, String)> {
     Some((TenantId::from_stored(tenant), id.to_owned()))
 }
 
+/// `kind | tenant_len:u8 | tenant | name`: the tenant's namespace of
+/// `kind`, then the name, so one tenant's keys with a common prefix are one
+/// contiguous range, in the names' byte order. The record store admits
+/// tenants of at most 64 bytes, so the length fits its byte.
+fn tenant_scoped(kind: u8, tenant: &TenantId, name: &str) -> Vec<u8> {
+    let t = tenant.as_str().as_bytes();
+    let len = u8::try_from(t.len()).unwrap_or(u8::MAX);
+    let t = &t[..usize::from(len)];
+    let mut k = Vec::with_capacity(2 + t.len() + name.len());
+    k.push(kind);
+    k.push(len);
+    k.extend_from_slice(t);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `r | tenant_len:u8 | tenant | key`; with a prefix of keys for `key`,
+/// the start of the range of the tenant's keys with that prefix.
+pub fn record_key(tenant: &TenantId, key: &str) -> Vec<u8> {
+    tenant_scoped(KIND_RECORD, tenant, key)
+}
+
+/// `c | tenant_len:u8 | tenant | name`.
+pub fn counter_key(tenant: &TenantId, name: &str) -> Vec<u8> {
+    tenant_scoped(KIND_COUNTER, tenant, name)
+}
+
 /// `g | managed subscription id`.
 pub fn managed_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
@@ -148,6 +184,24 @@ mod tests {
             let key = tenant_schema_key(&tenant, &id);
             prop_assert_eq!(parse_tenant_schema_key(&key), Some((tenant, id)));
             prop_assert_ne!(key[0], KIND_SCHEMA);
+        }
+
+        #[test]
+        fn record_keys_sort_like_their_keys_within_a_tenant(
+            t1 in "[0-9A-Za-z]{15}", t2 in "[0-9A-Za-z]{15}",
+            a in "[A-Za-z0-9_.-]{1,20}", b in "[A-Za-z0-9_.-]{1,20}",
+        ) {
+            let (t1, t2) = (TenantId::parse(&t1).expect("org"), TenantId::parse(&t2).expect("org"));
+            prop_assert_eq!(a.cmp(&b), record_key(&t1, &a).cmp(&record_key(&t1, &b)));
+            // A key starts with a prefix exactly when its stored key does.
+            prop_assert_eq!(
+                a.starts_with(b.as_str()),
+                record_key(&t1, &a).starts_with(&record_key(&t1, &b))
+            );
+            if t1 != t2 {
+                prop_assert!(!record_key(&t1, &a).starts_with(&record_key(&t2, "")));
+            }
+            prop_assert_ne!(record_key(&t1, &a), counter_key(&t1, &a));
         }
 
         #[test]

@@ -2,7 +2,8 @@
 //!
 //! Owns: opening the database with every option we set ([`store`]), the key
 //! layouts ([`keys`]) and stored event record layout ([`codec`]), the single
-//! writer with group commit (`writer`) and [`log::RocksTopicLog`], the
+//! writer with group commit (`writer`), the per-tenant record store
+//! (`records`) and [`log::RocksTopicLog`], the
 //! [`eventbus_core::log::TopicLog`] the server runs on by default.
 //!
 //! Must not: know Avro, the engine or the wire protocol. It depends only on
@@ -12,6 +13,7 @@
 pub mod codec;
 pub mod keys;
 pub mod log;
+mod records;
 pub mod store;
 mod writer;
 

@@ -1,5 +1,6 @@
 //! The RocksDB backend of [`TopicLog`](eventbus_core::log::TopicLog): its
-//! [`EventLog`], [`CatalogStore`] and [`LeaseStore`].
+//! [`EventLog`], [`CatalogStore`] and [`LeaseStore`] (its record store is
+//! the `records` module).
 //!
 //! Owns: reading events and the catalog from RocksDB, trimming, and the
 //! writer thread's lifecycle. Must not: configure RocksDB (that is `store`).
@@ -11,7 +12,8 @@ use std::time::Duration;
 use rocksdb::{DB, ReadOptions, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::store::{CF_EVENTS, CF_META, Store, is_no_space};
+use crate::records::RocksRecords;
+use crate::store::{CF_EVENTS, CF_META, CF_RECORDS, Store, is_no_space};
 use crate::types::{ManagedId, Offset, SchemaId, TenantId, TopicId};
 use crate::writer::{self, WriterMsg};
 use crate::{codec, keys};
@@ -40,15 +42,17 @@ pub struct RocksTopicLog {
     // One process opens the database (RocksDB's LOCK file), so leases
     // only need to hold within it.
     leases: LeaseTable,
+    /// The record store's state (see `records`).
+    pub(crate) records: RocksRecords,
 }
 
-fn storage(e: impl Into<BoxError>) -> LogError {
+pub(crate) fn storage(e: impl Into<BoxError>) -> LogError {
     LogError::Storage(e.into())
 }
 
 /// A failed RocksDB write: [`LogError::StorageFull`] when the disk is full
 /// (so admin calls report it as such), [`LogError::Storage`] otherwise.
-fn write_failed(e: rocksdb::Error) -> LogError {
+pub(crate) fn write_failed(e: rocksdb::Error) -> LogError {
     if is_no_space(&e) {
         LogError::StorageFull(e.into())
     } else {
@@ -56,20 +60,22 @@ fn write_failed(e: rocksdb::Error) -> LogError {
     }
 }
 
-fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, LogError> {
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, LogError> {
     db.cf_handle(name)
         .ok_or_else(|| storage(format!("column family {name} missing")))
 }
 
 /// Write options for catalog and trim records: always fsynced, whatever the
 /// event durability, because losing them would lose topics or reuse offsets.
-fn synced() -> WriteOptions {
+pub(crate) fn synced() -> WriteOptions {
     let mut wo = WriteOptions::default();
     wo.set_sync(true);
     wo
 }
 
-fn joined<T>(r: Result<Result<T, LogError>, tokio::task::JoinError>) -> Result<T, LogError> {
+pub(crate) fn joined<T>(
+    r: Result<Result<T, LogError>, tokio::task::JoinError>,
+) -> Result<T, LogError> {
     r.map_err(|e| LogError::storage_in("storage task failed", e))?
 }
 
@@ -138,7 +144,13 @@ impl RocksTopicLog {
             meta_rmw: Arc::new(Mutex::new(())),
             next_topic_id: tokio::sync::Mutex::new(None),
             leases: LeaseTable::default(),
+            records: RocksRecords::default(),
         })
+    }
+
+    /// The database the log runs on (for the record store).
+    pub(crate) fn db(&self) -> &Arc<DB> {
+        &self.db
     }
 
     fn recover_bounds(db: &DB, topic: TopicId) -> Result<LogBounds, LogError> {
@@ -320,7 +332,7 @@ impl EventLog for RocksTopicLog {
 
     fn storage_stats(&self) -> eventbus_core::log::StorageStats {
         let prop = |name: &str| -> u64 {
-            [CF_EVENTS, CF_META]
+            [CF_EVENTS, CF_META, CF_RECORDS]
                 .iter()
                 .filter_map(|cf_name| self.db.cf_handle(cf_name))
                 .filter_map(|cf| self.db.property_int_value_cf(&cf, name).ok().flatten())
