@@ -11,6 +11,7 @@
 //! `rocksdb`, so no other layer can reach the database directly.
 
 pub mod codec;
+mod io;
 pub mod keys;
 pub mod log;
 mod records;
@@ -19,6 +20,8 @@ mod writer;
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod records_tests;
 
 use eventbus_core::types;
 

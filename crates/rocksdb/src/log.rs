@@ -1,6 +1,6 @@
 //! The RocksDB backend of [`TopicLog`](eventbus_core::log::TopicLog): its
-//! [`EventLog`], [`CatalogStore`] and [`LeaseStore`] (its record store is
-//! the `records` module).
+//! [`EventLog`], [`CatalogStore`], [`LeaseStore`] and [`RecordStore`] (which
+//! forwards to the `records` module).
 //!
 //! Owns: reading events and the catalog from RocksDB, trimming, and the
 //! writer thread's lifecycle. Must not: configure RocksDB (that is `store`).
@@ -9,20 +9,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rocksdb::{DB, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{DB, ReadOptions, WriteBatch};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::io::{cf, joined, storage, synced, write_failed};
 use crate::records::RocksRecords;
-use crate::store::{CF_EVENTS, CF_META, CF_RECORDS, Store, is_no_space};
+use crate::store::{CF_EVENTS, CF_META, CF_RECORDS, Store};
 use crate::types::{ManagedId, Offset, SchemaId, TenantId, TopicId};
 use crate::writer::{self, WriterMsg};
 use crate::{codec, keys};
 use eventbus_core::log::lease::LeaseTable;
 use eventbus_core::log::tail::Tails;
 use eventbus_core::log::{
-    BoxError, Catalog, CatalogChange, CatalogStore, CommitRecord, Durability, EpochMillis,
-    EventLog, LeaseHolder, LeaseKey, LeaseStore, LogBounds, LogError, ManagedRecord, NewEvent,
-    SchemaRecord, StoredEvent, TopicRecord,
+    Catalog, CatalogChange, CatalogStore, CommitRecord, Durability, EpochMillis, EventLog,
+    LeaseHolder, LeaseKey, LeaseStore, LogBounds, LogError, ManagedRecord, NewEvent, RecordStore,
+    SchemaRecord, StoredEvent, StoredRecord, TopicRecord,
 };
 use eventbus_core::metrics::Metrics;
 
@@ -44,39 +45,6 @@ pub struct RocksTopicLog {
     leases: LeaseTable,
     /// The record store's state (see `records`).
     pub(crate) records: RocksRecords,
-}
-
-pub(crate) fn storage(e: impl Into<BoxError>) -> LogError {
-    LogError::Storage(e.into())
-}
-
-/// A failed RocksDB write: [`LogError::StorageFull`] when the disk is full
-/// (so admin calls report it as such), [`LogError::Storage`] otherwise.
-pub(crate) fn write_failed(e: rocksdb::Error) -> LogError {
-    if is_no_space(&e) {
-        LogError::StorageFull(e.into())
-    } else {
-        storage(e)
-    }
-}
-
-pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, LogError> {
-    db.cf_handle(name)
-        .ok_or_else(|| storage(format!("column family {name} missing")))
-}
-
-/// Write options for catalog and trim records: always fsynced, whatever the
-/// event durability, because losing them would lose topics or reuse offsets.
-pub(crate) fn synced() -> WriteOptions {
-    let mut wo = WriteOptions::default();
-    wo.set_sync(true);
-    wo
-}
-
-pub(crate) fn joined<T>(
-    r: Result<Result<T, LogError>, tokio::task::JoinError>,
-) -> Result<T, LogError> {
-    r.map_err(|e| LogError::storage_in("storage task failed", e))?
 }
 
 impl RocksTopicLog {
@@ -146,11 +114,6 @@ impl RocksTopicLog {
             leases: LeaseTable::default(),
             records: RocksRecords::default(),
         })
-    }
-
-    /// The database the log runs on (for the record store).
-    pub(crate) fn db(&self) -> &Arc<DB> {
-        &self.db
     }
 
     fn recover_bounds(db: &DB, topic: TopicId) -> Result<LogBounds, LogError> {
@@ -712,6 +675,63 @@ impl LeaseStore for RocksTopicLog {
     async fn release_lease(&self, key: &LeaseKey, holder: &LeaseHolder) -> Result<(), LogError> {
         self.leases.release(key, holder);
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordStore for RocksTopicLog {
+    async fn get_record(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<StoredRecord>, LogError> {
+        self.records.get_record(&self.db, tenant, key).await
+    }
+
+    async fn put_record(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        value: bytes::Bytes,
+        expected: u64,
+    ) -> Result<Option<u64>, LogError> {
+        self.records
+            .put_record(&self.db, tenant, key, value, expected)
+            .await
+    }
+
+    async fn delete_record(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        expected: u64,
+    ) -> Result<bool, LogError> {
+        self.records
+            .delete_record(&self.db, tenant, key, expected)
+            .await
+    }
+
+    async fn list_records(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredRecord)>, LogError> {
+        self.records
+            .list_records(&self.db, tenant, prefix, after, limit)
+            .await
+    }
+
+    async fn next_in_sequence(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        n: u64,
+    ) -> Result<u64, LogError> {
+        self.records
+            .next_in_sequence(&self.db, tenant, name, n)
+            .await
     }
 }
 

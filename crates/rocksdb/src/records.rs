@@ -21,14 +21,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use rocksdb::{DB, WriteBatch};
 
+use crate::io::{cf, joined, storage, synced, write_failed};
 use crate::keys;
-use crate::log::{RocksTopicLog, cf, joined, storage, synced, write_failed};
 use crate::store::CF_RECORDS;
 use crate::types::TenantId;
+#[cfg(doc)]
+use eventbus_core::log::RecordStore;
 use eventbus_core::log::records::{
     check_prefix, check_record, check_sequence, check_tenant, check_value,
 };
-use eventbus_core::log::{LogError, RecordStore, StoredRecord};
+use eventbus_core::log::{LogError, StoredRecord};
 
 /// The record store's state: the lock of its writes and the last revision
 /// handed out (`None` until read from storage on the first write).
@@ -100,15 +102,17 @@ fn next_revision(db: &DB, last: &mut Option<u64>) -> Result<u64, LogError> {
     Ok(next)
 }
 
-#[async_trait::async_trait]
-impl RecordStore for RocksTopicLog {
-    async fn get_record(
+/// The [`RecordStore`] calls on the database `db` (the log forwards its
+/// trait methods here).
+impl RocksRecords {
+    pub(crate) async fn get_record(
         &self,
+        db: &Arc<DB>,
         tenant: &TenantId,
         key: &str,
     ) -> Result<Option<StoredRecord>, LogError> {
         check_record(tenant, key)?;
-        let db = self.db().clone();
+        let db = db.clone();
         let k = keys::record_key(tenant, key);
         joined(
             tokio::task::spawn_blocking(move || {
@@ -122,8 +126,9 @@ impl RecordStore for RocksTopicLog {
         )
     }
 
-    async fn put_record(
+    pub(crate) async fn put_record(
         &self,
+        db: &Arc<DB>,
         tenant: &TenantId,
         key: &str,
         value: Bytes,
@@ -131,7 +136,7 @@ impl RecordStore for RocksTopicLog {
     ) -> Result<Option<u64>, LogError> {
         check_record(tenant, key)?;
         check_value(&value)?;
-        let (db, state) = (self.db().clone(), self.records.clone());
+        let (db, state) = (db.clone(), self.clone());
         let k = keys::record_key(tenant, key);
         joined(
             tokio::task::spawn_blocking(move || {
@@ -151,14 +156,15 @@ impl RecordStore for RocksTopicLog {
         )
     }
 
-    async fn delete_record(
+    pub(crate) async fn delete_record(
         &self,
+        db: &Arc<DB>,
         tenant: &TenantId,
         key: &str,
         expected: u64,
     ) -> Result<bool, LogError> {
         check_record(tenant, key)?;
-        let (db, state) = (self.db().clone(), self.records.clone());
+        let (db, state) = (db.clone(), self.clone());
         let k = keys::record_key(tenant, key);
         joined(
             tokio::task::spawn_blocking(move || {
@@ -176,8 +182,9 @@ impl RecordStore for RocksTopicLog {
         )
     }
 
-    async fn list_records(
+    pub(crate) async fn list_records(
         &self,
+        db: &Arc<DB>,
         tenant: &TenantId,
         prefix: &str,
         after: &str,
@@ -188,7 +195,7 @@ impl RecordStore for RocksTopicLog {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let db = self.db().clone();
+        let db = db.clone();
         let scope = keys::record_key(tenant, "");
         let range = keys::record_key(tenant, prefix);
         let after = keys::record_key(tenant, after);
@@ -222,14 +229,15 @@ impl RecordStore for RocksTopicLog {
         )
     }
 
-    async fn next_in_sequence(
+    pub(crate) async fn next_in_sequence(
         &self,
+        db: &Arc<DB>,
         tenant: &TenantId,
         name: &str,
         n: u64,
     ) -> Result<u64, LogError> {
         check_sequence(tenant, name, n)?;
-        let (db, state) = (self.db().clone(), self.records.clone());
+        let (db, state) = (db.clone(), self.clone());
         let k = keys::counter_key(tenant, name);
         let name = name.to_owned();
         joined(
@@ -254,68 +262,7 @@ impl RecordStore for RocksTopicLog {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::Store;
-    use eventbus_core::log::contract::records::{records_after_reopen, records_before_reopen};
-    use eventbus_core::log::{Durability, EventLog};
-    use eventbus_core::metrics::Metrics;
-
-    fn open(dir: &std::path::Path) -> RocksTopicLog {
-        let store = Store::open(dir).expect("temp dir opens");
-        RocksTopicLog::open(
-            &store,
-            Durability::Sync,
-            Duration::from_millis(50),
-            Arc::new(Metrics::new()),
-        )
-        .expect("writer starts")
-    }
-
-    #[tokio::test]
-    async fn records_and_counters_survive_reopen() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let written = {
-            let log = open(dir.path());
-            let written = records_before_reopen(&log).await;
-            log.close().await.expect("close");
-            written
-        };
-        let log = open(dir.path());
-        records_after_reopen(&log, written).await;
-        log.close().await.expect("close");
-    }
-
-    #[tokio::test]
-    async fn a_database_without_the_records_column_family_opens_and_gets_it() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        {
-            // What older versions made: the events and meta families only.
-            let mut opts = rocksdb::Options::default();
-            opts.create_if_missing(true);
-            opts.create_missing_column_families(true);
-            let db = DB::open_cf(&opts, dir.path(), ["events", "meta"]).expect("old layout");
-            db.put_cf(
-                db.cf_handle("meta").expect("meta"),
-                b"n",
-                7u32.to_be_bytes(),
-            )
-            .expect("an old record");
-        }
-        let log = open(dir.path());
-        let t = TenantId::parse("00D000000000001").expect("org id");
-        assert_eq!(log.next_in_sequence(&t, "seq", 1).await.expect("seq"), 1);
-        let rev = log
-            .put_record(&t, "k", Bytes::from_static(b"v"), 0)
-            .await
-            .expect("put")
-            .expect("created");
-        assert_eq!(rev, 1);
-        log.close().await.expect("close");
-        let names = DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("list");
-        assert!(names.iter().any(|n| n == CF_RECORDS), "{names:?}");
-    }
 
     #[test]
     fn a_record_value_round_trips_and_a_short_one_is_corrupt() {
