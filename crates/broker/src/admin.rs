@@ -239,6 +239,51 @@ impl Broker {
         Ok(true)
     }
 
+    /// Creates the topic with `schema`, or adds `schema` to its schemas
+    /// without the backward-compatibility check of
+    /// [`Broker::register_schema`]: for a multi-entity stream such as
+    /// `/data/ChangeEvents`, whose events each carry their own entity's
+    /// schema, so its schemas are independent of each other. The schema
+    /// added last is the one GetTopic names.
+    ///
+    /// # Errors
+    /// As [`Broker::create_topic`]; schema caps; storage failure.
+    pub async fn add_schema(
+        &self,
+        name: &TopicName,
+        schema: ParsedSchema,
+    ) -> Result<Outcome, BrokerError> {
+        let mut schema = schema;
+        if self.lookup(name.as_str()).is_none() {
+            let json = schema.json().to_owned();
+            match self.create_topic(name.as_str(), schema, None).await {
+                Ok(_) => return Ok(Outcome::Created),
+                Err(BrokerError::TopicExists(_)) => {
+                    schema = ParsedSchema::parse(&json)
+                        .map_err(|e| BrokerError::SchemaInvalid(e.to_string()))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let _guard = self.provision_lock.lock().await;
+        let topic = self.topic(name.as_str())?;
+        let owner = topic.owner();
+        let id = schema.id().clone();
+        if topic.schema_ids.contains(&id) {
+            if self.schemas.text(&owner, &id).is_none() {
+                self.store_schema(&owner, schema).await?;
+            }
+            return Ok(Outcome::Unchanged);
+        }
+        self.admit_schema(&topic.name, &schema)?;
+        self.store_schema(&owner, schema).await?;
+        let mut t = (*topic).clone();
+        t.schema_ids.push(id);
+        self.log.put_topic(t.to_record()).await?;
+        self.install(t);
+        Ok(Outcome::NewVersion)
+    }
+
     /// Creates the topic, or registers `schema` as its new current version.
     /// The topics folder provisions through this.
     ///

@@ -90,7 +90,7 @@ fn topic_name_of(rel: &Path, path: &Path) -> Result<TopicName, BrokerError> {
 ///
 /// # Errors
 /// [`BrokerError::Provision`] when the result is no valid name (too long).
-fn stored_name(tenant: &TenantId, name: &TopicName) -> Result<TopicName, BrokerError> {
+pub fn stored_name(tenant: &TenantId, name: &TopicName) -> Result<TopicName, BrokerError> {
     if *tenant == TenantId::from_stored(super::DEFAULT_TENANT_GUID) {
         return Ok(name.clone());
     }
