@@ -119,6 +119,13 @@ pub enum ErrorCode {
     ClientTooSlow,
     /// Clients across the server hold the server-wide response budget.
     ResponseBudgetExhausted,
+    /// Change Data Capture: the object is not one the server knows.
+    CdcObjectNotFound,
+    /// Change Data Capture: no record has this id, or it is deleted.
+    CdcRecordNotFound,
+    /// Change Data Capture: the request is not valid (a change type that is
+    /// no gap or overflow, fields that are not a JSON object, ...).
+    CdcRequestInvalid,
 }
 
 impl ErrorCode {
@@ -171,6 +178,9 @@ impl ErrorCode {
         ErrorCode::SchemaLimitExceeded,
         ErrorCode::ClientTooSlow,
         ErrorCode::ResponseBudgetExhausted,
+        ErrorCode::CdcObjectNotFound,
+        ErrorCode::CdcRecordNotFound,
+        ErrorCode::CdcRequestInvalid,
     ];
 
     /// The exact trailer string.
@@ -285,6 +295,9 @@ impl ErrorCode {
             ErrorCode::ResponseBudgetExhausted => {
                 "sfdc.platform.eventbus.grpc.service.response.budget.exhausted"
             }
+            ErrorCode::CdcObjectNotFound => "sfdc.platform.eventbus.grpc.cdc.object.not.found",
+            ErrorCode::CdcRecordNotFound => "sfdc.platform.eventbus.grpc.cdc.record.not.found",
+            ErrorCode::CdcRequestInvalid => "sfdc.platform.eventbus.grpc.cdc.request.invalid",
         }
     }
 }
@@ -360,7 +373,10 @@ managed.subscription.limit.exceeded
 managed.subscription.fetch.request.invalid
 schema.limit.exceeded
 service.client.too.slow
-service.response.budget.exhausted";
+service.response.budget.exhausted
+cdc.object.not.found
+cdc.record.not.found
+cdc.request.invalid";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))
