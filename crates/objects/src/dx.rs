@@ -256,7 +256,12 @@ fn parse_field(name: &str, text: &str, file: &str) -> Result<Option<FieldDef>, D
         "Number" => simple(FieldType::Double),
         "Currency" => simple(FieldType::Currency),
         "Percent" => simple(FieldType::Percent),
-        "Checkbox" => simple(FieldType::Boolean),
+        "Checkbox" => FieldDef {
+            default_on: el
+                .child("defaultValue", file)?
+                .is_some_and(|d| d.text.trim().eq_ignore_ascii_case("true")),
+            ..simple(FieldType::Boolean)
+        },
         "Date" => simple(FieldType::Date),
         "DateTime" => simple(FieldType::DateTime),
         "Time" => simple(FieldType::Time),

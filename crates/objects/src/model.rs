@@ -116,6 +116,9 @@ pub struct FieldDef {
     pub custom: bool,
     /// The maximum length of a text value, in characters.
     pub length: Option<u32>,
+    /// A checkbox checked on create when the record leaves it out (DX
+    /// `<defaultValue>true</defaultValue>`); other checkboxes start false.
+    pub default_on: bool,
 }
 
 impl FieldDef {
@@ -140,6 +143,7 @@ impl FieldDef {
             updateable: true,
             custom: name.ends_with("__c"),
             length,
+            default_on: false,
         }
     }
 

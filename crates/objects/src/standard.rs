@@ -48,6 +48,7 @@ pub fn address(name: &str, prefix: &str) -> FieldDef {
             })
             .collect(),
         length: None,
+        default_on: false,
         ..FieldDef::simple(name, FieldType::Address)
     }
 }
@@ -76,6 +77,7 @@ pub fn person_name(salutation: bool) -> FieldDef {
             })
             .collect(),
         length: None,
+        default_on: false,
         ..FieldDef::simple("Name", FieldType::Name)
     }
     .required()
@@ -96,6 +98,7 @@ pub fn location(name: &str) -> FieldDef {
             })
             .collect(),
         length: None,
+        default_on: false,
         ..FieldDef::simple(name, FieldType::Location)
     }
 }
