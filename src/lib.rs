@@ -14,7 +14,9 @@
 //! | `eventbus-schema` ([`schema`]) | Avro: parsing, limits, validation, JSON | core |
 //! | `eventbus-rocksdb` | the RocksDB store and log backend | core |
 //! | `eventbus-jetstream` | the NATS JetStream log backend | core |
+//! | `eventbus-objects` ([`objects`]) | sObjects, change event schemas, bitmaps | core, schema |
 //! | `eventbus-broker` ([`broker`]) | the engine | core, schema |
+//! | `eventbus-cdc` ([`cdc`]) | records and their change events | core, schema, objects, broker |
 //! | `eventbus` (this crate) | protocol, server, clients, binary | all of the above |
 //!
 //! The re-exports below keep one path per layer for this crate's code and
@@ -42,7 +44,9 @@
 //! only with the default `rocksdb` feature; the fuzz build turns it off.
 
 pub use eventbus_broker as broker;
+pub use eventbus_cdc as cdc;
 pub use eventbus_core::{error, log, types};
+pub use eventbus_objects as objects;
 pub use eventbus_schema as schema;
 
 pub mod api;
