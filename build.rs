@@ -12,6 +12,7 @@ fn main() -> anyhow::Result<()> {
     let protos = [
         "proto/eventbus/v1/pubsub_api.proto",
         "proto/eventbus/admin/v1/admin.proto",
+        "proto/eventbus/admin/v1/cdc.proto",
     ];
     tonic_prost_build::configure()
         .bytes(".")

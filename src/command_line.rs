@@ -71,6 +71,14 @@ pub enum Command {
     /// (ManagedSubscribe keeps their committed position on the server).
     #[command(subcommand)]
     Managed(crate::cli::ManagedCommand),
+    /// Change Data Capture: enable objects, list them, publish gap and
+    /// overflow events.
+    #[command(subcommand)]
+    Cdc(crate::cli::CdcCommand),
+    /// Create, update, delete, undelete or read records of CDC-enabled
+    /// objects; each change publishes its change event.
+    #[command(subcommand)]
+    Record(crate::cli::RecordCommand),
     /// Publish JSON events, encoded to Avro with the topic's schema.
     Publish(crate::cli::PublishArgs),
     /// Subscribe and print events as JSON lines.
@@ -262,6 +270,8 @@ impl Command {
             Command::Topic(t) => crate::cli::topic(t).await,
             Command::Schema(s) => crate::cli::schema(s).await,
             Command::Managed(m) => crate::cli::managed(m).await,
+            Command::Cdc(c) => crate::cli::cdc(c).await,
+            Command::Record(r) => crate::cli::record(r).await,
             Command::Publish(p) => crate::cli::publish(p).await,
             Command::Subscribe(s) => crate::cli::subscribe(s).await,
             Command::Top(t) => crate::cli::top(t).await,

@@ -271,6 +271,12 @@ pub struct ServeArgs {
     /// `access_token`) is accepted.
     #[arg(long, env = "EVENTBUS_SESSION_LIFETIME", default_value = "2h", value_parser = parse_duration)]
     pub session_lifetime: Duration,
+    /// The commit number of each org's first Change Data Capture
+    /// transaction; later ones count up from it. Salesforce's commit numbers
+    /// can pass 2^53 (9007199254740992), past what a JavaScript number holds
+    /// exactly: set this above it to test a consumer against that case.
+    #[arg(long, env = "EVENTBUS_CDC_FIRST_COMMIT_NUMBER", default_value_t = 1)]
+    pub cdc_first_commit_number: u64,
     /// Most Subscribe streams open at once per tenant (0: no limit); more
     /// get RESOURCE_EXHAUSTED `concurrent.client.limit.exceeded`.
     #[arg(

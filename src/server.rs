@@ -87,6 +87,7 @@ pub struct Server {
         Arc<crate::auth::org::Directory>,
         Arc<crate::auth::org::Sessions>,
     ),
+    cdc: Arc<crate::cdc::Cdc>,
 }
 
 impl Server {
@@ -119,6 +120,7 @@ impl Server {
         let opened = crate::backend::open(&args, metrics.clone()).await?;
         let mut broker_cfg = args.broker();
         broker_cfg.max_event_bytes = opened.max_event_bytes;
+        let log = opened.log.clone();
         let broker = Broker::open(opened.log, broker_cfg, metrics).await?;
         // `topics = ""` in the config file means none. The default tenant
         // gets the folder, and so do the tenants `topics_tenants` lists or,
@@ -140,6 +142,16 @@ impl Server {
             let _ = broker.close().await;
             return Err(e.into());
         }
+        let cdc =
+            match Self::change_data_capture(&args, &broker, log, metadata.as_deref(), &tenants)
+                .await
+            {
+                Ok(cdc) => cdc,
+                Err(e) => {
+                    let _ = broker.close().await;
+                    return Err(e);
+                }
+            };
         tracing::info!(topics = broker.topics().len(), "topics loaded");
         let bind = |addr: Result<Option<std::net::SocketAddr>, String>, what: &'static str| async move {
             match addr.map_err(ServerError::Config)? {
@@ -170,7 +182,52 @@ impl Server {
             http_tls,
             auth,
             login: (directory, sessions),
+            cdc,
         })
+    }
+
+    /// The Change Data Capture engine: the standard objects, with the
+    /// objects and channel members of the `--metadata` project; its members
+    /// are enabled for the default tenant and each of `tenants`.
+    async fn change_data_capture(
+        args: &ServeArgs,
+        broker: &Arc<Broker>,
+        log: crate::log::SharedLog,
+        metadata: Option<&std::path::Path>,
+        tenants: &[crate::types::TenantId],
+    ) -> Result<Arc<crate::cdc::Cdc>, ServerError> {
+        let mut catalog = crate::objects::model::ObjectCatalog::standard();
+        let members = match metadata {
+            Some(dir) => crate::cdc::project::load_project(dir, &mut catalog)
+                .map_err(|e| ServerError::Config(format!("--metadata {}: {e}", dir.display())))?,
+            None => Vec::new(),
+        };
+        let cfg = crate::cdc::CdcConfig {
+            first_commit_number: args.cdc_first_commit_number,
+        };
+        let cdc = crate::cdc::Cdc::new(broker.clone(), log, catalog, cfg)
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        let mut all = vec![crate::types::TenantId::from_stored(
+            crate::broker::DEFAULT_TENANT_GUID,
+        )];
+        all.extend(
+            tenants
+                .iter()
+                .filter(|t| !all.contains(t))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let enabled = cdc
+            .provision_members(&members, &all)
+            .await
+            .map_err(|e| ServerError::Config(format!("--metadata: {e}")))?;
+        if !enabled.is_empty() {
+            tracing::info!(
+                members = members.len(),
+                "change data capture members enabled"
+            );
+        }
+        Ok(Arc::new(cdc))
     }
 
     /// The bound address of the plaintext health listener, when it is on.
@@ -219,6 +276,7 @@ impl Server {
             http_tls,
             auth,
             login: (directory, sessions),
+            cdc,
         } = self;
         let tls_on = tls.is_some();
         let tasks = TaskTracker::new();
@@ -250,6 +308,12 @@ impl Server {
         let pubsub = RequestLimit::new(pubsub, broker.metrics().clone(), args.max_request_bytes);
         let admin = admin_pb::admin_server::AdminServer::new(
             AdminService::new(broker.clone()).with_auth(auth.clone()),
+        )
+        .max_decoding_message_size(args.max_request_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+        let cdc_admin = admin_pb::change_data_capture_server::ChangeDataCaptureServer::new(
+            crate::api::cdc::CdcService::new(cdc.clone(), auth.clone(), broker.metrics().clone()),
         )
         .max_decoding_message_size(args.max_request_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
@@ -315,6 +379,7 @@ impl Server {
                     tls: http_tls.is_some(),
                 },
                 limits: limits.clone(),
+                cdc: Some(cdc.clone()),
             };
             let listener = transport
                 .http_listener(listener, http_tls, "http")
@@ -370,6 +435,7 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_service(pubsub)
             .add_service(admin)
+            .add_service(cdc_admin)
             .serve_with_incoming_shutdown(incoming, signal);
         let mut serve = std::pin::pin!(serve);
         let result = tokio::select! {

@@ -29,6 +29,8 @@ pub struct HttpContext {
     pub login: Login,
     /// Per-tenant publish budgets, shared with gRPC (REST publishes).
     pub limits: Arc<crate::api::limits::Limits>,
+    /// Records and their change events (REST sObject records).
+    pub cdc: Option<Arc<crate::cdc::Cdc>>,
 }
 
 async fn not_found() -> Response {
@@ -52,6 +54,7 @@ pub fn router(ctx: &HttpContext) -> axum::Router {
             ctx.broker.clone(),
             ctx.auth.clone(),
             ctx.limits.clone(),
+            ctx.cdc.clone(),
         ))
         .fallback(not_found)
 }

@@ -5,6 +5,7 @@
 //! layouts; everything goes through [`crate::broker::Broker`].
 
 pub mod admin;
+pub mod cdc;
 pub mod convert;
 pub mod http;
 pub mod limits;

@@ -1,5 +1,6 @@
 //! The client commands of the `eventbus` binary: `topic`, `schema`,
-//! `login`, `managed`, `org`, `publish`, `subscribe`, `token`, `top`.
+//! `login`, `managed`, `org`, `publish`, `subscribe`, `token`, `top`, `cdc`,
+//! `record`.
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
@@ -10,6 +11,7 @@
 //! like any other and sees only what the wire shows. It does not know the
 //! load generator either: both share [`crate::client`].
 
+mod cdc;
 mod commands;
 mod format;
 mod login;
@@ -29,6 +31,7 @@ use clap::{Args, Subcommand};
 
 use crate::client::parse_duration;
 
+pub use cdc::{CdcCommand, RecordCommand, record, run as cdc};
 pub use commands::{schema, topic};
 pub use login::{LoginArgs, run as login};
 pub use managed::run as managed;

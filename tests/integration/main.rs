@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod cdc;
 mod cli;
 mod common;
 mod crash;
@@ -14,6 +15,7 @@ mod durability;
 mod faults;
 mod graceful;
 mod hostile;
+mod http_client;
 mod jetstream;
 mod jetstream_startup;
 mod leaks;

@@ -19,19 +19,33 @@
 //! | `GET …/vNN.N/event/eventSchema/{id}` | a schema of the org by id |
 //! | `POST …/vNN.N/composite/sobjects` | publish up to 200 events |
 //! | `GET …/vNN.N/limits` | allocations, counted from real use |
+//!
+//! With Change Data Capture (records of the objects enabled on the
+//! `ChangeEvents` channel, see the `records` module):
+//!
+//! | Route | |
+//! |---|---|
+//! | `POST …/vNN.N/sobjects/{Object}` | create a record |
+//! | `GET\|PATCH\|DELETE …/vNN.N/sobjects/{Object}/{id}` | read, update, delete it |
+//! | `POST\|PATCH …/vNN.N/composite/sobjects` | create or update up to 200 records |
+//! | `DELETE …/vNN.N/composite/sobjects?ids=…` | delete up to 200 records |
 
 mod allocations;
 mod describe;
 mod fields;
 mod publish;
+mod records;
 mod reply;
+
+pub(crate) use records::shown as shown_record;
+pub(crate) use reply::user_id;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -41,6 +55,7 @@ use self::reply::RestError;
 use super::limits::Limits;
 use crate::auth::{Authenticator, Caller};
 use crate::broker::Broker;
+use crate::cdc::Cdc;
 
 /// Largest request body read, in bytes: 200 records of a few KiB each
 /// with room to spare; an event's own payload cap (1 MiB by default) is
@@ -53,6 +68,7 @@ struct Shared {
     auth: Arc<Authenticator>,
     calls: Arc<allocations::ApiCalls>,
     limits: Arc<Limits>,
+    cdc: Option<Arc<Cdc>>,
 }
 
 impl Shared {
@@ -65,13 +81,24 @@ impl Shared {
         self.calls.count(&caller.tenant);
         Ok((v, caller))
     }
+
+    /// The records engine, or `NOT_FOUND` on a server without one.
+    fn cdc(&self) -> Result<&Cdc, RestError> {
+        self.cdc.as_deref().ok_or_else(RestError::not_found)
+    }
 }
 
 /// The REST API's routes, ready to merge into the HTTP listener's router.
 ///
 /// REST publishes are charged to the tenant's publish rate in `limits`,
-/// the same budget gRPC publishes use.
-pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>, limits: Arc<Limits>) -> Router {
+/// the same budget gRPC publishes use. With `cdc`, records of the objects
+/// enabled for Change Data Capture are served too.
+pub fn router(
+    broker: Arc<Broker>,
+    auth: Arc<Authenticator>,
+    limits: Arc<Limits>,
+    cdc: Option<Arc<Cdc>>,
+) -> Router {
     // Each path also with a trailing slash: simple-salesforce and the
     // official examples send `…/sobjects/X__e/`.
     let both = |r: Router<Shared>, path: &str, route: axum::routing::MethodRouter<Shared>| {
@@ -101,8 +128,15 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>, limits: Arc<Limits>
     );
     r = both(
         r,
+        "/services/data/{version}/sobjects/{name}/{id}",
+        get(record_get).patch(record_update).delete(record_delete),
+    );
+    r = both(
+        r,
         "/services/data/{version}/composite/sobjects",
-        post(composite),
+        post(composite)
+            .patch(composite_update)
+            .delete(composite_delete),
     );
     r = both(
         r,
@@ -120,6 +154,7 @@ pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>, limits: Arc<Limits>
             auth,
             calls: Arc::default(),
             limits,
+            cdc,
         })
 }
 
@@ -281,6 +316,13 @@ async fn create(
     let run = async {
         let (v, caller) = s.call(&version, &headers)?;
         let body = body(read)?;
+        if !records::is_event(&name) {
+            let cdc = s.cdc()?;
+            let value = publish::parse_body(&body)?;
+            let actor = records::actor(&caller, v, &headers);
+            let saved = records::create(cdc, &actor, &name, value).await?;
+            return Ok((StatusCode::CREATED, saved));
+        }
         let saved = publish::one(
             publish::Publisher::new(&s.broker, &s.limits, &caller),
             v,
@@ -302,12 +344,122 @@ async fn composite(
     let run = async {
         let (v, caller) = s.call(&version, &headers)?;
         let body = body(read)?;
+        let value = publish::parse_body(&body)?;
+        if let Ok((all_or_none, list)) = records::composite_records(&value)
+            && !list.is_empty()
+            && list
+                .iter()
+                .all(|r| records::record_type(r).is_some_and(|t| !records::is_event(t)))
+        {
+            let cdc = s.cdc()?;
+            let actor = records::actor(&caller, v, &headers);
+            let results = records::composite(cdc, &actor, list, all_or_none, false).await?;
+            return Ok((StatusCode::OK, results));
+        }
         let results = publish::many(
             publish::Publisher::new(&s.broker, &s.limits, &caller),
             v,
             &body,
         )
         .await?;
+        Ok((StatusCode::OK, results))
+    };
+    answer(run.await)
+}
+
+/// `GET sobjects/{Object}/{id}`.
+async fn record_get(
+    State(s): State<Shared>,
+    Path((version, name, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let run = async {
+        let (v, caller) = s.call(&version, &headers)?;
+        let record = records::get(s.cdc()?, &caller, v, &name, &id).await?;
+        Ok((StatusCode::OK, record))
+    };
+    answer(run.await)
+}
+
+/// `PATCH sobjects/{Object}/{id}`: `204 No Content`.
+async fn record_update(
+    State(s): State<Shared>,
+    Path((version, name, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    read: Result<Bytes, BytesRejection>,
+) -> Response {
+    let run = async {
+        let (v, caller) = s.call(&version, &headers)?;
+        let value = publish::parse_body(&body(read)?)?;
+        let actor = records::actor(&caller, v, &headers);
+        records::update(s.cdc()?, &actor, &name, &id, value).await
+    };
+    no_content(run.await)
+}
+
+/// `DELETE sobjects/{Object}/{id}`: `204 No Content`.
+async fn record_delete(
+    State(s): State<Shared>,
+    Path((version, name, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let run = async {
+        let (v, caller) = s.call(&version, &headers)?;
+        let actor = records::actor(&caller, v, &headers);
+        records::delete(s.cdc()?, &actor, &name, &id).await
+    };
+    no_content(run.await)
+}
+
+fn no_content(result: Result<(), RestError>) -> Response {
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PATCH composite/sobjects`: updates up to 200 records.
+async fn composite_update(
+    State(s): State<Shared>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    read: Result<Bytes, BytesRejection>,
+) -> Response {
+    let run = async {
+        let (v, caller) = s.call(&version, &headers)?;
+        let value = publish::parse_body(&body(read)?)?;
+        let (all_or_none, list) = records::composite_records(&value)?;
+        let actor = records::actor(&caller, v, &headers);
+        let results = records::composite(s.cdc()?, &actor, list, all_or_none, true).await?;
+        Ok((StatusCode::OK, results))
+    };
+    answer(run.await)
+}
+
+/// The query of `DELETE composite/sobjects`.
+#[derive(serde::Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    ids: String,
+    #[serde(default, rename = "allOrNone")]
+    all_or_none: Option<String>,
+}
+
+/// `DELETE composite/sobjects?ids=…&allOrNone=…`.
+async fn composite_delete(
+    State(s): State<Shared>,
+    Path(version): Path<String>,
+    Query(q): Query<DeleteQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let run = async {
+        let (v, caller) = s.call(&version, &headers)?;
+        let all_or_none = q
+            .all_or_none
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case("true"));
+        let actor = records::actor(&caller, v, &headers);
+        let results = records::composite_delete(s.cdc()?, &actor, &q.ids, all_or_none).await?;
         Ok((StatusCode::OK, results))
     };
     answer(run.await)

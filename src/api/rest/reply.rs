@@ -126,7 +126,7 @@ pub(super) fn derived_id(prefix: &str, seed: &[u8]) -> String {
 /// The user id that fills `CreatedById`: the caller's principal when it is
 /// a user id (`005…`, 15 or 18 characters), else an id derived from the
 /// org and the principal, stable across calls and restarts.
-pub(super) fn user_id(caller: &Caller) -> String {
+pub(crate) fn user_id(caller: &Caller) -> String {
     if let Some(id) = &caller.user_id {
         return if id.len() == 15 { id18(id) } else { id.clone() };
     }
