@@ -236,13 +236,14 @@ async fn record_changes_over_rest_become_change_events_salesforce_encodes() {
     assert_eq!(record["BillingCity"], "Lyon");
     assert_eq!(record["Phone"], Value::Null);
     assert_eq!(record["NumberOfEmployees"], 12);
-    // DELETE, then GET finds nothing; UNDELETE through the service.
+    // DELETE, then GET finds it in the recycle bin; UNDELETE through the
+    // service.
     let (status, got) = http(http_addr, "DELETE", &path, None, None).await;
     assert_eq!(status, 204, "{got}");
     let (status, got) = http(http_addr, "GET", &path, None, None).await;
     assert_eq!(
         (status, &got[0]["errorCode"]),
-        (404, &json!("NOT_FOUND")),
+        (404, &json!("ENTITY_IS_DELETED")),
         "{got}"
     );
     let (status, got) = http(http_addr, "DELETE", &path, None, None).await;

@@ -190,7 +190,7 @@ async fn bad_publishes_get_salesforce_errors_and_store_nothing() {
             "NOT_FOUND",
         ),
         (
-            "/services/data/v62.0/sobjects/Account/",
+            "/services/data/v62.0/sobjects/Nope/",
             b"{}".to_vec(),
             404,
             "NOT_FOUND",

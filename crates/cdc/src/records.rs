@@ -116,9 +116,9 @@ impl Cdc {
     /// object.
     ///
     /// # Errors
-    /// [`CdcError::RecordNotFound`] for an unknown, malformed or deleted id
-    /// (a deleted record is in the recycle bin, which REST does not read);
-    /// storage failures.
+    /// [`CdcError::RecordNotFound`] for an unknown or malformed id,
+    /// [`CdcError::EntityDeleted`] for a record in the recycle bin (which
+    /// REST does not read); storage failures.
     pub async fn get(
         &self,
         tenant: &TenantId,
@@ -127,8 +127,9 @@ impl Cdc {
     ) -> Result<(&ObjectDef, Record), CdcError> {
         let (obj, id) = self.locate(object, id)?;
         match self.load(tenant, &record_key(&obj.name, &id)).await? {
-            Some(Loaded { record, .. }) if !is_deleted(&record) => Ok((obj, record)),
-            _ => Err(CdcError::RecordNotFound(id)),
+            Some(Loaded { record, .. }) if is_deleted(&record) => Err(CdcError::EntityDeleted(id)),
+            Some(Loaded { record, .. }) => Ok((obj, record)),
+            None => Err(CdcError::RecordNotFound(id)),
         }
     }
 

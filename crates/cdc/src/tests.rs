@@ -171,7 +171,7 @@ async fn delete_and_undelete_follow_the_recycle_bin() {
     cdc.apply(&actor(), vec![del(&id)], true).await.unwrap();
     assert!(matches!(
         cdc.get(&tenant, None, &id).await,
-        Err(CdcError::RecordNotFound(_))
+        Err(CdcError::EntityDeleted(_))
     ));
     let r = cdc.apply(&actor(), vec![del(&id)], true).await.unwrap();
     assert!(matches!(r.results[0], Err(CdcError::EntityDeleted(_))));
