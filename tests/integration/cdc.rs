@@ -771,3 +771,61 @@ async fn a_dx_project_enables_objects_and_adds_custom_fields_and_objects() {
     let record: Value = serde_json::from_str(&events[1].0).expect("schema");
     assert_eq!(record["name"], "Vehicle__ChangeEvent");
 }
+
+#[tokio::test]
+async fn an_update_of_long_text_is_sent_as_a_diff_listed_in_diff_fields() {
+    let server = start_with(cdc_server()).await;
+    enable(&server, "Account").await;
+    let addr = server.tooling.expect("http");
+    let lines: Vec<String> = (0..20)
+        .map(|i| format!("Line {i} of a long account description, long enough to count."))
+        .collect();
+    let old = lines.join("\n");
+    let mut changed = lines.clone();
+    changed[7] = "Line 7 was rewritten by the update.".to_owned();
+    let new = changed.join("\n");
+    assert!(old.len() >= 1000 && new.len() >= 1000);
+    let (status, made) = send(
+        addr,
+        "POST",
+        &format!("{V}/sobjects/Account"),
+        &json!({"Name": "Long", "Description": old}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let id = made["id"].as_str().expect("id");
+    let (status, got) = send(
+        addr,
+        "PATCH",
+        &format!("{V}/sobjects/Account/{id}"),
+        &json!({"Description": new}),
+    )
+    .await;
+    assert_eq!(status, 204, "{got}");
+    let events = read(&server, "/data/AccountChangeEvent", 2).await;
+    let (schema, update) = &events[1];
+    let h = &update["ChangeEventHeader"];
+    assert_eq!(names(schema, &h["diffFields"]), sorted(&["Description"]));
+    assert!(names(schema, &h["changedFields"]).contains(&"Description".to_owned()));
+    let diff = update["Description"].as_str().expect("diff text");
+    assert!(diff.starts_with("--- \n+++ "), "{diff}");
+    assert!(diff.contains("@@ -8,1 +8,1 @@"), "{diff}");
+    assert!(
+        diff.contains("+Line 7 was rewritten by the update."),
+        "{diff}"
+    );
+    assert_eq!(
+        eventbus::objects::textdiff::apply(&old, diff).expect("applies"),
+        new
+    );
+    // The record itself holds the whole new value.
+    let (_, record) = http(
+        addr,
+        "GET",
+        &format!("{V}/sobjects/Account/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(record["Description"], json!(new));
+}
