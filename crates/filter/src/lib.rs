@@ -7,7 +7,8 @@
 //! Must not: depend on any other eventbus crate, do I/O, or panic or overflow the stack on
 //! any input (every recursion is bounded by [`MAX_DEPTH`]).
 //!
-//! The language, in short (see the README of issue 22 for sources):
+//! The language, in short (Salesforce's "Filter Expression Format" and "Field
+//! Considerations" pages of the Change Data Capture and Platform Events guides):
 //! - `Field op value`, with `=`, `!=`, `<`, `<=`, `>`, `>=`, `LIKE` (text only; `%` any run,
 //!   `_` one character), `IN (v, …)`, `NOT IN (v, …)`; terms joined by `AND` or `OR`
 //!   (mixing the two needs parentheses, as in SOQL); `NOT term`; parentheses. Keywords are

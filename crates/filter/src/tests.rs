@@ -636,6 +636,14 @@ fn closures_serve_as_field_lists() {
     assert_eq!(e.reason, "No such field 'Y__c'");
 }
 
+#[test]
+fn filters_and_bound_filters_cross_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Filter>();
+    shareable::<Bound>();
+    shareable::<FilterError>();
+}
+
 // ---- properties -----------------------------------------------------------------------
 
 fn field_name() -> impl Strategy<Value = String> {
