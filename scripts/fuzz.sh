@@ -19,7 +19,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root/fuzz"
 
-targets=(avro_validate schema_walk schema_register replay_id topics_folder json_to_avro service_stream)
+targets=(avro_validate schema_walk schema_register replay_id topics_folder json_to_avro service_stream filter_parse)
 which="${1:-all}"
 seconds="${2:-600}"
 rss_mb="${FUZZ_RSS_MB:-2048}"

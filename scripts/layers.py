@@ -32,9 +32,16 @@ CRATES = {
     "crates/jetstream": ("eventbus-jetstream", {"eventbus-core"}),
     "crates/broker": ("eventbus-broker", {"eventbus-core", "eventbus-schema"}),
     "crates/objects": ("eventbus-objects", {"eventbus-core", "eventbus-schema"}),
+    "crates/filter": ("eventbus-filter", set()),
     "crates/cdc": (
         "eventbus-cdc",
-        {"eventbus-core", "eventbus-schema", "eventbus-objects", "eventbus-broker"},
+        {
+            "eventbus-core",
+            "eventbus-schema",
+            "eventbus-objects",
+            "eventbus-broker",
+            "eventbus-filter",
+        },
     ),
     ".": (
         "eventbus",
@@ -46,6 +53,7 @@ CRATES = {
             "eventbus-broker",
             "eventbus-objects",
             "eventbus-cdc",
+            "eventbus-filter",
         },
     ),
 }

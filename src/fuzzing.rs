@@ -2,7 +2,7 @@
 //! shared with the unit test below that replays the saved corpora and fixed crashers.
 //!
 //! Owns: turning fuzzer bytes into calls of the real parsers (schema, payload validator,
-//! replay ids, topics folder, JSON encoder) and of the real [`PubSubService`], and the
+//! replay ids, topics folder, JSON encoder, channel filter expressions) and of the real [`PubSubService`], and the
 //! invariants each target checks. A broken invariant panics, which libFuzzer reports as a
 //! crash.
 //! Must not: be part of the server (it is compiled only for tests and with the `fuzzing`
@@ -483,6 +483,24 @@ pub fn replay_id(data: &[u8]) {
         "display is not hex"
     );
     assert_eq!(ReplayId::from(Offset(id.offset().0)).offset(), id.offset());
+}
+
+/// Target `filter_parse`: channel member filter text (UTF-8, lossily) through the filter
+/// parser; what parses prints a canonical text that parses to the same filter and prints
+/// the same again, and its field list is the reparse's.
+pub fn filter_parse(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(filter) = eventbus_filter::parse(&text) else {
+        return;
+    };
+    let printed = filter.to_string();
+    let again = match eventbus_filter::parse(&printed) {
+        Ok(f) => f,
+        Err(e) => panic!("canonical text {printed:?} of {text:?} does not parse: {e}"),
+    };
+    assert_eq!(again, filter, "reparse of {printed:?} differs");
+    assert_eq!(again.to_string(), printed, "canonical text is not stable");
+    assert_eq!(again.fields(), filter.fields(), "field lists differ");
 }
 
 /// Target `topics_folder`: a relative path (up to a NUL) and file contents through the
@@ -1115,6 +1133,14 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     r.extend_from_slice(&u16::try_from(raw.len()).unwrap_or(0).to_le_bytes());
     r.extend_from_slice(&raw);
     out.push(("service_stream", r));
+    for filter in [
+        "City__c = 'San Francisco'",
+        "NumberOfEmployees > 1000 AND (Industry = 'Agriculture' OR Industry = 'Banking')",
+        "ChangeEventHeader.changeType IN ('UPDATE', 'CREATE') AND NOT IsActive__c = false",
+        "LastViewedDate > 2021-11-03T09:30:11-08:00 OR OpenTime__c >= 14:30:00Z",
+    ] {
+        out.push(("filter_parse", filter.as_bytes().to_vec()));
+    }
     out
 }
 
@@ -1126,7 +1152,7 @@ mod tests {
     type Target = fn(&[u8]);
 
     /// Every target, by the name of its corpus folder.
-    const TARGETS: [(&str, Target); 7] = [
+    const TARGETS: [(&str, Target); 8] = [
         ("avro_validate", avro_validate),
         ("schema_walk", schema_walk),
         ("schema_register", schema_register),
@@ -1134,6 +1160,7 @@ mod tests {
         ("topics_folder", topics_folder),
         ("json_to_avro", json_to_avro),
         ("service_stream", service_stream),
+        ("filter_parse", filter_parse),
     ];
 
     fn files(dir: &Path) -> Vec<PathBuf> {
