@@ -190,7 +190,8 @@ impl JetStreamTopicLog {
         // `load_catalog`.
         watch::start(&inner).await?;
         follow::watch_deletions(&inner).await?;
-        outbox::start(&inner).await?;
+        // Boxed like `Inner::open`: the stream request future is large.
+        Box::pin(outbox::start(&inner)).await?;
         Ok(Self { inner })
     }
 

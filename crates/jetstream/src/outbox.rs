@@ -520,10 +520,8 @@ async fn scan(
     loop {
         let batch = timed("scan", async {
             let batch = consumer.fetch().max_messages(SCAN_BATCH).messages().await?;
-            batch
-                .try_collect::<Vec<jetstream::Message>>()
-                .await
-                .map_err(async_nats::Error::from)
+            let messages: Vec<jetstream::Message> = batch.try_collect().await?;
+            Ok::<_, async_nats::Error>(messages)
         })
         .await?;
         if batch.is_empty() {
@@ -633,7 +631,7 @@ mod tests {
         let mut longer = body.clone();
         longer.push(0);
         assert!(matches!(decode_entry(&longer), Err(LogError::Corrupt(_))));
-        let mut version = body.clone();
+        let mut version = body;
         version[0] = 9;
         assert!(matches!(decode_entry(&version), Err(LogError::Corrupt(_))));
         // A count claiming more parts than there are bytes.
