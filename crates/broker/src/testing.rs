@@ -123,6 +123,13 @@ impl EventLog for TokioLeaseLog {
         self.inner.append(topic, events).await
     }
 
+    async fn append_many(
+        &self,
+        parts: Vec<(TopicId, Vec<NewEvent>)>,
+    ) -> Result<Vec<Vec<Offset>>, LogError> {
+        self.inner.append_many(parts).await
+    }
+
     async fn read(
         &self,
         topic: TopicId,

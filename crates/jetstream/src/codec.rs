@@ -60,6 +60,23 @@ pub(crate) fn encode_headers(event: &NewEvent, repeat: usize) -> HeaderMap {
             h.insert(H_ID, text.as_ref());
         }
     }
+    event_headers(event, &mut h);
+    h
+}
+
+/// The NATS headers of one event deduplicated by `msg_id` rather than by
+/// its own id (which travels in `Eb-Id`, `~` when empty, so the message id
+/// is never read back as the event id).
+pub(crate) fn encode_headers_as(event: &NewEvent, msg_id: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(H_SCHEMA, header_text(event.schema_id.as_str()).as_ref());
+    h.insert(H_MSG_ID, msg_id);
+    h.insert(H_ID, header_text(event.id.as_str()).as_ref());
+    event_headers(event, &mut h);
+    h
+}
+
+fn event_headers(event: &NewEvent, h: &mut HeaderMap) {
     for header in &event.headers {
         h.append(
             H_HEADER,
@@ -70,7 +87,6 @@ pub(crate) fn encode_headers(event: &NewEvent, repeat: usize) -> HeaderMap {
             ),
         );
     }
-    h
 }
 
 pub(crate) fn decode_event(
@@ -149,6 +165,16 @@ mod tests {
                 value: Bytes::from_static(b"\x00\r\n"),
             }],
         };
+        let as_outbox = encode_headers_as(&event, "ob1-0-0");
+        let back = decode_event(1, 2, Some(&as_outbox), event.payload.clone()).expect("decodes");
+        assert_eq!(back.event, event);
+        let anonymous = NewEvent {
+            id: EventId::new(""),
+            ..event.clone()
+        };
+        let as_outbox = encode_headers_as(&anonymous, "ob1-0-0");
+        let back = decode_event(1, 2, Some(&as_outbox), event.payload.clone()).expect("decodes");
+        assert_eq!(back.event, anonymous, "the message id is not the event id");
         for repeat in [0, 2] {
             let headers = encode_headers(&event, repeat);
             let back = decode_event(7, 9, Some(&headers), event.payload.clone())

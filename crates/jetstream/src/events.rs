@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use eventbus_core::log::{
     EpochMillis, EventLog, LogBounds, LogError, NewEvent, StorageStats, StoredEvent,
+    check_distinct_topics,
 };
 use eventbus_core::types::{Offset, TopicId};
 
@@ -207,6 +208,32 @@ impl EventLog for JetStreamTopicLog {
             .spawn(async move { inner.append_locked(topic, &handle, events).await });
         task.await
             .map_err(|e| LogError::storage_in("append task failed", e))?
+    }
+
+    async fn append_many(
+        &self,
+        parts: Vec<(TopicId, Vec<NewEvent>)>,
+    ) -> Result<Vec<Vec<Offset>>, LogError> {
+        check_distinct_topics(&parts)?;
+        if parts.iter().all(|(_, events)| events.is_empty()) {
+            return Ok(vec![Vec::new(); parts.len()]);
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        let handles = parts
+            .iter()
+            .map(|(topic, _)| self.inner.handle(*topic))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inner = self.inner.clone();
+        // A task of its own, as for `append`: once the outbox entry is
+        // stored the call goes on whether or not its caller waits.
+        let task = self
+            .inner
+            .tasks
+            .spawn(async move { inner.append_many_locked(parts, handles).await });
+        task.await
+            .map_err(|e| LogError::storage_in("append_many task failed", e))?
     }
 
     async fn read(

@@ -26,7 +26,9 @@
 //!   `EB_records` (key: `<tenant>.<record key>`, value: the record, revision:
 //!   the KV revision) and `EB_counters` (key: `<tenant>.<counter name>`,
 //!   value: decimal); record keys and counter names keep their `.`s as
-//!   token separators, an empty token is written `=`.
+//!   token separators, an empty token is written `=`;
+//! - stream `EB_outbox`, subject `eb.outbox`: one message per unfinished
+//!   `append_many` call (see below), deleted once the call is complete.
 //!
 //! An event is one message: the payload is the body; headers carry the
 //! schema id (`Eb-Schema`), the event id (`Nats-Msg-Id`, so JetStream drops a
@@ -78,6 +80,24 @@
 //!   on [`CatalogChange::TopicDeleted`], makes it deterministic.
 //!   `register_topic` of a deleted id would create an empty stream again
 //!   (ids are never reused, so only a stale caller can do that).
+//! - `append_many` has no transaction across streams: the call's parts are
+//!   first stored as one outbox message, then each part is published with
+//!   message ids `ob<outbox sequence>-<part>-<index>` (instead of the event
+//!   ids: an event retried by a client is not deduplicated across calls
+//!   here), then the outbox message is deleted. A call interrupted after
+//!   the outbox message (a crash, a failed publish) is completed by any
+//!   process once the message is 60 s old (a running call is done by then,
+//!   and the default 2-minute duplicate window still covers it; each
+//!   process checks at connect and every 10 s): for each part it reads the stream
+//!   after the sequence recorded in the message and publishes only the
+//!   events not there, so nothing is doubled even after the duplicate
+//!   window passed. Until then a reader may see one part without the
+//!   others; offsets of a completed part are whatever the stream assigns.
+//!   A failure before the outbox message is stored stores nothing; one after
+//!   it fails the call but the parts are still stored later (the caller
+//!   cannot tell: like a publish whose ack was lost). All of one call's
+//!   events must fit one NATS message (`max_payload`), or it fails with
+//!   [`LogError::TooLarge`]. A part whose topic was deleted is dropped.
 //! - A record must fit the NATS servers' `max_payload` with its subject
 //!   (the default 1 MiB is a few hundred bytes short of the largest record
 //!   the contract allows); a larger one fails with [`LogError::TooLarge`].
@@ -91,7 +111,8 @@
 //! (reused while the subscriber reads on, dropped by the server after
 //! [`READER_IDLE`] unused), one stream-info request per topic every
 //! [`REFRESH_INTERVAL`], and three key-value watches; one short-lived
-//! ordered consumer per record listing.
+//! ordered consumer per record listing; one outbox stream-info request every
+//! 10 s, and per `append_many` call one more message published and deleted.
 //!
 //! Modules, one concern each: `config` (where and how to connect), `error`
 //! (client errors as log errors), `codec` (an event as NATS headers and
@@ -99,7 +120,8 @@
 //! handles and tasks share), `events` (the [`EventLog`] methods and the
 //! append path), `readers` (the reader cache), `follow` (tail followers and
 //! the stream-deleted advisories), `catalog` (the [`CatalogStore`] methods
-//! and the topic id counter), `watch` (the catalog change feed) and `lease`
+//! and the topic id counter), `outbox` (`append_many` across streams and
+//! completing interrupted calls), `watch` (the catalog change feed) and `lease`
 //! (the [`LeaseStore`] methods on the leases bucket) and `records` (the
 //! [`RecordStore`] methods on the records and counters buckets).
 //!
@@ -116,6 +138,7 @@ mod events;
 mod follow;
 mod keys;
 mod lease;
+mod outbox;
 mod readers;
 mod records;
 mod state;
@@ -167,6 +190,8 @@ impl JetStreamTopicLog {
         // `load_catalog`.
         watch::start(&inner).await?;
         follow::watch_deletions(&inner).await?;
+        // Boxed like `Inner::open`: the stream request future is large.
+        Box::pin(outbox::start(&inner)).await?;
         Ok(Self { inner })
     }
 

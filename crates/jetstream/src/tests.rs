@@ -725,3 +725,130 @@ async fn a_record_above_max_payload_is_too_large() {
     ));
     assert_eq!(log.get_record(&tenant, "big").await.expect("get"), None);
 }
+
+/// The outbox stream's message count.
+async fn outbox_entries(log: &JetStreamTopicLog) -> u64 {
+    let inner = &log.inner;
+    let outbox = inner
+        .js
+        .get_stream(inner.outbox_stream())
+        .await
+        .expect("outbox stream");
+    outbox.cached_info().state.messages
+}
+
+async fn events_of(log: &JetStreamTopicLog, topic: TopicId) -> Vec<(u64, NewEvent)> {
+    log.read(topic, Offset(0), 100, usize::MAX)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|e| (e.offset.0, e.event))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_append_many_is_completed_once_by_a_new_connection() {
+    let server = NatsServer::start();
+    // A short duplicate window, passed before the completion: only the
+    // check of the streams keeps the completion from doubling part 0.
+    let cfg = JetStreamConfig {
+        duplicate_window: Duration::from_secs(1),
+        ..server.config()
+    };
+    let (a, b) = (TopicId(1), TopicId(2));
+    let parts = vec![
+        (a, vec![ev("s1", 1), ev("s2", 2)]),
+        (b, vec![ev("d1", 3)]),
+        (TopicId(3), vec![]),
+    ];
+    {
+        let crashed = connect(&server, &cfg).await;
+        for t in [a, b, TopicId(3)] {
+            crashed.register_topic(t).await.expect("register");
+        }
+        crashed
+            .append(a, vec![ev("before", 0)])
+            .await
+            .expect("append");
+        // As if the process died after the entry and the first part.
+        let inner = &crashed.inner;
+        let entry = inner
+            .publish_entry(&parts, &[1, 0, 0])
+            .await
+            .expect("outbox entry");
+        let acks = inner
+            .send_part(entry, 0, a, &parts[0].1, &HashSet::new())
+            .await
+            .expect("first part sent");
+        for ack in acks {
+            ack.await.expect("first part stored");
+        }
+        assert_eq!(outbox_entries(&crashed).await, 1);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fresh = connect(&server, &cfg).await;
+    // Its own pass at connect leaves entries younger than the grace alone.
+    assert_eq!(outbox_entries(&fresh).await, 1);
+    assert_eq!(
+        fresh
+            .inner
+            .recover_outbox(Duration::ZERO)
+            .await
+            .expect("pass"),
+        1
+    );
+    assert_eq!(outbox_entries(&fresh).await, 0, "the entry is deleted");
+    assert_eq!(
+        fresh
+            .inner
+            .recover_outbox(Duration::ZERO)
+            .await
+            .expect("pass"),
+        0
+    );
+    for t in [a, b] {
+        fresh.register_topic(t).await.expect("register");
+    }
+    assert_eq!(
+        events_of(&fresh, a).await,
+        vec![(1, ev("before", 0)), (2, ev("s1", 1)), (3, ev("s2", 2))],
+        "the source part is not doubled"
+    );
+    assert_eq!(
+        events_of(&fresh, b).await,
+        vec![(1, ev("d1", 3))],
+        "the derived part is completed"
+    );
+    // A whole call leaves no entry behind, and its events keep their ids.
+    let offs = fresh
+        .append_many(vec![(a, vec![ev("s3", 4)]), (b, vec![ev("d2", 5)])])
+        .await
+        .expect("append_many");
+    assert_eq!(offs, vec![offsets(&[4]), offsets(&[2])]);
+    assert_eq!(outbox_entries(&fresh).await, 0);
+    assert_eq!(events_of(&fresh, b).await[1], (2, ev("d2", 5)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_topic_was_deleted_is_completed_for_the_rest() {
+    let server = NatsServer::start();
+    let log = connect(&server, &server.config()).await;
+    let (a, b) = (TopicId(1), TopicId(2));
+    log.register_topic(a).await.expect("register");
+    log.register_topic(b).await.expect("register");
+    let parts = vec![(a, vec![ev("s", 1)]), (b, vec![ev("d", 2)])];
+    log.inner
+        .publish_entry(&parts, &[0, 0])
+        .await
+        .expect("outbox entry");
+    log.delete_topic(b, "/event/B__e").await.expect("delete");
+    assert_eq!(
+        log.inner
+            .recover_outbox(Duration::ZERO)
+            .await
+            .expect("pass"),
+        1
+    );
+    assert_eq!(events_of(&log, a).await, vec![(1, ev("s", 1))]);
+    assert_eq!(outbox_entries(&log).await, 0);
+}

@@ -173,6 +173,22 @@ impl EventLog for RocksTopicLog {
         rx.await.map_err(|_| LogError::Closed)?
     }
 
+    async fn append_many(
+        &self,
+        parts: Vec<(TopicId, Vec<NewEvent>)>,
+    ) -> Result<Vec<Vec<Offset>>, LogError> {
+        eventbus_core::log::check_distinct_topics(&parts)?;
+        if parts.iter().all(|(_, events)| events.is_empty()) {
+            return Ok(vec![Vec::new(); parts.len()]);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterMsg::AppendMany { parts, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
     async fn read(
         &self,
         topic: TopicId,
@@ -781,6 +797,37 @@ mod tests {
         );
         let offs = contract::fill(&log, TopicId(1), 1).await;
         assert_eq!(offs, vec![Offset(6)], "offsets are never reused after trim");
+        log.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn append_many_parts_survive_reopen_together() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let log = open(dir.path());
+            contract::fill(&log, TopicId(1), 2).await;
+            log.register_topic(TopicId(2)).await.expect("register");
+            let offs = log
+                .append_many(vec![
+                    (TopicId(1), vec![contract::event(7)]),
+                    (TopicId(2), vec![contract::event(8), contract::event(9)]),
+                ])
+                .await
+                .expect("append_many");
+            assert_eq!(offs, vec![vec![Offset(3)], vec![Offset(1), Offset(2)]]);
+            log.close().await.expect("close");
+        }
+        let log = open(dir.path());
+        log.register_topic(TopicId(1)).await.expect("register");
+        log.register_topic(TopicId(2)).await.expect("register");
+        assert_eq!(log.bounds(TopicId(1)).expect("bounds").latest, Offset(3));
+        assert_eq!(log.bounds(TopicId(2)).expect("bounds").latest, Offset(2));
+        let two = log
+            .read(TopicId(2), Offset(0), 10, usize::MAX)
+            .await
+            .expect("read");
+        let got: Vec<_> = two.into_iter().map(|e| e.event).collect();
+        assert_eq!(got, vec![contract::event(8), contract::event(9)]);
         log.close().await.expect("close");
     }
 

@@ -9,6 +9,10 @@
 //! caller. Concurrent publishers therefore share fsyncs, and nothing else in
 //! the process assigns offsets.
 //!
+//! An [`WriterMsg::AppendMany`] puts all its parts into the same batch as the
+//! rest of its group, or none of them when one part's topic is unknown: its
+//! parts are committed (and survive a crash) together.
+//!
 //! Disk full: a failed write assigns no offsets and moves no tail, so the
 //! next group reuses the same offsets and nothing acknowledged changes.
 //! RocksDB stops taking writes after a failed WAL append (it cannot trust
@@ -40,12 +44,38 @@ pub(crate) const MAX_GROUP_BYTES: usize = 16 << 20;
 /// is full, which is the backpressure publishers feel.
 pub(crate) const QUEUE_DEPTH: usize = 1024;
 
-/// One queued append: topic, events, and where to send the offsets.
-type PendingAppend = (
-    TopicId,
-    Vec<NewEvent>,
-    oneshot::Sender<Result<Vec<Offset>, LogError>>,
-);
+/// Where an [`WriterMsg::Append`] gets its offsets.
+pub(crate) type AppendReply = oneshot::Sender<Result<Vec<Offset>, LogError>>;
+/// Where an [`WriterMsg::AppendMany`] gets its offsets, one `Vec` per part.
+pub(crate) type AppendManyReply = oneshot::Sender<Result<Vec<Vec<Offset>>, LogError>>;
+
+/// One queued append of a group.
+enum PendingAppend {
+    /// One topic's events.
+    One(TopicId, Vec<NewEvent>, AppendReply),
+    /// Several topics' events, committed together.
+    Many(Vec<(TopicId, Vec<NewEvent>)>, AppendManyReply),
+}
+
+impl PendingAppend {
+    fn fail(self, e: LogError) {
+        // A caller that went away does not need the answer.
+        match self {
+            PendingAppend::One(_, _, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            PendingAppend::Many(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
+/// What one queued append gets back once the group is written.
+enum Outcome {
+    One(Result<Vec<Offset>, LogError>),
+    Many(Result<Vec<Vec<Offset>>, LogError>),
+}
 
 /// A request to the writer.
 pub(crate) enum WriterMsg {
@@ -53,7 +83,13 @@ pub(crate) enum WriterMsg {
     Append {
         topic: TopicId,
         events: Vec<NewEvent>,
-        reply: oneshot::Sender<Result<Vec<Offset>, LogError>>,
+        reply: AppendReply,
+    },
+    /// Append each part's events to its topic, all parts in one batch. The
+    /// parts name distinct topics (the caller checked).
+    AppendMany {
+        parts: Vec<(TopicId, Vec<NewEvent>)>,
+        reply: AppendManyReply,
     },
     /// Sync the WAL and stop.
     Close {
@@ -90,7 +126,14 @@ pub(crate) fn run(
                 } => {
                     n_events += events.len();
                     n_bytes += events.iter().map(NewEvent::approx_size).sum::<usize>();
-                    group.push((topic, events, reply));
+                    group.push(PendingAppend::One(topic, events, reply));
+                }
+                WriterMsg::AppendMany { parts, reply } => {
+                    for (_, events) in &parts {
+                        n_events += events.len();
+                        n_bytes += events.iter().map(NewEvent::approx_size).sum::<usize>();
+                    }
+                    group.push(PendingAppend::Many(parts, reply));
                 }
                 WriterMsg::Close { reply } => {
                     close = Some(reply);
@@ -131,8 +174,14 @@ pub(crate) fn run(
             rx.close();
             // Fail whatever raced in behind the close.
             while let Ok(msg) = rx.try_recv() {
-                if let WriterMsg::Append { reply, .. } = msg {
-                    let _ = reply.send(Err(LogError::Closed));
+                match msg {
+                    WriterMsg::Append { reply, .. } => {
+                        let _ = reply.send(Err(LogError::Closed));
+                    }
+                    WriterMsg::AppendMany { reply, .. } => {
+                        let _ = reply.send(Err(LogError::Closed));
+                    }
+                    WriterMsg::Close { .. } => {}
                 }
             }
             return;
@@ -159,10 +208,8 @@ fn commit(
     value: &mut Vec<u8>,
 ) -> Commit {
     let Some(cf) = db.cf_handle(CF_EVENTS) else {
-        for (_, _, reply) in group.drain(..) {
-            let _ = reply.send(Err(LogError::Storage(
-                "events column family missing".into(),
-            )));
+        for pending in group.drain(..) {
+            pending.fail(LogError::Storage("events column family missing".into()));
         }
         return Commit::Failed;
     };
@@ -170,25 +217,49 @@ fn commit(
     let mut batch = WriteBatch::default();
     // Next offset per topic inside this group; starts from the published tail.
     let mut latest: HashMap<TopicId, Offset> = HashMap::new();
-    let mut outcomes: Vec<Result<Vec<Offset>, LogError>> = Vec::with_capacity(group.len());
-    for (topic, events, _) in group.iter() {
-        let tail = match tails.get(*topic) {
-            Ok(t) => t,
-            Err(e) => {
-                outcomes.push(Err(e));
-                continue;
-            }
-        };
-        let cur = latest.entry(*topic).or_insert_with(|| tail.latest());
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(group.len());
+    let mut put = |topic: TopicId,
+                   events: &[NewEvent],
+                   latest: &mut HashMap<TopicId, Offset>,
+                   tail: Offset| {
+        let cur: &mut Offset = latest.entry(topic).or_insert_with(|| tail);
         let mut offsets = Vec::with_capacity(events.len());
         for ev in events {
             *cur = cur.next();
             value.clear();
             codec::encode(time_ms, ev, value);
-            batch.put_cf(&cf, keys::event_key(*topic, *cur), &value[..]);
+            batch.put_cf(&cf, keys::event_key(topic, *cur), &value[..]);
             offsets.push(*cur);
         }
-        outcomes.push(Ok(offsets));
+        offsets
+    };
+    for pending in group.iter() {
+        match pending {
+            PendingAppend::One(topic, events, _) => match tails.get(*topic) {
+                Ok(t) => outcomes.push(Outcome::One(Ok(put(
+                    *topic,
+                    events,
+                    &mut latest,
+                    t.latest(),
+                )))),
+                Err(e) => outcomes.push(Outcome::One(Err(e))),
+            },
+            PendingAppend::Many(parts, _) => {
+                // Every topic is checked before any part goes into the
+                // batch: a call with an unknown topic stores nothing.
+                let known = parts
+                    .iter()
+                    .map(|(topic, _)| tails.get(*topic).map(|t| t.latest()))
+                    .collect::<Result<Vec<_>, _>>();
+                outcomes.push(Outcome::Many(known.map(|starts| {
+                    parts
+                        .iter()
+                        .zip(starts)
+                        .map(|((topic, events), start)| put(*topic, events, &mut latest, start))
+                        .collect()
+                })));
+            }
+        }
     }
     match db.write_opt(batch, wo) {
         Ok(()) => {
@@ -197,8 +268,19 @@ fn commit(
                     t.publish(*off);
                 }
             }
-            for ((_, _, reply), outcome) in group.drain(..).zip(outcomes) {
-                let _ = reply.send(outcome);
+            for (pending, outcome) in group.drain(..).zip(outcomes) {
+                // A caller that went away does not need the answer.
+                match (pending, outcome) {
+                    (PendingAppend::One(_, _, reply), Outcome::One(res)) => {
+                        let _ = reply.send(res);
+                    }
+                    (PendingAppend::Many(_, reply), Outcome::Many(res)) => {
+                        let _ = reply.send(res);
+                    }
+                    (pending, _) => {
+                        pending.fail(LogError::Storage("writer outcome mismatch".into()));
+                    }
+                }
             }
             Commit::Written
         }
@@ -206,15 +288,15 @@ fn commit(
             // Logged once per episode by the caller; each failed group only
             // at debug level, or a full disk would also flood the log.
             tracing::debug!(error = %e, "group commit failed: storage full");
-            for (_, _, reply) in group.drain(..) {
-                let _ = reply.send(Err(LogError::StorageFull(e.clone().into())));
+            for pending in group.drain(..) {
+                pending.fail(LogError::StorageFull(e.clone().into()));
             }
             Commit::Full(e.to_string())
         }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; no offsets were assigned");
-            for (_, _, reply) in group.drain(..) {
-                let _ = reply.send(Err(LogError::Storage(e.clone().into())));
+            for pending in group.drain(..) {
+                pending.fail(LogError::Storage(e.clone().into()));
             }
             Commit::Failed
         }

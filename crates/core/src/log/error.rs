@@ -60,6 +60,11 @@ pub enum LogError {
     /// retryable. The message says which rule was broken.
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// An [`EventLog::append_many`](super::EventLog::append_many) call named
+    /// this topic id in two parts: a bug of the caller, not retryable;
+    /// nothing of the call was stored.
+    #[error("topic id {0} named twice in one append")]
+    DuplicateTopic(u32),
 }
 
 impl LogError {

@@ -128,6 +128,49 @@ impl EventLog for MemoryTopicLog {
         Ok(offsets)
     }
 
+    async fn append_many(
+        &self,
+        parts: Vec<(TopicId, Vec<NewEvent>)>,
+    ) -> Result<Vec<Vec<Offset>>, LogError> {
+        super::check_distinct_topics(&parts)?;
+        if parts.iter().all(|(_, events)| events.is_empty()) {
+            return Ok(vec![Vec::new(); parts.len()]);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        // Every topic is checked before anything is stored.
+        let tails = parts
+            .iter()
+            .map(|(topic, _)| self.tails.get(*topic))
+            .collect::<Result<Vec<_>, _>>()?;
+        // One lock for the whole call: no other append lands in between.
+        let mut all = lock(&self.events);
+        let time_ms = now_ms();
+        let mut out = Vec::with_capacity(parts.len());
+        for ((topic, events), tail) in parts.into_iter().zip(&tails) {
+            let log = all.entry(topic).or_default();
+            let mut cur = tail.latest();
+            let mut offsets = Vec::with_capacity(events.len());
+            for event in events {
+                cur = cur.next();
+                log.push_back(StoredEvent {
+                    offset: cur,
+                    time_ms,
+                    event,
+                });
+                offsets.push(cur);
+            }
+            // Under the lock, as `append` does: the next call reads the
+            // tail to number its events.
+            if !offsets.is_empty() {
+                tail.publish(cur);
+            }
+            out.push(offsets);
+        }
+        Ok(out)
+    }
+
     async fn read(
         &self,
         topic: TopicId,

@@ -277,6 +277,39 @@ pub trait EventLog: Send + Sync + 'static {
     /// them: they are still written, only the acknowledgement is lost.
     async fn append(&self, topic: TopicId, events: Vec<NewEvent>) -> Result<Vec<Offset>, LogError>;
 
+    /// Appends each part's events to its topic, all or nothing: every part is
+    /// durable, with offsets assigned as `append` would (each part's offsets
+    /// contiguous and in order), or none is stored and the call fails.
+    /// Parts name distinct topics; the first part is the source, the others
+    /// derived from it. Returns one `Vec` of offsets per part, in the order
+    /// of `parts`; an empty part stores nothing and gets an empty `Vec`.
+    ///
+    /// # Errors
+    /// [`LogError::DuplicateTopic`] when two parts name the same topic, and
+    /// [`LogError::UnknownTopic`] when any part (an empty one too) names a
+    /// topic that is not registered: nothing of the call is stored either
+    /// way. A call without any event stores nothing and succeeds like an
+    /// empty `append` (only the duplicate check applies). Other errors as
+    /// for `append`.
+    ///
+    /// # Crash safety
+    /// Backends with one transaction (memory, RocksDB) store every part in
+    /// one commit: readers see all parts or none, also after a crash.
+    /// Backends without one (JetStream) record the call before storing any
+    /// part and complete an interrupted call later (after a crash, by any
+    /// process on the same log): until then a reader may see one part
+    /// without another; once it is complete every part is stored, each
+    /// event once. There, a call that failed after the record was written
+    /// is completed too, like a publish whose acknowledgement was lost.
+    ///
+    /// # Cancel safety
+    /// As for `append`: once queued, the call is carried out whether or not
+    /// its future is still polled.
+    async fn append_many(
+        &self,
+        parts: Vec<(TopicId, Vec<NewEvent>)>,
+    ) -> Result<Vec<Vec<Offset>>, LogError>;
+
     /// Reads events with offsets after `after`, in order, stopping at
     /// `max_events` or once `max_bytes` (approximate) is reached; at least
     /// one event is returned when any exists.
@@ -307,6 +340,18 @@ pub trait EventLog: Send + Sync + 'static {
     /// Makes everything acknowledged so far durable and stops the writer;
     /// later appends fail with [`LogError::Closed`].
     async fn close(&self) -> Result<(), LogError>;
+}
+
+/// Checks that the parts of one [`EventLog::append_many`] call name
+/// distinct topics: [`LogError::DuplicateTopic`] otherwise. For backends;
+/// quadratic in the number of parts, which is small, and allocation-free.
+pub fn check_distinct_topics(parts: &[(TopicId, Vec<NewEvent>)]) -> Result<(), LogError> {
+    for (i, (topic, _)) in parts.iter().enumerate() {
+        if parts[..i].iter().any(|(t, _)| t == topic) {
+            return Err(LogError::DuplicateTopic(topic.0));
+        }
+    }
+    Ok(())
 }
 
 /// The catalog: topic, schema and managed-subscription records, topic ids

@@ -160,6 +160,33 @@ macro_rules! event_log_contract_tests {
                 let (log, _g) = make();
                 $crate::log::contract::events::close_refuses_appends(&*log).await;
             }
+            #[tokio::test]
+            async fn append_many_parts_land_dense_and_readable() {
+                let (log, _g) = make();
+                $crate::log::contract::events::append_many_parts_land_dense_and_readable(&*log)
+                    .await;
+            }
+            #[tokio::test]
+            async fn append_many_is_all_or_nothing() {
+                let (log, _g) = make();
+                $crate::log::contract::events::append_many_is_all_or_nothing(&*log).await;
+            }
+            #[tokio::test]
+            async fn append_many_empty_parts() {
+                let (log, _g) = make();
+                $crate::log::contract::events::append_many_empty_parts(&*log).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_append_many_keeps_parts_contiguous() {
+                let (log, _g) = make();
+                $crate::log::contract::events::concurrent_append_many_keeps_parts_contiguous(log)
+                    .await;
+            }
+            #[tokio::test]
+            async fn append_many_after_close_fails() {
+                let (log, _g) = make();
+                $crate::log::contract::events::append_many_after_close_fails(&*log).await;
+            }
         }
     };
 }
