@@ -71,10 +71,38 @@ impl PendingAppend {
     }
 }
 
-/// What one queued append gets back once the group is written.
-enum Outcome {
-    One(Result<Vec<Offset>, LogError>),
-    Many(Result<Vec<Vec<Offset>>, LogError>),
+/// A queued append whose events are in the batch (or refused), with what
+/// its caller gets once the batch is written.
+enum Answer {
+    One(AppendReply, Result<Vec<Offset>, LogError>),
+    Many(AppendManyReply, Result<Vec<Vec<Offset>>, LogError>),
+}
+
+impl Answer {
+    /// Sends the outcome: the batch is written.
+    fn send(self) {
+        // A caller that went away does not need the answer.
+        match self {
+            Answer::One(reply, outcome) => {
+                let _ = reply.send(outcome);
+            }
+            Answer::Many(reply, outcome) => {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Sends `e` instead: the batch was not written.
+    fn fail(self, e: LogError) {
+        match self {
+            Answer::One(reply, _) => {
+                let _ = reply.send(Err(e));
+            }
+            Answer::Many(reply, _) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
 }
 
 /// A request to the writer.
@@ -217,7 +245,7 @@ fn commit(
     let mut batch = WriteBatch::default();
     // Next offset per topic inside this group; starts from the published tail.
     let mut latest: HashMap<TopicId, Offset> = HashMap::new();
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(group.len());
+    let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
     let mut put = |topic: TopicId,
                    events: &[NewEvent],
                    latest: &mut HashMap<TopicId, Offset>,
@@ -233,33 +261,31 @@ fn commit(
         }
         offsets
     };
-    for pending in group.iter() {
-        match pending {
-            PendingAppend::One(topic, events, _) => match tails.get(*topic) {
-                Ok(t) => outcomes.push(Outcome::One(Ok(put(
-                    *topic,
-                    events,
-                    &mut latest,
-                    t.latest(),
-                )))),
-                Err(e) => outcomes.push(Outcome::One(Err(e))),
-            },
-            PendingAppend::Many(parts, _) => {
+    for pending in group.drain(..) {
+        answers.push(match pending {
+            PendingAppend::One(topic, events, reply) => {
+                let outcome = tails
+                    .get(topic)
+                    .map(|t| put(topic, &events, &mut latest, t.latest()));
+                Answer::One(reply, outcome)
+            }
+            PendingAppend::Many(parts, reply) => {
                 // Every topic is checked before any part goes into the
                 // batch: a call with an unknown topic stores nothing.
                 let known = parts
                     .iter()
                     .map(|(topic, _)| tails.get(*topic).map(|t| t.latest()))
                     .collect::<Result<Vec<_>, _>>();
-                outcomes.push(Outcome::Many(known.map(|starts| {
+                let outcome = known.map(|starts| {
                     parts
                         .iter()
                         .zip(starts)
                         .map(|((topic, events), start)| put(*topic, events, &mut latest, start))
                         .collect()
-                })));
+                });
+                Answer::Many(reply, outcome)
             }
-        }
+        });
     }
     match db.write_opt(batch, wo) {
         Ok(()) => {
@@ -268,19 +294,8 @@ fn commit(
                     t.publish(*off);
                 }
             }
-            for (pending, outcome) in group.drain(..).zip(outcomes) {
-                // A caller that went away does not need the answer.
-                match (pending, outcome) {
-                    (PendingAppend::One(_, _, reply), Outcome::One(res)) => {
-                        let _ = reply.send(res);
-                    }
-                    (PendingAppend::Many(_, reply), Outcome::Many(res)) => {
-                        let _ = reply.send(res);
-                    }
-                    (pending, _) => {
-                        pending.fail(LogError::Storage("writer outcome mismatch".into()));
-                    }
-                }
+            for answer in answers {
+                answer.send();
             }
             Commit::Written
         }
@@ -288,15 +303,15 @@ fn commit(
             // Logged once per episode by the caller; each failed group only
             // at debug level, or a full disk would also flood the log.
             tracing::debug!(error = %e, "group commit failed: storage full");
-            for pending in group.drain(..) {
-                pending.fail(LogError::StorageFull(e.clone().into()));
+            for answer in answers {
+                answer.fail(LogError::StorageFull(e.clone().into()));
             }
             Commit::Full(e.to_string())
         }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; no offsets were assigned");
-            for pending in group.drain(..) {
-                pending.fail(LogError::Storage(e.clone().into()));
+            for answer in answers {
+                answer.fail(LogError::Storage(e.clone().into()));
             }
             Commit::Failed
         }
