@@ -33,6 +33,16 @@ CRATES = {
     "crates/broker": ("eventbus-broker", {"eventbus-core", "eventbus-schema"}),
     "crates/objects": ("eventbus-objects", {"eventbus-core", "eventbus-schema"}),
     "crates/filter": ("eventbus-filter", set()),
+    "crates/channels": (
+        "eventbus-channels",
+        {
+            "eventbus-core",
+            "eventbus-schema",
+            "eventbus-objects",
+            "eventbus-filter",
+            "eventbus-broker",
+        },
+    ),
     "crates/cdc": (
         "eventbus-cdc",
         {
@@ -41,6 +51,7 @@ CRATES = {
             "eventbus-objects",
             "eventbus-broker",
             "eventbus-filter",
+            "eventbus-channels",
         },
     ),
     ".": (
@@ -54,6 +65,7 @@ CRATES = {
             "eventbus-objects",
             "eventbus-cdc",
             "eventbus-filter",
+            "eventbus-channels",
         },
     ),
 }

@@ -88,6 +88,7 @@ pub struct Server {
         Arc<crate::auth::org::Sessions>,
     ),
     cdc: Arc<crate::cdc::Cdc>,
+    channels: Arc<crate::channels::Channels>,
 }
 
 impl Server {
@@ -142,11 +143,11 @@ impl Server {
             let _ = broker.close().await;
             return Err(e.into());
         }
-        let cdc =
+        let (cdc, channels) =
             match Self::change_data_capture(&args, &broker, log, metadata.as_deref(), &tenants)
                 .await
             {
-                Ok(cdc) => cdc,
+                Ok(both) => both,
                 Err(e) => {
                     let _ = broker.close().await;
                     return Err(e);
@@ -183,29 +184,34 @@ impl Server {
             auth,
             login: (directory, sessions),
             cdc,
+            channels,
         })
     }
 
-    /// The Change Data Capture engine: the standard objects, with the
-    /// objects and channel members of the `--metadata` project; its members
-    /// are enabled for the default tenant and each of `tenants`.
+    /// The Change Data Capture engine and the custom channels: the standard
+    /// objects with the objects, channels and channel members of the
+    /// `--metadata` project, defined for the default tenant and each of
+    /// `tenants`. The channels route the broker's publishes from here on.
     async fn change_data_capture(
         args: &ServeArgs,
         broker: &Arc<Broker>,
         log: crate::log::SharedLog,
         metadata: Option<&std::path::Path>,
         tenants: &[crate::types::TenantId],
-    ) -> Result<Arc<crate::cdc::Cdc>, ServerError> {
+    ) -> Result<(Arc<crate::cdc::Cdc>, Arc<crate::channels::Channels>), ServerError> {
         let mut catalog = crate::objects::model::ObjectCatalog::standard();
-        let members = match metadata {
+        let project = match metadata {
             Some(dir) => crate::cdc::project::load_project(dir, &mut catalog)
                 .map_err(|e| ServerError::Config(format!("--metadata {}: {e}", dir.display())))?,
-            None => Vec::new(),
+            None => crate::cdc::project::Project::default(),
         };
+        let channels = crate::channels::Channels::new(broker.clone(), log.clone(), catalog.clone());
+        let router: Arc<dyn crate::broker::Router> = channels.clone();
+        broker.set_router(&router);
         let cfg = crate::cdc::CdcConfig {
             first_commit_number: args.cdc_first_commit_number,
         };
-        let cdc = crate::cdc::Cdc::new(broker.clone(), log, catalog, cfg)
+        let cdc = crate::cdc::Cdc::new(broker.clone(), log, catalog, cfg, Some(channels.clone()))
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let mut all = vec![crate::types::TenantId::from_stored(
             crate::broker::DEFAULT_TENANT_GUID,
@@ -218,16 +224,27 @@ impl Server {
                 .collect::<Vec<_>>(),
         );
         let enabled = cdc
-            .provision_members(&members, &all)
+            .provision_members(&project.members, &all)
             .await
             .map_err(|e| ServerError::Config(format!("--metadata: {e}")))?;
         if !enabled.is_empty() {
             tracing::info!(
-                members = members.len(),
+                members = enabled.len(),
                 "change data capture members enabled"
             );
         }
-        Ok(Arc::new(cdc))
+        let defined = channels
+            .provision(&project.channels, &project.members, &all)
+            .await
+            .map_err(|e| ServerError::Config(format!("--metadata: {e}")))?;
+        if defined > 0 {
+            tracing::info!(definitions = defined, "custom channels defined");
+        }
+        channels
+            .load_all()
+            .await
+            .map_err(|e| ServerError::Config(format!("custom channels: {e}")))?;
+        Ok((Arc::new(cdc), channels))
     }
 
     /// The bound address of the plaintext health listener, when it is on.
@@ -277,6 +294,7 @@ impl Server {
             auth,
             login: (directory, sessions),
             cdc,
+            channels,
         } = self;
         let tls_on = tls.is_some();
         let tasks = TaskTracker::new();
@@ -334,6 +352,8 @@ impl Server {
                 .await;
         }
         tasks.spawn(broker.clone().run_retention(streams.clone()));
+        // Channel definitions changed through other servers on a shared log.
+        tasks.spawn(channels.clone().run_reload(streams.clone()));
         tasks.spawn(broker.clone().run_activity(streams.clone()));
         if let Some(listener) = metrics {
             let listener = transport
@@ -380,6 +400,7 @@ impl Server {
                 },
                 limits: limits.clone(),
                 cdc: Some(cdc.clone()),
+                channels: Some(channels.clone()),
             };
             let listener = transport
                 .http_listener(listener, http_tls, "http")

@@ -31,6 +31,8 @@ pub struct HttpContext {
     pub limits: Arc<crate::api::limits::Limits>,
     /// Records and their change events (REST sObject records).
     pub cdc: Option<Arc<crate::cdc::Cdc>>,
+    /// Custom channels (Tooling `PlatformEventChannel[Member]`).
+    pub channels: Option<Arc<crate::channels::Channels>>,
 }
 
 async fn not_found() -> Response {
@@ -47,7 +49,11 @@ async fn not_found() -> Response {
 /// Every route of the HTTP listener: each area's router merged.
 pub fn router(ctx: &HttpContext) -> axum::Router {
     axum::Router::new()
-        .merge(super::tooling::router(ctx.broker.clone(), ctx.auth.clone()))
+        .merge(super::tooling::router(
+            ctx.broker.clone(),
+            ctx.auth.clone(),
+            ctx.channels.clone(),
+        ))
         .merge(super::oauth::router(ctx.login.clone()))
         .merge(super::soap::router(ctx.login.clone()))
         .merge(super::rest::router(

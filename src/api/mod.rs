@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod cdc;
+pub mod channels;
 pub mod convert;
 pub mod http;
 pub mod limits;

@@ -35,6 +35,7 @@ const FIELDS: [&str; 4] = ["Id", "DeveloperName", "MasterLabel", "Metadata"];
 struct Shared {
     broker: Arc<Broker>,
     auth: Arc<Authenticator>,
+    channels: Option<Arc<crate::channels::Channels>>,
 }
 
 /// A parsed query.
@@ -191,6 +192,11 @@ async fn query(
             "The q parameter with a SOQL query is missing.",
         );
     };
+    if super::channels::is_channel_query(&q)
+        && let Some(channels) = &shared.channels
+    {
+        return super::channels::query(channels, &caller, &version, &q).await;
+    }
     let soql = match parse(&q) {
         Ok(s) => s,
         Err(why) => return error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", &why),
@@ -231,12 +237,24 @@ async fn query(
 
 /// The Tooling API query routes, for the HTTP listener's router
 /// ([`super::http::router`]).
-pub fn router(broker: Arc<Broker>, auth: Arc<Authenticator>) -> axum::Router {
+pub fn router(
+    broker: Arc<Broker>,
+    auth: Arc<Authenticator>,
+    channels: Option<Arc<crate::channels::Channels>>,
+) -> axum::Router {
     use axum::routing::get;
-    axum::Router::new()
+    let mut r = axum::Router::new()
         .route("/services/data/{version}/tooling/query", get(query))
         .route("/services/data/{version}/tooling/query/", get(query))
-        .with_state(Shared { broker, auth })
+        .with_state(Shared {
+            broker,
+            auth: auth.clone(),
+            channels: channels.clone(),
+        });
+    if let Some(c) = channels {
+        r = r.merge(super::channels::router(c, auth));
+    }
+    r
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod managed;
 pub mod metadata;
 pub mod provision;
 pub mod publisher;
+pub mod routing;
 pub mod schemas;
 pub mod streams;
 pub mod subscription;
@@ -56,6 +57,7 @@ pub use managed::{
     CommitAnswer, CommitRequest, ManagedChange, ManagedRef, ManagedSession, ManagedView, NewManaged,
 };
 pub use publisher::{PublishEvent, PublishOutcome, PublishReceipt};
+pub use routing::{Route, Router};
 pub use streams::{StreamKind, StreamOrigin, StreamSnapshot};
 pub use subscription::{
     Control, Controls, Delivery, Held, Hold, ManagedOpen, Pace, PaceAdmission, Start, Subscription,
@@ -367,6 +369,10 @@ pub struct Broker {
     instance: String,
     // Each tenant's recent publishes and deliveries (REST `limits`).
     usage: usage::Usage,
+    // Where a published event goes besides its topic (custom channels);
+    // set once at startup, read on every publish. Weak: the router holds the
+    // broker, and the cycle would keep the log open after shutdown.
+    router: RwLock<Option<std::sync::Weak<dyn routing::Router>>>,
 }
 
 impl Broker {
@@ -416,6 +422,7 @@ impl Broker {
             managed: managed::Registry::load(catalog.managed),
             instance: uuid::Uuid::new_v4().to_string(),
             usage: usage::Usage::default(),
+            router: RwLock::new(None),
         });
         broker.adopt_legacy_schemas(legacy).await?;
         if let Some(changes) = changes {

@@ -117,7 +117,21 @@ impl Broker {
         }
         if !valid.is_empty() {
             let bytes: usize = valid.iter().map(|e| e.payload.len()).sum();
-            let offsets = self.log().append(topic.id, valid).await?;
+            // Custom channels the events pass go in the same atomic append.
+            let routes = self.routes(&topic, &valid).await?;
+            let offsets = if routes.is_empty() {
+                self.log().append(topic.id, valid).await?
+            } else {
+                let mut parts = Vec::with_capacity(routes.len() + 1);
+                parts.push((topic.id, valid));
+                parts.extend(routes.into_iter().map(|r| (r.topic.id, r.events)));
+                self.log()
+                    .append_many(parts)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default()
+            };
             self.count(&self.stats().events_published, offsets.len());
             self.usage
                 .published(&super::owner_of_topic(topic.name.as_str()), offsets.len());
@@ -137,7 +151,7 @@ impl Broker {
         })
     }
 
-    fn check(&self, topic: &super::Topic, ev: &PublishEvent) -> Result<(), String> {
+    pub(crate) fn check(&self, topic: &super::Topic, ev: &PublishEvent) -> Result<(), String> {
         let id_chars = ev.id.chars().count();
         if id_chars > MAX_EVENT_ID_CHARS {
             return Err(format!(

@@ -49,6 +49,9 @@ pub enum CdcError {
     /// The record store failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A custom channel's definitions could not be read.
+    #[error(transparent)]
+    Channel(#[from] eventbus_channels::ChannelError),
     /// A bug: something the engine built is not valid.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,7 +69,10 @@ impl CdcError {
             CdcError::Locked(_) => "UNABLE_TO_LOCK_ROW",
             CdcError::Invalid(_) => "INVALID_FIELD",
             CdcError::RolledBack => "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-            CdcError::Broker(_) | CdcError::Log(_) | CdcError::Internal(_) => "UNKNOWN_EXCEPTION",
+            CdcError::Broker(_)
+            | CdcError::Log(_)
+            | CdcError::Channel(_)
+            | CdcError::Internal(_) => "UNKNOWN_EXCEPTION",
         }
     }
 
@@ -79,7 +85,10 @@ impl CdcError {
             CdcError::Locked(_) => 409,
             CdcError::Broker(e) if e.retryable() => 503,
             CdcError::Log(e) if e.retryable() => 503,
-            CdcError::Broker(_) | CdcError::Log(_) | CdcError::Internal(_) => 500,
+            CdcError::Broker(_)
+            | CdcError::Log(_)
+            | CdcError::Channel(_)
+            | CdcError::Internal(_) => 500,
             _ => 400,
         }
     }

@@ -24,7 +24,6 @@
 //! event in that case.
 
 pub mod error;
-mod ids;
 pub mod members;
 pub mod project;
 pub mod records;
@@ -82,6 +81,8 @@ pub struct Cdc {
     catalog: ObjectCatalog,
     schemas: HashMap<String, Arc<ParsedSchema>>,
     cfg: CdcConfig,
+    /// Custom channels, for the data channels change events also go to.
+    channels: Option<Arc<eventbus_channels::Channels>>,
     /// One lock per tenant: a tenant's transactions run one at a time in
     /// this process (other processes are kept apart by compare-and-set).
     locks: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
@@ -99,6 +100,7 @@ impl Cdc {
         log: SharedLog,
         catalog: ObjectCatalog,
         cfg: CdcConfig,
+        channels: Option<Arc<eventbus_channels::Channels>>,
     ) -> Result<Self, CdcError> {
         let mut schemas = HashMap::new();
         for obj in catalog.objects() {
@@ -117,6 +119,7 @@ impl Cdc {
             catalog,
             schemas,
             cfg,
+            channels,
             locks: Mutex::new(HashMap::new()),
         })
     }

@@ -195,9 +195,9 @@ impl Cdc {
         Ok(out)
     }
 
-    /// Enables the members a DX project declares, for each of `tenants`.
-    /// Only the standard channel is supported; a member of a custom channel
-    /// (`X__chn`) is an error naming its file.
+    /// Enables the members of the standard `ChangeEvents` channel a DX
+    /// project declares, for each of `tenants` (members of custom channels
+    /// are left to the channels).
     ///
     /// # Errors
     /// [`CdcError::Invalid`] naming the member file; as [`Cdc::enable`].
@@ -206,13 +206,13 @@ impl Cdc {
         members: &[ChannelMember],
         tenants: &[TenantId],
     ) -> Result<Vec<Member>, CdcError> {
-        for m in members {
-            if !m.event_channel.eq_ignore_ascii_case(STANDARD_CHANNEL) {
-                return Err(CdcError::Invalid(format!(
-                    "{}: eventChannel {:?}: only the standard ChangeEvents channel is supported; custom channels (X__chn) are not",
-                    m.file, m.event_channel
-                )));
-            }
+        // Members of custom channels are the channels' (see
+        // `eventbus_channels::Channels::provision`).
+        let members: Vec<&ChannelMember> = members
+            .iter()
+            .filter(|m| m.event_channel.eq_ignore_ascii_case(STANDARD_CHANNEL))
+            .collect();
+        for m in &members {
             self.resolve_entity(&m.selected_entity).map_err(|_| {
                 CdcError::Invalid(format!(
                     "{}: selectedEntity {:?} is no change event entity of a known object (standard objects and the project's objects)",
@@ -222,7 +222,7 @@ impl Cdc {
         }
         let mut out = Vec::new();
         for tenant in tenants {
-            for m in members {
+            for m in &members {
                 out.push(self.enable(tenant, &m.selected_entity).await?);
             }
         }

@@ -22,15 +22,21 @@ fn invalid(msg: String) -> CdcError {
     CdcError::Invalid(msg)
 }
 
+/// What a DX project defines besides platform events.
+#[derive(Debug, Default)]
+pub struct Project {
+    /// Channel members (of `ChangeEvents` and of custom channels).
+    pub members: Vec<ChannelMember>,
+    /// Custom channels (`platformEventChannels/`).
+    pub channels: Vec<dx::Channel>,
+}
+
 /// Adds the project's objects and fields at `dir` to `catalog` and returns
-/// its channel members.
+/// its channels and channel members.
 ///
 /// # Errors
 /// [`CdcError::Invalid`] naming the file of the first problem.
-pub fn load_project(
-    dir: &Path,
-    catalog: &mut ObjectCatalog,
-) -> Result<Vec<ChannelMember>, CdcError> {
+pub fn load_project(dir: &Path, catalog: &mut ObjectCatalog) -> Result<Project, CdcError> {
     let project_file = dir.join("sfdx-project.json");
     let roots = if project_file.is_file() {
         let text = std::fs::read_to_string(&project_file)
@@ -48,6 +54,7 @@ pub fn load_project(
         vec![dir.to_path_buf()]
     };
     let mut members = Vec::new();
+    let mut channels = Vec::new();
     for root in roots {
         let mut found = Vec::new();
         find(&root, 0, &mut found)?;
@@ -57,17 +64,20 @@ pub fn load_project(
             if parent.join("objects").is_dir() {
                 dx::read_objects(&parent, catalog).map_err(|e| invalid(e.to_string()))?;
             }
+            if parent.join("platformEventChannels").is_dir() {
+                channels.extend(dx::read_channels(&parent).map_err(|e| invalid(e.to_string()))?);
+            }
             if parent.join("platformEventChannelMembers").is_dir() {
                 members
                     .extend(dx::read_channel_members(&parent).map_err(|e| invalid(e.to_string()))?);
             }
         }
     }
-    Ok(members)
+    Ok(Project { members, channels })
 }
 
-/// Every folder below `dir` holding an `objects` or
-/// `platformEventChannelMembers` folder.
+/// Every folder below `dir` holding an `objects`,
+/// `platformEventChannels` or `platformEventChannelMembers` folder.
 fn find(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), CdcError> {
     if depth > MAX_DEPTH {
         return Err(invalid(format!(
@@ -93,7 +103,10 @@ fn find(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), CdcError
     }
     dirs.sort();
     for (name, path) in dirs {
-        if name == "objects" || name == "platformEventChannelMembers" {
+        if name == "objects"
+            || name == "platformEventChannelMembers"
+            || name == "platformEventChannels"
+        {
             out.push(dir.to_path_buf());
         } else {
             find(&path, depth + 1, out)?;

@@ -14,15 +14,16 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use eventbus_broker::PublishEvent;
+use eventbus_channels::DataRoute;
 use eventbus_core::types::{ReplayId, TenantId};
 use eventbus_objects::change::{self, ChangeBody, ChangeType, Header};
 use eventbus_objects::model::{FieldType, ObjectDef};
 use eventbus_objects::record::{Op, Record, normalize_input};
 
-use super::ids;
 use super::store::{Loaded, record_key};
 use super::time::{now_ms, rest_datetime};
 use super::{Actor, Cdc, CdcError};
+use eventbus_objects::ids;
 
 /// The counter of a tenant's commit numbers.
 const COMMIT_SEQUENCE: &str = "cdc.commit";
@@ -91,6 +92,65 @@ struct Working {
     revision: u64,
     stored: Option<Record>,
     current: Option<Record>,
+}
+
+/// Where an object's change events go in one org.
+#[derive(Clone, Debug, Default)]
+struct Enablement {
+    /// Selected on the standard `ChangeEvents` channel: the entity topic and
+    /// `/data/ChangeEvents`.
+    standard: bool,
+    /// Members of `data` custom channels.
+    routes: Vec<DataRoute>,
+}
+
+/// Equal changes of one object in a transaction: one event.
+struct Group<'c> {
+    obj: &'c ObjectDef,
+    change: ChangeType,
+    body: ChangeBody,
+    /// Indices into the transaction's planned operations.
+    members: Vec<usize>,
+}
+
+/// The events of one transaction by topic (stored names), in first-use
+/// order, for one atomic publish.
+#[derive(Default)]
+pub(crate) struct Parts {
+    pub(crate) list: Vec<(String, Vec<PublishEvent>)>,
+    /// The `/data/ChangeEvents` topic, when the transaction reaches it.
+    pub(crate) multi: Option<String>,
+}
+
+impl Parts {
+    pub(crate) fn push(&mut self, topic: &str, event: PublishEvent) {
+        match self.list.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, events)) => events.push(event),
+            None => self.list.push((topic.to_owned(), vec![event])),
+        }
+    }
+
+    pub(crate) fn push_multi(&mut self, topic: &str, event: PublishEvent) {
+        self.multi = Some(topic.to_owned());
+        self.push(topic, event);
+    }
+}
+
+/// A change event of `obj` ready to publish.
+pub(crate) fn encoded(
+    schema: &eventbus_schema::ParsedSchema,
+    header: &Header,
+    body: &ChangeBody,
+    obj: &ObjectDef,
+) -> Result<PublishEvent, CdcError> {
+    let payload = change::encode(schema, header, body)
+        .map_err(|e| CdcError::Internal(format!("change event of {}: {e}", obj.name)))?;
+    Ok(PublishEvent {
+        id: String::new(),
+        schema_id: schema.id().as_str().to_owned(),
+        payload: payload.into(),
+        headers: Vec::new(),
+    })
 }
 
 /// Fields of a record the change event and the REST API do not carry as
@@ -171,7 +231,7 @@ impl Cdc {
         let mut working: HashMap<String, Working> = HashMap::new();
         let mut results: Vec<Result<String, CdcError>> = Vec::with_capacity(ops.len());
         let mut planned: Vec<Option<Planned<'_>>> = Vec::with_capacity(ops.len());
-        let mut enabled: HashMap<String, bool> = HashMap::new();
+        let mut enabled: HashMap<String, Enablement> = HashMap::new();
         for op in ops {
             match self.plan(actor, op, now, &mut working, &mut enabled).await {
                 Ok(p) => {
@@ -203,16 +263,21 @@ impl Cdc {
             });
         }
         // The events: equal changes of one object share one.
-        let mut groups: Vec<(&ObjectDef, ChangeType, ChangeBody, Vec<String>)> = Vec::new();
-        for p in &planned {
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        for (i, p) in planned.iter().enumerate() {
             let after = (!matches!(p.change, ChangeType::Delete)).then_some(&p.after);
             let body = change::body(p.obj, p.change, p.before.as_ref(), after);
             match groups
                 .iter_mut()
-                .find(|(o, c, b, _)| o.name == p.obj.name && *c == p.change && *b == body)
+                .find(|g| g.obj.name == p.obj.name && g.change == p.change && g.body == body)
             {
-                Some((_, _, _, ids)) => ids.push(p.id.clone()),
-                None => groups.push((p.obj, p.change, body, vec![p.id.clone()])),
+                Some(g) => g.members.push(i),
+                None => groups.push(Group {
+                    obj: p.obj,
+                    change: p.change,
+                    body,
+                    members: vec![i],
+                }),
             }
         }
         let seq = self
@@ -221,14 +286,12 @@ impl Cdc {
             .await?;
         let commit_number = commit_number(self.cfg.first_commit_number, seq);
         let transaction_key = uuid::Uuid::new_v4().to_string();
-        let mut by_topic: Vec<(String, Vec<PublishEvent>)> = Vec::new();
-        let mut multi_topic = String::new();
-        let mut multi_events = Vec::with_capacity(groups.len());
-        for (n, (obj, change_type, body, record_ids)) in groups.into_iter().enumerate() {
+        let mut parts = Parts::default();
+        for (n, g) in groups.iter().enumerate() {
             let header = Header {
-                entity_name: obj.name.clone(),
-                record_ids,
-                change_type,
+                entity_name: g.obj.name.clone(),
+                record_ids: g.members.iter().map(|&i| planned[i].id.clone()).collect(),
+                change_type: g.change,
                 change_origin: actor.origin.clone(),
                 transaction_key: transaction_key.clone(),
                 sequence_number: i32::try_from(n + 1).unwrap_or(i32::MAX),
@@ -236,22 +299,18 @@ impl Cdc {
                 commit_number,
                 commit_user: actor.user_id.clone(),
             };
-            let schema = self.schema_of(obj)?;
-            let payload = change::encode(schema, &header, &body)
-                .map_err(|e| CdcError::Internal(format!("change event of {}: {e}", obj.name)))?;
-            let (entity, multi) = self.ensure_topics(&actor.tenant, obj).await?;
-            let event = PublishEvent {
-                id: String::new(),
-                schema_id: schema.id().as_str().to_owned(),
-                payload: payload.into(),
-                headers: Vec::new(),
-            };
-            match by_topic.iter_mut().find(|(t, _)| t == entity.as_str()) {
-                Some((_, events)) => events.push(event.clone()),
-                None => by_topic.push((entity.as_str().to_owned(), vec![event.clone()])),
+            let schema = self.schema_of(g.obj)?;
+            let on = enabled.get(&g.obj.name).cloned().unwrap_or_default();
+            if on.standard {
+                let event = encoded(schema, &header, &g.body, g.obj)?;
+                let (entity, multi) = self.ensure_topics(&actor.tenant, g.obj).await?;
+                parts.push(entity.as_str(), event.clone());
+                parts.push_multi(multi.as_str(), event);
             }
-            multi_topic = multi.as_str().to_owned();
-            multi_events.push(event);
+            for route in &on.routes {
+                self.route_change(g, &header, &planned, route, schema, &mut parts)
+                    .await?;
+            }
         }
         // Store every record, then publish; put the records back if either
         // step fails.
@@ -276,9 +335,7 @@ impl Cdc {
                 }
             }
         }
-        let published = self
-            .publish_all(&by_topic, &multi_topic, multi_events)
-            .await;
+        let published = self.publish_parts(parts).await;
         let replay_ids = match published {
             Ok(ids) => ids,
             Err(e) => {
@@ -294,20 +351,102 @@ impl Cdc {
         })
     }
 
-    /// Appends the events to their entity topics, then all of them, in
-    /// sequence order, to `/data/ChangeEvents`; the replay ids there.
-    pub(crate) async fn publish_all(
-        &self,
-        by_topic: &[(String, Vec<PublishEvent>)],
-        multi_topic: &str,
-        multi_events: Vec<PublishEvent>,
-    ) -> Result<Vec<ReplayId>, CdcError> {
-        for (topic, events) in by_topic {
-            let receipt = self.broker.publish(topic, events.clone()).await?;
-            check_receipt(topic, &receipt.outcomes)?;
+    /// Appends every part in one atomic step (the entity topics,
+    /// `/data/ChangeEvents`, data channels); the replay ids on
+    /// `/data/ChangeEvents` (of the first part when it has none).
+    pub(crate) async fn publish_parts(&self, parts: Parts) -> Result<Vec<ReplayId>, CdcError> {
+        if parts.list.is_empty() {
+            return Ok(Vec::new());
         }
-        let receipt = self.broker.publish(multi_topic, multi_events).await?;
-        check_receipt(multi_topic, &receipt.outcomes)
+        let multi = parts.multi.clone();
+        let names: Vec<String> = parts.list.iter().map(|(t, _)| t.clone()).collect();
+        let receipts = self.broker.publish_many(parts.list).await?;
+        let mut replay_ids = Vec::new();
+        for (name, receipt) in names.iter().zip(&receipts) {
+            let ids = check_receipt(name, &receipt.outcomes)?;
+            if multi.as_deref() == Some(name.as_str()) || (multi.is_none() && replay_ids.is_empty())
+            {
+                replay_ids = ids;
+            }
+        }
+        Ok(replay_ids)
+    }
+
+    /// The events of group `g` on the data channel `route`: each record of
+    /// the group whose state after the change passes the member's filter;
+    /// records with equal enriched values share an event. UPDATE and DELETE
+    /// events carry the enriched fields' current values.
+    async fn route_change(
+        &self,
+        g: &Group<'_>,
+        header: &Header,
+        planned: &[Planned<'_>],
+        route: &DataRoute,
+        schema: &eventbus_schema::ParsedSchema,
+        parts: &mut Parts,
+    ) -> Result<(), CdcError> {
+        let mut shared: Vec<(Record, Vec<String>)> = Vec::new();
+        for &i in &g.members {
+            let p = &planned[i];
+            let state = if matches!(p.change, ChangeType::Delete) {
+                p.before.as_ref().unwrap_or(&p.after)
+            } else {
+                &p.after
+            };
+            let full = change::body(p.obj, ChangeType::Create, None, Some(state)).values;
+            if let Some(filter) = &route.filter {
+                let one = Header {
+                    record_ids: vec![p.id.clone()],
+                    ..header.clone()
+                };
+                let seen = change::event_json(
+                    &one,
+                    &ChangeBody {
+                        values: full.clone(),
+                        ..ChangeBody::default()
+                    },
+                );
+                if !filter.matches(&seen) {
+                    continue;
+                }
+            }
+            let mut extra = Record::new();
+            if matches!(p.change, ChangeType::Update | ChangeType::Delete) {
+                for name in &route.enriched {
+                    let Some((_, f)) = p.obj.field(name) else {
+                        continue;
+                    };
+                    if !g.body.values.contains_key(&f.name) {
+                        extra.insert(
+                            f.name.clone(),
+                            full.get(&f.name).cloned().unwrap_or(Value::Null),
+                        );
+                    }
+                }
+            }
+            match shared.iter_mut().find(|(e, _)| *e == extra) {
+                Some((_, ids)) => ids.push(p.id.clone()),
+                None => shared.push((extra, vec![p.id.clone()])),
+            }
+        }
+        if shared.is_empty() {
+            return Ok(());
+        }
+        let channels = self
+            .channels
+            .as_ref()
+            .ok_or_else(|| CdcError::Internal("data routes without channels".to_owned()))?;
+        channels.ensure_schema(&route.topic, schema).await?;
+        for (extra, ids) in shared {
+            let mut body = g.body.clone();
+            body.values.extend(extra);
+            let one = Header {
+                record_ids: ids,
+                ..header.clone()
+            };
+            parts.push(&route.topic, encoded(schema, &one, &body, g.obj)?);
+        }
+        Ok(())
     }
 
     /// Restores records written by a transaction that then failed. Best
@@ -336,7 +475,7 @@ impl Cdc {
         op: RecordOp,
         now: i64,
         working: &mut HashMap<String, Working>,
-        enabled: &mut HashMap<String, bool>,
+        enabled: &mut HashMap<String, Enablement>,
     ) -> Result<Planned<'c>, CdcError> {
         let stamp = Value::String(rest_datetime(now));
         let user = Value::String(actor.user_id.clone());
@@ -459,24 +598,25 @@ impl Cdc {
         }
     }
 
+    /// Where `obj`'s change events go in `tenant` (looked up once per
+    /// transaction): refused when nowhere, as its records may not change.
     async fn check_enabled(
         &self,
         tenant: &TenantId,
         obj: &ObjectDef,
-        enabled: &mut HashMap<String, bool>,
+        enabled: &mut HashMap<String, Enablement>,
     ) -> Result<(), CdcError> {
-        let on = match enabled.get(&obj.name) {
-            Some(on) => *on,
-            None => {
-                let on = self.is_enabled(tenant, obj).await?;
-                enabled.insert(obj.name.clone(), on);
-                on
-            }
-        };
-        if on {
-            Ok(())
-        } else {
-            Err(CdcError::NotEnabled(obj.name.clone()))
+        if !enabled.contains_key(&obj.name) {
+            let standard = self.is_enabled(tenant, obj).await?;
+            let routes = match &self.channels {
+                Some(c) => c.data_routes(tenant, &obj.change_event_name()).await?,
+                None => Vec::new(),
+            };
+            enabled.insert(obj.name.clone(), Enablement { standard, routes });
+        }
+        match enabled.get(&obj.name) {
+            Some(on) if on.standard || !on.routes.is_empty() => Ok(()),
+            _ => Err(CdcError::NotEnabled(obj.name.clone())),
         }
     }
 

@@ -8,11 +8,12 @@
 //! and publishing them like any other change event. Must not: change
 //! records.
 
-use eventbus_objects::change::{self, ChangeBody, ChangeType, Header};
+use eventbus_objects::change::{ChangeBody, ChangeType, Header};
 
 use super::records::{Committed, commit_number};
 use super::time::now_ms;
-use super::{Actor, Cdc, CdcError, ids};
+use super::{Actor, Cdc, CdcError};
+use eventbus_objects::ids;
 
 impl Cdc {
     /// Publishes one synthetic event of `change` for `object` in `actor`'s
@@ -93,22 +94,12 @@ impl Cdc {
         };
         let body = ChangeBody::default();
         let schema = self.schema_of(obj)?;
-        let payload = change::encode(schema, &header, &body)
-            .map_err(|e| CdcError::Internal(format!("{} event: {e}", change.symbol())))?;
+        let event = super::records::encoded(schema, &header, &body, obj)?;
         let (entity, multi) = self.ensure_topics(&actor.tenant, obj).await?;
-        let event = eventbus_broker::PublishEvent {
-            id: String::new(),
-            schema_id: schema.id().as_str().to_owned(),
-            payload: payload.into(),
-            headers: Vec::new(),
-        };
-        let replay_ids = self
-            .publish_all(
-                &[(entity.as_str().to_owned(), vec![event.clone()])],
-                multi.as_str(),
-                vec![event],
-            )
-            .await?;
+        let mut parts = super::records::Parts::default();
+        parts.push(entity.as_str(), event.clone());
+        parts.push_multi(multi.as_str(), event);
+        let replay_ids = self.publish_parts(parts).await?;
         Ok(Committed {
             results: canonical.into_iter().map(Ok).collect(),
             transaction_key: Some(transaction_key),

@@ -33,6 +33,7 @@ async fn engine(first_commit_number: u64) -> Cdc {
         CdcConfig {
             first_commit_number,
         },
+        None,
     )
     .unwrap()
 }

@@ -34,6 +34,7 @@ const METADATA_NS: &str = "http://soap.sforce.com/2006/04/metadata";
 
 /// The suffix of a channel member's file.
 const MEMBER_SUFFIX: &str = ".platformEventChannelMember-meta.xml";
+const CHANNEL_SUFFIX: &str = ".platformEventChannel-meta.xml";
 
 /// A problem in one DX source file: the file, the line (1-based; 0 for the file as a
 /// whole) and what is wrong.
@@ -562,6 +563,54 @@ pub fn read_channel_members(root: &Path) -> Result<Vec<ChannelMember>, DxObjectE
     Ok(out)
 }
 
+/// A custom channel as DX source defines it
+/// (`platformEventChannels/X__chn.platformEventChannel-meta.xml`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// The file it was read from.
+    pub file: String,
+    /// The API name, `X__chn`: the file name without its suffix.
+    pub full_name: String,
+    /// `channelType`: `event` (platform events) or `data` (change events).
+    pub channel_type: String,
+    /// `label`, or the name when none is given.
+    pub label: String,
+}
+
+/// Reads `platformEventChannels/*.platformEventChannel-meta.xml` of one DX
+/// package root, in file name order; none when the folder does not exist.
+///
+/// # Errors
+/// [`DxObjectError`] naming the file (and line): unreadable, invalid XML, a
+/// wrong root element, a missing `channelType`.
+pub fn read_channels(root: &Path) -> Result<Vec<Channel>, DxObjectError> {
+    let mut out = Vec::new();
+    for (file_name, path) in entries(&root.join("platformEventChannels"))? {
+        let Some(stem) = file_name.strip_suffix(CHANNEL_SUFFIX) else {
+            continue;
+        };
+        let file = show(&path);
+        let text = read(&path)?;
+        let el = Element::parse(&text, &file, "PlatformEventChannel")?;
+        let channel_type = match el.text("channelType", &file)? {
+            Some(t) if !t.is_empty() => t.to_owned(),
+            _ => return Err(err(&file, 0, "no <channelType> element (event or data)")),
+        };
+        let label = el
+            .text("label", &file)?
+            .filter(|t| !t.is_empty())
+            .unwrap_or(stem)
+            .to_owned();
+        out.push(Channel {
+            file,
+            full_name: stem.to_owned(),
+            channel_type,
+            label,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -852,5 +901,35 @@ mod tests {
                 .expect("none")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn channels_are_read_with_their_type_and_label() {
+        let dir = TempDir::new("channels");
+        dir.write(
+            "platformEventChannels/Orders__chn.platformEventChannel-meta.xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<PlatformEventChannel xmlns="http://soap.sforce.com/2006/04/metadata">
+    <channelType>event</channelType>
+    <label>Orders</label>
+</PlatformEventChannel>
+"#,
+        );
+        dir.write(
+            "platformEventChannels/Bad__chn.platformEventChannel-meta.xml",
+            r#"<PlatformEventChannel xmlns="http://soap.sforce.com/2006/04/metadata"><label>x</label></PlatformEventChannel>"#,
+        );
+        let e = read_channels(&dir.0).expect_err("no channelType");
+        assert!(e.to_string().contains("channelType"), "{e}");
+        std::fs::remove_file(
+            dir.0
+                .join("platformEventChannels/Bad__chn.platformEventChannel-meta.xml"),
+        )
+        .expect("rm");
+        let got = read_channels(&dir.0).expect("reads");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].full_name, "Orders__chn");
+        assert_eq!(got[0].channel_type, "event");
+        assert_eq!(got[0].label, "Orders");
     }
 }

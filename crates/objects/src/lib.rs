@@ -17,6 +17,7 @@
 pub mod bitmap;
 pub mod change;
 pub mod dx;
+pub mod ids;
 pub mod model;
 pub mod record;
 pub mod schema;

@@ -1,6 +1,7 @@
 //! Record ids: 15 characters (the object's key prefix, three reserved
-//! zeros, nine base-62 digits of a per-tenant counter) plus Salesforce's
-//! three-character case-safety suffix.
+//! zeros, nine base-62 digits of a per-org counter) plus Salesforce's
+//! three-character case-safety suffix. Records of Change Data Capture and
+//! the Tooling records of channels get their ids this way.
 //!
 //! Owns: making ids and reading the forms clients send (15 or 18
 //! characters). Must not: store anything.
@@ -11,7 +12,7 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 
 /// The 18-character id of record number `n` of the object with key prefix
 /// `prefix`.
-pub(crate) fn record_id(prefix: &str, n: u64) -> String {
+pub fn record_id(prefix: &str, n: u64) -> String {
     let mut digits = [b'0'; 9];
     let mut v = n;
     for d in digits.iter_mut().rev() {
@@ -30,7 +31,7 @@ pub(crate) fn record_id(prefix: &str, n: u64) -> String {
 /// The canonical 18-character form of an id a client sent, or `None` when
 /// it is no id (not 15 or 18 letters and digits). The suffix of an
 /// 18-character id is recomputed, not trusted.
-pub(crate) fn canonical(id: &str) -> Option<String> {
+pub fn canonical(id: &str) -> Option<String> {
     if !matches!(id.len(), 15 | 18) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
