@@ -18,7 +18,7 @@ nats_dir="$(mktemp -d)"
 trap 'scripts/nats-cluster.sh stop "$nats_dir"; rm -rf "$nats_dir"' EXIT
 nats_urls="$(scripts/nats-cluster.sh start "$nats_dir")"
 EVENTBUS_TEST_BACKEND=jetstream EVENTBUS_TEST_NATS_URL="$nats_urls" \
-  cargo test --test integration -- publish:: subscribe:: managed:: admin:: topics:: auth:: cli:: tls:: cdc::
+  cargo test --test integration -- publish:: subscribe:: managed:: admin:: topics:: auth:: cli:: tls:: cdc:: channels::
 scripts/nats-cluster.sh stop "$nats_dir"
 # cargo test built target/debug/eventbus (the integration tests run it);
 # a separate `cargo build` would resolve features without dev-dependencies

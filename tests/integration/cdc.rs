@@ -40,12 +40,12 @@ async fn enable(server: &TestServer, object: &str) -> admin::ChangeEventMember {
         .into_inner()
 }
 
-async fn send(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {
+pub async fn send(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {
     http(addr, method, path, None, Some(body.to_string().as_bytes())).await
 }
 
 /// The latest offset of a topic (0 when it does not exist).
-fn latest(server: &TestServer, topic: &str) -> u64 {
+pub fn latest(server: &TestServer, topic: &str) -> u64 {
     server
         .broker
         .topic(topic)
@@ -55,7 +55,7 @@ fn latest(server: &TestServer, topic: &str) -> u64 {
 
 /// The first `n` events of `topic`, each with its schema id, decoded to
 /// JSON with the schema GetSchema answers.
-async fn read(server: &TestServer, topic: &str, n: usize) -> Vec<(String, Value)> {
+pub async fn read(server: &TestServer, topic: &str, n: usize) -> Vec<(String, Value)> {
     let mut client = server.client().await;
     let (tx, mut stream) = subscribe(
         &mut client,
@@ -94,7 +94,7 @@ async fn read(server: &TestServer, topic: &str, n: usize) -> Vec<(String, Value)
 /// top-level field i of the schema; `{pos}-0x…` a nested bitmap of the
 /// record at position `pos`. Also checks the hex digits are upper case and
 /// the top-level element comes first.
-fn names(schema_json: &str, bitmaps: &Value) -> Vec<String> {
+pub fn names(schema_json: &str, bitmaps: &Value) -> Vec<String> {
     let schema: Value = serde_json::from_str(schema_json).expect("schema json");
     let fields = schema["fields"].as_array().expect("fields");
     let list: Vec<&str> = bitmaps

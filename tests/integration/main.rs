@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod cdc;
+mod channels;
 mod cli;
 mod common;
 mod crash;
