@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod cdc;
+mod channels_admin;
 mod cli;
 mod common;
 mod crash;
