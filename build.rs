@@ -13,6 +13,7 @@ fn main() -> anyhow::Result<()> {
         "proto/eventbus/v1/pubsub_api.proto",
         "proto/eventbus/admin/v1/admin.proto",
         "proto/eventbus/admin/v1/cdc.proto",
+        "proto/eventbus/admin/v1/channels.proto",
     ];
     tonic_prost_build::configure()
         .bytes(".")

@@ -79,6 +79,10 @@ pub enum Command {
     /// objects; each change publishes its change event.
     #[command(subcommand)]
     Record(crate::cli::RecordCommand),
+    /// Custom channels: create, delete or list channels, and set, remove
+    /// or list their members (entities with an optional filter).
+    #[command(subcommand)]
+    Channel(crate::cli::ChannelCommand),
     /// Publish JSON events, encoded to Avro with the topic's schema.
     Publish(crate::cli::PublishArgs),
     /// Subscribe and print events as JSON lines.
@@ -272,6 +276,7 @@ impl Command {
             Command::Managed(m) => crate::cli::managed(m).await,
             Command::Cdc(c) => crate::cli::cdc(c).await,
             Command::Record(r) => crate::cli::record(r).await,
+            Command::Channel(c) => crate::cli::channel(c).await,
             Command::Publish(p) => crate::cli::publish(p).await,
             Command::Subscribe(s) => crate::cli::subscribe(s).await,
             Command::Top(t) => crate::cli::top(t).await,

@@ -336,6 +336,16 @@ impl Server {
         .max_decoding_message_size(args.max_request_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
+        let channels_admin = admin_pb::channels_server::ChannelsServer::new(
+            crate::api::channels_admin::ChannelsService::new(
+                channels.clone(),
+                auth.clone(),
+                broker.metrics().clone(),
+            ),
+        )
+        .max_decoding_message_size(args.max_request_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -457,6 +467,7 @@ impl Server {
             .add_service(pubsub)
             .add_service(admin)
             .add_service(cdc_admin)
+            .add_service(channels_admin)
             .serve_with_incoming_shutdown(incoming, signal);
         let mut serve = std::pin::pin!(serve);
         let result = tokio::select! {

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cdc;
 pub mod channels;
+pub mod channels_admin;
 pub mod convert;
 pub mod http;
 pub mod limits;

@@ -1,6 +1,6 @@
 //! The client commands of the `eventbus` binary: `topic`, `schema`,
 //! `login`, `managed`, `org`, `publish`, `subscribe`, `token`, `top`, `cdc`,
-//! `record`.
+//! `record`, `channel`.
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
@@ -12,6 +12,7 @@
 //! load generator either: both share [`crate::client`].
 
 mod cdc;
+mod channel;
 mod commands;
 mod format;
 mod login;
@@ -32,6 +33,7 @@ use clap::{Args, Subcommand};
 use crate::client::parse_duration;
 
 pub use cdc::{CdcCommand, RecordCommand, record, run as cdc};
+pub use channel::{ChannelCommand, MemberCommand, run as channel};
 pub use commands::{schema, topic};
 pub use login::{LoginArgs, run as login};
 pub use managed::run as managed;

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod cdc;
 mod channels;
+mod channels_admin;
 mod channels_crash;
 mod cli;
 mod common;

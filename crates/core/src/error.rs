@@ -126,6 +126,11 @@ pub enum ErrorCode {
     /// Change Data Capture: the request is not valid (a change type that is
     /// no gap or overflow, fields that are not a JSON object, ...).
     CdcRequestInvalid,
+    /// Custom channels: the channel or member definition is not valid (a
+    /// bad name, a duplicate, a filter that does not parse or bind, ...).
+    ChannelInvalid,
+    /// Custom channels: no channel (or member) of that name.
+    ChannelNotFound,
 }
 
 impl ErrorCode {
@@ -181,6 +186,8 @@ impl ErrorCode {
         ErrorCode::CdcObjectNotFound,
         ErrorCode::CdcRecordNotFound,
         ErrorCode::CdcRequestInvalid,
+        ErrorCode::ChannelInvalid,
+        ErrorCode::ChannelNotFound,
     ];
 
     /// The exact trailer string.
@@ -298,6 +305,8 @@ impl ErrorCode {
             ErrorCode::CdcObjectNotFound => "sfdc.platform.eventbus.grpc.cdc.object.not.found",
             ErrorCode::CdcRecordNotFound => "sfdc.platform.eventbus.grpc.cdc.record.not.found",
             ErrorCode::CdcRequestInvalid => "sfdc.platform.eventbus.grpc.cdc.request.invalid",
+            ErrorCode::ChannelInvalid => "sfdc.platform.eventbus.grpc.channel.invalid",
+            ErrorCode::ChannelNotFound => "sfdc.platform.eventbus.grpc.channel.not.found",
         }
     }
 }
@@ -376,7 +385,9 @@ service.client.too.slow
 service.response.budget.exhausted
 cdc.object.not.found
 cdc.record.not.found
-cdc.request.invalid";
+cdc.request.invalid
+channel.invalid
+channel.not.found";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))
