@@ -30,9 +30,13 @@ fn tenant() -> TenantId {
 
 async fn setup() -> (Arc<Broker>, Arc<Channels>, Arc<dyn Router>) {
     let log: SharedLog = Arc::new(MemoryTopicLog::new());
-    let broker = Broker::open(log.clone(), BrokerConfig::default(), Arc::new(Metrics::new()))
-        .await
-        .unwrap();
+    let broker = Broker::open(
+        log.clone(),
+        BrokerConfig::default(),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .unwrap();
     broker
         .create_topic(
             "/event/Order_Event__e",
@@ -90,7 +94,11 @@ async fn publishes_reach_the_channels_whose_filters_pass_in_the_same_append() {
     channels
         .upsert_member(
             &tenant(),
-            spec("Big__chn", "order_event__e", Some("Amount__c > 100 AND Region__c = 'eu'")),
+            spec(
+                "Big__chn",
+                "order_event__e",
+                Some("Amount__c > 100 AND Region__c = 'eu'"),
+            ),
         )
         .await
         .unwrap();
@@ -106,20 +114,34 @@ async fn publishes_reach_the_channels_whose_filters_pass_in_the_same_append() {
     assert_eq!(latest(&broker, "/event/Big__chn"), 1);
     // A new filter applies to what is published after it.
     channels
-        .upsert_member(&tenant(), spec("Big__chn", "Order_Event__e", Some("Amount__c < 10")))
+        .upsert_member(
+            &tenant(),
+            spec("Big__chn", "Order_Event__e", Some("Amount__c < 10")),
+        )
         .await
         .unwrap();
     broker
-        .publish("/event/Order_Event__e", vec![order(500.0, "EU"), order(5.0, "US")])
+        .publish(
+            "/event/Order_Event__e",
+            vec![order(500.0, "EU"), order(5.0, "US")],
+        )
         .await
         .unwrap();
     assert_eq!(latest(&broker, "/event/Big__chn"), 2);
     let members = channels.members(&tenant(), Some("big__chn")).await.unwrap();
     assert_eq!(members.len(), 1);
-    assert_eq!(members[0].filter_expression.as_deref(), Some("Amount__c < 10"));
+    assert_eq!(
+        members[0].filter_expression.as_deref(),
+        Some("Amount__c < 10")
+    );
     assert_eq!(members[0].selected_entity, "Order_Event__e");
     // Deleting the channel deletes its topic; publishing goes on.
-    assert!(channels.delete_channel(&tenant(), "Big__chn").await.unwrap());
+    assert!(
+        channels
+            .delete_channel(&tenant(), "Big__chn")
+            .await
+            .unwrap()
+    );
     assert!(broker.topic("/event/Big__chn").is_err());
     broker
         .publish("/event/Order_Event__e", vec![order(1.0, "EU")])
@@ -154,11 +176,20 @@ async fn bad_definitions_are_refused_and_store_nothing() {
     );
     assert_eq!(code, "DUPLICATE_VALUE");
     for (s, says) in [
-        (spec("Orders__chn", "Order_Event__e", Some("Amount__c > 'x'")), "character"),
-        (spec("Orders__chn", "Order_Event__e", Some("Nope__c = 1")), "Nope__c"),
+        (
+            spec("Orders__chn", "Order_Event__e", Some("Amount__c > 'x'")),
+            "character",
+        ),
+        (
+            spec("Orders__chn", "Order_Event__e", Some("Nope__c = 1")),
+            "Nope__c",
+        ),
         (spec("Orders__chn", "Nope__e", None), "Nope__e"),
         (spec("Nope__chn", "Order_Event__e", None), "Nope__chn"),
-        (spec("Orders__chn", "AccountChangeEvent", None), "AccountChangeEvent"),
+        (
+            spec("Orders__chn", "AccountChangeEvent", None),
+            "AccountChangeEvent",
+        ),
         (
             MemberSpec {
                 enriched_fields: vec!["Amount__c".into()],
@@ -216,5 +247,11 @@ async fn data_members_enrich_the_simple_fields_their_filters_name() {
     assert_eq!(routes.len(), 1);
     assert_eq!(routes[0].enriched, ["Industry", "AnnualRevenue"]);
     assert!(routes[0].filter.is_some());
-    assert!(channels.data_routes(&tenant(), "ContactChangeEvent").await.unwrap().is_empty());
+    assert!(
+        channels
+            .data_routes(&tenant(), "ContactChangeEvent")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
