@@ -50,6 +50,16 @@ pub struct PublishReceipt {
     pub outcomes: Vec<PublishOutcome>,
 }
 
+/// A batch after its checks (see [`Broker::check_all`]).
+pub(crate) struct Checked {
+    /// One per event, in order.
+    pub(crate) outcomes: Vec<PublishOutcome>,
+    /// The valid events, ids assigned.
+    pub(crate) valid: Vec<NewEvent>,
+    /// The index in `outcomes` of each valid event.
+    pub(crate) slots: Vec<usize>,
+}
+
 impl Broker {
     /// Publishes a batch to `topic`. Returns once every valid event is
     /// durable. Invalid events get their own error outcome and do not stop
@@ -77,36 +87,11 @@ impl Broker {
                 max: MAX_EVENTS_PER_REQUEST,
             });
         }
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut valid = Vec::with_capacity(events.len());
-        let mut slots = Vec::with_capacity(events.len());
-        for (i, ev) in events.into_iter().enumerate() {
-            match self.check(&topic, &ev) {
-                Ok(()) => {
-                    let id = if ev.id.is_empty() {
-                        EventId::generate()
-                    } else {
-                        EventId::new(ev.id)
-                    };
-                    outcomes.push(PublishOutcome {
-                        correlation_key: id.as_str().to_owned(),
-                        result: Err(String::new()), // filled after the append
-                    });
-                    slots.push(i);
-                    valid.push(NewEvent {
-                        id,
-                        schema_id: SchemaId::new(ev.schema_id),
-                        payload: ev.payload,
-                        headers: ev.headers,
-                    });
-                }
-                Err(msg) => outcomes.push(PublishOutcome {
-                    correlation_key: ev.id,
-                    // Up to 10,000 of these go back in one response.
-                    result: Err(clip_message(&msg).into_owned()),
-                }),
-            }
-        }
+        let Checked {
+            mut outcomes,
+            valid,
+            slots,
+        } = self.check_all(&topic, events);
         let label = self.metrics().topic_label(topic.name.as_str());
         let rejected = outcomes.len() - valid.len();
         if rejected > 0 {
@@ -149,6 +134,47 @@ impl Broker {
             schema_id: topic.current_schema().clone(),
             outcomes,
         })
+    }
+
+    /// Checks every event of a batch for `topic`: the valid ones with their
+    /// ids assigned, an outcome per event (the valid ones' filled in after
+    /// the append), and where each valid one's outcome is.
+    pub(crate) fn check_all(&self, topic: &super::Topic, events: Vec<PublishEvent>) -> Checked {
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut valid = Vec::with_capacity(events.len());
+        let mut slots = Vec::with_capacity(events.len());
+        for (i, ev) in events.into_iter().enumerate() {
+            match self.check(topic, &ev) {
+                Ok(()) => {
+                    let id = if ev.id.is_empty() {
+                        EventId::generate()
+                    } else {
+                        EventId::new(ev.id)
+                    };
+                    outcomes.push(PublishOutcome {
+                        correlation_key: id.as_str().to_owned(),
+                        result: Err(String::new()), // filled after the append
+                    });
+                    slots.push(i);
+                    valid.push(NewEvent {
+                        id,
+                        schema_id: SchemaId::new(ev.schema_id),
+                        payload: ev.payload,
+                        headers: ev.headers,
+                    });
+                }
+                Err(msg) => outcomes.push(PublishOutcome {
+                    correlation_key: ev.id,
+                    // Up to 10,000 of these go back in one response.
+                    result: Err(clip_message(&msg).into_owned()),
+                }),
+            }
+        }
+        Checked {
+            outcomes,
+            valid,
+            slots,
+        }
     }
 
     pub(crate) fn check(&self, topic: &super::Topic, ev: &PublishEvent) -> Result<(), String> {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::publisher::{PublishEvent, PublishOutcome, PublishReceipt};
+use super::publisher::{PublishEvent, PublishReceipt};
 use super::{Broker, BrokerError, Topic};
 use crate::log::NewEvent;
-use crate::types::{EventId, ReplayId, SchemaId, clip_message};
+use crate::types::ReplayId;
 
 /// Events derived from a publish, for one topic.
 #[derive(Clone, Debug)]
@@ -88,35 +88,11 @@ impl Broker {
                     "{name} is named twice in one publish"
                 )));
             }
-            let mut outcomes = Vec::with_capacity(events.len());
-            let mut valid = Vec::with_capacity(events.len());
-            let mut slots = Vec::with_capacity(events.len());
-            for (i, ev) in events.into_iter().enumerate() {
-                match self.check(&topic, &ev) {
-                    Ok(()) => {
-                        let id = if ev.id.is_empty() {
-                            EventId::generate()
-                        } else {
-                            EventId::new(ev.id)
-                        };
-                        outcomes.push(PublishOutcome {
-                            correlation_key: id.as_str().to_owned(),
-                            result: Err(String::new()),
-                        });
-                        slots.push(i);
-                        valid.push(NewEvent {
-                            id,
-                            schema_id: SchemaId::new(ev.schema_id),
-                            payload: ev.payload,
-                            headers: ev.headers,
-                        });
-                    }
-                    Err(msg) => outcomes.push(PublishOutcome {
-                        correlation_key: ev.id,
-                        result: Err(clip_message(&msg).into_owned()),
-                    }),
-                }
-            }
+            let super::publisher::Checked {
+                outcomes,
+                valid,
+                slots,
+            } = self.check_all(&topic, events);
             log_parts.push((topic.id, valid));
             receipts.push(PublishReceipt {
                 schema_id: topic.current_schema().clone(),
