@@ -16,7 +16,6 @@ use crate::broker::{
     Broker, BrokerError, ManagedChange, ManagedRef, ManagedView, NewManaged, StreamKind,
     StreamSnapshot, TopicSummary,
 };
-use crate::error::ErrorCode;
 use crate::types::{ManagedReplay, ManagedState, Offset, ReplayId, RpcId};
 
 /// Code generated from `proto/eventbus/admin/v1/admin.proto`.
@@ -54,18 +53,8 @@ impl AdminService {
     fn admin<T>(&self, request: &Request<T>) -> Result<AdminCall<'_>, Status> {
         let rpc = RpcId::generate();
         let metrics = self.broker.metrics();
-        let caller = status::authenticate(&self.auth, request.metadata(), metrics, rpc)?;
-        if !caller.grants.is_admin() {
-            return Err(status::denied(
-                metrics,
-                ErrorCode::AdminPermission,
-                &format!(
-                    "{} may not use the Admin service: it needs the `admin` grant.",
-                    crate::types::Echo(&caller.principal)
-                ),
-                rpc,
-            ));
-        }
+        let caller =
+            status::authenticate_admin(&self.auth, request.metadata(), metrics, rpc, "Admin")?;
         Ok(AdminCall {
             rpc,
             ns: Namespace::of(&caller.tenant),

@@ -48,18 +48,13 @@ impl CdcService {
 
     fn call<T>(&self, request: &Request<T>) -> Result<Call, Status> {
         let rpc = RpcId::generate();
-        let caller = status::authenticate(&self.auth, request.metadata(), &self.metrics, rpc)?;
-        if !caller.grants.is_admin() {
-            return Err(status::denied(
-                &self.metrics,
-                ErrorCode::AdminPermission,
-                &format!(
-                    "{} may not use the ChangeDataCapture service: it needs the `admin` grant.",
-                    crate::types::Echo(&caller.principal)
-                ),
-                rpc,
-            ));
-        }
+        let caller = status::authenticate_admin(
+            &self.auth,
+            request.metadata(),
+            &self.metrics,
+            rpc,
+            "ChangeDataCapture",
+        )?;
         Ok(Call {
             rpc,
             user_id: super::rest::user_id(&caller),

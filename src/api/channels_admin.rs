@@ -56,18 +56,13 @@ impl ChannelsService {
 
     fn call<T>(&self, request: &Request<T>) -> Result<Call, Status> {
         let rpc = RpcId::generate();
-        let caller = status::authenticate(&self.auth, request.metadata(), &self.metrics, rpc)?;
-        if !caller.grants.is_admin() {
-            return Err(status::denied(
-                &self.metrics,
-                ErrorCode::AdminPermission,
-                &format!(
-                    "{} may not use the Channels service: it needs the `admin` grant.",
-                    Echo(&caller.principal)
-                ),
-                rpc,
-            ));
-        }
+        let caller = status::authenticate_admin(
+            &self.auth,
+            request.metadata(),
+            &self.metrics,
+            rpc,
+            "Channels",
+        )?;
         Ok(Call {
             rpc,
             tenant: caller.tenant,

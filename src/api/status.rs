@@ -250,6 +250,34 @@ pub fn authenticate(
     })
 }
 
+/// Authenticates a call to one of the administration services (`service`
+/// names it in the refusal) and requires the `admin` grant.
+///
+/// # Errors
+/// As [`authenticate`]; `PERMISSION_DENIED` with `…admin.permission` for a
+/// caller without the grant.
+pub fn authenticate_admin(
+    auth: &crate::auth::Authenticator,
+    metadata: &tonic::metadata::MetadataMap,
+    metrics: &Metrics,
+    rpc: RpcId,
+    service: &str,
+) -> Result<Caller, Status> {
+    let caller = authenticate(auth, metadata, metrics, rpc)?;
+    if !caller.grants.is_admin() {
+        return Err(denied(
+            metrics,
+            ErrorCode::AdminPermission,
+            &format!(
+                "{} may not use the {service} service: it needs the `admin` grant.",
+                crate::types::Echo(&caller.principal)
+            ),
+            rpc,
+        ));
+    }
+    Ok(caller)
+}
+
 /// `PERMISSION_DENIED` for a call whose caller lacks the grant it needs.
 pub fn denied(metrics: &Metrics, code: ErrorCode, message: &str, rpc: RpcId) -> Status {
     counted(metrics, status(Code::PermissionDenied, code, message, rpc))
