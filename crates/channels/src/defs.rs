@@ -28,6 +28,13 @@ fn reparse(json: &str) -> Result<ParsedSchema, ChannelError> {
         .map_err(|e| ChannelError::Broker(BrokerError::Provision(format!("a member schema: {e}"))))
 }
 
+/// Most custom channels per org (ours: Salesforce's limit depends on the
+/// edition); every one is loaded into each server's route table.
+pub const MAX_CHANNELS: usize = 100;
+/// Most members per channel (ours): each member's filter runs on every
+/// event of its entity.
+pub const MAX_MEMBERS: usize = 50;
+
 impl Channels {
     /// Defines a channel; `DUPLICATE_VALUE` when the org has one of that
     /// name.
@@ -43,7 +50,19 @@ impl Channels {
     ) -> Result<ChannelView, ChannelError> {
         let full_name = full_name.trim();
         check_channel_name(full_name)?;
-        if self.load_channel(tenant, full_name).await?.is_some() {
+        let existing = self.load_channels(tenant).await?;
+        if existing.len() >= MAX_CHANNELS {
+            return Err(ChannelError::invalid(
+                "LIMIT_EXCEEDED",
+                format!(
+                    "This org has {MAX_CHANNELS} custom channels, the most allowed; delete one first"
+                ),
+            ));
+        }
+        if existing
+            .iter()
+            .any(|(c, _)| c.full_name.eq_ignore_ascii_case(full_name))
+        {
             return Err(ChannelError::invalid(
                 "DUPLICATE_VALUE",
                 format!("duplicate value found: a channel named {full_name} already exists"),
@@ -242,7 +261,22 @@ impl Channels {
             .await?;
         let (id, rev) = match &existing {
             Some((m, rev)) => (m.id.clone(), *rev),
-            None => (self.new_id(tenant, "0v8").await?, 0),
+            None => {
+                let count = self
+                    .load_members(tenant, Some(&channel.full_name))
+                    .await?
+                    .len();
+                if count >= MAX_MEMBERS {
+                    return Err(ChannelError::invalid(
+                        "LIMIT_EXCEEDED",
+                        format!(
+                            "{} has {MAX_MEMBERS} members, the most allowed; remove one first",
+                            channel.full_name
+                        ),
+                    ));
+                }
+                (self.new_id(tenant, "0v8").await?, 0)
+            }
         };
         let rec = StoredMember {
             id,

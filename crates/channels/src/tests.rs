@@ -255,3 +255,23 @@ async fn data_members_enrich_the_simple_fields_their_filters_name() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn channels_and_members_are_capped() {
+    let (_broker, channels, _router) = setup().await;
+    for i in 0..super::defs::MAX_CHANNELS {
+        channels
+            .create_channel(&tenant(), &format!("C{i}__chn"), ChannelKind::Event, "")
+            .await
+            .unwrap();
+    }
+    let e = channels
+        .create_channel(&tenant(), "More__chn", ChannelKind::Event, "")
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_code(), "LIMIT_EXCEEDED", "{e}");
+    assert_eq!(
+        channels.channels(&tenant()).await.unwrap().len(),
+        super::defs::MAX_CHANNELS
+    );
+}
