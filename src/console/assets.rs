@@ -32,10 +32,10 @@ pub(super) async fn serve(Path(name): Path<String>) -> Response {
     let Some((_, kind, body)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
-    let body: &'static str = *body;
+    let body: &'static str = body;
     let mut r = body.into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(*kind));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

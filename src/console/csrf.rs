@@ -68,7 +68,7 @@ mod tests {
         // A token of another process's key is refused.
         assert!(!CsrfKey::random().verify("session-a", &t));
         // One flipped character is refused.
-        let mut bad = t.clone().into_bytes();
+        let mut bad = t.into_bytes();
         bad[0] = if bad[0] == b'A' { b'B' } else { b'A' };
         assert!(!key.verify("session-a", &String::from_utf8(bad).expect("ascii")));
     }

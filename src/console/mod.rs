@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 pub use csrf::CsrfKey;
 pub use rates::{Rates, spark_path, sparkline};
-pub use session::COOKIE;
+pub use session::{COOKIE, LOGIN_COOKIE};
 
 use crate::api::http::HttpContext;
 

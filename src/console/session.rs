@@ -3,7 +3,8 @@
 //!
 //! Owns: the cookie (`eventbus_console=<session>`, `HttpOnly`,
 //! `SameSite=Strict`, `Path=/console`, `Secure` under TLS) and reading it
-//! back. The password check and the session are the org directory's and
+//! back, and the login form's own cookie (`eventbus_console_login`, the
+//! random value its CSRF token is derived from). The password check and the session are the org directory's and
 //! sessions' (`auth::org`), the same ones the OAuth password grant uses;
 //! the cookie's session is authenticated through the `Authenticator` like
 //! a bearer token. With `--auth none` the console is open: every request
@@ -100,25 +101,62 @@ pub(super) fn forbidden() -> Response {
         .into_response()
 }
 
+/// The login form's cookie: a random value drawn when the form is shown,
+/// whose HMAC is the form's CSRF token (there is no session yet to derive
+/// one from), so another site cannot post a login of its own choosing.
+pub const LOGIN_COOKIE: &str = "eventbus_console_login";
+
+/// How long a login form stays usable.
+const LOGIN_FORM_SECS: u64 = 3600;
+
+/// What the login form's CSRF token is derived from.
+fn login_subject(nonce: &str) -> String {
+    format!("login:{nonce}")
+}
+
 #[derive(askama::Template)]
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     version: &'a str,
     username: &'a str,
+    csrf: String,
     error: Option<&'a str>,
 }
 
-fn login_page(status: StatusCode, username: &str, error: Option<&str>) -> Response {
+/// The login form, with the request's login cookie kept (or a new one
+/// set) and its CSRF token.
+fn login_page(
+    c: &Console,
+    headers: &HeaderMap,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
     use askama::Template as _;
+    let nonce = cookie(headers, LOGIN_COOKIE)
+        .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
     let p = LoginPage {
         version: env!("CARGO_PKG_VERSION"),
         username,
+        csrf: c.csrf.token(&login_subject(&nonce)),
         error,
     };
-    match p.render() {
+    let mut r = match p.render() {
         Ok(html) => page(status, html),
-        Err(e) => render_failed(&e),
+        Err(e) => return render_failed(&e),
+    };
+    let set = cookie_line(
+        LOGIN_COOKIE,
+        &nonce,
+        "/console/login",
+        LOGIN_FORM_SECS,
+        c.ctx.login.tls,
+    );
+    if let Ok(v) = HeaderValue::from_str(&set) {
+        r.headers_mut().append(header::SET_COOKIE, v);
     }
+    r
 }
 
 /// `GET /console/login`: the form (straight to the overview when open or
@@ -127,12 +165,18 @@ pub(super) async fn login_form(axum::extract::State(c): State, headers: HeaderMa
     if viewer(&c, &headers).is_some() {
         return Redirect::to("/console").into_response();
     }
-    login_page(StatusCode::OK, "", None)
+    login_page(&c, &headers, StatusCode::OK, "", None)
 }
 
-/// `POST /console/login`: checks the username and password against the
-/// org users file, issues a session and sets the cookie.
-pub(super) async fn login(axum::extract::State(c): State, body: axum::body::Body) -> Response {
+/// `POST /console/login`: checks the form's CSRF token against the login
+/// cookie, then the username and password against the org users file
+/// (the OAuth password grant's check), issues a session and sets the
+/// session cookie.
+pub(super) async fn login(
+    axum::extract::State(c): State,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     if c.ctx.auth.mode() == AuthMode::None {
         return Redirect::to("/console").into_response();
     }
@@ -140,6 +184,13 @@ pub(super) async fn login(axum::extract::State(c): State, body: axum::body::Body
         Ok(f) => f,
         Err(r) => return r,
     };
+    let csrf_ok = match (cookie(&headers, LOGIN_COOKIE), fields.get("csrf")) {
+        (Some(nonce), Some(token)) => c.csrf.verify(&login_subject(nonce), token),
+        _ => false,
+    };
+    if !csrf_ok {
+        return forbidden();
+    }
     let username = fields.get("username").map_or("", |u| u.trim());
     let password = fields.get("password").map_or("", String::as_str);
     let login = &c.ctx.login;
@@ -148,6 +199,8 @@ pub(super) async fn login(axum::extract::State(c): State, body: axum::body::Body
         Err(e) => {
             tracing::info!(user = %username, error = %e, "console login refused");
             return login_page(
+                &c,
+                &headers,
                 StatusCode::UNAUTHORIZED,
                 username,
                 Some("Wrong username or password."),
@@ -162,19 +215,30 @@ pub(super) async fn login(axum::extract::State(c): State, body: axum::body::Body
         login.tls,
     );
     let mut r = Redirect::to("/console").into_response();
-    match HeaderValue::from_str(&cookie) {
-        Ok(v) => {
-            r.headers_mut().insert(header::SET_COOKIE, v);
+    let spent = cookie_line(LOGIN_COOKIE, "", "/console/login", 0, login.tls);
+    match (
+        HeaderValue::from_str(&cookie),
+        HeaderValue::from_str(&spent),
+    ) {
+        (Ok(v), Ok(spent)) => {
+            r.headers_mut().append(header::SET_COOKIE, v);
+            r.headers_mut().append(header::SET_COOKIE, spent);
             r
         }
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "bad session token").into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "bad session token").into_response(),
     }
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, `Secure` under
+/// TLS (`max_age` 0 clears it).
+fn cookie_line(name: &str, value: &str, path: &str, max_age: u64, tls: bool) -> String {
+    let secure = if tls { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 /// The `Set-Cookie` value of a session (`max_age` 0 clears it).
 pub(super) fn session_cookie(token: &str, max_age: u64, tls: bool) -> String {
-    let secure = if tls { "; Secure" } else { "" };
-    format!("{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+    cookie_line(COOKIE, token, "/console", max_age, tls)
 }
 
 /// `POST /console/logout`: ends the session (CSRF-checked) and clears the

@@ -123,18 +123,48 @@ grants = ["publish:/event/*", "subscribe:/event/*"]
     (server, addr)
 }
 
-/// Logs in as ops; the `Cookie` header value to send from then on.
-async fn log_in(addr: SocketAddr) -> String {
-    let (status, h, body) = http(
+/// The `name=value` of the `Set-Cookie` named `name`.
+fn set_cookie<'a>(h: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    h.get("set-cookie")?
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}=")))
+}
+
+/// Shows the login form: its cookie (`name=value`) and CSRF token.
+async fn login_form(addr: SocketAddr) -> (String, String) {
+    let (status, h, page) = http(addr, "GET", "/console/login", &[], b"").await;
+    assert_eq!(status, 200, "{page}");
+    let set = set_cookie(&h, "eventbus_console_login").expect("the login form's cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().expect("name=value").to_owned();
+    (cookie, csrf_of(&page))
+}
+
+/// Posts the login form as a browser would.
+async fn post_login(
+    addr: SocketAddr,
+    user: &str,
+    pw: &str,
+) -> (u16, HashMap<String, String>, String) {
+    let (cookie, token) = login_form(addr).await;
+    http(
         addr,
         "POST",
         "/console/login",
-        &[FORM],
-        &form(&[("username", "ops@acme.example"), ("password", "pw")]),
+        &[FORM, ("Cookie", &cookie)],
+        &form(&[("csrf", &token), ("username", user), ("password", pw)]),
     )
-    .await;
+    .await
+}
+
+/// Logs in as ops; the `Cookie` header value to send from then on.
+async fn log_in(addr: SocketAddr) -> String {
+    let (status, h, body) = post_login(addr, "ops@acme.example", "pw").await;
     assert_eq!(status, 303, "{body}");
-    let cookie = h.get("set-cookie").expect("a session cookie");
+    let cookie = set_cookie(&h, "eventbus_console").expect("a session cookie");
     cookie.split(';').next().expect("name=value").to_owned()
 }
 
@@ -172,18 +202,44 @@ async fn a_wrong_password_is_refused_and_sets_no_cookie() {
         ("nobody@acme.example", "pw"),
         ("", ""),
     ] {
-        let (status, h, body) = http(
-            addr,
-            "POST",
-            "/console/login",
-            &[FORM],
-            &form(&[("username", user), ("password", pw)]),
-        )
-        .await;
+        let (status, h, body) = post_login(addr, user, pw).await;
         assert_eq!(status, 401, "{user}: {body}");
-        assert!(!h.contains_key("set-cookie"), "{h:?}");
+        assert!(set_cookie(&h, "eventbus_console").is_none(), "{h:?}");
         assert!(body.contains("Wrong username or password."), "{body}");
     }
+    // The login form's CSRF token is needed too, with its own cookie.
+    let good = form(&[("username", "ops@acme.example"), ("password", "pw")]);
+    let (status, _, _) = http(addr, "POST", "/console/login", &[FORM], &good).await;
+    assert_eq!(status, 403, "no token");
+    let (cookie, token) = login_form(addr).await;
+    let (_, other_token) = login_form(addr).await;
+    let with = |t: &str| {
+        form(&[
+            ("csrf", t),
+            ("username", "ops@acme.example"),
+            ("password", "pw"),
+        ])
+    };
+    let (status, _, _) = http(addr, "POST", "/console/login", &[FORM], &with(&token)).await;
+    assert_eq!(status, 403, "a token without its cookie");
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/console/login",
+        &[FORM, ("Cookie", &cookie)],
+        &with(&other_token),
+    )
+    .await;
+    assert_eq!(status, 403, "another form's token");
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/console/login",
+        &[FORM, ("Cookie", &cookie)],
+        &with(&token),
+    )
+    .await;
+    assert_eq!(status, 303, "the form's own token");
     // A cookie that names no session is no login.
     let (status, _, _) = http(
         addr,
@@ -199,16 +255,9 @@ async fn a_wrong_password_is_refused_and_sets_no_cookie() {
 #[tokio::test]
 async fn login_sets_a_strict_http_only_cookie_and_the_overview_shows_the_orgs_topics_only() {
     let (server, addr) = console_server().await;
-    let (status, h, _) = http(
-        addr,
-        "POST",
-        "/console/login",
-        &[FORM],
-        &form(&[("username", "ops@acme.example"), ("password", "pw")]),
-    )
-    .await;
+    let (status, h, _) = post_login(addr, "ops@acme.example", "pw").await;
     assert_eq!((status, h["location"].as_str()), (303, "/console"));
-    let set = &h["set-cookie"];
+    let set = set_cookie(&h, "eventbus_console").expect("the session cookie");
     let attrs: Vec<&str> = set.split(';').map(str::trim).collect();
     assert!(
         attrs[0].starts_with("eventbus_console=") && attrs[0].len() > 30,
@@ -290,7 +339,8 @@ async fn logout_needs_the_csrf_token_and_ends_the_session() {
     )
     .await;
     assert_eq!((status, h["location"].as_str()), (303, "/console/login"));
-    assert!(h["set-cookie"].contains("Max-Age=0"), "{h:?}");
+    let cleared = set_cookie(&h, "eventbus_console").expect("the cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{h:?}");
     let (status, h, _) = http(addr, "GET", "/console", &[("Cookie", &cookie)], b"").await;
     assert_eq!(
         (status, h["location"].as_str()),
