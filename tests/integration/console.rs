@@ -357,6 +357,16 @@ async fn first_overview_event(
     addr: SocketAddr,
     cookie: Option<&str>,
 ) -> (HashMap<String, String>, Value) {
+    let (headers, snap, _conn) = open_overview_stream(addr, cookie).await;
+    (headers, snap)
+}
+
+/// Opens the live overview: the response headers, the first event's JSON
+/// and the connection, still open.
+async fn open_overview_stream(
+    addr: SocketAddr,
+    cookie: Option<&str>,
+) -> (HashMap<String, String>, Value, tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let cookie = cookie
@@ -399,7 +409,24 @@ async fn first_overview_event(
         .lines()
         .find_map(|l| l.strip_prefix("data: "))
         .expect("a data line");
-    (headers, serde_json::from_str(data).expect("JSON"))
+    (headers, serde_json::from_str(data).expect("JSON"), conn)
+}
+
+#[tokio::test]
+async fn an_open_live_overview_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncReadExt;
+    let (server, addr) = console_server().await;
+    let cookie = log_in(addr).await;
+    let (_, _, mut conn) = open_overview_stream(addr, Some(&cookie)).await;
+    tokio::time::timeout(Duration::from_secs(20), server.shutdown())
+        .await
+        .expect("the server stops with a live overview open");
+    // The stream ended: the connection reaches its end.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest))
+        .await
+        .expect("the stream ends")
+        .expect("read");
 }
 
 #[tokio::test]
