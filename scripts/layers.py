@@ -104,6 +104,8 @@ ROOT_RULES = [
     ("client", {"server", "config", "cli", "bench", "broker", "cdc", "channels", "log",
                 "command_line", "backend"},
      "the plumbing the clients share names no client, engine or log"),
+    ("console", {"server", "config", "cli", "bench", "command_line", "backend"},
+     "the web console serves pages over the HTTP context; it knows no server wiring and no client"),
     ("config", {"server", "cli", "bench", "command_line", "backend"},
      "server settings know no client, no command line and no server wiring"),
     ("backend", {"server", "api", "cli", "bench", "command_line"},

@@ -29,6 +29,9 @@
 //! - [`transport`] (accepting, TLS handshakes, connection timeouts, response
 //!   budgets), [`tls`], [`auth`] and [`telemetry`] are below [`api`] (the
 //!   gRPC protocol layer) and use neither it nor the engine's callers;
+//! - [`console`] is the web console on the HTTP listener (server-rendered
+//!   pages over [`api`]'s HTTP context, the engine and [`auth`]); it names
+//!   no server wiring and no client;
 //! - [`config`] holds the server's settings and names no client;
 //! - [`server`] composes the server: it opens the log through [`backend`]
 //!   and serves plaintext health through [`health_listener`];
@@ -63,6 +66,7 @@ pub mod client;
 pub mod command_line;
 #[cfg(feature = "rocksdb")]
 pub mod config;
+pub mod console;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod health_listener;

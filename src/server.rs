@@ -399,6 +399,12 @@ impl Server {
                 // that line find this one too. Not "listening on": scripts
                 // take the gRPC address from the first such line.
                 tracing::info!(tls = http_tls.is_some(), "http api serving on {addr}");
+                if auth.mode() == crate::auth::AuthMode::None && !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        "the web console at http://{addr}/console is open to anyone who reaches \
+                         this address (--auth none); use --auth static or jwt, or listen on loopback"
+                    );
+                }
             }
             let ctx = crate::api::http::HttpContext {
                 broker: broker.clone(),
@@ -411,15 +417,22 @@ impl Server {
                 limits: limits.clone(),
                 cdc: Some(cdc.clone()),
                 channels: Some(channels.clone()),
+                server: crate::api::http::ServerInfo {
+                    backend: match args.backend {
+                        crate::config::Backend::Rocksdb => "rocksdb",
+                        crate::config::Backend::Jetstream => "jetstream",
+                    },
+                    started: std::time::SystemTime::now(),
+                },
+                stop: stop.clone(),
             };
             let listener = transport
                 .http_listener(listener, http_tls, "http")
                 .map_err(|e| ServerError::Config(format!("http listener: {e}")))?;
-            tasks.spawn(crate::api::http::serve(
-                listener,
-                crate::api::http::router(&ctx),
-                stop.clone(),
-            ));
+            // The console reads the HTTP context, so it sits above `api`:
+            // its routes are merged here rather than in `api::http`.
+            let app = crate::api::http::router(&ctx).merge(crate::console::router(&ctx));
+            tasks.spawn(crate::api::http::serve(listener, app, stop.clone()));
         }
 
         if let Ok(local) = listener.local_addr() {

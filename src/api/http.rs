@@ -4,7 +4,9 @@
 //! Owns: which routes the listener serves (each area exports a `router`
 //! and is merged here) and the `NOT_FOUND` answer for any other path.
 //! Must not: hold an area's own logic (the Tooling query is tooling.rs,
-//! OAuth oauth.rs, SOAP login soap.rs).
+//! OAuth oauth.rs, SOAP login soap.rs). The web console (`crate::console`)
+//! sits above this layer (it reads this context), so the server merges its
+//! router with this one.
 
 use std::sync::Arc;
 
@@ -33,6 +35,20 @@ pub struct HttpContext {
     pub cdc: Option<Arc<crate::cdc::Cdc>>,
     /// Custom channels (Tooling `PlatformEventChannel[Member]`).
     pub channels: Option<Arc<crate::channels::Channels>>,
+    /// What the server says about itself (the console's overview).
+    pub server: ServerInfo,
+    /// Cancelled when the server stops: long-lived answers (the console's
+    /// event streams) and background tasks end with it.
+    pub stop: CancellationToken,
+}
+
+/// What the server says about itself.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    /// The log backend's name (`rocksdb`, `jetstream`).
+    pub backend: &'static str,
+    /// When the server started serving.
+    pub started: std::time::SystemTime,
 }
 
 async fn not_found() -> Response {

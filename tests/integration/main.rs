@@ -12,6 +12,7 @@ mod channels_admin;
 mod channels_crash;
 mod cli;
 mod common;
+mod console;
 mod crash;
 mod devsetup;
 mod durability;

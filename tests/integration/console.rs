@@ -1,0 +1,519 @@
+//! The web console (issue 23) over real HTTP on 127.0.0.1: `/` redirecting,
+//! the login form (good and bad), the session cookie's attributes, the
+//! overview (the caller's org's topics only), CSRF refusals on logout, the
+//! live overview's Server-Sent Events, the assets, and `--auth none`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use eventbus::auth::AuthMode;
+use eventbus::auth::org::hash_secret;
+use serde_json::Value;
+
+use crate::common::*;
+
+const ORG: &str = "00D000000000000EAA";
+/// A topic of another org, stored under its namespace.
+const OTHER_ORG_TOPIC: &str = "/~00D000000000002/event/Secret_Event__e";
+
+/// One HTTP/1.1 exchange: status, headers (lower-case names; repeated
+/// headers joined with `\n`), body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, HashMap<String, String>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    conn.write_all(req.as_bytes()).await.expect("write head");
+    conn.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut raw))
+        .await
+        .expect("answer within 20 s")
+        .expect("read");
+    let text = String::from_utf8(raw).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (k, v) in lines.filter_map(|l| l.split_once(':')) {
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim().to_owned();
+        out.entry(k)
+            .and_modify(|old| {
+                old.push('\n');
+                old.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    let body = if out
+        .get("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
+        crate::http_client::dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, out, body)
+}
+
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+        .into_bytes()
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// A server with `--auth static`, an org users file (ops: publish and
+/// subscribe on /event/*, password `pw`) and the HTTP listener on; a
+/// topic of another org besides the default org's order topic.
+async fn console_server() -> (TestServer, SocketAddr) {
+    let server = start_with(|a| {
+        let dir = a.data_dir.parent().expect("temp root").to_path_buf();
+        let tokens = dir.join("tokens.toml");
+        std::fs::write(&tokens, "tokens = []\n").expect("tokens file");
+        let users = dir.join("org.toml");
+        std::fs::write(
+            &users,
+            format!(
+                r#"
+[[users]]
+username = "ops@acme.example"
+password = "{pw}"
+org_id = "{ORG}"
+user_id = "005000000000001"
+name = "Olga Ops"
+grants = ["publish:/event/*", "subscribe:/event/*"]
+"#,
+                pw = hash_secret("pw")
+            ),
+        )
+        .expect("users file");
+        a.auth = AuthMode::Static;
+        a.auth_tokens_file = Some(tokens);
+        a.org_users_file = Some(users);
+        a.http_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let schema = eventbus::schema::ParsedSchema::parse(ORDER_SCHEMA).expect("schema");
+    server
+        .broker
+        .create_topic(OTHER_ORG_TOPIC, schema, None)
+        .await
+        .expect("other org's topic");
+    let addr = server.tooling.expect("http listener on");
+    (server, addr)
+}
+
+/// The `name=value` of the `Set-Cookie` named `name`.
+fn set_cookie<'a>(h: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    h.get("set-cookie")?
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}=")))
+}
+
+/// Shows the login form: its cookie (`name=value`) and CSRF token.
+async fn login_form(addr: SocketAddr) -> (String, String) {
+    let (status, h, page) = http(addr, "GET", "/console/login", &[], b"").await;
+    assert_eq!(status, 200, "{page}");
+    let set = set_cookie(&h, "eventbus_console_login").expect("the login form's cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().expect("name=value").to_owned();
+    (cookie, csrf_of(&page))
+}
+
+/// Posts the login form as a browser would.
+async fn post_login(
+    addr: SocketAddr,
+    user: &str,
+    pw: &str,
+) -> (u16, HashMap<String, String>, String) {
+    let (cookie, token) = login_form(addr).await;
+    http(
+        addr,
+        "POST",
+        "/console/login",
+        &[FORM, ("Cookie", &cookie)],
+        &form(&[("csrf", &token), ("username", user), ("password", pw)]),
+    )
+    .await
+}
+
+/// Logs in as ops; the `Cookie` header value to send from then on.
+async fn log_in(addr: SocketAddr) -> String {
+    let (status, h, body) = post_login(addr, "ops@acme.example", "pw").await;
+    assert_eq!(status, 303, "{body}");
+    let cookie = set_cookie(&h, "eventbus_console").expect("a session cookie");
+    cookie.split(';').next().expect("name=value").to_owned()
+}
+
+/// The CSRF token of the overview's forms.
+fn csrf_of(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
+    page[at..].split('"').next().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn the_root_redirects_to_the_console_and_the_console_to_the_login() {
+    let (_server, addr) = console_server().await;
+    let (status, h, _) = http(addr, "GET", "/", &[], b"").await;
+    assert_eq!(
+        (status, h.get("location").map(String::as_str)),
+        (303, Some("/console"))
+    );
+    let (status, h, _) = http(addr, "GET", "/console", &[], b"").await;
+    assert_eq!(
+        (status, h.get("location").map(String::as_str)),
+        (303, Some("/console/login"))
+    );
+    let (status, h, body) = http(addr, "GET", "/console/login", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(h["content-type"].starts_with("text/html"), "{h:?}");
+    assert!(h["content-security-policy"].contains("frame-ancestors 'none'"));
+    assert!(body.contains(r#"name="password""#), "{body}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_and_sets_no_cookie() {
+    let (_server, addr) = console_server().await;
+    for (user, pw) in [
+        ("ops@acme.example", "nope"),
+        ("nobody@acme.example", "pw"),
+        ("", ""),
+    ] {
+        let (status, h, body) = post_login(addr, user, pw).await;
+        assert_eq!(status, 401, "{user}: {body}");
+        assert!(set_cookie(&h, "eventbus_console").is_none(), "{h:?}");
+        assert!(body.contains("Wrong username or password."), "{body}");
+    }
+    // The login form's CSRF token is needed too, with its own cookie.
+    let good = form(&[("username", "ops@acme.example"), ("password", "pw")]);
+    let (status, _, _) = http(addr, "POST", "/console/login", &[FORM], &good).await;
+    assert_eq!(status, 403, "no token");
+    let (cookie, token) = login_form(addr).await;
+    let (_, other_token) = login_form(addr).await;
+    let with = |t: &str| {
+        form(&[
+            ("csrf", t),
+            ("username", "ops@acme.example"),
+            ("password", "pw"),
+        ])
+    };
+    let (status, _, _) = http(addr, "POST", "/console/login", &[FORM], &with(&token)).await;
+    assert_eq!(status, 403, "a token without its cookie");
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/console/login",
+        &[FORM, ("Cookie", &cookie)],
+        &with(&other_token),
+    )
+    .await;
+    assert_eq!(status, 403, "another form's token");
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/console/login",
+        &[FORM, ("Cookie", &cookie)],
+        &with(&token),
+    )
+    .await;
+    assert_eq!(status, 303, "the form's own token");
+    // A cookie that names no session is no login.
+    let (status, _, _) = http(
+        addr,
+        "GET",
+        "/console",
+        &[("Cookie", "eventbus_console=00D000000000000!forged")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 303);
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_and_the_overview_shows_the_orgs_topics_only() {
+    let (server, addr) = console_server().await;
+    let (status, h, _) = post_login(addr, "ops@acme.example", "pw").await;
+    assert_eq!((status, h["location"].as_str()), (303, "/console"));
+    let set = set_cookie(&h, "eventbus_console").expect("the session cookie");
+    let attrs: Vec<&str> = set.split(';').map(str::trim).collect();
+    assert!(
+        attrs[0].starts_with("eventbus_console=") && attrs[0].len() > 30,
+        "{set}"
+    );
+    for want in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(attrs.contains(&want), "{want} missing: {set}");
+    }
+    assert!(!attrs.contains(&"Secure"), "no TLS, no Secure: {set}");
+    let cookie = attrs[0].to_owned();
+
+    let (status, h, page) = http(addr, "GET", "/console", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(
+        page.contains(&format!(r#"data-topic="{ORDER_TOPIC}""#)),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Secret_Event__e"),
+        "another org's topic shown: {page}"
+    );
+    assert!(page.contains("ops@acme.example"), "{page}");
+    assert!(page.contains("<svg class=\"spark\""), "{page}");
+    let schema = server
+        .broker
+        .topic(ORDER_TOPIC)
+        .expect("topic")
+        .current_schema()
+        .to_string();
+    assert!(page.contains(&schema), "the current schema id: {page}");
+    assert!(
+        page.contains("rocksdb") || page.contains("jetstream"),
+        "{page}"
+    );
+    // The login form sends a logged-in viewer on.
+    let (status, h, _) = http(addr, "GET", "/console/login", &[("Cookie", &cookie)], b"").await;
+    assert_eq!((status, h["location"].as_str()), (303, "/console"));
+}
+
+#[tokio::test]
+async fn logout_needs_the_csrf_token_and_ends_the_session() {
+    let (_server, addr) = console_server().await;
+    let cookie = log_in(addr).await;
+    let (_, _, page) = http(addr, "GET", "/console", &[("Cookie", &cookie)], b"").await;
+    let token = csrf_of(&page);
+
+    let other = log_in(addr).await;
+    let (_, _, other_page) = http(addr, "GET", "/console", &[("Cookie", &other)], b"").await;
+    let others_token = csrf_of(&other_page);
+    assert_ne!(token, others_token, "tokens are per session");
+
+    for body in [
+        form(&[]),
+        form(&[("csrf", "")]),
+        form(&[("csrf", "AAAA")]),
+        form(&[("csrf", &others_token)]),
+    ] {
+        let (status, _, text) = http(
+            addr,
+            "POST",
+            "/console/logout",
+            &[FORM, ("Cookie", &cookie)],
+            &body,
+        )
+        .await;
+        assert_eq!(status, 403, "{text}");
+    }
+    // Still logged in.
+    let (status, _, _) = http(addr, "GET", "/console", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(status, 200);
+
+    let (status, h, _) = http(
+        addr,
+        "POST",
+        "/console/logout",
+        &[FORM, ("Cookie", &cookie)],
+        &form(&[("csrf", &token)]),
+    )
+    .await;
+    assert_eq!((status, h["location"].as_str()), (303, "/console/login"));
+    let cleared = set_cookie(&h, "eventbus_console").expect("the cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{h:?}");
+    let (status, h, _) = http(addr, "GET", "/console", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(
+        (status, h["location"].as_str()),
+        (303, "/console/login"),
+        "the session ended"
+    );
+    // The other session lives on.
+    let (status, _, _) = http(addr, "GET", "/console", &[("Cookie", &other)], b"").await;
+    assert_eq!(status, 200);
+}
+
+/// Opens the live overview and returns the first event's JSON.
+async fn first_overview_event(
+    addr: SocketAddr,
+    cookie: Option<&str>,
+) -> (HashMap<String, String>, Value) {
+    let (headers, snap, _conn) = open_overview_stream(addr, cookie).await;
+    (headers, snap)
+}
+
+/// Opens the live overview: the response headers, the first event's JSON
+/// and the connection, still open.
+async fn open_overview_stream(
+    addr: SocketAddr,
+    cookie: Option<&str>,
+) -> (HashMap<String, String>, Value, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "GET /console/events/overview HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{cookie}\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let text = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let n = conn.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "the stream ended early: {}",
+                String::from_utf8_lossy(&raw)
+            );
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((_, body)) = text.split_once("\r\n\r\n")
+                && body.contains("event: overview")
+                && body.contains("\n\n")
+            {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("an event within 20 s");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head");
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let data = body
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data line");
+    (headers, serde_json::from_str(data).expect("JSON"), conn)
+}
+
+#[tokio::test]
+async fn an_open_live_overview_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncReadExt;
+    let (server, addr) = console_server().await;
+    let cookie = log_in(addr).await;
+    let (_, _, mut conn) = open_overview_stream(addr, Some(&cookie)).await;
+    tokio::time::timeout(Duration::from_secs(20), server.shutdown())
+        .await
+        .expect("the server stops with a live overview open");
+    // The stream ended: the connection reaches its end.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest))
+        .await
+        .expect("the stream ends")
+        .expect("read");
+}
+
+#[tokio::test]
+async fn the_live_overview_sends_the_current_numbers() {
+    let (server, addr) = console_server().await;
+    let (status, _, _) = http(addr, "GET", "/console/events/overview", &[], b"").await;
+    assert_eq!(status, 401, "no session, no stream");
+    let cookie = log_in(addr).await;
+    let (headers, snap) = first_overview_event(addr, Some(&cookie)).await;
+    assert!(
+        headers["content-type"].starts_with("text/event-stream"),
+        "{headers:?}"
+    );
+    let topics = snap["topics"].as_array().expect("topics");
+    assert!(
+        topics
+            .iter()
+            .all(|t| !t["name"].as_str().unwrap_or("").contains("Secret")),
+        "{snap}"
+    );
+    let order = topics
+        .iter()
+        .find(|t| t["name"] == ORDER_TOPIC)
+        .expect("the order topic");
+    let topic = server.broker.topic(ORDER_TOPIC).expect("topic");
+    let stored = server.broker.bounds(topic.id).expect("bounds");
+    assert_eq!(
+        order["events"],
+        stored.latest.0 - stored.trimmed.0,
+        "{snap}"
+    );
+    assert!(
+        order["path"].as_str().expect("path").starts_with("M0"),
+        "{snap}"
+    );
+    assert!(
+        order["rate"].as_str().expect("rate").ends_with("/s"),
+        "{snap}"
+    );
+    assert!(snap["uptime"].is_string(), "{snap}");
+}
+
+#[tokio::test]
+async fn the_assets_are_served_with_their_types_and_cache_headers() {
+    let (_server, addr) = console_server().await;
+    for (path, kind, has) in [
+        ("/console/assets/console.css", "text/css", ".spark"),
+        (
+            "/console/assets/console.js",
+            "text/javascript",
+            "EventSource",
+        ),
+    ] {
+        let (status, h, body) = http(addr, "GET", path, &[], b"").await;
+        assert_eq!(status, 200, "{path}");
+        assert!(h["content-type"].starts_with(kind), "{path}: {h:?}");
+        assert!(h["cache-control"].contains("max-age="), "{path}: {h:?}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(body.contains(has), "{path}");
+    }
+    let (status, _, _) = http(addr, "GET", "/console/assets/../Cargo.toml", &[], b"").await;
+    assert_ne!(status, 200);
+    let (status, _, _) = http(addr, "GET", "/console/assets/nope.js", &[], b"").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn with_auth_none_the_console_is_open() {
+    let server = start_with(|a| a.http_listen = "127.0.0.1:0".into()).await;
+    let addr = server.tooling.expect("http listener on");
+    publish_orders(&server, 1, 3).await;
+    let (status, _, page) = http(addr, "GET", "/console", &[], b"").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(ORDER_TOPIC), "{page}");
+    assert!(!page.contains("Log out"), "nothing to log out of: {page}");
+    let (status, h, _) = http(addr, "GET", "/console/login", &[], b"").await;
+    assert_eq!((status, h["location"].as_str()), (303, "/console"));
+    let (_, snap) = first_overview_event(addr, None).await;
+    let order = snap["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .find(|t| t["name"] == ORDER_TOPIC)
+        .cloned()
+        .expect("the order topic");
+    assert_eq!(order["events"], 3, "{snap}");
+    // Actions still need the token.
+    let (status, _, _) = http(addr, "POST", "/console/logout", &[FORM], &form(&[])).await;
+    assert_eq!(status, 403);
+}
