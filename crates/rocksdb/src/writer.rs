@@ -175,7 +175,15 @@ pub(crate) fn run(
         }
         if !group.is_empty() {
             let started = std::time::Instant::now();
-            let outcome = commit(&db, &tails, &wo, &mut group, &mut value);
+            // Observed before the callers are answered: a caller that reads
+            // the metrics right after its append sees its commit counted.
+            let observe = || {
+                metrics
+                    .commit_latency
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.commit_batch_events.observe(n_events as f64);
+            };
+            let outcome = commit(&db, &tails, &wo, &mut group, &mut value, observe);
             match (full, outcome) {
                 (false, Commit::Full(error)) => {
                     full = true;
@@ -191,10 +199,6 @@ pub(crate) fn run(
                 }
                 _ => {}
             }
-            metrics
-                .commit_latency
-                .observe(started.elapsed().as_secs_f64());
-            metrics.commit_batch_events.observe(n_events as f64);
         }
         if let Some(reply) = close {
             let res = db.flush_wal(true).map_err(|e| LogError::Storage(e.into()));
@@ -234,6 +238,7 @@ fn commit(
     wo: &WriteOptions,
     group: &mut Vec<PendingAppend>,
     value: &mut Vec<u8>,
+    observe: impl FnOnce(),
 ) -> Commit {
     let Some(cf) = db.cf_handle(CF_EVENTS) else {
         for pending in group.drain(..) {
@@ -287,7 +292,9 @@ fn commit(
             }
         });
     }
-    match db.write_opt(batch, wo) {
+    let written = db.write_opt(batch, wo);
+    observe();
+    match written {
         Ok(()) => {
             for (topic, off) in &latest {
                 if let Ok(t) = tails.get(*topic) {
