@@ -4,7 +4,7 @@
 //!
 //! Owns: the console's routes ([`router`]), its login and session cookie
 //! (session.rs), CSRF tokens ([`CsrfKey`]), the publish-rate history and
-//! sparklines ([`rates`]), the pages (overview.rs, templates under
+//! sparklines ([`rates`]), the pages (overview.rs, consumers.rs, templates under
 //! `templates/`) and the assets (assets.rs). Who a request is comes from
 //! the [`Authenticator`](crate::auth::Authenticator) (the session cookie is
 //! authenticated like a bearer token), what it sees from its grants and its
@@ -15,6 +15,7 @@
 //! `backend`, `command_line`) or a client (`cli`, `bench`).
 
 mod assets;
+mod consumers;
 pub mod csrf;
 mod overview;
 pub mod rates;
@@ -102,6 +103,8 @@ pub fn router(ctx: &HttpContext) -> axum::Router {
             get(session::login_form).post(session::login),
         )
         .route("/console/logout", post(session::logout))
+        .route("/console/consumers", get(consumers::page_handler))
+        .route("/console/consumers/managed", post(consumers::action))
         .route("/console/events/overview", get(overview::events))
         .route("/console/assets/{name}", get(assets::serve))
         .with_state(console)
