@@ -86,10 +86,18 @@ const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded")
 /// subscribe on /event/*, password `pw`) and the HTTP listener on; a
 /// topic of another org besides the default org's order topic.
 async fn console_server() -> (TestServer, SocketAddr) {
-    let server = start_with(|a| {
+    console_server_with("", "tokens = []\n").await
+}
+
+/// [`console_server`] with more users (TOML `[[users]]` entries) and the
+/// tokens file's text.
+async fn console_server_with(more_users: &str, tokens_toml: &str) -> (TestServer, SocketAddr) {
+    let more_users = more_users.to_owned();
+    let tokens_toml = tokens_toml.to_owned();
+    let server = start_with(move |a| {
         let dir = a.data_dir.parent().expect("temp root").to_path_buf();
         let tokens = dir.join("tokens.toml");
-        std::fs::write(&tokens, "tokens = []\n").expect("tokens file");
+        std::fs::write(&tokens, &tokens_toml).expect("tokens file");
         let users = dir.join("org.toml");
         std::fs::write(
             &users,
@@ -102,7 +110,7 @@ org_id = "{ORG}"
 user_id = "005000000000001"
 name = "Olga Ops"
 grants = ["publish:/event/*", "subscribe:/event/*"]
-"#,
+{more_users}"#,
                 pw = hash_secret("pw")
             ),
         )
@@ -162,7 +170,12 @@ async fn post_login(
 
 /// Logs in as ops; the `Cookie` header value to send from then on.
 async fn log_in(addr: SocketAddr) -> String {
-    let (status, h, body) = post_login(addr, "ops@acme.example", "pw").await;
+    log_in_as(addr, "ops@acme.example").await
+}
+
+/// Logs in as `user` (password `pw`); the `Cookie` header value.
+async fn log_in_as(addr: SocketAddr, user: &str) -> String {
+    let (status, h, body) = post_login(addr, user, "pw").await;
     assert_eq!(status, 303, "{body}");
     let cookie = set_cookie(&h, "eventbus_console").expect("a session cookie");
     cookie.split(';').next().expect("name=value").to_owned()
@@ -516,4 +529,320 @@ async fn with_auth_none_the_console_is_open() {
     // Actions still need the token.
     let (status, _, _) = http(addr, "POST", "/console/logout", &[FORM], &form(&[])).await;
     assert_eq!(status, 403);
+}
+
+/// The admin user of the Consumers tests (password `pw`).
+const ADMIN_USER: &str = "admin@acme.example";
+
+/// A server whose org has an admin user besides ops, and a static token
+/// (`reader-token`) of the org to open a Subscribe stream with.
+async fn consumers_server() -> (TestServer, SocketAddr) {
+    let admin = format!(
+        r#"
+[[users]]
+username = "{ADMIN_USER}"
+password = "{pw}"
+org_id = "{ORG}"
+user_id = "005000000000002"
+name = "Ada Admin"
+grants = ["publish:/event/*", "subscribe:/event/*", "admin"]
+"#,
+        pw = hash_secret("pw")
+    );
+    let tokens = format!(
+        "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG}\"\nprincipal = \"reader\"\ngrants = [\"subscribe:/event/*\"]\n",
+        eventbus::auth::hash_token("reader-token")
+    );
+    console_server_with(&admin, &tokens).await
+}
+
+/// A managed subscription of `tenant` on `topic` (stored name), RUN.
+async fn managed_of(server: &TestServer, tenant: &str, topic: &str, name: &str) -> String {
+    use eventbus::types::{ManagedReplay, ManagedState};
+    server
+        .broker
+        .create_managed(
+            tenant,
+            eventbus::broker::NewManaged {
+                developer_name: name.into(),
+                topic: topic.into(),
+                default_replay: ManagedReplay::Earliest,
+                error_recovery_replay: ManagedReplay::Earliest,
+                state: ManagedState::Run,
+            },
+        )
+        .await
+        .expect("managed subscription")
+        .record
+        .id
+}
+
+/// The state of managed subscription `id` of the default org, as the
+/// broker has it.
+fn managed_state(server: &TestServer, id: &str) -> Option<String> {
+    server
+        .broker
+        .describe_managed(ORG, &eventbus::broker::ManagedRef::Id(id.into()))
+        .ok()
+        .map(|v| v.record.state.to_string())
+}
+
+/// Sends the static token `reader-token` of the default org with every call.
+#[derive(Clone)]
+struct ReaderToken;
+
+impl tonic::service::Interceptor for ReaderToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let md = req.metadata_mut();
+        md.insert("accesstoken", "reader-token".parse().expect("ascii"));
+        md.insert(
+            "instanceurl",
+            "https://acme.example".parse().expect("ascii"),
+        );
+        md.insert("tenantid", ORG.parse().expect("ascii"));
+        Ok(req)
+    }
+}
+
+/// Posts the Consumers action form.
+async fn act(addr: SocketAddr, cookie: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
+    let (status, h, body) = http(
+        addr,
+        "POST",
+        "/console/consumers/managed",
+        &[FORM, ("Cookie", cookie)],
+        &form(fields),
+    )
+    .await;
+    (status, h.get("location").cloned().unwrap_or_default(), body)
+}
+
+#[tokio::test]
+async fn the_consumers_page_lists_the_orgs_streams_and_managed_subscriptions_only() {
+    let (server, addr) = consumers_server().await;
+    let mine = managed_of(&server, ORG, ORDER_TOPIC, "Order_Watcher").await;
+    let theirs = managed_of(&server, "00D000000000002", OTHER_ORG_TOPIC, "Their_Watcher").await;
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client =
+        eventbus::api::pb::pub_sub_client::PubSubClient::with_interceptor(channel, ReaderToken);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(fetch(eventbus::api::pb::ReplayPreset::Earliest, vec![], 2))
+        .await
+        .expect("first request");
+    let events = client
+        .subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("subscribe")
+        .into_inner();
+
+    let cookie = log_in_as(addr, ADMIN_USER).await;
+    let page = eventually(
+        "the stream to show its deliveries",
+        Duration::from_secs(10),
+        || {
+            let cookie = cookie.clone();
+            async move {
+                let (status, _, page) = http(
+                    addr,
+                    "GET",
+                    "/console/consumers",
+                    &[("Cookie", &cookie)],
+                    b"",
+                )
+                .await;
+                assert_eq!(status, 200, "{page}");
+                page.contains("Subscribe</td>").then_some(page)
+            }
+        },
+    )
+    .await;
+    assert!(
+        page.contains(&format!(r#"data-stream="{ORDER_TOPIC}""#)),
+        "{page}"
+    );
+    assert!(page.contains(">reader</td>"), "the stream's user: {page}");
+    assert!(page.contains("127.0.0.1:"), "the client's address: {page}");
+    assert!(
+        page.contains(&format!(r#"data-managed="{mine}""#)),
+        "{page}"
+    );
+    assert!(page.contains("Order_Watcher"), "{page}");
+    assert!(
+        !page.contains(&theirs),
+        "another org's subscription: {page}"
+    );
+    assert!(
+        !page.contains("Their_Watcher") && !page.contains("Secret_Event"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"action="/console/consumers/managed""#),
+        "admin sees forms"
+    );
+    assert!(page.contains("I am sure"), "{page}");
+    // The overview links to it.
+    let (_, _, overview) = http(addr, "GET", "/console", &[("Cookie", &cookie)], b"").await;
+    assert!(
+        overview.contains(r#"href="/console/consumers""#),
+        "{overview}"
+    );
+    // Without a session: the login form.
+    let (status, h, _) = http(addr, "GET", "/console/consumers", &[], b"").await;
+    assert_eq!((status, h["location"].as_str()), (303, "/console/login"));
+    drop((tx, events));
+}
+
+#[tokio::test]
+async fn an_admin_stops_runs_and_deletes_a_managed_subscription_through_the_forms() {
+    let (server, addr) = consumers_server().await;
+    let id = managed_of(&server, ORG, ORDER_TOPIC, "Order_Watcher").await;
+    let cookie = log_in_as(addr, ADMIN_USER).await;
+    let (_, _, page) = http(
+        addr,
+        "GET",
+        "/console/consumers",
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .await;
+    let token = csrf_of(&page);
+
+    let (status, location, body) = act(
+        addr,
+        &cookie,
+        &[("csrf", &token), ("id", &id), ("action", "stop")],
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    assert!(
+        location.starts_with("/console/consumers?msg="),
+        "{location}"
+    );
+    assert_eq!(managed_state(&server, &id).as_deref(), Some("STOP"));
+    let (_, _, page) = http(addr, "GET", &location, &[("Cookie", &cookie)], b"").await;
+    assert!(page.contains("Order_Watcher is now STOP."), "{page}");
+    assert!(page.contains(r#"value="run""#), "{page}");
+
+    let (status, _, body) = act(
+        addr,
+        &cookie,
+        &[("csrf", &token), ("id", &id), ("action", "run")],
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(managed_state(&server, &id).as_deref(), Some("RUN"));
+
+    // Delete needs the box ticked.
+    let (status, _, body) = act(
+        addr,
+        &cookie,
+        &[("csrf", &token), ("id", &id), ("action", "delete")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(managed_state(&server, &id).is_some(), "not deleted");
+    let (status, location, body) = act(
+        addr,
+        &cookie,
+        &[
+            ("csrf", &token),
+            ("id", &id),
+            ("action", "delete"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    assert!(managed_state(&server, &id).is_none(), "deleted");
+    let (_, _, page) = http(addr, "GET", &location, &[("Cookie", &cookie)], b"").await;
+    assert!(page.contains("Order_Watcher deleted."), "{page}");
+
+    // An unknown one is a result line, not a crash.
+    let (status, location, _) = act(
+        addr,
+        &cookie,
+        &[("csrf", &token), ("id", &id), ("action", "run")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(location.contains("Failed"), "{location}");
+}
+
+#[tokio::test]
+async fn consumers_actions_need_the_csrf_token_and_the_admin_grant() {
+    let (server, addr) = consumers_server().await;
+    let id = managed_of(&server, ORG, ORDER_TOPIC, "Order_Watcher").await;
+    let admin = log_in_as(addr, ADMIN_USER).await;
+    let (_, _, page) = http(
+        addr,
+        "GET",
+        "/console/consumers",
+        &[("Cookie", &admin)],
+        b"",
+    )
+    .await;
+    let admin_token = csrf_of(&page);
+
+    let ops = log_in(addr).await;
+    let (status, _, page) = http(addr, "GET", "/console/consumers", &[("Cookie", &ops)], b"").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Order_Watcher"), "ops sees the list: {page}");
+    assert!(
+        !page.contains("/console/consumers/managed") && !page.contains("I am sure"),
+        "no forms without the admin grant: {page}"
+    );
+    let ops_token = csrf_of(&page);
+
+    for fields in [
+        vec![("id", id.as_str()), ("action", "stop")],
+        vec![("csrf", ""), ("id", &id), ("action", "stop")],
+        vec![("csrf", "AAAA"), ("id", &id), ("action", "stop")],
+        vec![
+            ("csrf", ops_token.as_str()),
+            ("id", &id),
+            ("action", "stop"),
+        ],
+    ] {
+        let (status, _, body) = act(addr, &admin, &fields).await;
+        assert_eq!(status, 403, "{fields:?}: {body}");
+    }
+    // ops with its own good token: no admin grant.
+    let (status, _, body) = act(
+        addr,
+        &ops,
+        &[("csrf", &ops_token), ("id", &id), ("action", "stop")],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, _) = act(
+        addr,
+        &ops,
+        &[
+            ("csrf", &ops_token),
+            ("id", &id),
+            ("action", "delete"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        managed_state(&server, &id).as_deref(),
+        Some("RUN"),
+        "unchanged"
+    );
+    // The admin's own token works.
+    let (status, _, _) = act(
+        addr,
+        &admin,
+        &[("csrf", &admin_token), ("id", &id), ("action", "stop")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(managed_state(&server, &id).as_deref(), Some("STOP"));
 }
