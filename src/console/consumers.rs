@@ -5,11 +5,11 @@
 //! streams on the caller's org's topics that its grants reach, with credit,
 //! deliveries, lag, client address and user; the org's managed
 //! subscriptions with state, lag and commit position) and the actions on a
-//! managed subscription: RUN, STOP and delete (delete only with its
-//! confirmation box ticked). Actions need the form's CSRF token and the
-//! `admin` grant, and go through the broker calls the Admin API uses
-//! (`update_managed`, `delete_managed`). Moving a committed position is not
-//! offered: the broker has no call for it yet (only a stream commits).
+//! managed subscription: RUN, STOP, delete and moving its committed
+//! position to EARLIEST, LATEST or a replay id (delete and move only with
+//! their confirmation box ticked). Actions need the form's CSRF token and
+//! the `admin` grant, and go through the engine's calls (`update_managed`
+//! and `delete_managed`, as the Admin API; `move_managed_commit`).
 //! Must not: change anything else, or reach another org's streams or
 //! subscriptions.
 
@@ -20,8 +20,8 @@ use super::session::{forbidden, form, viewer};
 use super::{Console, State, page, render_failed};
 use crate::api::namespace::Namespace;
 use crate::auth::Caller;
-use crate::broker::{ManagedChange, ManagedRef, StreamKind, StreamSnapshot};
-use crate::types::ManagedState;
+use crate::broker::{CommitTarget, ManagedChange, ManagedRef, StreamKind, StreamSnapshot};
+use crate::types::{ManagedState, ReplayId};
 
 /// One open stream.
 pub(super) struct StreamRow {
@@ -112,7 +112,7 @@ fn managed_rows(c: &Console, caller: &Caller) -> Vec<ManagedRow> {
                 active: v.active,
                 commit: v
                     .committed
-                    .map_or_else(|| "-".to_owned(), |o| o.0.to_string()),
+                    .map_or_else(|| "-".to_owned(), |o| ReplayId::from(o).to_string()),
             })
         })
         .collect()
@@ -172,6 +172,7 @@ enum Action {
     Run,
     Stop,
     Delete,
+    Move,
 }
 
 impl Action {
@@ -180,9 +181,34 @@ impl Action {
             "run" => Some(Self::Run),
             "stop" => Some(Self::Stop),
             "delete" => Some(Self::Delete),
+            "move" => Some(Self::Move),
             _ => None,
         }
     }
+}
+
+/// The position field of the move form: `EARLIEST`, `LATEST` (any case) or
+/// a replay id in hex (16 digits).
+fn parse_target(s: &str) -> Result<CommitTarget, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("earliest") {
+        return Ok(CommitTarget::Earliest);
+    }
+    if s.eq_ignore_ascii_case("latest") {
+        return Ok(CommitTarget::Latest);
+    }
+    let bad = || format!("\"{s}\" is not EARLIEST, LATEST or a replay id in hex");
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| bad())?;
+    ReplayId::decode(&bytes)
+        .map(CommitTarget::Replay)
+        .map_err(|_| bad())
 }
 
 /// Back to the page with a one-line result.
@@ -193,10 +219,11 @@ fn back(message: &str) -> Response {
     Redirect::to(&format!("/console/consumers?{q}")).into_response()
 }
 
-/// `POST /console/consumers/managed`: RUN, STOP or delete (`action`) the
-/// managed subscription `id`. Needs the CSRF token (403), the `admin`
-/// grant (403) and, for delete, `confirm=yes` (400); answers with a 303
-/// back to the page and its result.
+/// `POST /console/consumers/managed`: RUN, STOP, delete or move
+/// (`action`, with `position` for move) the managed subscription `id`.
+/// Needs the CSRF token (403), the `admin` grant (403) and, for delete and
+/// move, `confirm=yes` (400); answers with a 303 back to the page and its
+/// result.
 pub(super) async fn action(
     axum::extract::State(c): State,
     headers: HeaderMap,
@@ -229,6 +256,14 @@ pub(super) async fn action(
     let r = ManagedRef::Id(id.to_owned());
     let broker = &c.ctx.broker;
     let tenant = &v.caller.tenant;
+    let confirmed = fields.get("confirm").map(String::as_str) == Some("yes");
+    if matches!(act, Action::Delete | Action::Move) && !confirmed {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this action needs the \"I am sure\" box ticked",
+        )
+            .into_response();
+    }
     let result = match act {
         Action::Run | Action::Stop => {
             let state = if act == Action::Run {
@@ -245,19 +280,25 @@ pub(super) async fn action(
                 .await
                 .map(|m| format!("{} is now {}.", m.record.developer_name, m.record.state))
         }
-        Action::Delete => {
-            if fields.get("confirm").map(String::as_str) != Some("yes") {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    "deleting needs the \"I am sure\" box ticked",
+        Action::Move => {
+            let to = match parse_target(fields.get("position").map_or("", String::as_str)) {
+                Ok(t) => t,
+                Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+            };
+            broker.move_managed_commit(tenant, &r, to).await.map(|m| {
+                let at = m
+                    .committed
+                    .map_or_else(|| "-".to_owned(), |o| ReplayId::from(o).to_string());
+                format!(
+                    "{}'s committed position is now {at}.",
+                    m.record.developer_name
                 )
-                    .into_response();
-            }
-            broker
-                .delete_managed(tenant, &r)
-                .await
-                .map(|m| format!("{} deleted.", m.record.developer_name))
+            })
         }
+        Action::Delete => broker
+            .delete_managed(tenant, &r)
+            .await
+            .map(|m| format!("{} deleted.", m.record.developer_name)),
     };
     match result {
         Ok(msg) => {
@@ -271,14 +312,101 @@ pub(super) async fn action(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Grants;
+    use crate::broker::StreamOrigin;
+    use crate::types::{Offset, ReplayId, TenantId};
+
+    fn stream(topic: &str, kind: StreamKind) -> StreamSnapshot {
+        StreamSnapshot {
+            id: 1,
+            topic: topic.into(),
+            kind,
+            origin: StreamOrigin {
+                tenant: "t".into(),
+                peer: Some("127.0.0.1:40000".parse().expect("addr")),
+                user: "reader".into(),
+                rpc_id: "r".into(),
+            },
+            credit: 4,
+            delivered_events: 9,
+            delivered_bytes: 900,
+            position: ReplayId::from(Offset(9)),
+            lag: 1,
+            opened_ms: 1,
+            last_delivery_ms: None,
+        }
+    }
+
+    fn caller(tenant: &str, grants: &[&str]) -> Caller {
+        Caller {
+            tenant: TenantId::from_stored(tenant),
+            principal: "p".into(),
+            grants: Grants::parse(grants).expect("grants"),
+            user_id: None,
+        }
+    }
+
+    #[test]
+    fn a_caller_sees_its_orgs_streams_its_grants_reach_under_its_names() {
+        let org = "00D5e000000AbcdEAC";
+        let stored = Namespace::of(org)
+            .inward("/event/A__e")
+            .expect("stored name");
+        let all = vec![
+            // The default org's topic: not this org's.
+            stream("/event/A__e", StreamKind::Subscribe),
+            stream(
+                &stored,
+                StreamKind::Managed {
+                    id: "18x000000000000AAA".into(),
+                    developer_name: "Orders".into(),
+                },
+            ),
+            stream(&stored, StreamKind::Subscribe),
+        ];
+        let rows = stream_rows(&caller(org, &["subscribe:/event/A__e"]), &all);
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.topic == "/event/A__e"));
+        assert_eq!(
+            (rows[0].kind, rows[0].managed.as_str()),
+            ("ManagedSubscribe", "Orders")
+        );
+        assert_eq!((rows[1].credit, rows[1].delivered, rows[1].lag), (4, 9, 1));
+        assert_eq!(
+            (rows[1].client.as_str(), rows[1].user.as_str()),
+            ("127.0.0.1:40000", "reader")
+        );
+        // Grants that do not reach the topic hide it.
+        assert!(stream_rows(&caller(org, &["subscribe:/event/B__e"]), &all).is_empty());
+    }
 
     #[test]
     fn actions_parse_their_words_only() {
         assert_eq!(Action::parse("run"), Some(Action::Run));
         assert_eq!(Action::parse("stop"), Some(Action::Stop));
         assert_eq!(Action::parse("delete"), Some(Action::Delete));
+        assert_eq!(Action::parse("move"), Some(Action::Move));
         assert_eq!(Action::parse("RUN"), None);
         assert_eq!(Action::parse(""), None);
+    }
+
+    #[test]
+    fn positions_are_presets_or_hex_replay_ids() {
+        assert_eq!(parse_target(" earliest "), Ok(CommitTarget::Earliest));
+        assert_eq!(parse_target("LATEST"), Ok(CommitTarget::Latest));
+        let id = ReplayId::from(crate::types::Offset(42));
+        assert_eq!(parse_target(&id.to_string()), Ok(CommitTarget::Replay(id)));
+        for bad in ["", "x", "2a", "0000000000000g2a", "000000000000002a00"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_replay_id_round_trips_through_its_hex(n in proptest::prelude::any::<u64>()) {
+            let id = ReplayId::from(crate::types::Offset(n));
+            proptest::prop_assert_eq!(parse_target(&id.to_string()), Ok(CommitTarget::Replay(id)));
+        }
     }
 
     #[test]

@@ -550,7 +550,7 @@ grants = ["publish:/event/*", "subscribe:/event/*", "admin"]
         pw = hash_secret("pw")
     );
     let tokens = format!(
-        "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG}\"\nprincipal = \"reader\"\ngrants = [\"subscribe:/event/*\"]\n",
+        "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{ORG}\"\nprincipal = \"reader\"\ngrants = [\"subscribe:/event/*\", \"publish:/event/*\"]\n",
         eventbus::auth::hash_token("reader-token")
     );
     console_server_with(&admin, &tokens).await
@@ -604,6 +604,54 @@ impl tonic::service::Interceptor for ReaderToken {
     }
 }
 
+type ReaderClient = eventbus::api::pb::pub_sub_client::PubSubClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, ReaderToken>,
+>;
+
+/// A Pub/Sub client of the default org with `reader-token`.
+async fn reader_client(server: &TestServer) -> ReaderClient {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    eventbus::api::pb::pub_sub_client::PubSubClient::with_interceptor(channel, ReaderToken)
+}
+
+/// Publishes `n` order events with `reader-token`; their replay ids.
+async fn publish_as_reader(server: &TestServer, n: i64) -> Vec<Vec<u8>> {
+    let schema = server
+        .broker
+        .topic(ORDER_TOPIC)
+        .expect("topic")
+        .current_schema()
+        .to_string();
+    reader_client(server)
+        .await
+        .publish(eventbus::api::pb::PublishRequest {
+            topic_name: ORDER_TOPIC.into(),
+            events: (0..n).map(|i| order_event(&schema, i)).collect(),
+            auth_refresh: String::new(),
+        })
+        .await
+        .expect("publish")
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.replay_id.to_vec())
+        .collect()
+}
+
+/// The committed offset of managed subscription `id` of the default org.
+fn committed(server: &TestServer, id: &str) -> Option<u64> {
+    server
+        .broker
+        .describe_managed(ORG, &eventbus::broker::ManagedRef::Id(id.into()))
+        .expect("managed subscription")
+        .committed
+        .map(|o| o.0)
+}
+
 /// Posts the Consumers action form.
 async fn act(addr: SocketAddr, cookie: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
     let (status, h, body) = http(
@@ -623,13 +671,7 @@ async fn the_consumers_page_lists_the_orgs_streams_and_managed_subscriptions_onl
     let mine = managed_of(&server, ORG, ORDER_TOPIC, "Order_Watcher").await;
     let theirs = managed_of(&server, "00D000000000002", OTHER_ORG_TOPIC, "Their_Watcher").await;
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let mut client =
-        eventbus::api::pb::pub_sub_client::PubSubClient::with_interceptor(channel, ReaderToken);
+    let mut client = reader_client(&server).await;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tx.send(fetch(eventbus::api::pb::ReplayPreset::Earliest, vec![], 2))
         .await
@@ -845,4 +887,99 @@ async fn consumers_actions_need_the_csrf_token_and_the_admin_grant() {
     .await;
     assert_eq!(status, 303);
     assert_eq!(managed_state(&server, &id).as_deref(), Some("STOP"));
+}
+
+#[tokio::test]
+async fn an_admin_moves_a_managed_subscriptions_commit_with_confirmation() {
+    let (server, addr) = consumers_server().await;
+    let ids = publish_as_reader(&server, 5).await;
+    assert_eq!(ids.len(), 5);
+    let id = managed_of(&server, ORG, ORDER_TOPIC, "Order_Watcher").await;
+    assert_eq!(committed(&server, &id), None);
+    let cookie = log_in_as(addr, ADMIN_USER).await;
+    let (_, _, page) = http(
+        addr,
+        "GET",
+        "/console/consumers",
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .await;
+    assert!(page.contains(r#"name="position""#), "{page}");
+    let token = csrf_of(&page);
+    let third: String = ids[2].iter().map(|b| format!("{b:02x}")).collect();
+    let mv = |position: &str, confirm: bool| {
+        let mut f = vec![
+            ("csrf".to_owned(), token.clone()),
+            ("id".to_owned(), id.clone()),
+            ("action".to_owned(), "move".to_owned()),
+            ("position".to_owned(), position.to_owned()),
+        ];
+        if confirm {
+            f.push(("confirm".to_owned(), "yes".to_owned()));
+        }
+        f
+    };
+    let post = |fields: Vec<(String, String)>| {
+        let cookie = cookie.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            act(addr, &cookie, &pairs).await
+        }
+    };
+
+    // Without the box ticked, or with a bad position: refused, unchanged.
+    let (status, _, body) = post(mv(&third, false)).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = post(mv("yesterday", true)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(committed(&server, &id), None);
+
+    let (status, location, body) = post(mv(&third, true)).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(committed(&server, &id), Some(replay_num(&ids[2])));
+    let (_, _, page) = http(addr, "GET", &location, &[("Cookie", &cookie)], b"").await;
+    assert!(
+        page.contains(&format!("committed position is now {third}")),
+        "{page}"
+    );
+
+    let (status, _, _) = post(mv("LATEST", true)).await;
+    assert_eq!(status, 303);
+    assert_eq!(committed(&server, &id), Some(replay_num(&ids[4])));
+    let (status, _, _) = post(mv("earliest", true)).await;
+    assert_eq!(status, 303);
+    let bounds = server
+        .broker
+        .bounds(server.broker.topic(ORDER_TOPIC).expect("topic").id)
+        .expect("bounds");
+    assert_eq!(committed(&server, &id), Some(bounds.trimmed.0));
+
+    // A replay id beyond the newest event: a result line, no change.
+    let (status, location, _) = post(mv("00000000000f4240", true)).await;
+    assert_eq!(status, 303);
+    assert!(location.contains("Failed"), "{location}");
+    assert_eq!(committed(&server, &id), Some(bounds.trimmed.0));
+
+    // Not without the admin grant.
+    let ops = log_in(addr).await;
+    let (_, _, page) = http(addr, "GET", "/console/consumers", &[("Cookie", &ops)], b"").await;
+    let ops_token = csrf_of(&page);
+    let (status, _, _) = act(
+        addr,
+        &ops,
+        &[
+            ("csrf", &ops_token),
+            ("id", &id),
+            ("action", "move"),
+            ("position", "LATEST"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(committed(&server, &id), Some(bounds.trimmed.0));
 }

@@ -54,7 +54,8 @@ pub use admin::TopicSummary;
 pub use schemas::{owner_of_topic, owner_prefix};
 
 pub use managed::{
-    CommitAnswer, CommitRequest, ManagedChange, ManagedRef, ManagedSession, ManagedView, NewManaged,
+    CommitAnswer, CommitRequest, CommitTarget, ManagedChange, ManagedRef, ManagedSession,
+    ManagedView, NewManaged,
 };
 pub use publisher::{PublishEvent, PublishOutcome, PublishReceipt};
 pub use routing::{Route, Router};

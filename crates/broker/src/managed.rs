@@ -67,6 +67,17 @@ pub struct ManagedChange {
     pub error_recovery_replay: Option<ManagedReplay>,
 }
 
+/// Where [`Broker::move_managed_commit`] puts a committed position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitTarget {
+    /// Before every retained event: the next stream delivers them all.
+    Earliest,
+    /// After the newest event: the next stream delivers new events only.
+    Latest,
+    /// After this (retained) replay id.
+    Replay(ReplayId),
+}
+
 /// A definition with what the server knows about it now.
 #[derive(Clone, Debug)]
 pub struct ManagedView {
@@ -591,6 +602,56 @@ impl Broker {
         if stopping {
             entry.end_stream(EndReason::Stopped);
         }
+        drop(guard);
+        Ok(self.view(&entry))
+    }
+
+    /// Moves the committed position (an operator's act, not a stream's:
+    /// it may move backwards). The stream holding the subscription, if
+    /// any, ends as on STOP, so the next stream starts after the new
+    /// position and no commit of the old stream lands after it.
+    ///
+    /// # Errors
+    /// A malformed or unknown reference, the topic gone, a replay id not
+    /// retained (or beyond the newest event), storage.
+    pub async fn move_managed_commit(
+        &self,
+        tenant: &str,
+        r: &ManagedRef,
+        to: CommitTarget,
+    ) -> Result<ManagedView, BrokerError> {
+        let entry = self.managed_entry(tenant, r)?;
+        let guard = entry.write.lock().await;
+        let rec = entry.snapshot();
+        let topic = self.topic(&rec.topic)?;
+        let bounds = self.bounds(topic.id)?;
+        let at = match to {
+            CommitTarget::Earliest => bounds.trimmed,
+            CommitTarget::Latest => bounds.latest,
+            CommitTarget::Replay(id) => {
+                let at = id.offset();
+                if at < bounds.trimmed || at > bounds.latest {
+                    return Err(BrokerError::ManagedInvalid(format!(
+                        "replay id {id} is not retained (retained: after {} to {})",
+                        ReplayId::from(bounds.trimmed),
+                        ReplayId::from(bounds.latest)
+                    )));
+                }
+                at
+            }
+        };
+        let commit = CommitRecord {
+            topic_id: topic.id.0,
+            offset: at.0,
+            time_ms: now_ms(),
+        };
+        let id = ManagedId::from_stored(rec.id.clone());
+        if !self.log().put_commit(&id, Some(commit)).await? {
+            return Err(BrokerError::ManagedIdNotFound(rec.id));
+        }
+        lock(&entry.record).commit = Some(commit);
+        tracing::info!(subscription = %rec.id, name = %rec.developer_name, offset = at.0, "managed subscription's commit moved");
+        entry.end_stream(EndReason::Stopped);
         drop(guard);
         Ok(self.view(&entry))
     }
