@@ -198,7 +198,7 @@ fn parse_target(s: &str) -> Result<CommitTarget, String> {
         return Ok(CommitTarget::Latest);
     }
     let bad = || format!("\"{s}\" is not EARLIEST, LATEST or a replay id in hex");
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let bytes = (0..s.len())

@@ -992,6 +992,55 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn moving_the_commit_ends_the_holding_stream_and_sets_the_next_start() {
+        let broker = leased(Arc::default()).await;
+        let mut first = take(&broker).await.expect("first");
+        let r = ManagedRef::Name("Leased".into());
+        // Beyond the newest event (the topic is empty): refused, no change.
+        assert!(matches!(
+            broker
+                .move_managed_commit(LONG, &r, CommitTarget::Replay(ReplayId::from(Offset(5))))
+                .await,
+            Err(BrokerError::ManagedInvalid(_))
+        ));
+        assert!(
+            !first.ending().is_cancelled(),
+            "a refused move ends nothing"
+        );
+        let v = broker
+            .move_managed_commit(LONG, &r, CommitTarget::Earliest)
+            .await
+            .expect("moved");
+        assert_eq!(v.committed, Some(Offset(0)));
+        assert!(first.ending().is_cancelled(), "the holding stream ends");
+        // The old stream's commits no longer land.
+        let answers = first
+            .commit(
+                vec![CommitRequest {
+                    request_id: "c".into(),
+                    replay_id: ReplayId::from(Offset(0)).to_bytes().to_vec(),
+                    received_ms: 1,
+                }],
+                Offset(0),
+            )
+            .await;
+        assert!(answers.iter().all(|a| a.error.is_some()), "{answers:?}");
+        drop(first);
+        let next = broker
+            .open_managed_session(LONG, &r)
+            .await
+            .expect("a new stream");
+        assert_eq!(next.cursor, Offset(0), "starts after the moved commit");
+        // Another tenant cannot move it.
+        assert!(
+            broker
+                .move_managed_commit("00D5e000000ZZZZEAC", &r, CommitTarget::Latest)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_second_stream_waits_for_the_first_to_let_go_then_is_refused() {
         let broker = leased(Arc::default()).await;
         let first = take(&broker).await.expect("first");
