@@ -12,73 +12,11 @@ use eventbus::auth::org::hash_secret;
 use serde_json::Value;
 
 use crate::common::*;
+use crate::http_client::{exchange as http, form};
 
 const ORG: &str = "00D000000000000EAA";
 /// A topic of another org, stored under its namespace.
 const OTHER_ORG_TOPIC: &str = "/~00D000000000002/event/Secret_Event__e";
-
-/// One HTTP/1.1 exchange: status, headers (lower-case names; repeated
-/// headers joined with `\n`), body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, HashMap<String, String>, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    conn.write_all(req.as_bytes()).await.expect("write head");
-    conn.write_all(body).await.expect("write body");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut raw))
-        .await
-        .expect("answer within 20 s")
-        .expect("read");
-    let text = String::from_utf8(raw).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let mut out: HashMap<String, String> = HashMap::new();
-    for (k, v) in lines.filter_map(|l| l.split_once(':')) {
-        let k = k.trim().to_ascii_lowercase();
-        let v = v.trim().to_owned();
-        out.entry(k)
-            .and_modify(|old| {
-                old.push('\n');
-                old.push_str(&v);
-            })
-            .or_insert(v);
-    }
-    let body = if out
-        .get("transfer-encoding")
-        .is_some_and(|t| t.contains("chunked"))
-    {
-        crate::http_client::dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, out, body)
-}
-
-fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-        .into_bytes()
-}
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 

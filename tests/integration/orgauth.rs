@@ -2,7 +2,6 @@
 //! identity URL, revoke, SOAP login; the sessions they issue accepted by
 //! gRPC; the HTTP listener's routing.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,59 +12,11 @@ use serde_json::Value;
 use tonic::metadata::MetadataValue;
 
 use crate::common::*;
+use crate::http_client::{exchange as http, form};
 
 /// The default tenant: the one the topics folder provisions.
 const ORG: &str = "00D000000000000EAA";
 const USER_ID: &str = "005000000000001AAA";
-
-/// One HTTP/1.1 exchange over loopback: status, headers (lower-case
-/// names), body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, HashMap<String, String>, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    conn.write_all(req.as_bytes()).await.expect("write head");
-    // A peer may answer (413) and close before reading a huge body.
-    let _ = conn.write_all(body).await;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut raw))
-        .await
-        .expect("answer within 20 s")
-        .expect("read");
-    let text = String::from_utf8(raw).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
-}
-
-fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-        .into_bytes()
-}
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
