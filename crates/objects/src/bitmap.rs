@@ -305,6 +305,40 @@ pub fn field_names_from_schema(
     Ok(names(&fields, &set))
 }
 
+/// The bitmap fields of a change event's header (`changedFields`,
+/// `nulledFields`, `diffFields`), each followed by its field names
+/// (`changedFieldNames: ["Name", "BillingAddress.City"]`) decoded with the
+/// event's schema (for people: the CLI and the console). Other events are
+/// left as they are, and so is a bitmap that does not decode (the raw value
+/// is still shown).
+pub fn name_header_fields(schema_json: &str, payload: &mut Value) {
+    let Some(Value::Object(header)) = payload.get_mut("ChangeEventHeader") else {
+        return;
+    };
+    let mut named = serde_json::Map::with_capacity(header.len() + 3);
+    for (key, value) in std::mem::take(header) {
+        let names = matches!(
+            key.as_str(),
+            "changedFields" | "nulledFields" | "diffFields"
+        )
+        .then(|| {
+            let bitmaps: Vec<String> = value
+                .as_array()?
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            field_names_from_schema(schema_json, &bitmaps).ok()
+        })
+        .flatten();
+        let name_key = format!("{}Names", key.trim_end_matches('s'));
+        named.insert(key, value);
+        if let Some(names) = names {
+            named.insert(name_key, Value::from(names));
+        }
+    }
+    *header = named;
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -457,5 +491,28 @@ mod tests {
         fn decode_never_panics(input in proptest::collection::vec("[-0-9a-fA-FxX]{0,12}|.{0,12}", 0..5)) {
             let _ = decode(&input);
         }
+    }
+
+    #[test]
+    fn header_bitmaps_get_their_names_beside_them() {
+        let schema = r#"{"type":"record","name":"AccountChangeEvent","fields":[
+            {"name":"ChangeEventHeader","type":{"type":"record","name":"H","fields":[]}},
+            {"name":"Name","type":["null","string"]},
+            {"name":"Phone","type":["null","string"]}]}"#;
+        let mut payload = serde_json::json!({
+            "ChangeEventHeader": {"changedFields": ["0x02"], "nulledFields": ["0x04"],
+                                   "diffFields": ["0xFF"], "entityName": "Account"},
+            "Name": "Acme"
+        });
+        name_header_fields(schema, &mut payload);
+        let h = &payload["ChangeEventHeader"];
+        assert_eq!(h["changedFieldNames"], serde_json::json!(["Name"]));
+        assert_eq!(h["nulledFieldNames"], serde_json::json!(["Phone"]));
+        // Out of range for the schema: the raw bitmap stays, no names.
+        assert!(h.get("diffFieldNames").is_none());
+        assert_eq!(h["diffFields"], serde_json::json!(["0xFF"]));
+        let mut other = serde_json::json!({"Order_Number__c": "1"});
+        name_header_fields(schema, &mut other);
+        assert_eq!(other, serde_json::json!({"Order_Number__c": "1"}));
     }
 }

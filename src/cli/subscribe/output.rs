@@ -124,42 +124,9 @@ impl Schemas {
         let mut payload = schema
             .decode_to_json(&event.payload)
             .map_err(|e| anyhow!("event {} does not decode: {e}", hex(replay_id)))?;
-        name_change_fields(schema.json(), &mut payload);
+        crate::objects::bitmap::name_header_fields(schema.json(), &mut payload);
         Ok(payload)
     }
-}
-
-/// The bitmap fields of a change event's header (`changedFields`,
-/// `nulledFields`, `diffFields`), each followed by its field names
-/// (`changedFieldNames: ["Name", "BillingAddress.City"]`) decoded with the
-/// event's schema. Other events are left as they are, and so is a bitmap
-/// that does not decode (the raw value is still printed).
-pub(super) fn name_change_fields(schema_json: &str, payload: &mut Value) {
-    let Some(Value::Object(header)) = payload.get_mut("ChangeEventHeader") else {
-        return;
-    };
-    let mut named = serde_json::Map::with_capacity(header.len() + 3);
-    for (key, value) in std::mem::take(header) {
-        let names = matches!(
-            key.as_str(),
-            "changedFields" | "nulledFields" | "diffFields"
-        )
-        .then(|| {
-            let bitmaps: Vec<String> = value
-                .as_array()?
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect();
-            crate::objects::bitmap::field_names_from_schema(schema_json, &bitmaps).ok()
-        })
-        .flatten();
-        let name_key = format!("{}Names", key.trim_end_matches('s'));
-        named.insert(key, value);
-        if let Some(names) = names {
-            named.insert(name_key, json!(names));
-        }
-    }
-    *header = named;
 }
 
 /// The line printed on exit: how many events, how fast, and where to
