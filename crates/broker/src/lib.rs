@@ -19,6 +19,7 @@
 
 pub mod activity;
 pub mod admin;
+pub mod browse;
 pub mod credits;
 mod follow;
 pub mod managed;
