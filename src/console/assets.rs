@@ -21,6 +21,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("assets/console.js"),
     ),
+    (
+        "topic.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/topic.js"),
+    ),
 ];
 
 /// How long a browser may keep an asset: a day (the `?v=` of the links

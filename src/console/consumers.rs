@@ -16,6 +16,7 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::position::parse_replay_hex;
 use super::session::{forbidden, form, viewer};
 use super::{Console, State, page, render_failed};
 use crate::api::namespace::Namespace;
@@ -197,18 +198,9 @@ fn parse_target(s: &str) -> Result<CommitTarget, String> {
     if s.eq_ignore_ascii_case("latest") {
         return Ok(CommitTarget::Latest);
     }
-    let bad = || format!("\"{s}\" is not EARLIEST, LATEST or a replay id in hex");
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    let bytes = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| bad())?;
-    ReplayId::decode(&bytes)
+    parse_replay_hex(s)
         .map(CommitTarget::Replay)
-        .map_err(|_| bad())
+        .map_err(|_| format!("\"{s}\" is not EARLIEST, LATEST or a replay id in hex"))
 }
 
 /// Back to the page with a one-line result.

@@ -4,8 +4,9 @@
 //!
 //! Owns: the console's routes ([`router`]), its login and session cookie
 //! (session.rs), CSRF tokens ([`CsrfKey`]), the publish-rate history and
-//! sparklines ([`rates`]), the pages (overview.rs, consumers.rs, templates under
-//! `templates/`) and the assets (assets.rs). Who a request is comes from
+//! sparklines ([`rates`]), the pages (overview.rs, consumers.rs, topic.rs
+//! with its live tail and export in tail.rs, templates under `templates/`)
+//! and the assets (assets.rs). Who a request is comes from
 //! the [`Authenticator`](crate::auth::Authenticator) (the session cookie is
 //! authenticated like a bearer token), what it sees from its grants and its
 //! tenant's [`Namespace`](crate::api::namespace::Namespace).
@@ -17,9 +18,13 @@
 mod assets;
 mod consumers;
 pub mod csrf;
+mod decoded;
 mod overview;
+mod position;
 pub mod rates;
 mod session;
+mod tail;
+mod topic;
 
 use std::sync::Arc;
 
@@ -105,7 +110,11 @@ pub fn router(ctx: &HttpContext) -> axum::Router {
         .route("/console/logout", post(session::logout))
         .route("/console/consumers", get(consumers::page_handler))
         .route("/console/consumers/managed", post(consumers::action))
+        .route("/console/topic", get(topic::page_handler))
+        .route("/console/topic/publish", post(topic::publish))
+        .route("/console/topic/export", get(tail::export))
         .route("/console/events/overview", get(overview::events))
+        .route("/console/events/tail", get(tail::events))
         .route("/console/assets/{name}", get(assets::serve))
         .with_state(console)
 }

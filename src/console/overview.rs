@@ -36,6 +36,9 @@ pub(super) const TICK: Duration = Duration::from_secs(2);
 pub(super) struct TopicRow {
     /// The caller's name for it.
     name: String,
+    /// `name` encoded for a query string (pages only).
+    #[serde(skip)]
+    name_q: String,
     /// `topic` or `channel`.
     kind: &'static str,
     /// Events retained.
@@ -123,6 +126,7 @@ async fn snapshot(c: &Console, caller: &Caller) -> Result<Snapshot, BrokerError>
         let points = c.rates.points(stored);
         topics.push(TopicRow {
             name: name.to_owned(),
+            name_q: form_urlencoded::byte_serialize(name.as_bytes()).collect(),
             kind: if name.ends_with("__chn") {
                 "channel"
             } else {

@@ -29,7 +29,7 @@ async fn cdc_client(server: &TestServer) -> ChangeDataCaptureClient<Channel> {
         .expect("connect")
 }
 
-async fn enable(server: &TestServer, object: &str) -> admin::ChangeEventMember {
+pub async fn enable(server: &TestServer, object: &str) -> admin::ChangeEventMember {
     cdc_client(server)
         .await
         .enable_change_events(admin::ChangeEventsRequest {

@@ -14,22 +14,22 @@ use serde_json::Value;
 use crate::common::*;
 use crate::http_client::{exchange as http, form};
 
-const ORG: &str = "00D000000000000EAA";
+pub const ORG: &str = "00D000000000000EAA";
 /// A topic of another org, stored under its namespace.
 const OTHER_ORG_TOPIC: &str = "/~00D000000000002/event/Secret_Event__e";
 
-const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+pub const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
 /// A server with `--auth static`, an org users file (ops: publish and
 /// subscribe on /event/*, password `pw`) and the HTTP listener on; a
 /// topic of another org besides the default org's order topic.
-async fn console_server() -> (TestServer, SocketAddr) {
+pub async fn console_server() -> (TestServer, SocketAddr) {
     console_server_with("", "tokens = []\n").await
 }
 
 /// [`console_server`] with more users (TOML `[[users]]` entries) and the
 /// tokens file's text.
-async fn console_server_with(more_users: &str, tokens_toml: &str) -> (TestServer, SocketAddr) {
+pub async fn console_server_with(more_users: &str, tokens_toml: &str) -> (TestServer, SocketAddr) {
     let more_users = more_users.to_owned();
     let tokens_toml = tokens_toml.to_owned();
     let server = start_with(move |a| {
@@ -70,14 +70,14 @@ grants = ["publish:/event/*", "subscribe:/event/*"]
 }
 
 /// The `name=value` of the `Set-Cookie` named `name`.
-fn set_cookie<'a>(h: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+pub fn set_cookie<'a>(h: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     h.get("set-cookie")?
         .lines()
         .find(|l| l.starts_with(&format!("{name}=")))
 }
 
 /// Shows the login form: its cookie (`name=value`) and CSRF token.
-async fn login_form(addr: SocketAddr) -> (String, String) {
+pub async fn login_form(addr: SocketAddr) -> (String, String) {
     let (status, h, page) = http(addr, "GET", "/console/login", &[], b"").await;
     assert_eq!(status, 200, "{page}");
     let set = set_cookie(&h, "eventbus_console_login").expect("the login form's cookie");
@@ -90,7 +90,7 @@ async fn login_form(addr: SocketAddr) -> (String, String) {
 }
 
 /// Posts the login form as a browser would.
-async fn post_login(
+pub async fn post_login(
     addr: SocketAddr,
     user: &str,
     pw: &str,
@@ -107,12 +107,12 @@ async fn post_login(
 }
 
 /// Logs in as ops; the `Cookie` header value to send from then on.
-async fn log_in(addr: SocketAddr) -> String {
+pub async fn log_in(addr: SocketAddr) -> String {
     log_in_as(addr, "ops@acme.example").await
 }
 
 /// Logs in as `user` (password `pw`); the `Cookie` header value.
-async fn log_in_as(addr: SocketAddr, user: &str) -> String {
+pub async fn log_in_as(addr: SocketAddr, user: &str) -> String {
     let (status, h, body) = post_login(addr, user, "pw").await;
     assert_eq!(status, 303, "{body}");
     let cookie = set_cookie(&h, "eventbus_console").expect("a session cookie");
@@ -120,7 +120,7 @@ async fn log_in_as(addr: SocketAddr, user: &str) -> String {
 }
 
 /// The CSRF token of the overview's forms.
-fn csrf_of(page: &str) -> String {
+pub fn csrf_of(page: &str) -> String {
     let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
     page[at..].split('"').next().expect("token").to_owned()
 }
@@ -318,37 +318,27 @@ async fn open_overview_stream(
     addr: SocketAddr,
     cookie: Option<&str>,
 ) -> (HashMap<String, String>, Value, tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    open_sse(addr, "/console/events/overview", "overview", cookie).await
+}
+
+/// Opens the Server-Sent Events stream at `path`: the response headers,
+/// the first `event`'s JSON and the connection, still open.
+pub async fn open_sse(
+    addr: SocketAddr,
+    path: &str,
+    event: &str,
+    cookie: Option<&str>,
+) -> (HashMap<String, String>, Value, tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let cookie = cookie
         .map(|c| format!("Cookie: {c}\r\n"))
         .unwrap_or_default();
-    let req = format!(
-        "GET /console/events/overview HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{cookie}\r\n"
-    );
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{cookie}\r\n");
     conn.write_all(req.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    let text = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let n = conn.read(&mut buf).await.expect("read");
-            assert!(
-                n > 0,
-                "the stream ended early: {}",
-                String::from_utf8_lossy(&raw)
-            );
-            raw.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&raw).into_owned();
-            if let Some((_, body)) = text.split_once("\r\n\r\n")
-                && body.contains("event: overview")
-                && body.contains("\n\n")
-            {
-                return text;
-            }
-        }
-    })
-    .await
-    .expect("an event within 20 s");
+    let text = read_until_event(&mut conn, &mut raw, event).await;
     let (head, body) = text.split_once("\r\n\r\n").expect("head");
     let headers = head
         .lines()
@@ -361,6 +351,68 @@ async fn open_overview_stream(
         .find_map(|l| l.strip_prefix("data: "))
         .expect("a data line");
     (headers, serde_json::from_str(data).expect("JSON"), conn)
+}
+
+/// Reads from `conn` into `raw` until the body holds a complete `event`
+/// (within 20 s); the text read so far.
+async fn read_until_event(
+    conn: &mut tokio::net::TcpStream,
+    raw: &mut Vec<u8>,
+    event: &str,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let marker = format!("event: {event}");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let n = conn.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "the stream ended early: {}",
+                String::from_utf8_lossy(raw)
+            );
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(raw).into_owned();
+            if let Some((_, body)) = text.split_once("\r\n\r\n")
+                && body.contains(&marker)
+                && body.contains("\n\n")
+            {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("an event within 20 s")
+}
+
+/// The next `event`'s JSON on an open stream (events are sent whole in one
+/// chunk each; chunk framing lines are skipped).
+pub async fn next_sse(conn: &mut tokio::net::TcpStream, event: &str) -> Value {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    let marker = format!("event: {event}");
+    let text = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let n = conn.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the stream ended early");
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Some(at) = text.find(&marker)
+                && text[at..].contains("\n\n")
+            {
+                return text[at..].to_owned();
+            }
+        }
+    })
+    .await
+    .expect("an event within 20 s");
+    let data: String = text
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .collect();
+    serde_json::from_str(&data).expect("JSON")
 }
 
 #[tokio::test]

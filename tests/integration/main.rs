@@ -13,6 +13,7 @@ mod channels_crash;
 mod cli;
 mod common;
 mod console;
+mod console_topic;
 mod crash;
 mod devsetup;
 mod durability;
