@@ -973,3 +973,46 @@ async fn an_admin_moves_a_managed_subscriptions_commit_with_confirmation() {
     assert_eq!(status, 403);
     assert_eq!(committed(&server, &id), Some(bounds.trimmed.0));
 }
+
+#[tokio::test]
+async fn with_auth_jwt_the_orgs_users_log_in_to_the_console_too() {
+    let server = start_with(|a| {
+        let dir = a.data_dir.parent().expect("temp root").to_path_buf();
+        let secret = dir.join("jwt-secret");
+        std::fs::write(&secret, "a console test secret of at least 32 bytes").expect("secret");
+        let users = dir.join("org.toml");
+        std::fs::write(
+            &users,
+            format!(
+                r#"
+[[users]]
+username = "ops@acme.example"
+password = "{pw}"
+org_id = "{ORG}"
+user_id = "005000000000001"
+grants = ["publish:/event/*", "subscribe:/event/*"]
+"#,
+                pw = hash_secret("pw")
+            ),
+        )
+        .expect("users file");
+        a.auth = AuthMode::Jwt;
+        a.jwt_secret_file = Some(secret);
+        a.jwt_issuer = Some("https://login.test".into());
+        a.jwt_audience = Some("eventbus".into());
+        a.org_users_file = Some(users);
+        a.topics_tenants = vec![ORG.into()];
+        a.http_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let addr = server.tooling.expect("http listener on");
+    let (status, h, _) = http(addr, "GET", "/console", &[], b"").await;
+    assert_eq!((status, h["location"].as_str()), (303, "/console/login"));
+    let (status, _, _) = post_login(addr, "ops@acme.example", "wrong").await;
+    assert_eq!(status, 401);
+    let cookie = log_in(addr).await;
+    let (status, _, page) = http(addr, "GET", "/console", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(ORDER_TOPIC), "{page}");
+    assert!(page.contains("ops@acme.example"), "{page}");
+}
