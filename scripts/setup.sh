@@ -16,6 +16,9 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # nats-server (JetStream) runs the JetStream backend's tests and the
 # benchmark comparison; Debian installs it in /usr/sbin.
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+# Debian's chromium runs the web console's browser tests (tests/browser),
+# headless, driven by playwright-core (which downloads no browser).
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""
