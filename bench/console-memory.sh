@@ -107,7 +107,10 @@ running. Server RSS from `/proc`, sampled every second.
 
 The tab was open {tab['open_s']:.0f} s and showed {tab['events_shown']:,} events (at most 20 a second;
 {tab['skip_notes']:,} notes of skipped events), keeping {tab['items_on_page_at_end']} on the page. Peak RSS with
-the tab minus peak RSS without it: {(t['peak'] - w['peak']) / 1024:+.1f} MiB.
+the tab minus peak RSS without it: {(t['peak'] - w['peak']) / 1024:+.1f} MiB. The second phase starts with what the
+first left in memory (RocksDB's memtables and block cache), so compare the peaks and the ends: the
+tab's own cost is one decoded page of at most 20 events a second, made only when the connection
+took the previous one.
 """
 print(section)
 text = open(md).read()
