@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::position::parse_replay_hex;
-use super::session::{forbidden, form, viewer};
+use super::session::{action_form, viewer};
 use super::{Console, State, page, render_failed};
 use crate::api::namespace::Namespace;
 use crate::auth::Caller;
@@ -221,16 +221,10 @@ pub(super) async fn action(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let Some(v) = viewer(&c, &headers) else {
-        return Redirect::to("/console/login").into_response();
-    };
-    let fields = match form(body).await {
-        Ok(f) => f,
+    let (v, fields) = match action_form(&c, &headers, body).await {
+        Ok(vf) => vf,
         Err(r) => return r,
     };
-    if !v.csrf_ok(&c, &fields) {
-        return forbidden();
-    }
     if !v.caller.grants.is_admin() {
         return (
             StatusCode::FORBIDDEN,

@@ -92,6 +92,26 @@ pub(super) async fn form(body: axum::body::Body) -> Result<HashMap<String, Strin
     Ok(form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
+/// The viewer and fields of a posted form (an action): the login page
+/// without a session, and `403` without the viewer's CSRF token.
+///
+/// # Errors
+/// The answer to send instead.
+pub(super) async fn action_form(
+    console: &Console,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(Viewer, HashMap<String, String>), Response> {
+    let Some(v) = viewer(console, headers) else {
+        return Err(Redirect::to("/console/login").into_response());
+    };
+    let fields = form(body).await?;
+    if !v.csrf_ok(console, &fields) {
+        return Err(forbidden());
+    }
+    Ok((v, fields))
+}
+
 /// The answer to an action whose CSRF token is missing or wrong.
 pub(super) fn forbidden() -> Response {
     (

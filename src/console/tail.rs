@@ -25,7 +25,7 @@ use super::State;
 use super::decoded::{EventView, export_line};
 use super::position::Position;
 use super::session::viewer;
-use super::topic::{TAIL_MAX, start_of, target};
+use super::topic::{TAIL_MAX, readable, start_of};
 use crate::types::{Offset, ReplayId};
 
 /// How often the tail looks for new events.
@@ -45,13 +45,6 @@ struct Batch {
     latest: String,
 }
 
-/// The query's fields.
-fn query_map(query: Option<&str>) -> std::collections::HashMap<String, String> {
-    query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
-}
-
 /// What a tick reads: after `seen`, the newest [`TAIL_MAX`] events up to
 /// `latest`; the offset to read after, and how many are skipped.
 fn window(seen: u64, latest: u64) -> (u64, u64) {
@@ -69,15 +62,8 @@ pub(super) async fn events(
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let Some(v) = viewer(&c, &headers) else {
-        return (StatusCode::UNAUTHORIZED, "log in first").into_response();
-    };
-    let q = query_map(query.as_deref());
-    let t = match target(&c, &v, q.get("name").map_or("", String::as_str)) {
-        Ok(t) if t.can_read => t,
-        Ok(_) => {
-            return (StatusCode::NOT_FOUND, "no topic whose events you may read").into_response();
-        }
+    let (t, _) = match readable(&c, &headers, query.as_deref()) {
+        Ok(tq) => tq,
         Err(r) => return r.into_response(),
     };
     let Ok(bounds) = c.ctx.broker.bounds(t.topic.id) else {
@@ -146,15 +132,8 @@ pub(super) async fn export(
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let Some(v) = viewer(&c, &headers) else {
-        return (StatusCode::UNAUTHORIZED, "log in first").into_response();
-    };
-    let q = query_map(query.as_deref());
-    let t = match target(&c, &v, q.get("name").map_or("", String::as_str)) {
-        Ok(t) if t.can_read => t,
-        Ok(_) => {
-            return (StatusCode::NOT_FOUND, "no topic whose events you may read").into_response();
-        }
+    let (t, q) = match readable(&c, &headers, query.as_deref()) {
+        Ok(tq) => tq,
         Err(r) => return r.into_response(),
     };
     let now = SystemTime::now();

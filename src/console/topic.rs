@@ -22,7 +22,7 @@ use bytes::Bytes;
 use super::decoded::EventView;
 use super::overview::human_bytes;
 use super::position::Position;
-use super::session::{Viewer, forbidden, form, viewer};
+use super::session::{Viewer, action_form, viewer};
 use super::{Console, State, page, render_failed};
 use crate::api::namespace::Namespace;
 use crate::broker::{Broker, BrokerError, PublishEvent, Topic};
@@ -72,6 +72,42 @@ impl IntoResponse for NotVisible {
             format!("there is no topic {:?} that you may see", self.0),
         )
             .into_response()
+    }
+}
+
+/// Why a request for a topic's events is refused.
+pub(super) enum Refused {
+    /// No session: `401`.
+    LoggedOut,
+    /// Not a topic whose events the viewer may read: `404`.
+    NotReadable(String),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::LoggedOut => (StatusCode::UNAUTHORIZED, "log in first").into_response(),
+            Refused::NotReadable(name) => NotVisible(name).into_response(),
+        }
+    }
+}
+
+/// The topic named by the query's `name` whose events the request's
+/// viewer may read (a session and a subscribe grant), and the query.
+///
+/// # Errors
+/// [`Refused`] for no session or a topic out of reach.
+pub(super) fn readable(
+    c: &Console,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(Target, HashMap<String, String>), Refused> {
+    let v = viewer(c, headers).ok_or(Refused::LoggedOut)?;
+    let q = query_map(query);
+    let name = q.get("name").map_or("", String::as_str);
+    match target(c, &v, name) {
+        Ok(t) if t.can_read => Ok((t, q)),
+        _ => Err(Refused::NotReadable(name.to_owned())),
     }
 }
 
@@ -267,7 +303,7 @@ struct TopicPage<'a> {
 }
 
 /// The query's fields.
-fn query_map(query: Option<&str>) -> HashMap<String, String> {
+pub(super) fn query_map(query: Option<&str>) -> HashMap<String, String> {
     query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
@@ -407,16 +443,10 @@ pub(super) async fn publish(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let Some(v) = viewer(&c, &headers) else {
-        return Redirect::to("/console/login").into_response();
-    };
-    let fields = match form(body).await {
-        Ok(f) => f,
+    let (v, fields) = match action_form(&c, &headers, body).await {
+        Ok(vf) => vf,
         Err(r) => return r,
     };
-    if !v.csrf_ok(&c, &fields) {
-        return forbidden();
-    }
     let t = match target(&c, &v, fields.get("name").map_or("", String::as_str)) {
         Ok(t) => t,
         Err(r) => return r.into_response(),
