@@ -33,6 +33,7 @@ CRATES = {
     "crates/broker": ("eventbus-broker", {"eventbus-core", "eventbus-schema"}),
     "crates/objects": ("eventbus-objects", {"eventbus-core", "eventbus-schema"}),
     "crates/filter": ("eventbus-filter", set()),
+    "crates/faults": ("eventbus-faults", {"eventbus-core"}),
     "crates/channels": (
         "eventbus-channels",
         {
@@ -66,6 +67,7 @@ CRATES = {
             "eventbus-cdc",
             "eventbus-filter",
             "eventbus-channels",
+            "eventbus-faults",
         },
     ),
 }
