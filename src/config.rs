@@ -271,6 +271,16 @@ pub struct ServeArgs {
     /// `access_token`) is accepted.
     #[arg(long, env = "EVENTBUS_SESSION_LIFETIME", default_value = "2h", value_parser = parse_duration)]
     pub session_lifetime: Duration,
+    /// Fault injection (`eventbus fault`, the Admin API's `Faults`
+    /// service): rules that make calls fail on purpose, and time travel.
+    /// Off unless set; even then only callers with the `admin` grant may
+    /// add rules.
+    #[arg(long, env = "EVENTBUS_FAULT_INJECTION", default_value_t = false)]
+    pub fault_injection: bool,
+    /// Fault rules to start with (TOML `[[fault]]` tables, see `eventbus
+    /// fault add --help`); needs `--fault-injection`.
+    #[arg(long, env = "EVENTBUS_FAULTS_FILE", value_parser = any_path())]
+    pub faults_file: Option<PathBuf>,
     /// The commit number of each org's first Change Data Capture
     /// transaction; later ones count up from it. Salesforce's commit numbers
     /// can pass 2^53 (9007199254740992), past what a JavaScript number holds
@@ -382,6 +392,12 @@ impl ServeArgs {
         }
         if let Some(problem) = self.tls().problem() {
             problems.push(problem);
+        }
+        if self.faults_file.is_some() && !self.fault_injection {
+            problems.push(
+                "EVENTBUS_FAULTS_FILE (--faults-file) needs EVENTBUS_FAULT_INJECTION (--fault-injection)"
+                    .to_owned(),
+            );
         }
         if self.max_credit == 0 {
             problems.push("EVENTBUS_MAX_CREDIT (--max-credit) must be at least 1".to_owned());

@@ -19,6 +19,7 @@
 //! | `eventbus-filter` | channel member filter expressions | - |
 //! | `eventbus-channels` ([`channels`]) | custom channels: definitions, routing | core, schema, objects, filter, broker |
 //! | `eventbus-cdc` ([`cdc`]) | records and their change events | core, schema, objects, broker, filter, channels |
+//! | `eventbus-faults` ([`faults`]) | fault rules: what to break on purpose, for which calls | core |
 //! | `eventbus` (this crate) | protocol, server, clients, binary | all of the above |
 //!
 //! The re-exports below keep one path per layer for this crate's code and
@@ -52,6 +53,7 @@ pub use eventbus_broker as broker;
 pub use eventbus_cdc as cdc;
 pub use eventbus_channels as channels;
 pub use eventbus_core::{error, log, types};
+pub use eventbus_faults as faults;
 pub use eventbus_objects as objects;
 pub use eventbus_schema as schema;
 

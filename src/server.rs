@@ -89,6 +89,34 @@ pub struct Server {
     ),
     cdc: Arc<crate::cdc::Cdc>,
     channels: Arc<crate::channels::Channels>,
+    /// Fault rules in force; `None` unless `--fault-injection`.
+    faults: Option<Arc<crate::faults::FaultTable>>,
+}
+
+/// The fault table when `--fault-injection` is on, with the rules of
+/// `--faults-file`; loudly logged, so nobody runs it by mistake.
+fn fault_table(args: &ServeArgs) -> Result<Option<Arc<crate::faults::FaultTable>>, ServerError> {
+    if !args.fault_injection {
+        return Ok(None);
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let table = Arc::new(crate::faults::FaultTable::new(seed));
+    if let Some(path) = &args.faults_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServerError::Config(format!("faults file {}: {e}", path.display())))?;
+        let rules = crate::faults::parse_file(&text)
+            .map_err(|e| ServerError::Config(format!("faults file {}: {e}", path.display())))?;
+        for rule in rules {
+            let id = table.add(rule, std::time::Instant::now());
+            tracing::warn!(rule = %id, file = %path.display(), "fault rule loaded");
+        }
+    }
+    tracing::warn!(
+        "fault injection is ON: callers with the admin grant can make calls fail on purpose (eventbus fault); never on a server with real traffic"
+    );
+    Ok(Some(table))
 }
 
 impl Server {
@@ -115,6 +143,7 @@ impl Server {
                 .with_sessions(sessions.clone()),
         );
         tracing::info!(mode = ?auth.mode(), "authentication");
+        let faults = fault_table(&args)?;
         let mut metrics = Metrics::with_topic_labels(args.metrics_topic_labels);
         metrics.register_collector(Box::new(crate::telemetry::process::ProcessCollector));
         let metrics = Arc::new(metrics);
@@ -185,6 +214,7 @@ impl Server {
             login: (directory, sessions),
             cdc,
             channels,
+            faults,
         })
     }
 
@@ -295,6 +325,7 @@ impl Server {
             login: (directory, sessions),
             cdc,
             channels,
+            faults,
         } = self;
         let tls_on = tls.is_some();
         let tasks = TaskTracker::new();
@@ -314,7 +345,8 @@ impl Server {
         let limits = Arc::new(crate::api::limits::Limits::new(args.limits()));
         let pubsub = PubSubService::new(broker.clone(), args.api(), streams.clone(), tasks.clone())
             .with_auth(auth.clone())
-            .with_limits(limits.clone());
+            .with_limits(limits.clone())
+            .with_faults(faults.clone());
         let pubsub = pb::pub_sub_server::PubSubServer::new(pubsub)
             .max_decoding_message_size(args.max_request_bytes)
             // Responses are bounded by the broker (max_response_bytes) well

@@ -9,6 +9,7 @@ pub mod cdc;
 pub mod channels;
 pub mod channels_admin;
 pub mod convert;
+pub mod faults;
 pub mod http;
 pub mod limits;
 pub mod login;
@@ -88,6 +89,8 @@ pub struct PubSubService {
     publish_budget: Arc<tokio::sync::Semaphore>,
     auth: Arc<Authenticator>,
     limits: Arc<limits::Limits>,
+    /// Fault rules; `None` unless fault injection is on.
+    faults: Option<faults::Faults>,
 }
 
 impl PubSubService {
@@ -107,7 +110,41 @@ impl PubSubService {
             publish_budget: Arc::new(tokio::sync::Semaphore::new(publish::BUDGET_KIB)),
             auth: Arc::new(Authenticator::none()),
             limits: Arc::new(limits::Limits::default()),
+            faults: None,
         }
+    }
+
+    /// Applies the fault rules of `table` to calls (none: fault injection
+    /// off, every call as it comes).
+    pub fn with_faults(mut self, table: Option<Arc<crate::faults::FaultTable>>) -> Self {
+        self.faults = table.map(|t| faults::Faults::new(t, self.broker.metrics().clone()));
+        self
+    }
+
+    /// What a call gets from the fault rules (nothing when they are off).
+    fn plan(
+        &self,
+        caller: &Caller,
+        rpc: crate::faults::Rpc,
+        topic: &str,
+        ctx: &faults::CallCtx,
+    ) -> faults::Plan {
+        match &self.faults {
+            Some(f) => f.plan(caller, rpc, topic, ctx),
+            None => faults::Plan::none(),
+        }
+    }
+
+    /// A unary call's latency and failure from `plan`.
+    async fn unary_faults(plan: &faults::Plan, rpc: RpcId) -> Result<(), Status> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let delay = plan.latency();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        plan.unary_failure(rpc).map_or(Ok(()), Err)
     }
 
     /// Enforces per-tenant `limits` (the default has none).
@@ -184,8 +221,16 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         request: Request<pb::SchemaRequest>,
     ) -> Result<Response<pb::SchemaInfo>, Status> {
         let rpc = RpcId::generate();
-        let _span = rpc_span("GetSchema", rpc).entered();
+        let span = rpc_span("GetSchema", rpc);
         let caller = self.caller(&request, rpc)?;
+        let plan = self.plan(
+            &caller,
+            crate::faults::Rpc::GetSchema,
+            "",
+            &faults::CallCtx::of(&request),
+        );
+        Self::unary_faults(&plan, rpc).await?;
+        let _span = span.entered();
         let req = request.into_inner();
         let fail = |e| status::fail(self.broker.metrics(), &e, rpc);
         // The caller's own tenant's text, never another tenant's.
@@ -227,7 +272,10 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let rpc = RpcId::generate();
         let span = rpc_span("GetTopic", rpc);
         let caller = self.caller(&request, rpc)?;
+        let ctx = faults::CallCtx::of(&request);
         let req = request.into_inner();
+        let plan = self.plan(&caller, crate::faults::Rpc::GetTopic, &req.topic_name, &ctx);
+        Self::unary_faults(&plan, rpc).await?;
         span.record("topic", req.topic_name.as_str());
         let _e = span.entered();
         let (can_publish, can_subscribe) = (
@@ -260,11 +308,17 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let rpc = RpcId::generate();
         let span = rpc_span("Publish", rpc);
         let caller = self.caller(&request, rpc)?;
+        let ctx = faults::CallCtx::of(&request);
         let req = request.into_inner();
         span.record("topic", req.topic_name.as_str());
         let broker = self.broker.clone();
         if !req.topic_name.trim().is_empty() && !caller.grants.can_publish(&req.topic_name) {
             return Err(publish_denied(&broker, &req.topic_name, rpc));
+        }
+        let plan = self.plan(&caller, crate::faults::Rpc::Publish, &req.topic_name, &ctx);
+        Self::unary_faults(&plan, rpc).await?;
+        if let Some(msg) = plan.refusal() {
+            return Ok(Response::new(faults::refused(&broker, &req, &msg, rpc)));
         }
         self.limits
             .charge_publish(&caller.tenant, req.events.len(), payload_bytes(&req))

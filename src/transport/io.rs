@@ -3,8 +3,9 @@
 //! Owns: [`Tcp`] (the socket, its connection slot and the lingering
 //! close), [`Conn`] (plaintext or TLS on top, the idle and stuck-client
 //! timers, and the HTTP/2 DATA meter that releases written response bytes
-//! from the connection's budget) and [`ConnInfo`], what tonic puts in
-//! every request's extensions.
+//! from the connection's budget), [`ConnInfo`], what tonic puts in
+//! every request's extensions, and [`KillSwitch`], which closes the
+//! connection on demand (fault injection drops connections with it).
 //! Must not: speak HTTP/2 beyond reading frame headers of what the server
 //! itself writes.
 
@@ -173,6 +174,36 @@ pub struct ConnInfo {
     /// The connection's response budget; `None` on listeners that are not
     /// budgeted (health, metrics, tooling).
     pub budget: Option<Arc<ConnBudget>>,
+    /// Closes the connection when tripped.
+    pub kill: Arc<KillSwitch>,
+}
+
+/// Closes its connection, from any call on it, at once: reads see the
+/// client gone and writes fail, so HTTP/2 ends every stream on it and the
+/// socket closes, as when a network path drops.
+#[derive(Debug, Default)]
+pub struct KillSwitch {
+    tripped: std::sync::atomic::AtomicBool,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl KillSwitch {
+    /// Closes the connection.
+    pub fn trip(&self) {
+        self.tripped
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn is_tripped(&self) -> bool {
+        self.tripped.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether it was tripped; wakes `cx` when it is later.
+    fn poll_tripped(&self, cx: &Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.is_tripped()
+    }
 }
 
 /// Timers of a connection.
@@ -216,6 +247,8 @@ enum Expired {
     Idle,
     /// Responses not read, no progress, no room.
     Stuck,
+    /// Its [`KillSwitch`] was tripped.
+    Killed,
 }
 
 impl Expired {
@@ -223,6 +256,7 @@ impl Expired {
         match self {
             Expired::Idle => "idle",
             Expired::Stuck => "stuck",
+            Expired::Killed => "fault",
         }
     }
 }
@@ -260,7 +294,11 @@ impl Conn {
         let now = Instant::now();
         Self {
             io,
-            info: ConnInfo { remote, budget },
+            info: ConnInfo {
+                remote,
+                budget,
+                kill: Arc::default(),
+            },
             meter: FrameMeter::default(),
             last_activity: now,
             timer: Box::pin(tokio::time::sleep_until(now + timers.idle)),
@@ -281,6 +319,9 @@ impl Conn {
         use std::future::Future;
         if let Some(expired) = self.expired {
             return Poll::Ready(expired);
+        }
+        if self.info.kill.poll_tripped(cx) {
+            return Poll::Ready(self.expire(Expired::Killed));
         }
         loop {
             let now = Instant::now();
@@ -369,6 +410,11 @@ impl AsyncRead for Conn {
         if this.expired.is_some() {
             return Poll::Ready(Ok(()));
         }
+        if this.info.kill.is_tripped() {
+            this.expire(Expired::Killed);
+            // Past the kill the connection reads as closed by the client.
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = match &mut this.io {
             Stream::Plain(io) => Pin::new(io).poll_read(cx, buf),
@@ -396,6 +442,13 @@ impl AsyncWrite for Conn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.info.kill.is_tripped() {
+            let why = match this.expired {
+                Some(why) => why,
+                None => this.expire(Expired::Killed),
+            };
+            return Poll::Ready(Err(why.into()));
+        }
         let polled = match &mut this.io {
             Stream::Plain(io) => Pin::new(io).poll_write(cx, buf),
             Stream::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),

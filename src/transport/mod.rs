@@ -41,7 +41,7 @@ use std::time::Duration;
 
 pub use accept::{HttpListener, Incoming, Transport};
 pub use budget::{Budget, BudgetError, ConnBudget, Reservation};
-pub use io::{Conn, ConnInfo};
+pub use io::{Conn, ConnInfo, KillSwitch};
 
 /// Settings of the transport (see the README's "Limits and budgets").
 #[derive(Clone, Debug)]

@@ -59,6 +59,15 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Label set of an injected fault: what it did and which rule did it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabel {
+    /// `fail`, `reset`, `drop`, `stall`, `latency` or `refuse`.
+    pub fault: &'static str,
+    /// The rule's id (`f1`, …).
+    pub rule: String,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -104,6 +113,9 @@ pub struct Metrics {
     /// `pubsub_response_budget_held_bytes`: response bytes produced for
     /// clients and not yet written, with reservations, all connections.
     pub response_budget_held: Gauge,
+    /// `pubsub_faults_injected_total{fault,rule}`: failures made on
+    /// purpose by fault rules (never counted in `pubsub_errors_total`).
+    pub faults_injected: Family<FaultLabel, Counter>,
     registry: Registry,
 }
 
@@ -145,9 +157,15 @@ impl Metrics {
             accept_errors: Counter::default(),
             connections_closed: Family::default(),
             response_budget_held: Gauge::default(),
+            faults_injected: Family::default(),
             registry: Registry::default(),
         };
         let mut r = Registry::default();
+        r.register(
+            "pubsub_faults_injected",
+            "Failures injected on purpose by fault rules, by fault and rule",
+            m.faults_injected.clone(),
+        );
         r.register(
             "pubsub_publish_events",
             "Events acknowledged to publishers",
