@@ -104,6 +104,7 @@ func main() {
 	fs.StringVar(&o.topic, "topic", "/event/Order_Event__e", "platform event topic")
 	fs.StringVar(&o.managed, "managed", "Order_Processor", "developer name of a managed subscription on -topic")
 	fs.IntVar(&o.credit, "credit", 4, "Subscribe credit (num_requested); more is requested when half is used")
+	fs.DurationVar(&clientKeepalive.Time, "keepalive-time", clientKeepalive.Time, "grpc-go client keepalive: ping after this long without reads (grpc-go's floor is 10s)")
 	fs.DurationVar(&o.idle, "idle", 0, "hold an idle Subscribe this long at the end (0: skip)")
 	fs.StringVar(&o.token, "token", "", "resume: session token")
 	fs.StringVar(&o.org, "org", "", "resume: org id")
@@ -221,6 +222,7 @@ func runAll(c *checks, o options) error {
 	if !run.topicAndSchema(ctx) {
 		return nil
 	}
+	run.errorAnswers(ctx, soap)
 	run.publish(ctx)
 	run.publishStream(ctx)
 	run.subscribe(ctx)

@@ -14,7 +14,10 @@
 # Usage: examples/go/run.sh [path/to/eventbus]
 #   (default: $EVENTBUS_BIN, else target/debug/eventbus; built by cargo, not here)
 #   IDLE_MINUTES=10 examples/go/run.sh ...   also holds one Subscribe idle that
-#   long on the TLS server (client keepalive 60 s) and checks it still works.
+#   long on the TLS server (client keepalive 60 s, or $KEEPALIVE_TIME) and
+#   checks it still works. The server reads EVENTBUS_* settings from the
+#   environment, e.g. EVENTBUS_HTTP2_KEEPALIVE=0s EVENTBUS_KEEPALIVE=270s
+#   leaves the client's pings as the only traffic for 270 s at a time.
 # Needs Go (see go.mod) and protoc (scripts/setup.sh installs protobuf-compiler).
 # The Go module and build caches (go env GOMODCACHE GOCACHE) and the protoc
 # plugins (~/.cache/eventbus-go-tools) are reused between runs.
@@ -111,7 +114,7 @@ run_against() {
   [ -n "$addr" ] || { cat "$log"; setup_failed "eventbus never became ready"; }
   http="$(sed -n 's/.*http api serving on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
   [ -n "$http" ] || { cat "$log"; setup_failed "no HTTP listener address in the log"; }
-  local args=(-label "$label" -password "$password" -client-secret "$secret")
+  local args=(-label "$label" -password "$password" -client-secret "$secret" -keepalive-time "${KEEPALIVE_TIME:-60s}")
   local endpoints
   if [ "$tls" = 1 ]; then
     # By name: the certificate is for localhost.
