@@ -228,6 +228,7 @@ func runAll(c *checks, o options) error {
 	run.subscribe(ctx)
 	run.managed(ctx, soap)
 	runCDC(ctx, c, o, client, sc, hc, rest, soap)
+	run.largeEvents(ctx)
 	if o.idle > 0 {
 		run.idleSubscribe(ctx, conn)
 	}
