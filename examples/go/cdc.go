@@ -28,24 +28,12 @@ type cdcEvent struct {
 
 func runCDC(ctx context.Context, c *checks, o options, client pb.PubSubClient, sc *schemas, hc *http.Client, rest, s session) {
 	if o.adminToken == "" {
-		c.check("CDC: enable Account", false, "no admin token (-admin-token or $EVENTBUS_ADMIN_TOKEN)")
+		// A real org selects objects in Setup (Change Data Capture); the
+		// admin API is eventbus's own.
+		fmt.Println("SKIP - CDC: enable Account through eventbus's admin API (no -admin-token: Account must already be selected for Change Data Capture)")
+	} else if !enableAccountCDC(ctx, c, o, s) {
 		return
 	}
-	// The admin API takes an admin token of the same org.
-	adminConn, err := dial(o, session{Token: o.adminToken, InstanceURL: s.InstanceURL, OrgID: s.OrgID})
-	if err != nil {
-		c.fail("CDC: admin connection", err)
-		return
-	}
-	defer adminConn.Close()
-	actx, cancel := context.WithTimeout(ctx, unaryTimeout)
-	member, err := cdcpb.NewChangeDataCaptureClient(adminConn).EnableChangeEvents(actx, &cdcpb.ChangeEventsRequest{Name: "Account"})
-	cancel()
-	if err != nil {
-		c.fail("CDC: enable Account (admin EnableChangeEvents)", err)
-		return
-	}
-	c.check("CDC: enable Account (admin EnableChangeEvents) selects "+cdcTopic, member.GetTopicName() == cdcTopic, "got %v", member)
 
 	sctx, cancel := context.WithTimeout(ctx, streamTimeout)
 	defer cancel()
@@ -73,7 +61,10 @@ func runCDC(ctx context.Context, c *checks, o options, client pb.PubSubClient, s
 		return
 	}
 
+	// Only this record's events count (a real org has others), with the
+	// credit topped up at half as in the Subscribe step.
 	var events []cdcEvent
+	cr := &credit{size: 10, requested: 10}
 	for len(events) < 2 {
 		res, err := stream.Recv()
 		if err != nil {
@@ -86,7 +77,15 @@ func runCDC(ctx context.Context, c *checks, o options, client pb.PubSubClient, s
 				c.fail("CDC: decode a change event", err)
 				return
 			}
-			events = append(events, e)
+			if slices.Contains(e.recordIDs, id) {
+				events = append(events, e)
+			}
+		}
+		if more := cr.took(len(res.GetEvents()), res.GetPendingNumRequested(), cr.received+cr.size); more > 0 {
+			if err := stream.Send(&pb.FetchRequest{NumRequested: int32(more)}); err != nil {
+				c.fail("CDC: request more events", err)
+				return
+			}
 		}
 	}
 	create, update := events[0], events[1]
@@ -110,6 +109,25 @@ func runCDC(ctx context.Context, c *checks, o options, client pb.PubSubClient, s
 		"Name %v, City %q", update.payload["Name"], city)
 	err = closeAndDrain(stream)
 	c.check("CDC: the server ends the Subscribe with OK after the client half-closes", err == nil, "%v", err)
+}
+
+// enableAccountCDC selects Account for Change Data Capture through
+// eventbus's admin API, with an admin token of the same org.
+func enableAccountCDC(ctx context.Context, c *checks, o options, s session) bool {
+	adminConn, err := dial(o, session{Token: o.adminToken, InstanceURL: s.InstanceURL, OrgID: s.OrgID})
+	if err != nil {
+		c.fail("CDC: admin connection", err)
+		return false
+	}
+	defer adminConn.Close()
+	actx, cancel := context.WithTimeout(ctx, unaryTimeout)
+	defer cancel()
+	member, err := cdcpb.NewChangeDataCaptureClient(adminConn).EnableChangeEvents(actx, &cdcpb.ChangeEventsRequest{Name: "Account"})
+	if err != nil {
+		c.fail("CDC: enable Account (admin EnableChangeEvents)", err)
+		return false
+	}
+	return c.check("CDC: enable Account (admin EnableChangeEvents) selects "+cdcTopic, member.GetTopicName() == cdcTopic, "got %v", member)
 }
 
 // decodeChange decodes a change event with its schema and reads its header.

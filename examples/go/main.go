@@ -80,6 +80,7 @@ type options struct {
 	topic, managed         string
 	token, org, expect     string
 	label                  string
+	tls                    bool
 	credit                 int
 	idle                   time.Duration
 }
@@ -95,7 +96,8 @@ func main() {
 	fs.StringVar(&o.label, "label", "goclient", "name of this run in the summary line")
 	fs.StringVar(&o.login, "login", "", "login URL (SOAP and OAuth; REST too): https://localhost:PORT")
 	fs.StringVar(&o.grpcAddr, "grpc", "", "gRPC endpoint HOST:PORT (by name with TLS: the certificate's)")
-	fs.StringVar(&o.ca, "ca", "", "PEM CA to trust; TLS when set, plaintext otherwise")
+	fs.StringVar(&o.ca, "ca", "", "PEM CA to trust; implies -tls")
+	fs.BoolVar(&o.tls, "tls", false, "TLS with the system's trusted CAs (a real org: api.pubsub.salesforce.com:7443); plaintext without it or -ca")
 	fs.StringVar(&o.username, "username", "developer@example.com", "org user")
 	fs.StringVar(&o.password, "password", os.Getenv("EVENTBUS_EXAMPLE_PASSWORD"), "password (default $EVENTBUS_EXAMPLE_PASSWORD)")
 	fs.StringVar(&o.clientID, "client-id", "eventbus-go-example", "connected app for the OAuth login")
@@ -134,10 +136,14 @@ func main() {
 // three headers Salesforce clients send.
 func dial(o options, s session) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
-	if o.ca != "" {
-		pool, err := caPool(o.ca)
-		if err != nil {
-			return nil, err
+	if o.ca != "" || o.tls {
+		// nil RootCAs: the system's trusted CAs.
+		var pool *x509.CertPool
+		if o.ca != "" {
+			var err error
+			if pool, err = caPool(o.ca); err != nil {
+				return nil, err
+			}
 		}
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
@@ -204,10 +210,11 @@ func runAll(c *checks, o options) error {
 	}
 	c.check("OAuth login (password grant): token for the same org and user", oauth.Token != "" && oauth.OrgID == soap.OrgID && oauth.UserID == soap.UserID,
 		"got org %q user %q, SOAP said %q %q", oauth.OrgID, oauth.UserID, soap.OrgID, soap.UserID)
-	// REST calls go to the login URL's origin, which is where this server
-	// serves them (a real org answers at the instance URL).
+	// REST calls go to the instance URL the OAuth answer names.
 	rest := oauth
-	rest.InstanceURL = o.login
+	if rest.InstanceURL == "" {
+		rest.InstanceURL = o.login
+	}
 
 	// gRPC with the SOAP session, as the official examples do.
 	conn, err := dial(o, soap)

@@ -407,6 +407,9 @@ func (f *flow) managed(ctx context.Context, s session) {
 	if f.o.ca != "" {
 		args = append(args, "-ca", f.o.ca)
 	}
+	if f.o.tls {
+		args = append(args, "-tls")
+	}
 	runChild(f.c, args)
 }
 
