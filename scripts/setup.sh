@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine needs to build eventbus (the rocksdb
 # crate compiles RocksDB's C++ and generates bindings with libclang) and to
-# run the example clients of scripts/e2e.sh (Python venv, Node.js and npm).
+# run the example clients of scripts/e2e.sh (Python venv, Node.js and npm,
+# protoc for the Go example).
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -19,6 +20,10 @@ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=
 # Debian's chromium runs the web console's browser tests (tests/browser),
 # headless, driven by playwright-core (which downloads no browser).
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+# protoc generates the Go example's stubs (examples/go/gen.sh); its plugins
+# come from `go install` and Go itself (go.mod's version) from the machine:
+# Debian's golang package is older than grpc-go needs.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

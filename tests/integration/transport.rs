@@ -2,8 +2,9 @@
 //! HTTP/2 flow-control credit (the server's memory, read from
 //! /proc/<pid>/status of the real binary), silent and half-open
 //! connections beyond the connection cap, a half-sent TLS ClientHello,
-//! stalled TLS handshakes on the Tooling port and an exhausted descriptor
-//! table.
+//! stalled TLS handshakes on the Tooling port, an exhausted descriptor
+//! table, and client keepalive pings (answered at any rate, keeping a
+//! connection past the idle timeout).
 //!
 //! Each test states its bounds next to the constants that hold them and
 //! prints what it measured
@@ -700,6 +701,85 @@ async fn idle_connections_are_closed_on_the_grpc_and_tooling_ports() {
             "closed before the idle timeout: {took:?}"
         );
     }
+    server.shutdown().await;
+}
+
+/// Client keepalive as grpc-go (`keepalive.ClientParameters`, 10 s at the
+/// least) and grpc-java (`keepAliveTime`) send it: PING frames on an
+/// otherwise silent connection. The server has no ping strike policy: it
+/// answers every ping at any rate, never with GOAWAY ENHANCE_YOUR_CALM
+/// `too_many_pings` (which grpc-go and grpc-java answer by doubling their
+/// interval or failing calls), and a connection kept busy only by the
+/// client's pings outlives `--idle-timeout`.
+#[tokio::test]
+async fn client_keepalive_pings_are_answered_at_any_rate_and_keep_a_connection_open() {
+    let idle = Duration::from_secs(2);
+    let server = start_with(|a| {
+        a.idle_timeout = idle;
+        // Under the idle timeout, as the settings require (no stream here).
+        a.keepalive = Duration::from_secs(1);
+        // The server's own pings off: the client's are the only traffic.
+        a.http2_keepalive = Duration::ZERO;
+    })
+    .await;
+    let tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let (send, mut conn) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let mut pings = conn.ping_pong().expect("the ping handle, taken once");
+    let driver = tokio::spawn(conn);
+    let pong_within = Duration::from_secs(5);
+    // A burst far above any keepalive setting: 200 pings back to back.
+    let burst = Instant::now();
+    for i in 0..200 {
+        tokio::time::timeout(pong_within, pings.ping(h2::Ping::opaque()))
+            .await
+            .unwrap_or_else(|_| panic!("no pong to burst ping {i} within {pong_within:?}"))
+            .unwrap_or_else(|e| panic!("burst ping {i}: {e}"));
+    }
+    let burst = burst.elapsed();
+    // Then one ping per quarter of the idle timeout for three idle
+    // timeouts, and nothing else.
+    let start = Instant::now();
+    let mut kept = 0;
+    while start.elapsed() < idle * 3 {
+        tokio::time::sleep(idle / 4).await;
+        tokio::time::timeout(pong_within, pings.ping(h2::Ping::opaque()))
+            .await
+            .unwrap_or_else(|_| panic!("no pong after {:?} of pings only", start.elapsed()))
+            .unwrap_or_else(|e| panic!("ping after {:?} of pings only: {e}", start.elapsed()));
+        kept += 1;
+    }
+    assert!(!driver.is_finished(), "the connection ended");
+    // The connection still serves a call: the health check.
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("http://eventbus/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let mut send = send.ready().await.expect("stream capacity");
+    let (response, mut body) = send.send_request(req, false).expect("send request");
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .expect("empty HealthCheckRequest");
+    let resp = tokio::time::timeout(pong_within, response)
+        .await
+        .expect("health answer in time")
+        .expect("health answer");
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    let mut body = resp.into_body();
+    while let Some(chunk) = body.data().await {
+        chunk.expect("health body");
+    }
+    let trailers = body.trailers().await.expect("trailers").unwrap_or_default();
+    assert_eq!(
+        trailers.get("grpc-status").and_then(|v| v.to_str().ok()),
+        Some("0"),
+        "health check status: {trailers:?}"
+    );
+    eprintln!(
+        "transport: 200 pings answered in {burst:?}; {kept} pings kept the connection open {:?} past a {idle:?} idle timeout",
+        start.elapsed()
+    );
     server.shutdown().await;
 }
 
