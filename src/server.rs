@@ -491,12 +491,14 @@ impl Server {
             }
         };
         let keepalive = (!args.http2_keepalive.is_zero()).then_some(args.http2_keepalive);
+        let fault_injection = args.fault_injection;
         // TLS handshakes happen in the transport, under its deadline; tonic
         // gets connections that are ready.
         // Once the drain delay is over (`streams`), new connections are
         // refused rather than left in the backlog until the process exits.
         let incoming = transport.incoming_until(listener, tls, true, "grpc", streams.clone());
         let serve = tonic::transport::Server::builder()
+            .layer(crate::api::faults::ResetLayer::new(fault_injection))
             .layer(crate::api::pacing::PacingLayer::new(
                 args.pacing(),
                 broker.metrics().clone(),

@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,12 @@ use super::{pb, status};
 use crate::auth::Caller;
 use crate::faults::{Action, Call, FaultTable, Fired, Rpc};
 use crate::telemetry::metrics::{FaultLabel, Metrics};
-use crate::transport::{ConnInfo, KillSwitch};
+use crate::transport::{ConnBudget, ConnInfo, KillSwitch};
 use crate::types::RpcId;
+
+/// How long a reset or dropped connection waits for what was sent before
+/// it to be written.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The fault rules in force and where their firings are counted.
 #[derive(Clone, Debug)]
@@ -69,6 +73,7 @@ impl Faults {
             topic: topic.to_owned(),
             reset: ctx.reset.clone(),
             kill: ctx.kill.clone(),
+            budget: ctx.budget.clone(),
         }
     }
 }
@@ -81,6 +86,7 @@ pub(super) struct CallCtx {
     peer: Option<SocketAddr>,
     reset: Option<ResetHandle>,
     kill: Option<Arc<KillSwitch>>,
+    budget: Option<Arc<ConnBudget>>,
 }
 
 impl CallCtx {
@@ -91,6 +97,7 @@ impl CallCtx {
             peer: info.and_then(|i| i.remote),
             reset: request.extensions().get::<ResetHandle>().cloned(),
             kill: info.map(|i| i.kill.clone()),
+            budget: info.and_then(|i| i.budget.clone()),
         }
     }
 }
@@ -104,6 +111,7 @@ pub(super) struct Plan {
     topic: String,
     reset: Option<ResetHandle>,
     kill: Option<Arc<KillSwitch>>,
+    budget: Option<Arc<ConnBudget>>,
 }
 
 impl Plan {
@@ -187,14 +195,21 @@ impl Plan {
             Action::Reset { .. } => {
                 self.note(rule, "reset", "RST_STREAM");
                 if let Some(r) = &self.reset {
-                    r.trip();
+                    r.trip(Ending::Reset);
                 }
                 Some(Status::cancelled("stream reset by a fault rule"))
             }
             Action::Drop { .. } => {
                 self.note(rule, "drop", "connection closed");
-                if let Some(k) = &self.kill {
-                    k.trip();
+                // Once what the call sent before is written (the body's
+                // end), or at once without the reset layer.
+                match &self.reset {
+                    Some(r) => r.trip(Ending::Drop),
+                    None => {
+                        if let Some(k) = &self.kill {
+                            k.trip();
+                        }
+                    }
                 }
                 Some(Status::unavailable("connection dropped by a fault rule"))
             }
@@ -202,12 +217,22 @@ impl Plan {
         }
     }
 
-    /// The first failure of a unary call (fail, reset or drop), carried
-    /// out now.
-    pub(super) fn unary_failure(&self, rpc_id: RpcId) -> Option<Status> {
-        self.fired
+    /// The first failure of a unary call (fail or drop), carried out now.
+    /// A dropped connection never answers: the call waits for the
+    /// connection to take it down.
+    pub(super) async fn unary_failure(&self, rpc_id: RpcId) -> Option<Status> {
+        let f = self
+            .fired
             .iter()
-            .find_map(|f| self.strike(&f.rule, &f.action, rpc_id))
+            .find(|f| matches!(f.action, Action::Fail { .. } | Action::Drop { .. }))?;
+        if matches!(f.action, Action::Drop { .. }) {
+            self.note(&f.rule, "drop", "connection closed");
+            if let Some(k) = &self.kill {
+                k.trip();
+            }
+            std::future::pending::<()>().await;
+        }
+        self.strike(&f.rule, &f.action, rpc_id)
     }
 
     /// The stream `inner` with this plan's stream faults: latency before
@@ -247,6 +272,7 @@ impl Plan {
             rpc_id,
             keepalive,
             last: None,
+            held: None,
             done: false,
         };
         Box::pin(futures_util::stream::unfold(state, Wrapped::step))
@@ -284,6 +310,29 @@ pub(super) fn refused(
     }
 }
 
+/// The receipt of a PublishStream request whose events a rule refuses:
+/// each event's outcome carries `msg`, nothing is stored.
+pub(super) fn refused_receipt(
+    broker: &crate::broker::Broker,
+    stored: &str,
+    events: &[crate::broker::PublishEvent],
+    msg: &str,
+) -> crate::broker::PublishReceipt {
+    crate::broker::PublishReceipt {
+        schema_id: broker
+            .topic(stored)
+            .map(|t| t.current_schema().clone())
+            .unwrap_or_else(|_| crate::types::SchemaId::new(String::new())),
+        outcomes: events
+            .iter()
+            .map(|e| crate::broker::PublishOutcome {
+                correlation_key: e.id.clone(),
+                result: Err(msg.to_owned()),
+            })
+            .collect(),
+    }
+}
+
 /// `after_events` of a stream action.
 fn after(action: &Action) -> u64 {
     match action {
@@ -302,6 +351,9 @@ pub(super) trait Delivered: Send + Sized + 'static {
     /// A keepalive made from it: no events, its latest replay id and
     /// credit kept.
     fn keepalive(&self) -> Self;
+    /// Keeps the first `k` events (`0 < k < event_count`) and returns a
+    /// response with the rest.
+    fn split_off(&mut self, k: usize) -> Self;
 }
 
 impl Delivered for pb::FetchResponse {
@@ -314,6 +366,17 @@ impl Delivered for pb::FetchResponse {
             events: Vec::new(),
             ..self.clone()
         }
+    }
+
+    fn split_off(&mut self, k: usize) -> Self {
+        let rest = Self {
+            events: self.events.split_off(k),
+            ..self.clone()
+        };
+        if let Some(last) = self.events.last() {
+            self.latest_replay_id = last.replay_id.clone();
+        }
+        rest
     }
 }
 
@@ -329,6 +392,18 @@ impl Delivered for pb::ManagedFetchResponse {
             ..self.clone()
         }
     }
+
+    fn split_off(&mut self, k: usize) -> Self {
+        let rest = Self {
+            events: self.events.split_off(k),
+            commit_response: self.commit_response.take(),
+            ..self.clone()
+        };
+        if let Some(last) = self.events.last() {
+            self.latest_replay_id = last.replay_id.clone();
+        }
+        rest
+    }
 }
 
 impl Delivered for pb::PublishResponse {
@@ -339,6 +414,13 @@ impl Delivered for pb::PublishResponse {
     fn keepalive(&self) -> Self {
         Self {
             results: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    fn split_off(&mut self, k: usize) -> Self {
+        Self {
+            results: self.results.split_off(k),
             ..self.clone()
         }
     }
@@ -358,6 +440,8 @@ struct Wrapped<T> {
     keepalive: Duration,
     /// The last response sent (for keepalives during a stall).
     last: Option<T>,
+    /// The part of a response past an action's event count, sent after it.
+    held: Option<T>,
     done: bool,
 }
 
@@ -412,18 +496,44 @@ impl<T: Delivered> Wrapped<T> {
                     }
                 }
                 action => {
-                    if let Some(st) = self.plan.strike(&f.rule, &action, self.rpc_id) {
-                        if matches!(action, Action::Drop { .. }) {
-                            // The connection is going; nothing more is sent.
-                            std::future::pending::<()>().await;
+                    if matches!(action, Action::Reset { .. } | Action::Drop { .. }) {
+                        // What was sent goes out first: HTTP/2 discards a
+                        // reset stream's queued data, and a closed socket
+                        // all of it. One yield lets the encoder hand over
+                        // what it holds.
+                        tokio::task::yield_now().await;
+                        if let Some(b) = &self.plan.budget {
+                            b.flushed(FLUSH_PATIENCE).await;
                         }
+                    }
+                    if let Some(st) = self.plan.strike(&f.rule, &action, self.rpc_id) {
+                        // A reset or drop replaces the end this status
+                        // would make (see `ResetBody`).
                         self.done = true;
                         return Some((Err(st), self));
                     }
                 }
             }
         }
-        let item = self.inner.next().await?;
+        let mut item = match self.held.take() {
+            Some(held) => Ok(held),
+            None => self.inner.next().await?,
+        };
+        // An action due within this response: the events up to it now, the
+        // rest after it.
+        if let Ok(r) = &mut item {
+            let n = r.event_count() as u64;
+            if let Some(due) = self
+                .pending
+                .iter()
+                .map(|f| after(&f.action))
+                .filter(|&a| a > self.sent && a < self.sent + n)
+                .min()
+            {
+                let k = usize::try_from(due - self.sent).unwrap_or(0);
+                self.held = Some(r.split_off(k));
+            }
+        }
         let n = item.as_ref().map_or(0, Delivered::event_count);
         if let Ok(r) = &item {
             self.last = Some(r.keepalive());
@@ -453,33 +563,57 @@ impl<T: Delivered> Wrapped<T> {
     }
 }
 
-/// Resets its call's HTTP/2 stream (RST_STREAM) when tripped: every frame
-/// the call's response would send after that is replaced by an error,
-/// which the HTTP/2 server turns into a reset.
+/// How a tripped call's response ends instead of its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// RST_STREAM.
+    Reset = 1,
+    /// The whole connection closes.
+    Drop = 2,
+}
+
+/// Ends its call's response differently when tripped: what the call sent
+/// before still goes out, and in place of its end (the trailers with the
+/// status) the HTTP/2 stream is reset (an error the HTTP/2 server turns
+/// into RST_STREAM) or the connection is closed.
 #[derive(Clone, Debug, Default)]
-pub struct ResetHandle(Arc<AtomicBool>);
+pub struct ResetHandle(Arc<AtomicU8>);
 
 impl ResetHandle {
-    /// Resets the stream.
-    pub fn trip(&self) {
-        self.0.store(true, Ordering::Release);
+    /// Ends the call's response with `how`.
+    pub fn trip(&self, how: Ending) {
+        self.0.store(how as u8, Ordering::Release);
     }
 
-    fn tripped(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+    fn tripped(&self) -> Option<Ending> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(Ending::Reset),
+            2 => Some(Ending::Drop),
+            _ => None,
+        }
     }
 }
 
 /// Gives every gRPC call a [`ResetHandle`] (request extension) and wraps
-/// its response body to honour it. Added only with fault injection on.
+/// its response body to honour it, when on (with fault injection);
+/// passes calls through untouched when off.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ResetLayer;
+pub struct ResetLayer {
+    on: bool,
+}
+
+impl ResetLayer {
+    /// The layer, on or off.
+    pub fn new(on: bool) -> Self {
+        Self { on }
+    }
+}
 
 impl<S> tower_layer::Layer<S> for ResetLayer {
     type Service = Resettable<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Resettable { inner }
+        Resettable { inner, on: self.on }
     }
 }
 
@@ -487,6 +621,7 @@ impl<S> tower_layer::Layer<S> for ResetLayer {
 #[derive(Clone, Debug)]
 pub struct Resettable<S> {
     inner: S,
+    on: bool,
 }
 
 impl<S> Service<http::Request<Body>> for Resettable<S>
@@ -509,20 +644,32 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        if !self.on {
+            return Box::pin(self.inner.call(req));
+        }
         let handle = ResetHandle::default();
         req.extensions_mut().insert(handle.clone());
+        let kill = req.extensions().get::<ConnInfo>().map(|i| i.kill.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
             let response = fut.await?;
-            Ok(response.map(|inner| Body::new(ResetBody { inner, handle })))
+            Ok(response.map(|inner| {
+                Body::new(ResetBody {
+                    inner,
+                    handle,
+                    kill,
+                })
+            }))
         })
     }
 }
 
-/// A response body that fails once its [`ResetHandle`] is tripped.
+/// A response body whose end is replaced once its [`ResetHandle`] is
+/// tripped.
 struct ResetBody {
     inner: Body,
     handle: ResetHandle,
+    kill: Option<Arc<KillSwitch>>,
 }
 
 impl http_body::Body for ResetBody {
@@ -533,23 +680,144 @@ impl http_body::Body for ResetBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        if self.handle.tripped() {
-            return Poll::Ready(Some(Err(Status::cancelled("stream reset by a fault rule"))));
-        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(_)) && self.handle.tripped() {
-            // Tripped while producing this frame (the call ended because
-            // of it): the frame is not sent.
-            return Poll::Ready(Some(Err(Status::cancelled("stream reset by a fault rule"))));
+        let Some(how) = self.handle.tripped() else {
+            return polled;
+        };
+        let end = match &polled {
+            Poll::Pending => false,
+            // Data written before the end still goes out.
+            Poll::Ready(Some(Ok(frame))) => !frame.is_data(),
+            Poll::Ready(_) => true,
+        };
+        if !end {
+            return polled;
         }
-        polled
+        match how {
+            Ending::Reset => {
+                Poll::Ready(Some(Err(Status::cancelled("stream reset by a fault rule"))))
+            }
+            Ending::Drop => {
+                if let Some(k) = &self.kill {
+                    k.trip();
+                }
+                // The connection takes the call down.
+                Poll::Pending
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.handle.tripped() && self.inner.is_end_stream()
+        self.handle.tripped().is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn response(first: u64, n: u64) -> pb::FetchResponse {
+        let events: Vec<pb::ConsumerEvent> = (first..first + n)
+            .map(|i| pb::ConsumerEvent {
+                event: None,
+                replay_id: Bytes::copy_from_slice(&i.to_be_bytes()),
+            })
+            .collect();
+        pb::FetchResponse {
+            latest_replay_id: events
+                .last()
+                .map(|e| e.replay_id.clone())
+                .unwrap_or_default(),
+            events,
+            rpc_id: "r".into(),
+            pending_num_requested: 0,
+        }
+    }
+
+    fn plan(action: Action) -> Plan {
+        Plan {
+            fired: vec![Fired {
+                rule: "f1".into(),
+                action,
+            }],
+            ..Plan::default()
+        }
+    }
+
+    fn source(
+        items: Vec<pb::FetchResponse>,
+    ) -> Pin<Box<dyn Stream<Item = Result<pb::FetchResponse, Status>> + Send>> {
+        Box::pin(tokio_stream::iter(items.into_iter().map(Ok)))
+    }
+
+    fn last_id(r: &pb::FetchResponse) -> u64 {
+        u64::from_be_bytes(r.latest_replay_id.as_ref().try_into().expect("8 bytes"))
+    }
+
+    #[tokio::test]
+    async fn a_fail_splits_the_response_it_falls_in() {
+        let p = plan(Action::Fail {
+            status: 13,
+            error_code: ErrorCode::ServiceUnavailable,
+            message: "The service is unavailable. Try again later.".into(),
+            after_events: 3,
+        });
+        let out: Vec<_> = p
+            .wrap(
+                source(vec![response(1, 5), response(6, 1)]),
+                RpcId::generate(),
+                Duration::from_secs(60),
+            )
+            .collect()
+            .await;
+        assert_eq!(out.len(), 2, "{out:?}");
+        let first = out[0].as_ref().expect("events");
+        assert_eq!((first.events.len(), last_id(first)), (3, 3));
+        let st = out[1].as_ref().expect_err("the fault");
+        assert_eq!(st.code(), Code::Internal);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_of_events_sends_keepalives_naming_the_last_event() {
+        let p = plan(Action::Stall {
+            duration: Duration::from_secs(10),
+            keepalives: false,
+            after_events: 2,
+        });
+        let started = tokio::time::Instant::now();
+        let mut s = p.wrap(
+            source(vec![response(1, 4)]),
+            RpcId::generate(),
+            Duration::from_secs(4),
+        );
+        let mut seen = Vec::new();
+        while let Some(r) = s.next().await {
+            let r = r.expect("no error");
+            seen.push((started.elapsed().as_secs(), r.events.len(), last_id(&r)));
+        }
+        assert_eq!(seen, vec![(0, 2, 2), (4, 0, 2), (8, 0, 2), (10, 2, 4)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_delays_each_response_with_events() {
+        let p = plan(Action::Latency {
+            delay: Duration::from_millis(300),
+        });
+        let started = tokio::time::Instant::now();
+        let out: Vec<_> = p
+            .wrap(
+                source(vec![response(1, 1), response(2, 1)]),
+                RpcId::generate(),
+                Duration::from_secs(60),
+            )
+            .collect()
+            .await;
+        assert_eq!(out.len(), 2);
+        assert_eq!(started.elapsed(), Duration::from_millis(600));
     }
 }

@@ -83,6 +83,7 @@ pub(super) async fn start(
     ),
     rpc: RpcId,
     span: tracing::Span,
+    ctx: &super::faults::CallCtx,
 ) -> Result<ManagedStream, Status> {
     let metrics = svc.broker.metrics();
     let mut requests = Requests::new(inbound);
@@ -113,6 +114,13 @@ pub(super) async fn start(
             rpc,
         ));
     }
+    // What the fault rules do to this stream (nothing unless they are on).
+    let plan = svc.plan(
+        caller,
+        crate::faults::Rpc::ManagedSubscribe,
+        &topic_name,
+        ctx,
+    );
     let slot = svc
         .limits
         .open_subscription(&caller.tenant)
@@ -188,7 +196,11 @@ pub(super) async fn start(
     let why =
         futures_util::stream::once(async move { ending.and_then(|e| e.status(&metrics, rpc)) })
             .filter_map(|st| st.map(Err));
-    Ok(Box::pin(stream.chain(refused).chain(why)))
+    Ok(plan.wrap(
+        Box::pin(stream.chain(refused).chain(why)),
+        rpc,
+        svc.broker.config().keepalive,
+    ))
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ impl PubSubService {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        plan.unary_failure(rpc).map_or(Ok(()), Err)
+        plan.unary_failure(rpc).await.map_or(Ok(()), Err)
     }
 
     /// Enforces per-tenant `limits` (the default has none).
@@ -203,6 +203,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let caller = self.caller(&request, rpc)?;
         let budget = pacing::budget_of(&request);
         let origin = streams::origin(&request, &caller, self.auth.mode(), rpc);
+        let ctx = faults::CallCtx::of(&request);
         subscribe::start(
             self,
             &caller,
@@ -210,6 +211,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
             (budget, origin),
             rpc,
             span.clone(),
+            &ctx,
         )
         .instrument(span)
         .await
@@ -349,6 +351,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let caller = self.caller(&request, rpc)?;
         let pace = pacing::budget_of(&request)
             .map(|b| pacing::PublishPace::new(b, self.cfg.stuck_client_timeout));
+        let ctx = faults::CallCtx::of(&request);
         Ok(Response::new(publish::start(
             self,
             caller,
@@ -356,6 +359,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
             pace,
             rpc,
             span,
+            ctx,
         )))
     }
 
@@ -368,6 +372,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
         let caller = self.caller(&request, rpc)?;
         let budget = pacing::budget_of(&request);
         let origin = streams::origin(&request, &caller, self.auth.mode(), rpc);
+        let ctx = faults::CallCtx::of(&request);
         managed::start(
             self,
             &caller,
@@ -375,6 +380,7 @@ impl pb::pub_sub_server::PubSub for PubSubService {
             (budget, origin),
             rpc,
             span.clone(),
+            &ctx,
         )
         .instrument(span)
         .await

@@ -67,9 +67,13 @@ pub(super) fn start(
     pace: Option<super::pacing::PublishPace>,
     rpc: RpcId,
     span: tracing::Span,
+    ctx: super::faults::CallCtx,
 ) -> PublishResponseStream {
     let window = svc.cfg.publish_stream_window.max(1);
     let (out_tx, out_rx) = mpsc::channel(window);
+    // The fault rules' plan needs the topic, which the first request names.
+    let (plan_tx, plan_rx) = tokio::sync::oneshot::channel();
+    let faults = svc.faults.clone().map(|f| (f, ctx, plan_tx));
     svc.tasks.spawn(
         run(
             svc.broker.clone(),
@@ -84,12 +88,34 @@ pub(super) fn start(
             svc.cfg.first_request_timeout,
             rpc,
             span.clone(),
+            faults,
         )
         .instrument(span),
     );
     // The charge is dropped here, as tonic takes the answer.
-    Box::pin(ReceiverStream::new(out_rx).map(|(answer, _charge)| answer))
+    let answers: PublishResponseStream =
+        Box::pin(ReceiverStream::new(out_rx).map(|(answer, _charge)| answer));
+    if svc.faults.is_none() {
+        return answers;
+    }
+    let keepalive = svc.broker.config().keepalive;
+    Box::pin(futures_util::StreamExt::flatten(
+        futures_util::stream::once(async move {
+            match plan_rx.await {
+                Ok(plan) => plan.wrap(answers, rpc, keepalive),
+                Err(_) => answers,
+            }
+        }),
+    ))
 }
+
+/// Fault injection of one stream: the rules, the call's context and where
+/// its plan goes once the first request names the topic.
+type StreamFaults = (
+    super::faults::Faults,
+    super::faults::CallCtx,
+    tokio::sync::oneshot::Sender<super::faults::Plan>,
+);
 
 /// Reads requests while fewer than `window` are in flight, publishes each,
 /// and answers in request order as each becomes durable. A bad request ends
@@ -110,6 +136,7 @@ async fn run(
     first_request_timeout: std::time::Duration,
     rpc: RpcId,
     span: tracing::Span,
+    mut faults: Option<StreamFaults>,
 ) {
     let streams_open = broker.metrics().publish_streams_open.clone();
     streams_open.inc();
@@ -132,6 +159,8 @@ async fn run(
     let mut requests = Requests::new(inbound);
     // The request waiting for its share of the budget, and its admission.
     let mut waiting: Option<(String, Vec<crate::broker::PublishEvent>, Charge)> = None;
+    // A fault rule's refusal of this stream's events.
+    let mut refusal: Option<String> = None;
     let mut admission: Option<Admission> = None;
     loop {
         tokio::select! {
@@ -164,6 +193,12 @@ async fn run(
                     continue;
                 };
                 let broker = broker.clone();
+                if let Some(msg) = &refusal {
+                    let receipt = super::faults::refused_receipt(&broker, &name, &events, msg);
+                    drop(permit);
+                    inflight.push_back(Box::pin(async move { (Ok(receipt), charge) }));
+                    continue;
+                }
                 inflight.push_back(Box::pin(async move {
                     let receipt = broker.publish(&name, events).await;
                     drop(permit);
@@ -211,6 +246,12 @@ async fn run(
                                 continue;
                             }
                             topic = Some(req.topic_name.clone());
+                            if let Some((f, ctx, plan_tx)) = faults.take() {
+                                let plan = f.plan(&caller, crate::faults::Rpc::PublishStream, &req.topic_name, &ctx);
+                                refusal = plan.refusal();
+                                // The answers stream waits for it.
+                                let _ = plan_tx.send(plan);
+                            }
                             req.topic_name
                         }
                         Some(t) if !req.topic_name.is_empty() && &req.topic_name != t => {

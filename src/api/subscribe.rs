@@ -39,6 +39,7 @@ pub(super) async fn start(
     ),
     rpc: RpcId,
     span: tracing::Span,
+    ctx: &super::faults::CallCtx,
 ) -> Result<FetchStream, Status> {
     let refuse = |e: ProtocolError| status::refuse(svc.broker.metrics(), &e, rpc);
     let mut requests = Requests::new(inbound);
@@ -61,6 +62,13 @@ pub(super) async fn start(
     if first.num_requested <= 0 {
         return Err(refuse(ProtocolError::CreditInvalid(first.num_requested)));
     }
+    // What the fault rules do to this stream (nothing unless they are on).
+    let plan = svc.plan(
+        caller,
+        crate::faults::Rpc::Subscribe,
+        &first.topic_name,
+        ctx,
+    );
     // Held by the subscription's task: the tenant's count drops when it ends.
     let slot = svc
         .limits
@@ -129,5 +137,9 @@ pub(super) async fn start(
     let why =
         futures_util::stream::once(async move { ending.and_then(|e| e.status(&metrics, rpc)) })
             .filter_map(|st| st.map(Err));
-    Ok(Box::pin(stream.chain(refused).chain(why)))
+    Ok(plan.wrap(
+        Box::pin(stream.chain(refused).chain(why)),
+        rpc,
+        svc.broker.config().keepalive,
+    ))
 }

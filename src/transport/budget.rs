@@ -274,6 +274,28 @@ impl ConnBudget {
         self.wake_waiters();
     }
 
+    /// Waits until every response byte handed to HTTP/2 on this connection
+    /// was written to the socket (or the connection closed), for at most
+    /// `patience`: so that what a call sent is on the wire before its
+    /// stream is reset or its connection dropped on purpose.
+    pub async fn flushed(&self, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let u = self.unsent.load(Ordering::Acquire);
+            if u & CLOSED != 0 || u == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        self.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Returns every unsent byte to the server total; later charges are
     /// refused. Called once, when the connection's IO is dropped.
     pub fn close(&self) {

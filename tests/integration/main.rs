@@ -17,6 +17,7 @@ mod console_topic;
 mod crash;
 mod devsetup;
 mod durability;
+mod fault_injection;
 mod faults;
 mod graceful;
 mod hostile;

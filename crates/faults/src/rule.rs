@@ -86,6 +86,14 @@ impl Rpc {
         matches!(self, Rpc::Subscribe | Rpc::ManagedSubscribe)
     }
 
+    /// Whether this RPC is a stream.
+    pub fn streams(self) -> bool {
+        matches!(
+            self,
+            Rpc::Subscribe | Rpc::ManagedSubscribe | Rpc::PublishStream
+        )
+    }
+
     /// Whether this RPC publishes events.
     pub fn publishes(self) -> bool {
         matches!(self, Rpc::Publish | Rpc::PublishStream)
@@ -355,6 +363,7 @@ impl Action {
         match self {
             Action::Stall { .. } => rpc.delivers(),
             Action::Refuse { .. } => rpc.publishes(),
+            Action::Reset { .. } => rpc.streams(),
             _ => true,
         }
     }
@@ -453,10 +462,11 @@ impl Rule {
                 "a {} fault cannot happen to {}: {}",
                 action.kind(),
                 rpc.as_str(),
-                if matches!(action, Action::Stall { .. }) {
-                    "stalls are for Subscribe and ManagedSubscribe"
-                } else {
-                    "refusals are for Publish and PublishStream"
+                match action {
+                    Action::Stall { .. } => "stalls are for Subscribe and ManagedSubscribe",
+                    Action::Reset { .. } =>
+                        "resets are for the streams (Subscribe, ManagedSubscribe, PublishStream)",
+                    _ => "refusals are for Publish and PublishStream",
                 }
             )));
         }
