@@ -18,6 +18,7 @@ mod crash;
 mod devsetup;
 mod durability;
 mod faults;
+mod faults_admin;
 mod graceful;
 mod hostile;
 mod http_client;
