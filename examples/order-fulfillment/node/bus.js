@@ -4,8 +4,8 @@
 // It holds what every Pub/Sub API program needs and nothing about orders:
 // the gRPC client and call headers, Avro encoding with the topic's schema
 // (fetched once per schema id with GetSchema), unary Publish, a managed
-// subscription with commits, and readToEnd, which replays a topic from
-// EARLIEST up to its newest event.
+// subscription with commits and a keepalive timeout, and readToEnd, which
+// replays a topic from EARLIEST up to its newest event.
 //
 // The protos are this repo's own, loaded at run time by @grpc/proto-loader.
 import { randomUUID } from 'node:crypto';
@@ -33,10 +33,23 @@ const HEADERS = {
 // The user id a program writes into CreatedById (user ids start with 005).
 export const USER_ID = '005000000000001AAA';
 const UNARY_TIMEOUT_MS = 30000;
+// Salesforce sends a keepalive on an idle subscription at least every 270 s;
+// a stream silent for longer than this is presumed dead.
+export const KEEPALIVE_TIMEOUT_MS = 300000;
+
+/** A stream sent nothing, not even a keepalive, for too long. */
+export class KeepaliveTimeout extends Error {}
 
 /** Progress goes to stderr, so stdout stays machine-readable. */
 export function log(program, message) {
     console.error(`${new Date().toISOString().slice(11, 19)} ${program}: ${message}`);
+}
+
+/** A failed call in one line: status and message, and Salesforce's
+ * `error-code` trailer when there is one. */
+export function describe(err) {
+    const code = err.metadata && err.metadata.get('error-code')[0];
+    return code ? `${err.message} [${code}]` : err.message;
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -165,24 +178,51 @@ export class Bus {
  *
  * A new stream for the same subscription starts right after the last commit
  * the server confirmed. Only one stream per subscription may be open at a time.
+ * A stream that sends nothing for `keepaliveTimeoutMs` (the server sends
+ * keepalives while there is nothing new) is cancelled and responses() throws
+ * KeepaliveTimeout: reconnect as after any failure.
  */
 export class ManagedSubscription {
-    constructor(bus, developerName, batch, program) {
-        Object.assign(this, { bus, developerName, batch, program, call: null });
+    constructor(bus, developerName, batch, program, keepaliveTimeoutMs = KEEPALIVE_TIMEOUT_MS) {
+        Object.assign(this, { bus, developerName, batch, program, keepaliveTimeoutMs, call: null });
     }
 
     /**
      * Yields the ManagedFetchResponses that carry events. Commit
      * acknowledgements are checked and logged here; keepalives are skipped.
      * Credit is topped up whenever the server reports none left after a
-     * batch. Ends when the server ends the stream; throws when it fails.
+     * batch. Ends when the server ends the stream; throws when it fails, and
+     * KeepaliveTimeout when it went silent.
      */
     async *responses() {
         this.call = this.bus.client.ManagedSubscribe(this.bus.metadata);
         // The first request names the subscription and asks for a batch; it
         // may not carry a commit.
         this.call.write({ developer_name: this.developerName, num_requested: this.batch });
-        for await (const response of this.call) {
+        const messages = this.call[Symbol.asyncIterator]();
+        for (;;) {
+            // Only the wait for the next message counts, not the time the
+            // program spends on one.
+            let silent = false;
+            const timer = setTimeout(() => {
+                silent = true;
+                this.cancel(); // the waiting next() fails with CANCELLED
+            }, this.keepaliveTimeoutMs);
+            let next;
+            try {
+                next = await messages.next();
+            } catch (err) {
+                if (silent) {
+                    throw new KeepaliveTimeout(
+                        `no message, not even a keepalive, for ${this.keepaliveTimeoutMs / 1000}s`
+                    );
+                }
+                throw err;
+            } finally {
+                clearTimeout(timer);
+            }
+            if (next.done) return;
+            const response = next.value;
             const ack = response.commit_response;
             if (ack && ack.error) log(this.program, `commit ${ack.commit_request_id} failed: ${ack.error.msg}`);
             if (response.events.length > 0) {

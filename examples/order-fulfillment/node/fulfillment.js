@@ -1,7 +1,7 @@
 // The fulfillment system: takes new orders from eventbus, fulfils each one,
 // and answers with an OrderStatusUpdated__e event.
 //
-//     node fulfillment.js [--server 127.0.0.1:7011] [--batch 25]
+//     node fulfillment.js [--server 127.0.0.1:7011] [--batch 25] [--keepalive-timeout 300]
 //
 // It reads /event/OrderCreated__e through the managed subscription
 // "Fulfillment" (topics/managed/Fulfillment.toml): the server remembers how
@@ -13,8 +13,13 @@
 // order again. So before it handles the first batch of a new stream, the
 // program reads its own output topic to the end and skips every order that
 // already has a status (see README.md, "One status per order").
+//
+// When the stream fails (the server ends it with an error, the connection
+// drops, or nothing arrives for --keepalive-timeout seconds, not even a
+// keepalive), the program opens a new one after a backoff; the server resumes
+// after the last commit.
 import { parseArgs } from 'node:util';
-import { Bus, ManagedSubscription, USER_ID, log, sleep } from './bus.js';
+import { Bus, KEEPALIVE_TIMEOUT_MS, ManagedSubscription, USER_ID, describe, log, sleep } from './bus.js';
 
 const SUBSCRIPTION = 'Fulfillment';
 const STATUS_TOPIC = '/event/OrderStatusUpdated__e';
@@ -68,7 +73,7 @@ async function fulfil(order, opts) {
 /** One ManagedSubscribe stream, until it ends or fails. */
 async function runStream(bus, opts, done) {
     const statusSchema = await bus.topicSchema(STATUS_TOPIC);
-    const sub = new ManagedSubscription(bus, SUBSCRIPTION, opts.batch, PROGRAM);
+    const sub = new ManagedSubscription(bus, SUBSCRIPTION, opts.batch, PROGRAM, opts.keepaliveTimeoutMs);
     let first = true;
     try {
         for await (const response of sub.responses()) {
@@ -118,13 +123,17 @@ async function main() {
             server: { type: 'string', default: '127.0.0.1:7011' },
             batch: { type: 'string', default: '25' }, // orders to ask for at a time
             'work-ms': { type: 'string', default: '5' }, // simulated work per attempt
-            'failure-rate': { type: 'string', default: '0.2' } // chance that one attempt fails
+            'failure-rate': { type: 'string', default: '0.2' }, // chance that one attempt fails
+            // Seconds without any message (events or keepalives) after which
+            // the stream counts as dead and is opened again.
+            'keepalive-timeout': { type: 'string', default: String(KEEPALIVE_TIMEOUT_MS / 1000) }
         }
     });
     const opts = {
         batch: Number(values.batch),
         workMs: Number(values['work-ms']),
-        failureRate: Number(values['failure-rate'])
+        failureRate: Number(values['failure-rate']),
+        keepaliveTimeoutMs: Number(values['keepalive-timeout']) * 1000
     };
     const bus = new Bus(values.server);
     const done = new Set(); // orders answered by this process or found answered
@@ -136,12 +145,12 @@ async function main() {
             log(PROGRAM, 'the server ended the stream; reconnecting');
         } catch (err) {
             if (FATAL.has(err.code)) {
-                log(PROGRAM, `giving up: ${err.message}`);
+                log(PROGRAM, `giving up: ${describe(err)}`);
                 return 1;
             }
             // For example UNAVAILABLE while the server restarts, or the
             // subscription still held by an instance that is shutting down.
-            log(PROGRAM, `stream failed (${err.message}); reconnecting in ${delay / 1000}s`);
+            log(PROGRAM, `stream failed (${describe(err)}); reconnecting in ${delay / 1000}s`);
         }
         if (done.size > answeredBefore) delay = 500; // it worked for a while: start over
         await sleep(delay); // backoff before reconnecting

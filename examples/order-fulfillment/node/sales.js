@@ -2,6 +2,7 @@
 // updates that fulfillment sends back.
 //
 //     node sales.js --orders 200 --interval-ms 30 [--server 127.0.0.1:7011]
+//                   [--keepalive-timeout 300]
 //
 // Orders go out as /event/OrderCreated__e on one PublishStream, one every
 // --interval-ms; each PublishResult is matched to its order by correlation
@@ -9,13 +10,17 @@
 // /event/OrderStatusUpdated__e through the managed subscription
 // "SalesStatus" (topics/managed/SalesStatus.toml). The program ends once
 // every order it published has a status, or fails after --timeout seconds.
+// A status stream that fails or stays silent for --keepalive-timeout seconds
+// is opened again after a backoff; updates delivered again (sent before the
+// last commit reached the server) are recognised by their event id and
+// skipped.
 //
 // Stdout has one JSON line per published order and per status update received:
 //     {"event":"order","order":"SO-...","replay_id":"..."}
 //     {"event":"status","order":"SO-...","status":"Shipped","replay_id":"..."}
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { Bus, ManagedSubscription, USER_ID, log, sleep } from './bus.js';
+import { Bus, KEEPALIVE_TIMEOUT_MS, ManagedSubscription, USER_ID, describe, log, sleep } from './bus.js';
 
 const ORDER_TOPIC = '/event/OrderCreated__e';
 const SUBSCRIPTION = 'SalesStatus';
@@ -140,14 +145,21 @@ async function publishOrders(bus, book, opts) {
 }
 
 /** Applies status updates until every order has one. Reconnects with
- * backoff when the stream fails: the server resumes after the last commit. */
-async function listenForStatuses(bus, book) {
+ * backoff when the stream fails: the server resumes after the last commit,
+ * so updates after it that arrived before the failure come again. */
+async function listenForStatuses(bus, book, keepaliveTimeoutMs) {
     let delay = 500;
+    const seen = new Set(); // event ids of the updates applied
     while (!book.complete) {
-        const sub = new ManagedSubscription(bus, SUBSCRIPTION, 100, PROGRAM);
+        const sub = new ManagedSubscription(bus, SUBSCRIPTION, 100, PROGRAM, keepaliveTimeoutMs);
         try {
             for await (const response of sub.responses()) {
                 for (const consumerEvent of response.events) {
+                    if (seen.has(consumerEvent.event.id)) {
+                        log(PROGRAM, `skipped update ${consumerEvent.event.id}: delivered again after a reconnect`);
+                        continue;
+                    }
+                    seen.add(consumerEvent.event.id);
                     const update = await bus.decode(consumerEvent.event);
                     if (book.apply(update.OrderNumber__c, update.Status__c)) {
                         emit({
@@ -166,10 +178,10 @@ async function listenForStatuses(bus, book) {
             }
         } catch (err) {
             if (FATAL.has(err.code)) {
-                book.giveUp(`status stream failed: ${err.message}`);
+                book.giveUp(`status stream failed: ${describe(err)}`);
                 return;
             }
-            log(PROGRAM, `status stream failed (${err.message}); reconnecting in ${delay / 1000}s`);
+            log(PROGRAM, `status stream failed (${describe(err)}); reconnecting in ${delay / 1000}s`);
             await sleep(delay); // backoff before reconnecting
             delay = Math.min(delay * 2, 10000);
         } finally {
@@ -186,13 +198,16 @@ async function main() {
             orders: { type: 'string', default: '20' },
             'interval-ms': { type: 'string', default: '100' }, // time between two orders
             prefix: { type: 'string', default: `SO-${time}` }, // order numbers are PREFIX-00001, ...
-            timeout: { type: 'string', default: '120' } // seconds to wait for all status updates
+            timeout: { type: 'string', default: '120' }, // seconds to wait for all status updates
+            // Seconds without any message on the status stream after which it
+            // counts as dead and is opened again.
+            'keepalive-timeout': { type: 'string', default: String(KEEPALIVE_TIMEOUT_MS / 1000) }
         }
     });
     const opts = { orders: Number(values.orders), intervalMs: Number(values['interval-ms']), prefix: values.prefix };
     const bus = new Bus(values.server);
     const book = new OrderBook();
-    const listener = listenForStatuses(bus, book);
+    const listener = listenForStatuses(bus, book, Number(values['keepalive-timeout']) * 1000);
     const failed = await publishOrders(bus, book, opts);
     log(PROGRAM, `published ${opts.orders - failed} of ${opts.orders} orders`);
     book.publishingDone();

@@ -4,8 +4,8 @@ sales.py and fulfillment.py.
 It holds what every Pub/Sub API program needs and nothing about orders:
 the gRPC channel and call headers, Avro encoding with the topic's schema
 (fetched once per schema id with GetSchema), unary Publish, a managed
-subscription with commits, and `read_to_end`, which replays a topic from
-EARLIEST up to its newest event.
+subscription with commits and a keepalive timeout, and `read_to_end`,
+which replays a topic from EARLIEST up to its newest event.
 
 The gRPC modules come from our own protos: run ./gen.sh once.
 """
@@ -43,6 +43,9 @@ HEADERS = (
 # The user id a program writes into CreatedById (user ids start with 005).
 USER_ID = "005000000000001AAA"
 UNARY_TIMEOUT_S = 30
+# Salesforce sends a keepalive on an idle subscription at least every 270 s;
+# a stream silent for longer than this is presumed dead.
+KEEPALIVE_TIMEOUT_S = 300
 
 
 def log(program: str, message: str) -> None:
@@ -50,6 +53,14 @@ def log(program: str, message: str) -> None:
     # One write per line, so lines of two threads never mix.
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} {program}: {message}\n")
     sys.stderr.flush()
+
+
+def describe(err: grpc.RpcError) -> str:
+    """A failed call in one line: status, message and Salesforce's
+    `error-code` trailer when there is one."""
+    trailers = dict(getattr(err, "trailing_metadata", lambda: None)() or ())
+    code = trailers.get("error-code")
+    return f"{err.code().name}: {err.details()}" + (f" [{code}]" if code else "")
 
 
 def now_ms() -> int:
@@ -155,6 +166,41 @@ class Bus:
         raise RuntimeError(f"{topic} ended before its newest event {last.hex()}")
 
 
+class KeepaliveTimeout(RuntimeError):
+    """A stream sent nothing, not even a keepalive, for too long."""
+
+
+class Watchdog:
+    """Cancels a call that has been waiting for a message longer than
+    `timeout_s`. `arm()` before each wait for the next message, `disarm()`
+    once it came: the time the program spends on a message does not count.
+    """
+
+    def __init__(self, call, timeout_s: float):
+        self.call, self.timeout_s = call, timeout_s
+        self.waiting_since: float | None = None
+        self.expired = False
+        self.stopped = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def arm(self) -> None:
+        self.waiting_since = time.monotonic()
+
+    def disarm(self) -> None:
+        self.waiting_since = None
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(min(self.timeout_s / 4, 1.0)):
+            since = self.waiting_since
+            if since is not None and time.monotonic() - since > self.timeout_s:
+                self.expired = True
+                self.call.cancel()  # the waiting next() raises CANCELLED
+                return
+
+
 class ManagedSubscription:
     """One ManagedSubscribe stream: events come in batches, the server keeps
     the position, and the client commits what it has processed.
@@ -166,14 +212,18 @@ class ManagedSubscription:
 
     A new stream for the same subscription starts right after the last
     commit the server confirmed. Only one stream per subscription may be
-    open at a time.
+    open at a time. A stream that sends nothing for `keepalive_timeout_s`
+    (the server sends keepalives while there is nothing new) is cancelled
+    and responses() raises KeepaliveTimeout: reconnect as after any failure.
     """
 
-    def __init__(self, bus: Bus, developer_name: str, batch: int, program: str):
+    def __init__(self, bus: Bus, developer_name: str, batch: int, program: str,
+                 keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S):
         self.bus = bus
         self.name = developer_name
         self.batch = batch
         self.program = program
+        self.keepalive_timeout_s = keepalive_timeout_s
         self._outbox: queue.Queue = queue.Queue()
         self._call = None
 
@@ -183,7 +233,8 @@ class ManagedSubscription:
         Commit acknowledgements are checked and logged here; keepalives are
         skipped. Credit is topped up whenever the server reports none left
         after a batch. Ends when the server ends the stream; raises
-        grpc.RpcError when the stream fails.
+        grpc.RpcError when the stream fails and KeepaliveTimeout when it
+        went silent.
         """
         # The first request names the subscription and asks for a batch; it
         # may not carry a commit.
@@ -191,7 +242,27 @@ class ManagedSubscription:
                                                 num_requested=self.batch))
         self._call = self.bus.stub.ManagedSubscribe(iter(self._outbox.get, None),
                                                     metadata=HEADERS)
-        for response in self._call:
+        watchdog = Watchdog(self._call, self.keepalive_timeout_s)
+        try:
+            yield from self._read(watchdog)
+        except grpc.RpcError as err:
+            if watchdog.expired:
+                raise KeepaliveTimeout(f"no message, not even a keepalive, for "
+                                       f"{self.keepalive_timeout_s:g}s") from err
+            raise
+        finally:
+            watchdog.stop()
+
+    def _read(self, watchdog: Watchdog):
+        responses = iter(self._call)
+        while True:
+            watchdog.arm()
+            try:
+                response = next(responses)
+            except StopIteration:
+                return
+            finally:
+                watchdog.disarm()
             if response.HasField("commit_response"):
                 ack = response.commit_response
                 if ack.HasField("error"):

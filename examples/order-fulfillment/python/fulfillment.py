@@ -2,7 +2,7 @@
 """The fulfillment system: takes new orders from eventbus, fulfils each one,
 and answers with an OrderStatusUpdated__e event.
 
-    python fulfillment.py [--server 127.0.0.1:7011]
+    python fulfillment.py [--server 127.0.0.1:7011] [--keepalive-timeout 300]
 
 It reads /event/OrderCreated__e through the managed subscription
 "Fulfillment" (topics/managed/Fulfillment.toml): the server remembers how far
@@ -14,6 +14,11 @@ was published but before its commit landed makes the server deliver that
 order again. So before it handles the first batch of a new stream, the
 program reads its own output topic to the end and skips every order that
 already has a status (see README.md, "One status per order").
+
+When the stream fails (the server ends it with an error, the connection
+drops, or nothing arrives for --keepalive-timeout seconds, not even a
+keepalive), the program opens a new one after a backoff; the server resumes
+after the last commit.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 
 import grpc
 
-from bus import USER_ID, Bus, ManagedSubscription, log, now_ms
+from bus import KEEPALIVE_TIMEOUT_S, USER_ID, Bus, ManagedSubscription, describe, log, now_ms
 
 SUBSCRIPTION = "Fulfillment"
 STATUS_TOPIC = "/event/OrderStatusUpdated__e"
@@ -85,7 +90,8 @@ def fulfil(order: dict, args) -> tuple[str, str]:
 def run_stream(bus: Bus, args, done: set[str]) -> None:
     """One ManagedSubscribe stream, until it fails."""
     status_schema = bus.topic_schema(STATUS_TOPIC)
-    sub = ManagedSubscription(bus, SUBSCRIPTION, args.batch, PROGRAM)
+    sub = ManagedSubscription(bus, SUBSCRIPTION, args.batch, PROGRAM,
+                              keepalive_timeout_s=args.keepalive_timeout)
     try:
         handle_batches(bus, args, done, sub, status_schema)
     finally:
@@ -134,6 +140,9 @@ def main() -> int:
     parser.add_argument("--work-ms", type=float, default=5, help="simulated work per attempt")
     parser.add_argument("--failure-rate", type=float, default=0.2,
                         help="chance that one warehouse attempt fails (then it is retried)")
+    parser.add_argument("--keepalive-timeout", type=float, default=KEEPALIVE_TIMEOUT_S,
+                        help="seconds without any message (events or keepalives) after "
+                             "which the stream counts as dead and is opened again")
     args = parser.parse_args()
 
     bus = Bus(args.server)
@@ -146,14 +155,13 @@ def main() -> int:
             log(PROGRAM, "the server ended the stream; reconnecting")
         except grpc.RpcError as err:
             if err.code() in FATAL:
-                log(PROGRAM, f"giving up: {err.code().name}: {err.details()}")
+                log(PROGRAM, f"giving up: {describe(err)}")
                 return 1
             # For example UNAVAILABLE while the server restarts, or the
             # subscription still held by an instance that is shutting down.
-            log(PROGRAM, f"stream failed ({err.code().name}: {err.details()}); "
-                         f"reconnecting in {delay:.1f}s")
-        except RuntimeError as err:
-            log(PROGRAM, f"{err}; reconnecting in {delay:.1f}s")
+            log(PROGRAM, f"stream failed ({describe(err)}); reconnecting in {delay:.1f}s")
+        except RuntimeError as err:  # KeepaliveTimeout among others
+            log(PROGRAM, f"stream failed ({err}); reconnecting in {delay:.1f}s")
         if len(done) > answered_before:
             delay = 0.5  # the stream worked for a while: start the backoff over
         time.sleep(delay)  # backoff before reconnecting

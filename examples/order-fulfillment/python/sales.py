@@ -3,13 +3,17 @@
 updates that fulfillment sends back.
 
     python sales.py --orders 200 --interval-ms 30 [--server 127.0.0.1:7011]
+                    [--keepalive-timeout 300]
 
 Orders go out as /event/OrderCreated__e on one PublishStream, one every
 --interval-ms; each PublishResult is matched to its order by correlation key
 (the event id we chose). Status updates arrive on /event/OrderStatusUpdated__e
 through the managed subscription "SalesStatus" (topics/managed/
 SalesStatus.toml). The program ends once every order it published has a
-status, or fails after --timeout seconds.
+status, or fails after --timeout seconds. A status stream that fails or
+stays silent for --keepalive-timeout seconds is opened again after a
+backoff; updates delivered again (sent before the last commit reached the
+server) are recognised by their event id and skipped.
 
 Stdout has one JSON line per published order and per status update received:
     {"event": "order", "order": "SO-...", "replay_id": "..."}
@@ -28,7 +32,8 @@ import uuid
 
 import grpc
 
-from bus import HEADERS, USER_ID, Bus, ManagedSubscription, log, now_ms, pb
+from bus import (HEADERS, KEEPALIVE_TIMEOUT_S, USER_ID, Bus, KeepaliveTimeout,
+                 ManagedSubscription, describe, log, now_ms, pb)
 
 ORDER_TOPIC = "/event/OrderCreated__e"
 STATUS_TOPIC = "/event/OrderStatusUpdated__e"
@@ -167,15 +172,23 @@ def publish_orders(bus: Bus, book: OrderBook, args) -> int:
     return failed + len(pending)
 
 
-def listen_for_statuses(bus: Bus, book: OrderBook) -> None:
+def listen_for_statuses(bus: Bus, book: OrderBook, keepalive_timeout_s: float) -> None:
     """Applies status updates until every order has one. Reconnects with
-    backoff when the stream fails: the server resumes after the last commit."""
+    backoff when the stream fails: the server resumes after the last commit,
+    so updates after it that arrived before the failure come again."""
     delay = 0.5
+    seen: set[str] = set()  # event ids of the updates applied
     while not book.complete.is_set():
-        sub = ManagedSubscription(bus, SUBSCRIPTION, batch=100, program=PROGRAM)
+        sub = ManagedSubscription(bus, SUBSCRIPTION, batch=100, program=PROGRAM,
+                                  keepalive_timeout_s=keepalive_timeout_s)
         try:
             for response in sub.responses():
                 for consumer_event in response.events:
+                    if consumer_event.event.id in seen:
+                        log(PROGRAM, f"skipped update {consumer_event.event.id}: "
+                                     f"delivered again after a reconnect")
+                        continue
+                    seen.add(consumer_event.event.id)
                     update = bus.decode(consumer_event.event)
                     number, status = update["OrderNumber__c"], update["Status__c"]
                     if book.apply(number, status):
@@ -187,12 +200,15 @@ def listen_for_statuses(bus: Bus, book: OrderBook) -> None:
                     # Half-close; the loop ends when the server has answered
                     # the commit and ended the stream.
                     sub.close()
-        except grpc.RpcError as err:
-            if err.code() in FATAL:
-                book.give_up(f"status stream failed: {err.code().name}: {err.details()}")
-                return
-            log(PROGRAM, f"status stream failed ({err.code().name}: {err.details()}); "
-                         f"reconnecting in {delay:.1f}s")
+        except (grpc.RpcError, KeepaliveTimeout) as err:
+            if isinstance(err, grpc.RpcError):
+                if err.code() in FATAL:
+                    book.give_up(f"status stream failed: {describe(err)}")
+                    return
+                why = describe(err)
+            else:
+                why = str(err)
+            log(PROGRAM, f"status stream failed ({why}); reconnecting in {delay:.1f}s")
             time.sleep(delay)  # backoff before reconnecting
             delay = min(delay * 2, 10)
         finally:
@@ -208,11 +224,15 @@ def main() -> int:
                         help="order numbers are PREFIX-00001, PREFIX-00002, ...")
     parser.add_argument("--timeout", type=float, default=120,
                         help="seconds to wait for all status updates")
+    parser.add_argument("--keepalive-timeout", type=float, default=KEEPALIVE_TIMEOUT_S,
+                        help="seconds without any message on the status stream after "
+                             "which it counts as dead and is opened again")
     args = parser.parse_args()
 
     bus = Bus(args.server)
     book = OrderBook()
-    listener = threading.Thread(target=listen_for_statuses, args=(bus, book), daemon=True)
+    listener = threading.Thread(target=listen_for_statuses,
+                                args=(bus, book, args.keepalive_timeout), daemon=True)
     listener.start()
     failed = publish_orders(bus, book, args)
     log(PROGRAM, f"published {args.orders - failed} of {args.orders} orders")
