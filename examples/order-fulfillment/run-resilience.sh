@@ -116,6 +116,7 @@ run() {
 # starts; sets $server_pid, $addr and $metrics.
 start_server() {
   local dir="$1"
+  : >"$dir/server.log" # exists before the loop below reads it
   RUST_LOG="info,eventbus_broker::managed=debug" \
     "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --topics "$here/topics" \
     --fault-injection --keepalive "$server_keepalive" --metrics-listen 127.0.0.1:0 \
