@@ -140,19 +140,22 @@ async function main() {
     let delay = 500;
     for (;;) {
         const answeredBefore = done.size;
+        let why = 'the server ended the stream';
         try {
             await runStream(bus, opts, done);
-            log(PROGRAM, 'the server ended the stream; reconnecting');
         } catch (err) {
             if (FATAL.has(err.code)) {
                 log(PROGRAM, `giving up: ${describe(err)}`);
                 return 1;
             }
-            // For example UNAVAILABLE while the server restarts, or the
-            // subscription still held by an instance that is shutting down.
-            log(PROGRAM, `stream failed (${describe(err)}); reconnecting in ${delay / 1000}s`);
+            // For example INTERNAL service.unavailable, UNAVAILABLE after a
+            // dropped connection or while the server restarts, a
+            // KeepaliveTimeout, or the subscription still held by an
+            // instance that is shutting down.
+            why = `stream failed (${describe(err)})`;
         }
         if (done.size > answeredBefore) delay = 500; // it worked for a while: start over
+        log(PROGRAM, `${why}; reconnecting in ${delay / 1000}s`);
         await sleep(delay); // backoff before reconnecting
         delay = Math.min(delay * 2, 10000);
     }

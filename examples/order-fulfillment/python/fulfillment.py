@@ -152,18 +152,20 @@ def main() -> int:
         answered_before = len(done)
         try:
             run_stream(bus, args, done)
-            log(PROGRAM, "the server ended the stream; reconnecting")
+            why = "the server ended the stream"
         except grpc.RpcError as err:
             if err.code() in FATAL:
                 log(PROGRAM, f"giving up: {describe(err)}")
                 return 1
-            # For example UNAVAILABLE while the server restarts, or the
+            # For example INTERNAL service.unavailable, UNAVAILABLE after a
+            # dropped connection or while the server restarts, or the
             # subscription still held by an instance that is shutting down.
-            log(PROGRAM, f"stream failed ({describe(err)}); reconnecting in {delay:.1f}s")
+            why = f"stream failed ({describe(err)})"
         except RuntimeError as err:  # KeepaliveTimeout among others
-            log(PROGRAM, f"stream failed ({err}); reconnecting in {delay:.1f}s")
+            why = f"stream failed ({err})"
         if len(done) > answered_before:
             delay = 0.5  # the stream worked for a while: start the backoff over
+        log(PROGRAM, f"{why}; reconnecting in {delay:.1f}s")
         time.sleep(delay)  # backoff before reconnecting
         delay = min(delay * 2, 10)
 
