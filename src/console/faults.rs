@@ -140,17 +140,34 @@ fn spec_of(form: &HashMap<String, String>) -> Result<RuleSpec, String> {
     })
 }
 
-/// The table, or the answer when the page is not there for this viewer.
-fn table_for(c: &super::Console, admin: bool) -> Result<&std::sync::Arc<FaultTable>, Response> {
-    let Some(table) = c.ctx.faults.as_ref() else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "fault injection is off: start the server with --fault-injection",
-        )
-            .into_response());
-    };
+/// Why the page is not there for a viewer.
+enum Closed {
+    /// Fault injection is off: `404`.
+    Off,
+    /// Not an admin: `403`.
+    NotAdmin,
+}
+
+impl IntoResponse for Closed {
+    fn into_response(self) -> Response {
+        match self {
+            Closed::Off => (
+                StatusCode::NOT_FOUND,
+                "fault injection is off: start the server with --fault-injection",
+            )
+                .into_response(),
+            Closed::NotAdmin => {
+                (StatusCode::FORBIDDEN, "fault rules need the admin grant").into_response()
+            }
+        }
+    }
+}
+
+/// The table, when the page is there for this viewer.
+fn table_for(c: &super::Console, admin: bool) -> Result<&std::sync::Arc<FaultTable>, Closed> {
+    let table = c.ctx.faults.as_ref().ok_or(Closed::Off)?;
     if !admin {
-        return Err((StatusCode::FORBIDDEN, "fault rules need the admin grant").into_response());
+        return Err(Closed::NotAdmin);
     }
     Ok(table)
 }
@@ -166,7 +183,7 @@ pub(super) async fn page_handler(
     };
     let table = match table_for(&c, v.caller.grants.is_admin()) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let q: HashMap<String, String> = query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -217,7 +234,7 @@ pub(super) async fn action(
     };
     let table = match table_for(&c, v.caller.grants.is_admin()) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let message = match fields.get("op").map(String::as_str) {
         Some("add") => match spec_of(&fields).and_then(|s| Rule::from_spec(s).map_err(|e| e.0)) {
@@ -269,7 +286,7 @@ mod tests {
         assert_eq!(spec.after_events, Some(3));
         assert_eq!(spec.active_for.as_deref(), Some("10m"));
         Rule::from_spec(spec).expect("a rule");
-        let mut bad = form.clone();
+        let mut bad = form;
         bad.insert("times".into(), "twice".into());
         assert!(spec_of(&bad).expect_err("not a number").contains("times"));
     }
