@@ -13,8 +13,8 @@
 #   Main resume: a new client process (OAuth client credentials) resumes the
 #                managed subscription after the commit.
 # Opt-in: IDLE_MINUTES=10 examples/java/run.sh also holds a Subscribe stream
-# idle for that long over TLS (client keepalive 60 s) and checks it still
-# delivers.
+# idle for that long over TLS (client keepAliveTime 60 s, or
+# IDLE_KEEPALIVE_SECONDS) and checks it still delivers.
 #
 # Build: Maven with the local repository ~/.m2; offline (-o) when it is warm,
 # online otherwise.
@@ -98,8 +98,9 @@ client() {
   local mode="$1" out="$work/client-$1-$2.log"
   shift 2
   local started=$SECONDS
-  java -cp "$classpath" dev.eventbus.example.Main "$mode" "$@" >"$out" 2>&1 || true
-  grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$out" || true
+  # Shown as it runs (the idle mode takes minutes), but for its own count.
+  java -cp "$classpath" dev.eventbus.example.Main "$mode" "$@" 2>&1 | tee "$out" \
+    | grep --line-buffered -vE '^[0-9]+ passed, [0-9]+ failed$' || true
   tally "$out"
   echo "   ($mode: $((SECONDS - started)) s)"
 }
@@ -154,7 +155,8 @@ pass() {
     failed=$((failed + 1))
   fi
   if [ "$label" = tls ] && [ -n "${IDLE_MINUTES:-}" ]; then
-    client idle "$label" --login-url "$login" --grpc "$grpc" "${ca[@]}" --idle-minutes "$IDLE_MINUTES"
+    client idle "$label" --login-url "$login" --grpc "$grpc" "${ca[@]}" --idle-minutes "$IDLE_MINUTES" \
+      --keepalive-seconds "${IDLE_KEEPALIVE_SECONDS:-60}"
   fi
   if [ "$failed" -ne 0 ]; then
     echo "--- server log ($label) ---"

@@ -22,6 +22,8 @@ import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import io.grpc.TlsChannelCredentials;
 import io.grpc.stub.MetadataUtils;
 import io.grpc.stub.StreamObserver;
@@ -154,14 +156,22 @@ public final class Main {
     }
 
     /**
-     * A channel as Salesforce's Java examples build one: TLS (trusting {@code --tls-ca}) or
-     * plaintext, client keepalive pings every 60 s, and the three Pub/Sub headers on every call.
+     * A channel as a Salesforce integration builds one: TLS or plaintext, client keepalive
+     * pings every 60 s ({@code --keepalive-seconds}), and the three Pub/Sub headers on every
+     * call.
      */
     private ManagedChannel channel(OrgApi.Session session) throws IOException {
         Path ca = ca();
-        ChannelCredentials creds = ca == null
-                ? InsecureChannelCredentials.create()
-                : TlsChannelCredentials.newBuilder().trustManager(ca.toFile()).build();
+        // --tls-ca: TLS trusting that CA; --tls true: TLS trusting the JDK's CAs (a real org);
+        // neither: plaintext (a local eventbus without TLS).
+        ChannelCredentials creds;
+        if (ca != null) {
+            creds = TlsChannelCredentials.newBuilder().trustManager(ca.toFile()).build();
+        } else if (Boolean.parseBoolean(opt("tls", "false"))) {
+            creds = TlsChannelCredentials.create();
+        } else {
+            creds = InsecureChannelCredentials.create();
+        }
         Metadata headers = new Metadata();
         headers.put(Metadata.Key.of("accesstoken", Metadata.ASCII_STRING_MARSHALLER), session.accessToken());
         headers.put(Metadata.Key.of("instanceurl", Metadata.ASCII_STRING_MARSHALLER), session.instanceUrl());
@@ -284,6 +294,8 @@ public final class Main {
                     schemaInfo.getSchemaId().equals(info.getSchemaId()) && schema.getName().equals("Order_Event__e"),
                     schemaInfo.getSchemaId() + " " + schema.getFullName());
 
+            errors(rpc, soap);
+
             List<ProducerEvent> published = new ArrayList<>();
             publishOne(rpc, topic, schema, info.getSchemaId(), soap.userId(), published);
             publishStream(rpc, topic, schema, info.getSchemaId(), soap.userId(), published);
@@ -295,12 +307,50 @@ public final class Main {
         }
     }
 
+    /**
+     * Errors as grpc-java reads them: a status in a trailers-only response, with Salesforce's
+     * {@code error-code} and {@code rpc-id} trailers.
+     */
+    private void errors(PubSubRpc rpc, OrgApi.Session session) throws Exception {
+        Metadata.Key<String> errorCode = Metadata.Key.of("error-code", Metadata.ASCII_STRING_MARSHALLER);
+        Metadata.Key<String> rpcId = Metadata.Key.of("rpc-id", Metadata.ASCII_STRING_MARSHALLER);
+        String topic = "/event/No_Such_Event__e";
+        StatusRuntimeException missing = null;
+        try {
+            rpc.getTopic(TopicRequest.newBuilder().setTopicName(topic).build());
+        } catch (StatusRuntimeException e) {
+            missing = e;
+        }
+        Metadata trailers = missing == null ? null : missing.getTrailers();
+        check("GetTopic " + topic + ": NOT_FOUND with error-code and rpc-id trailers",
+                missing != null && missing.getStatus().getCode() == Status.Code.NOT_FOUND && trailers != null
+                        && trailers.get(errorCode) != null && trailers.get(rpcId) != null,
+                missing == null ? "no error" : missing.getStatus() + " trailers " + trailers);
+
+        OrgApi.Session forged = new OrgApi.Session("not-a-session", session.instanceUrl(), session.orgId(), session.userId());
+        ManagedChannel bad = channel(forged);
+        StatusRuntimeException refused = null;
+        try {
+            new PubSubRpc(bad).getTopic(TopicRequest.newBuilder().setTopicName(topic()).build());
+        } catch (StatusRuntimeException e) {
+            refused = e;
+        } finally {
+            close(bad);
+        }
+        check("GetTopic with an unknown access token: UNAUTHENTICATED",
+                refused != null && refused.getStatus().getCode() == Status.Code.UNAUTHENTICATED,
+                refused == null ? "no error" : refused.getStatus().toString());
+    }
+
     private void publishOne(PubSubRpc rpc, String topic, Schema schema, String schemaId, String userId,
             List<ProducerEvent> published) throws IOException {
         ProducerEvent event = orderEvent(schema, schemaId, userId, published.size() + 1);
-        PublishResponse res = rpc.publish(PublishRequest.newBuilder().setTopicName(topic).addEvents(event).build());
+        // Every other one gzip-compressed, as a client may send it.
+        boolean gzip = published.size() % 2 == 1;
+        PublishRequest request = PublishRequest.newBuilder().setTopicName(topic).addEvents(event).build();
+        PublishResponse res = gzip ? rpc.publishGzip(request) : rpc.publish(request);
         PublishResult result = res.getResultsCount() == 1 ? res.getResults(0) : null;
-        if (check("Publish: one Avro event, its result has a replay id and the event id as correlation key",
+        if (check("Publish" + (gzip ? " (gzip)" : "") + ": one Avro event, its result has a replay id and the event id as correlation key",
                 result != null && !result.hasError() && !result.getReplayId().isEmpty()
                         && result.getCorrelationKey().equals(event.getId()) && res.getSchemaId().equals(schemaId),
                 res.toString())) {
@@ -630,9 +680,66 @@ public final class Main {
             Streams.Item<ManagedFetchResponse> end = drainToEnd(inbox);
             check("ManagedSubscribe: the server ends the resumed stream with OK after the client half-closes",
                     end.ended() && end.error() == null, end.timedOut() ? "timed out" : end.endText());
+            if (!got.isEmpty()) {
+                largeEvents(rpc, session, got.get(got.size() - 1).getReplayId());
+            }
         } finally {
             close(channel);
         }
+    }
+
+    /**
+     * Publishes four events of about 1 MB (the payload limit is 1 MiB) and reads them with
+     * credit 4 from just after {@code after}: the server must cut its responses so that none
+     * exceeds grpc-java's default inbound message limit (4 MiB), which this client keeps.
+     */
+    private void largeEvents(PubSubRpc rpc, OrgApi.Session session, ByteString after) throws Exception {
+        String topic = topic();
+        TopicInfo info = rpc.getTopic(TopicRequest.newBuilder().setTopicName(topic).build());
+        Schema schema = schema(rpc, info.getSchemaId());
+        int count = 4;
+        List<String> ids = new ArrayList<>();
+        String problem = null;
+        for (int i = 0; i < count; i++) {
+            GenericRecord record = order(schema, session.userId(), 100 + i);
+            record.put("Status__c", "x".repeat(1_000_000));
+            ProducerEvent event = ProducerEvent.newBuilder()
+                    .setId(UUID.randomUUID().toString())
+                    .setSchemaId(info.getSchemaId())
+                    .setPayload(ByteString.copyFrom(encode(schema, record)))
+                    .build();
+            PublishResponse res = rpc.publish(PublishRequest.newBuilder().setTopicName(topic).addEvents(event).build());
+            if (res.getResultsCount() != 1 || res.getResults(0).hasError()) {
+                problem = res.getResultsList().toString();
+                break;
+            }
+            ids.add(event.getId());
+        }
+        check("Publish: " + count + " events of about 1 MB each", problem == null && ids.size() == count,
+                problem);
+        Streams.Inbox<FetchResponse> inbox = new Streams.Inbox<>();
+        StreamObserver<FetchRequest> requests = rpc.subscribe(inbox);
+        requests.onNext(FetchRequest.newBuilder().setTopicName(topic).setReplayPreset(ReplayPreset.CUSTOM)
+                .setReplayId(after).setNumRequested(count).build());
+        List<String> got = new ArrayList<>();
+        int responses = 0;
+        int largest = 0;
+        problem = null;
+        while (got.size() < count) {
+            Streams.Item<FetchResponse> item = inbox.next(WAIT_MS);
+            if (item.timedOut() || item.ended()) {
+                problem = item.timedOut() ? "timed out" : "ended: " + item.endText();
+                break;
+            }
+            responses++;
+            largest = Math.max(largest, item.response().getSerializedSize());
+            item.response().getEventsList().forEach(e -> got.add(e.getEvent().getId()));
+        }
+        requests.onCompleted();
+        drainToEnd(inbox);
+        check("Subscribe: the " + count + " large events arrive with credit " + count + " in " + responses
+                        + " responses, the largest " + largest + " bytes, within grpc-java's default 4 MiB limit",
+                problem == null && got.equals(ids), (problem == null ? "" : problem + "; ") + "got " + got);
     }
 
     // --- mode idle ------------------------------------------------------------------------
@@ -644,6 +751,7 @@ public final class Main {
      */
     private void idle() throws Exception {
         double minutes = Double.parseDouble(opt("idle-minutes", "10"));
+        FrameCounter frames = new FrameCounter().install();
         OrgApi org = org();
         OrgApi.Session session = org.soapLogin(username(), opt("password", "any-password"));
         ManagedChannel channel = channel(session);
@@ -676,13 +784,18 @@ public final class Main {
                     }
                     keepalives++;
                     info("keepalive FetchResponse after " + (System.nanoTime() - start) / 1_000_000_000
-                            + " s (pending_num_requested " + item.response().getPendingNumRequested() + ")");
+                            + " s (pending_num_requested " + item.response().getPendingNumRequested() + "); "
+                            + frames);
                 }
             }
+            info("HTTP/2 frames while idle: " + frames);
             ConnectivityState state = channel.getState(false);
             check("idle Subscribe: open and silent (but for " + keepalives + " keepalive responses) for "
                     + minutes + " min without an error; channel " + state,
                     problem == null && state == ConnectivityState.READY, problem);
+            check("idle Subscribe: the client's keepalive PINGs are all acknowledged and the server sends no GOAWAY",
+                    frames.serverGoAways.get() == 0 && frames.clientPingAcks.get() >= frames.clientPings.get() - 1,
+                    frames.toString());
             ProducerEvent event = orderEvent(schema, info.getSchemaId(), session.userId(), 1000);
             PublishResponse res = rpc.publish(PublishRequest.newBuilder().setTopicName(topic).addEvents(event).build());
             ConsumerEvent got = null;

@@ -173,12 +173,16 @@ final class OrgApi {
                 id[id.length - 1]);
     }
 
-    /** A REST call under {@code /services/data/vNN.N} with the session as bearer. */
+    /**
+     * A REST call under {@code /services/data/vNN.N} of the session's instance URL (the org's
+     * My Domain on Salesforce; eventbus's HTTP listener here) with the session as bearer.
+     */
     Answer rest(Session session, String method, String path, Object body) throws Exception {
         HttpRequest.BodyPublisher publisher = body == null
                 ? HttpRequest.BodyPublishers.noBody()
                 : HttpRequest.BodyPublishers.ofString(JSON.writeValueAsString(body));
-        return send(HttpRequest.newBuilder(URI.create(loginUrl + "/services/data/v" + API_VERSION + path))
+        String instance = session.instanceUrl().replaceAll("/+$", "");
+        return send(HttpRequest.newBuilder(URI.create(instance + "/services/data/v" + API_VERSION + path))
                 .timeout(Duration.ofSeconds(30))
                 .header("Authorization", "Bearer " + session.accessToken())
                 .header("Content-Type", "application/json")

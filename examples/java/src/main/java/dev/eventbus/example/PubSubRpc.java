@@ -112,6 +112,11 @@ final class PubSubRpc {
         return ClientCalls.blockingUnaryCall(channel, PUBLISH, unary(), request);
     }
 
+    /** Publish with the request compressed with gzip ({@code grpc-encoding: gzip}). */
+    PublishResponse publishGzip(PublishRequest request) {
+        return ClientCalls.blockingUnaryCall(channel, PUBLISH, unary().withCompression("gzip"), request);
+    }
+
     StreamObserver<PublishRequest> publishStream(StreamObserver<PublishResponse> responses) {
         return ClientCalls.asyncBidiStreamingCall(channel.newCall(PUBLISH_STREAM, CallOptions.DEFAULT), responses);
     }
