@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine needs to build eventbus (the rocksdb
 # crate compiles RocksDB's C++ and generates bindings with libclang) and to
-# run the example clients of scripts/e2e.sh (Python venv, Node.js and npm).
+# run the example clients of scripts/e2e.sh (Python venv, Node.js and npm, a
+# JDK and Maven).
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -16,6 +17,10 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # nats-server (JetStream) runs the JetStream backend's tests and the
 # benchmark comparison; Debian installs it in /usr/sbin.
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+# A JDK (17+) and Maven build and run examples/java (grpc-java); Maven
+# fetches the rest from Maven Central into ~/.m2.
+command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""
