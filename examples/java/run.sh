@@ -14,7 +14,10 @@
 #                managed subscription after the commit.
 # Opt-in: IDLE_MINUTES=10 examples/java/run.sh also holds a Subscribe stream
 # idle for that long over TLS (client keepAliveTime 60 s, or
-# IDLE_KEEPALIVE_SECONDS) and checks it still delivers.
+# IDLE_KEEPALIVE_SECONDS) and checks it still delivers. By default the stream
+# has used its credit up, so the server sends nothing on it and only HTTP/2
+# PINGs cross the connection; IDLE_CREDIT=1 keeps one unit of credit (the
+# server then sends a keepalive FetchResponse every minute).
 #
 # Build: Maven with the local repository ~/.m2; offline (-o) when it is warm,
 # online otherwise.
@@ -156,7 +159,7 @@ pass() {
   fi
   if [ "$label" = tls ] && [ -n "${IDLE_MINUTES:-}" ]; then
     client idle "$label" --login-url "$login" --grpc "$grpc" "${ca[@]}" --idle-minutes "$IDLE_MINUTES" \
-      --keepalive-seconds "${IDLE_KEEPALIVE_SECONDS:-60}"
+      --keepalive-seconds "${IDLE_KEEPALIVE_SECONDS:-60}" --idle-credit "${IDLE_CREDIT:-0}"
   fi
   if [ "$failed" -ne 0 ]; then
     echo "--- server log ($label) ---"

@@ -745,9 +745,13 @@ public final class Main {
     // --- mode idle ------------------------------------------------------------------------
 
     /**
-     * Opens Subscribe from LATEST with credit 1 and lets it sit with no events for
-     * {@code --idle-minutes} (keepalive pings every {@code --keepalive-seconds}), then publishes
-     * one event on the same channel and checks the idle stream delivers it.
+     * Holds a Subscribe stream open and idle for {@code --idle-minutes} (client keepalive pings
+     * every {@code --keepalive-seconds}), then checks it still delivers an event published on
+     * the same channel. {@code --idle-credit 1}: the stream keeps one unit of credit, so the
+     * server sends a keepalive FetchResponse every minute. {@code --idle-credit 0} (the
+     * default, stricter): the client first uses its credit up on one event, so the stream is
+     * silent at the gRPC level and only HTTP/2 PINGs cross the connection; afterwards it
+     * requests one more.
      */
     private void idle() throws Exception {
         double minutes = Double.parseDouble(opt("idle-minutes", "10"));
@@ -760,16 +764,30 @@ public final class Main {
             String topic = topic();
             TopicInfo info = rpc.getTopic(TopicRequest.newBuilder().setTopicName(topic).build());
             Schema schema = schema(rpc, info.getSchemaId());
+            int credit = Integer.parseInt(opt("idle-credit", "0"));
             Streams.Inbox<FetchResponse> inbox = new Streams.Inbox<>();
             StreamObserver<FetchRequest> requests = rpc.subscribe(inbox);
             requests.onNext(FetchRequest.newBuilder().setTopicName(topic)
                     .setReplayPreset(ReplayPreset.LATEST).setNumRequested(1).build());
+            if (credit == 0) {
+                // Use the one unit of credit up: LATEST is set once the server answers the
+                // first request, so publish until an event arrives.
+                boolean used = false;
+                for (int i = 0; i < 5 && !used; i++) {
+                    rpc.publish(PublishRequest.newBuilder().setTopicName(topic)
+                            .addEvents(orderEvent(schema, info.getSchemaId(), session.userId(), 900 + i)).build());
+                    Streams.Item<FetchResponse> item = inbox.next(2_000);
+                    used = item.response() != null && item.response().getEventsCount() > 0;
+                }
+                check("idle Subscribe: the client used its credit up (no credit left: the server must stay silent)",
+                        used, null);
+            }
             long start = System.nanoTime();
             long idleNanos = (long) (minutes * 60e9);
             int keepalives = 0;
             String problem = null;
-            info("holding an idle Subscribe on " + topic + " for " + minutes + " min (client keepAliveTime "
-                    + opt("keepalive-seconds", "60") + " s)");
+            info("holding an idle Subscribe on " + topic + " for " + minutes + " min with credit " + credit
+                    + " (client keepAliveTime " + opt("keepalive-seconds", "60") + " s)");
             while (System.nanoTime() - start < idleNanos) {
                 long left = (idleNanos - (System.nanoTime() - start)) / 1_000_000;
                 Streams.Item<FetchResponse> item = inbox.next(Math.max(1, Math.min(left, 60_000)));
@@ -796,6 +814,9 @@ public final class Main {
             check("idle Subscribe: the client's keepalive PINGs are all acknowledged and the server sends no GOAWAY",
                     frames.serverGoAways.get() == 0 && frames.clientPingAcks.get() >= frames.clientPings.get() - 1,
                     frames.toString());
+            if (credit == 0) {
+                requests.onNext(FetchRequest.newBuilder().setTopicName(topic).setNumRequested(1).build());
+            }
             ProducerEvent event = orderEvent(schema, info.getSchemaId(), session.userId(), 1000);
             PublishResponse res = rpc.publish(PublishRequest.newBuilder().setTopicName(topic).addEvents(event).build());
             ConsumerEvent got = null;
