@@ -18,6 +18,8 @@
 # has used its credit up, so the server sends nothing on it and only HTTP/2
 # PINGs cross the connection; IDLE_CREDIT=1 keeps one unit of credit (the
 # server then sends a keepalive FetchResponse every minute).
+# IDLE_KEEPALIVE_SECONDS=0 turns the client's keepalive off;
+# SERVER_HTTP2_KEEPALIVE=0s turns the server's HTTP/2 PINGs off (default 30s).
 #
 # Build: Maven with the local repository ~/.m2; offline (-o) when it is warm,
 # online otherwise.
@@ -116,7 +118,7 @@ pass() {
   "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
     --topics "$root/examples/topics" --http-listen 127.0.0.1:0 \
     --auth static --auth-tokens-file "$work/tokens.toml" --org-users-file "$work/org.toml" \
-    "$@" >"$log" 2>&1 &
+    ${SERVER_HTTP2_KEEPALIVE:+--http2-keepalive "$SERVER_HTTP2_KEEPALIVE"} "$@" >"$log" 2>&1 &
   pid=$!
   local addr="" http=""
   for _ in $(seq 1 300); do

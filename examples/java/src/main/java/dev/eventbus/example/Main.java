@@ -177,11 +177,13 @@ public final class Main {
         headers.put(Metadata.Key.of("instanceurl", Metadata.ASCII_STRING_MARSHALLER), session.instanceUrl());
         headers.put(Metadata.Key.of("tenantid", Metadata.ASCII_STRING_MARSHALLER), session.orgId());
         long keepAliveS = Long.parseLong(opt("keepalive-seconds", "60"));
-        return Grpc.newChannelBuilder(opt("grpc", "localhost:7011"), creds)
-                .keepAliveTime(keepAliveS, TimeUnit.SECONDS)
-                .keepAliveTimeout(20, TimeUnit.SECONDS)
-                .intercept(MetadataUtils.newAttachHeadersInterceptor(headers))
-                .build();
+        var builder = Grpc.newChannelBuilder(opt("grpc", "localhost:7011"), creds)
+                .intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
+        if (keepAliveS > 0) {
+            // 0: grpc-java's default, no keepalive pings.
+            builder.keepAliveTime(keepAliveS, TimeUnit.SECONDS).keepAliveTimeout(20, TimeUnit.SECONDS);
+        }
+        return builder.build();
     }
 
     private static void close(ManagedChannel channel) throws InterruptedException {
