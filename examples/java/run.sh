@@ -14,10 +14,10 @@
 #                managed subscription after the commit.
 # Opt-in: IDLE_MINUTES=10 examples/java/run.sh also holds a Subscribe stream
 # idle for that long over TLS (client keepAliveTime 60 s, or
-# IDLE_KEEPALIVE_SECONDS) and checks it still delivers. By default the stream
-# has used its credit up, so the server sends nothing on it and only HTTP/2
-# PINGs cross the connection; IDLE_CREDIT=1 keeps one unit of credit (the
-# server then sends a keepalive FetchResponse every minute).
+# IDLE_KEEPALIVE_SECONDS) and checks it still delivers. The stream keeps one
+# unit of credit, so the server sends a keepalive FetchResponse every minute;
+# with IDLE_CREDIT=0 the client uses its credit up first, so nothing is sent
+# on the stream and only HTTP/2 PINGs cross the connection.
 # IDLE_KEEPALIVE_SECONDS=0 turns the client's keepalive off;
 # SERVER_HTTP2_KEEPALIVE=0s turns the server's HTTP/2 PINGs off (default 30s).
 #
@@ -161,7 +161,7 @@ pass() {
   fi
   if [ "$label" = tls ] && [ -n "${IDLE_MINUTES:-}" ]; then
     client idle "$label" --login-url "$login" --grpc "$grpc" "${ca[@]}" --idle-minutes "$IDLE_MINUTES" \
-      --keepalive-seconds "${IDLE_KEEPALIVE_SECONDS:-60}" --idle-credit "${IDLE_CREDIT:-0}"
+      --keepalive-seconds "${IDLE_KEEPALIVE_SECONDS:-60}" --idle-credit "${IDLE_CREDIT:-1}"
   fi
   if [ "$failed" -ne 0 ]; then
     echo "--- server log ($label) ---"

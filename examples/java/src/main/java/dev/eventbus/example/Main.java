@@ -749,11 +749,12 @@ public final class Main {
     /**
      * Holds a Subscribe stream open and idle for {@code --idle-minutes} (client keepalive pings
      * every {@code --keepalive-seconds}), then checks it still delivers an event published on
-     * the same channel. {@code --idle-credit 1}: the stream keeps one unit of credit, so the
-     * server sends a keepalive FetchResponse every minute. {@code --idle-credit 0} (the
-     * default, stricter): the client first uses its credit up on one event, so the stream is
-     * silent at the gRPC level and only HTTP/2 PINGs cross the connection; afterwards it
-     * requests one more.
+     * the same channel. {@code --idle-credit 1} (the default): the stream keeps one unit of
+     * credit, so the server sends a keepalive FetchResponse every minute, as Salesforce does
+     * within 270 s. {@code --idle-credit 0}: the client first uses its credit up on one event,
+     * so the stream is silent at the gRPC level and only HTTP/2 PINGs cross the connection;
+     * afterwards it requests one more. (Salesforce closes a stream left without credit for 60
+     * to 70 s; eventbus keeps it, so this variant tests the transport only.)
      */
     private void idle() throws Exception {
         double minutes = Double.parseDouble(opt("idle-minutes", "10"));
@@ -766,7 +767,7 @@ public final class Main {
             String topic = topic();
             TopicInfo info = rpc.getTopic(TopicRequest.newBuilder().setTopicName(topic).build());
             Schema schema = schema(rpc, info.getSchemaId());
-            int credit = Integer.parseInt(opt("idle-credit", "0"));
+            int credit = Integer.parseInt(opt("idle-credit", "1"));
             Streams.Inbox<FetchResponse> inbox = new Streams.Inbox<>();
             StreamObserver<FetchRequest> requests = rpc.subscribe(inbox);
             requests.onNext(FetchRequest.newBuilder().setTopicName(topic)
