@@ -400,8 +400,8 @@ public final class Main {
                 end.ended() && end.error() == null, end.timedOut() ? "timed out" : end.endText());
         // In replay order: the order the server stored them.
         List<ProducerEvent> ordered = new ArrayList<>(sent);
-        ordered.sort((a, b) -> byKey.get(a.getId()).getReplayId().asReadOnlyByteBuffer()
-                .compareTo(byKey.get(b.getId()).getReplayId().asReadOnlyByteBuffer()));
+        ordered.sort((a, b) -> ByteString.unsignedLexicographicalComparator()
+                .compare(byKey.get(a.getId()).getReplayId(), byKey.get(b.getId()).getReplayId()));
         if (problem == null && byKey.keySet().equals(sentIds)) {
             published.addAll(ordered);
         }
@@ -834,7 +834,7 @@ public final class Main {
                 }
             }
             check("idle Subscribe: after the silence, an event published on the same channel arrives on the stream",
-                    got != null && got.getEvent().getId().equals(event.getId()) && res.getResults(0).getError().getMsg().isEmpty(),
+                    got != null && got.getEvent().getId().equals(event.getId()) && !res.getResults(0).hasError(),
                     problem);
             requests.onCompleted();
             drainToEnd(inbox);
