@@ -14,6 +14,7 @@ fn main() -> anyhow::Result<()> {
         "proto/eventbus/admin/v1/admin.proto",
         "proto/eventbus/admin/v1/cdc.proto",
         "proto/eventbus/admin/v1/channels.proto",
+        "proto/eventbus/admin/v1/faults.proto",
     ];
     tonic_prost_build::configure()
         .bytes(".")

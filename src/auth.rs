@@ -446,6 +446,38 @@ pub struct Authenticator {
     audience: Option<String>,
     max_lifetime: Duration,
     sessions: Option<std::sync::Arc<org::Sessions>>,
+    expired: std::sync::Mutex<ExpiredTokens>,
+}
+
+/// The instants before which JWTs count as expired (fault injection's
+/// "expire sessions and tokens now"), seconds since the epoch.
+#[derive(Debug, Default)]
+struct ExpiredTokens {
+    /// Every tenant's tokens issued at or before this; 0: none.
+    all: u64,
+    /// One org's (15-character id); one entry per org an admin named.
+    orgs: HashMap<String, u64>,
+}
+
+impl ExpiredTokens {
+    /// The cutoff in force for `tenant`, if any.
+    fn cutoff(&self, tenant: &TenantId) -> Option<u64> {
+        let org = self.orgs.get(tenant.short()).copied().unwrap_or(0);
+        Some(self.all.max(org)).filter(|c| *c > 0)
+    }
+}
+
+/// Why a token issued at `issued` (its `iat`, else its `nbf`) is refused
+/// under `cutoff`, or `None` when it is not. A token with neither claim
+/// cannot be judged and passes.
+fn issued_before(times: TokenTimes, cutoff: Option<u64>) -> Option<String> {
+    let cutoff = cutoff?;
+    let issued = times.iat.or(times.nbf)?;
+    (issued <= cutoff).then(|| {
+        format!(
+            "the token was issued at {issued}, before its tenant's tokens were expired at {cutoff}"
+        )
+    })
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -469,7 +501,36 @@ impl Authenticator {
             audience: None,
             max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
             sessions: None,
+            expired: std::sync::Mutex::new(ExpiredTokens::default()),
         }
+    }
+
+    /// Expires, as of `now` (seconds since the epoch), the JWTs of
+    /// `tenant` (an org id, either form), or of every tenant when `None`:
+    /// a JWT whose `iat` (else `nbf`) is at or before `now` is refused from
+    /// then on, with the error of an expired token. JWTs with neither
+    /// claim, and the static tokens of mode `static`, cannot expire this
+    /// way. Login sessions are ended through [`org::Sessions::expire`].
+    ///
+    /// # Errors
+    /// A `tenant` that is no org id.
+    pub fn expire_tokens(&self, tenant: Option<&str>, now: u64) -> Result<(), String> {
+        let org = tenant
+            .map(|t| {
+                org_id_of(t.trim())
+                    .map_err(|e| e.to_string())
+                    .and_then(TenantId::parse)
+            })
+            .transpose()?;
+        let mut expired = self.expired.lock().unwrap_or_else(|p| p.into_inner());
+        match org {
+            Some(org) => {
+                let at = expired.orgs.entry(org.short().to_owned()).or_default();
+                *at = (*at).max(now);
+            }
+            None => expired.all = expired.all.max(now),
+        }
+        Ok(())
     }
 
     /// Also accepts the access tokens of the sessions issued at login
@@ -667,6 +728,14 @@ impl Authenticator {
                         .ok_or_else(|| {
                             AuthError::BadToken("the token's `tenant` is not an org id".into())
                         })?;
+                    let cutoff = self
+                        .expired
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .cutoff(&tenant);
+                    if let Some(why) = issued_before(claims.times, cutoff) {
+                        return Err(AuthError::BadToken(why));
+                    }
                     let grants = Grants::parse(&claims.grants).map_err(AuthError::BadToken)?;
                     return Ok(Caller {
                         tenant,
@@ -1159,6 +1228,59 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn expired_tokens_are_refused_by_their_issue_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = "0123456789abcdef0123456789abcdef";
+        let auth =
+            Authenticator::load(&jwt_settings(dir.path(), Some(secret), None)).expect("load");
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        let sign = |extra: serde_json::Value| {
+            let mut c = claims(now() + 600, "eventbus");
+            if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            jsonwebtoken::encode(&Header::default(), &c, &key).expect("sign")
+        };
+        let t = now();
+        let old = sign(serde_json::json!({"iat": t - 10}));
+        let old_nbf = sign(serde_json::json!({"nbf": t - 10}));
+        let undated = sign(serde_json::json!({}));
+        let newer = sign(serde_json::json!({"iat": t + 5}));
+        auth.authenticate(headers(&old, ORG)).expect("valid before");
+        // Another org's expiry leaves this one's tokens alone.
+        auth.expire_tokens(Some("00D5e000000Zzzz"), t)
+            .expect("org id");
+        auth.authenticate(headers(&old, ORG))
+            .expect("other org expired");
+        assert!(auth.expire_tokens(Some("not an org"), t).is_err());
+        auth.expire_tokens(Some(ORG), t).expect("org id");
+        for (what, token) in [("iat", &old), ("nbf", &old_nbf)] {
+            let err = auth.authenticate(headers(token, ORG)).expect_err(what);
+            assert!(
+                matches!(&err, AuthError::BadToken(m) if m.contains("expired")),
+                "{what}: {err:?}"
+            );
+        }
+        auth.authenticate(headers(&undated, ORG))
+            .expect("a token without iat or nbf cannot be judged");
+        auth.authenticate(headers(&newer, ORG))
+            .expect("issued after the expiry");
+        assert!(
+            issued_before(
+                TokenTimes {
+                    exp: 0,
+                    nbf: None,
+                    iat: Some(t + 5)
+                },
+                Some(t + 5)
+            )
+            .is_some(),
+            "the same second counts as before"
+        );
+        assert_eq!(issued_before(TokenTimes::default(), None), None);
     }
 
     /// An ES256 key pair as (signing key, JWK JSON with `kid`).

@@ -83,6 +83,11 @@ pub enum Command {
     /// or list their members (entities with an optional filter).
     #[command(subcommand)]
     Channel(crate::cli::ChannelCommand),
+    /// Fault injection and time travel (servers started with
+    /// `--fault-injection`): add, list, remove or clear fault rules; expire
+    /// a topic's events, sessions and tokens now; offset the server clock.
+    #[command(subcommand)]
+    Fault(crate::cli::FaultCommand),
     /// Publish JSON events, encoded to Avro with the topic's schema.
     Publish(crate::cli::PublishArgs),
     /// Subscribe and print events as JSON lines.
@@ -277,6 +282,7 @@ impl Command {
             Command::Cdc(c) => crate::cli::cdc(c).await,
             Command::Record(r) => crate::cli::record(r).await,
             Command::Channel(c) => crate::cli::channel(c).await,
+            Command::Fault(f) => crate::cli::fault(f).await,
             Command::Publish(p) => crate::cli::publish(p).await,
             Command::Subscribe(s) => crate::cli::subscribe(s).await,
             Command::Top(t) => crate::cli::top(t).await,

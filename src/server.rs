@@ -378,6 +378,17 @@ impl Server {
         .max_decoding_message_size(args.max_request_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
+        let faults_admin = admin_pb::faults_server::FaultsServer::new(
+            crate::api::faults_admin::FaultsService::new(
+                faults,
+                broker.clone(),
+                auth.clone(),
+                sessions.clone(),
+            ),
+        )
+        .max_decoding_message_size(args.max_request_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -516,6 +527,7 @@ impl Server {
             .add_service(admin)
             .add_service(cdc_admin)
             .add_service(channels_admin)
+            .add_service(faults_admin)
             .serve_with_incoming_shutdown(incoming, signal);
         let mut serve = std::pin::pin!(serve);
         let result = tokio::select! {

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod channels_admin;
 pub mod convert;
 pub mod faults;
+pub mod faults_admin;
 pub mod http;
 pub mod limits;
 pub mod login;

@@ -659,6 +659,24 @@ impl Sessions {
         Some(found)
     }
 
+    /// Ends now every live session of `tenant` (an org id, either form, or
+    /// a stored tenant id), or of every tenant when `None`: their access
+    /// tokens are refused from the next call on, as after they expired.
+    /// Refresh tokens stay valid (a Salesforce session timeout leaves them
+    /// too), so a client's refresh flow can be tested. Returns how many
+    /// sessions ended.
+    pub fn expire(&self, tenant: Option<&str>) -> usize {
+        let mut state = self.state();
+        let before = state.access.len();
+        state.access.retain(|_, s| {
+            tenant.is_some_and(|t| {
+                let org = s.user.org.as_str();
+                !(org == t.trim() || super::same_org(org, t.trim()))
+            })
+        });
+        before - state.access.len()
+    }
+
     /// The user of a refresh token issued to `client_id`.
     pub fn refresh(&self, refresh_token: &str, client_id: &str) -> Option<OrgUser> {
         let state = self.state();
@@ -857,5 +875,28 @@ mod tests {
         let short = Sessions::new(Duration::ZERO);
         let expired = short.issue(user, None, false);
         assert!(short.session(&expired.access_token).is_none());
+    }
+
+    #[test]
+    fn expiring_ends_a_tenants_sessions_now_and_keeps_refresh_tokens() {
+        let user = Directory::open()
+            .password_login("me@dev", "x")
+            .expect("login");
+        let mut other = user.clone();
+        other.org = TenantId::parse("00D5e000000AbcdEAC").expect("org id");
+        let sessions = Sessions::new(Duration::from_secs(3600));
+        let mine = sessions.issue(user.clone(), Some("app"), true);
+        let theirs = sessions.issue(other.clone(), None, false);
+        // The 15-character form names the same org.
+        assert_eq!(sessions.expire(Some("00D5e000000Abcd")), 1);
+        assert!(sessions.session(&theirs.access_token).is_none());
+        assert!(sessions.session(&mine.access_token).is_some());
+        assert_eq!(sessions.expire(Some("00D5e000000Abcd")), 0);
+        let again = sessions.issue(other, None, false);
+        assert_eq!(sessions.expire(None), 2);
+        assert!(sessions.session(&mine.access_token).is_none());
+        assert!(sessions.session(&again.access_token).is_none());
+        let refresh = mine.refresh_token.expect("refresh token");
+        assert_eq!(sessions.refresh(&refresh, "app"), Some(user));
     }
 }

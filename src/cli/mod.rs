@@ -1,6 +1,6 @@
 //! The client commands of the `eventbus` binary: `topic`, `schema`,
 //! `login`, `managed`, `org`, `publish`, `subscribe`, `token`, `top`, `cdc`,
-//! `record`, `channel`.
+//! `record`, `channel`, `fault`.
 //!
 //! Owns: argument definitions, talking to a server over gRPC (Pub/Sub and
 //! Admin services), JSON ⇄ Avro through the schema module, output formats.
@@ -14,6 +14,7 @@
 mod cdc;
 mod channel;
 mod commands;
+mod fault;
 mod format;
 mod login;
 mod managed;
@@ -35,6 +36,7 @@ use crate::client::parse_duration;
 pub use cdc::{CdcCommand, RecordCommand, record, run as cdc};
 pub use channel::{ChannelCommand, MemberCommand, run as channel};
 pub use commands::{schema, topic};
+pub use fault::{AddArgs, FaultCommand, ListFormat, run as fault};
 pub use login::{LoginArgs, run as login};
 pub use managed::run as managed;
 pub use org::{OrgCommand, run as org};

@@ -19,6 +19,7 @@ mod devsetup;
 mod durability;
 mod fault_injection;
 mod faults;
+mod faults_admin;
 mod graceful;
 mod hostile;
 mod http_client;

@@ -335,6 +335,26 @@ impl Broker {
         Ok(self.install(t))
     }
 
+    /// Moves a topic's retention horizon now: deletes at once every event
+    /// committed before `cutoff_ms` (epoch milliseconds of the commit
+    /// clock), as retention would once they passed its age. A stored
+    /// replay id older than what is left is then refused as corrupted, and
+    /// a managed subscription whose commit is gone starts at its
+    /// error-recovery replay. Returns the number of events deleted. The
+    /// topic's retention setting is unchanged.
+    ///
+    /// # Errors
+    /// Unknown topic, storage failure.
+    pub async fn expire_before(&self, name: &str, cutoff_ms: u64) -> Result<u64, BrokerError> {
+        let topic = self.topic(name)?;
+        let deleted = self
+            .log
+            .trim_older_than(topic.id, crate::log::EpochMillis(cutoff_ms))
+            .await?;
+        tracing::warn!(topic = %topic.name, cutoff_ms, deleted, "events expired on request (time travel)");
+        Ok(deleted)
+    }
+
     /// Deletes a topic and its events; its subscriptions end with NOT_FOUND.
     /// Its schemas stay resolvable by id. Returns the number of events
     /// deleted.
@@ -411,5 +431,45 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .insert(topic.name.as_str().to_owned(), topic.clone());
         topic
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::SharedLog;
+    use crate::testing::{open, publish, topic};
+
+    const TOPIC: &str = "/event/A__e";
+
+    #[tokio::test]
+    async fn expiring_before_a_cutoff_trims_only_the_older_events() {
+        let log: SharedLog = Arc::new(crate::log::memory::MemoryTopicLog::new());
+        let broker = open(log, crate::BrokerConfig::default()).await;
+        topic(&broker, TOPIC).await;
+        let old = publish(&broker, TOPIC, 3).await;
+        // The commit clock must move past the old events' time.
+        let committed = now_ms();
+        let mut cutoff = now_ms();
+        while cutoff <= committed {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            cutoff = now_ms();
+        }
+        let kept = publish(&broker, TOPIC, 2).await;
+        assert_eq!(
+            broker.expire_before(TOPIC, cutoff).await.expect("expire"),
+            3
+        );
+        let bounds = broker
+            .log()
+            .bounds(broker.topic(TOPIC).expect("topic").id)
+            .expect("bounds");
+        assert_eq!(bounds.trimmed, old[2]);
+        assert_eq!(bounds.latest, kept[1]);
+        assert_eq!(broker.expire_before(TOPIC, cutoff).await.expect("again"), 0);
+        assert!(matches!(
+            broker.expire_before("/event/None__e", cutoff).await,
+            Err(BrokerError::TopicNotFound(_))
+        ));
     }
 }

@@ -131,6 +131,13 @@ pub enum ErrorCode {
     ChannelInvalid,
     /// Custom channels: no channel (or member) of that name.
     ChannelNotFound,
+    /// Fault injection: the server was not started with `--fault-injection`.
+    FaultInjectionDisabled,
+    /// Fault injection: a rule, or a time travel request (an offset, a
+    /// cutoff), is not valid.
+    FaultRequestInvalid,
+    /// Fault injection: no rule has that id.
+    FaultRuleNotFound,
 }
 
 impl ErrorCode {
@@ -188,6 +195,9 @@ impl ErrorCode {
         ErrorCode::CdcRequestInvalid,
         ErrorCode::ChannelInvalid,
         ErrorCode::ChannelNotFound,
+        ErrorCode::FaultInjectionDisabled,
+        ErrorCode::FaultRequestInvalid,
+        ErrorCode::FaultRuleNotFound,
     ];
 
     /// The exact trailer string.
@@ -307,6 +317,11 @@ impl ErrorCode {
             ErrorCode::CdcRequestInvalid => "sfdc.platform.eventbus.grpc.cdc.request.invalid",
             ErrorCode::ChannelInvalid => "sfdc.platform.eventbus.grpc.channel.invalid",
             ErrorCode::ChannelNotFound => "sfdc.platform.eventbus.grpc.channel.not.found",
+            ErrorCode::FaultInjectionDisabled => {
+                "sfdc.platform.eventbus.grpc.fault.injection.disabled"
+            }
+            ErrorCode::FaultRequestInvalid => "sfdc.platform.eventbus.grpc.fault.request.invalid",
+            ErrorCode::FaultRuleNotFound => "sfdc.platform.eventbus.grpc.fault.rule.not.found",
         }
     }
 }
@@ -387,7 +402,10 @@ cdc.object.not.found
 cdc.record.not.found
 cdc.request.invalid
 channel.invalid
-channel.not.found";
+channel.not.found
+fault.injection.disabled
+fault.request.invalid
+fault.rule.not.found";
         let now: Vec<&str> = ErrorCode::ALL
             .iter()
             .map(|c| c.as_str().trim_start_matches(SFDC_PREFIX))

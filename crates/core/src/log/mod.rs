@@ -469,10 +469,61 @@ impl<T: EventLog + CatalogStore + LeaseStore + RecordStore + ?Sized> TopicLog fo
 /// A shared, type-erased log.
 pub type SharedLog = Arc<dyn TopicLog>;
 
-/// Current wall-clock time, epoch milliseconds.
-pub fn now_ms() -> u64 {
+/// The process-wide offset of the server clock from the wall clock, in
+/// milliseconds (fault injection's time travel; 0 unless an admin set one).
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// The wall clock, epoch milliseconds, without the server clock offset.
+pub fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// `wall` moved by `offset` milliseconds, clamped to the epoch and `u64::MAX`.
+pub fn offset_ms(wall: u64, offset: i64) -> u64 {
+    wall.saturating_add_signed(offset)
+}
+
+/// The server clock, epoch milliseconds: the wall clock plus the offset
+/// of [`set_clock_offset_ms`]. Commit times (`time_ms` of every backend
+/// that stamps its own) and retention read this clock.
+pub fn now_ms() -> u64 {
+    offset_ms(
+        wall_ms(),
+        CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// The server clock's offset from the wall clock, milliseconds.
+pub fn clock_offset_ms() -> i64 {
+    CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Moves the server clock to the wall clock plus `offset` milliseconds
+/// (0 puts it back) for the whole process; returns the previous offset.
+/// Only the Admin API's fault injection calls this (`SetClockOffset`):
+/// it exists to test how clients and retention react to time passing.
+pub fn set_clock_offset_ms(offset: i64) -> i64 {
+    CLOCK_OFFSET_MS.swap(offset, std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    #[test]
+    fn an_offset_moves_the_clock_both_ways_and_clamps() {
+        assert_eq!(offset_ms(1_000, 0), 1_000);
+        assert_eq!(offset_ms(1_000, 72 * 3_600_000), 1_000 + 259_200_000);
+        assert_eq!(offset_ms(1_000, -500), 500);
+        assert_eq!(offset_ms(1_000, -5_000), 0, "never before the epoch");
+        assert_eq!(offset_ms(u64::MAX - 1, 10), u64::MAX);
+        // No test here moves the process-wide offset: other tests of this
+        // crate read `now_ms` concurrently.
+        assert_eq!(clock_offset_ms(), 0);
+        let (wall, now) = (wall_ms(), now_ms());
+        assert!(now >= wall && now - wall < 60_000);
+    }
 }
