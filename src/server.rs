@@ -380,7 +380,7 @@ impl Server {
         .send_compressed(CompressionEncoding::Gzip);
         let faults_admin = admin_pb::faults_server::FaultsServer::new(
             crate::api::faults_admin::FaultsService::new(
-                faults,
+                faults.clone(),
                 broker.clone(),
                 auth.clone(),
                 sessions.clone(),
