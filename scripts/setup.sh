@@ -2,7 +2,8 @@
 # Installs what a fresh Debian machine needs to build eventbus (the rocksdb
 # crate compiles RocksDB's C++ and generates bindings with libclang) and to
 # run the example clients of scripts/e2e.sh (Python venv, Node.js and npm,
-# protoc for the Go example).
+# protoc for the Go example, a JDK and Maven for the Java one) and the
+# console's browser tests (chromium).
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -24,6 +25,10 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromi
 # come from `go install` and Go itself (go.mod's version) from the machine:
 # Debian's golang package is older than grpc-go needs.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# A JDK (17+) and Maven build and run examples/java (grpc-java); Maven
+# fetches the rest from Maven Central into ~/.m2.
+command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

@@ -3,7 +3,8 @@
 # runs the Rust test suite (unit, property, contract and integration tests
 # against a real server on 127.0.0.1:0), then the end-to-end checks with real
 # clients (Python grpcio quick start, an off-the-shelf Pub/Sub client, the npm
-# client, the order-fulfillment story), the web console in a browser, then the README's own commands
+# client, the Java and Go clients, the order-fulfillment story), the web
+# console in a browser, then the README's own commands
 # (scripts/readme_check.py), then the deploy checks.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

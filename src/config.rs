@@ -275,7 +275,14 @@ pub struct ServeArgs {
     /// service): rules that make calls fail on purpose, and time travel.
     /// Off unless set; even then only callers with the `admin` grant may
     /// add rules.
-    #[arg(long, env = "EVENTBUS_FAULT_INJECTION", default_value_t = false)]
+    #[arg(
+        long,
+        env = "EVENTBUS_FAULT_INJECTION",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
     pub fault_injection: bool,
     /// Fault rules to start with (TOML `[[fault]]` tables, see `eventbus
     /// fault add --help`); needs `--fault-injection`.
@@ -393,7 +400,7 @@ impl ServeArgs {
         if let Some(problem) = self.tls().problem() {
             problems.push(problem);
         }
-        if self.faults_file.is_some() && !self.fault_injection {
+        if self.faults_file().is_some() && !self.fault_injection {
             problems.push(
                 "EVENTBUS_FAULTS_FILE (--faults-file) needs EVENTBUS_FAULT_INJECTION (--fault-injection)"
                     .to_owned(),
@@ -680,6 +687,14 @@ impl ServeArgs {
             publish_events_per_sec: self.publish_events_per_tenant,
             publish_bytes_per_sec: self.publish_bytes_per_tenant,
         }
+    }
+
+    /// The faults file, when one is named (`""` in the config file names
+    /// none).
+    pub fn faults_file(&self) -> Option<&std::path::Path> {
+        self.faults_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
     }
 
     /// The org users file, when one is set.

@@ -103,7 +103,7 @@ fn fault_table(args: &ServeArgs) -> Result<Option<Arc<crate::faults::FaultTable>
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let table = Arc::new(crate::faults::FaultTable::new(seed));
-    if let Some(path) = &args.faults_file {
+    if let Some(path) = args.faults_file() {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ServerError::Config(format!("faults file {}: {e}", path.display())))?;
         let rules = crate::faults::parse_file(&text)
@@ -380,7 +380,7 @@ impl Server {
         .send_compressed(CompressionEncoding::Gzip);
         let faults_admin = admin_pb::faults_server::FaultsServer::new(
             crate::api::faults_admin::FaultsService::new(
-                faults,
+                faults.clone(),
                 broker.clone(),
                 auth.clone(),
                 sessions.clone(),
@@ -460,6 +460,7 @@ impl Server {
                 limits: limits.clone(),
                 cdc: Some(cdc.clone()),
                 channels: Some(channels.clone()),
+                faults: faults.clone(),
                 server: crate::api::http::ServerInfo {
                     backend: match args.backend {
                         crate::config::Backend::Rocksdb => "rocksdb",

@@ -35,6 +35,8 @@ pub struct HttpContext {
     pub cdc: Option<Arc<crate::cdc::Cdc>>,
     /// Custom channels (Tooling `PlatformEventChannel[Member]`).
     pub channels: Option<Arc<crate::channels::Channels>>,
+    /// Fault rules, when fault injection is on (the console's Faults page).
+    pub faults: Option<Arc<crate::faults::FaultTable>>,
     /// What the server says about itself (the console's overview).
     pub server: ServerInfo,
     /// Cancelled when the server stops: long-lived answers (the console's

@@ -5,7 +5,8 @@
 //! Owns: the console's routes ([`router`]), its login and session cookie
 //! (session.rs), CSRF tokens ([`CsrfKey`]), the publish-rate history and
 //! sparklines ([`rates`]), the pages (overview.rs, consumers.rs, topic.rs
-//! with its live tail and export in tail.rs, templates under `templates/`)
+//! with its live tail and export in tail.rs, faults.rs with fault injection
+//! on, templates under `templates/`)
 //! and the assets (assets.rs). Who a request is comes from
 //! the [`Authenticator`](crate::auth::Authenticator) (the session cookie is
 //! authenticated like a bearer token), what it sees from its grants and its
@@ -19,6 +20,7 @@ mod assets;
 mod consumers;
 pub mod csrf;
 mod decoded;
+mod faults;
 mod overview;
 mod position;
 pub mod rates;
@@ -110,6 +112,10 @@ pub fn router(ctx: &HttpContext) -> axum::Router {
         .route("/console/logout", post(session::logout))
         .route("/console/consumers", get(consumers::page_handler))
         .route("/console/consumers/managed", post(consumers::action))
+        .route(
+            "/console/faults",
+            get(faults::page_handler).post(faults::action),
+        )
         .route("/console/topic", get(topic::page_handler))
         .route("/console/topic/publish", post(topic::publish))
         .route("/console/topic/export", get(tail::export))

@@ -602,3 +602,124 @@ tenant = "00D5e000000ZzzzEAC"
     assert_status(&st, Code::Internal, "service.internal.error");
     drop(tx);
 }
+
+#[tokio::test]
+async fn the_console_lists_adds_and_removes_rules_for_admins_only() {
+    use crate::http_client::{exchange as http, form};
+    const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+    // With --auth none every caller is an admin; the console is open.
+    let server = start_with(|a| {
+        let dir = a.data_dir.parent().expect("temp root").to_path_buf();
+        let faults = dir.join("faults.toml");
+        std::fs::write(
+            &faults,
+            "[[fault]]\naction = \"fail\"\nrpc = \"GetTopic\"\ntimes = 1\n",
+        )
+        .expect("faults file");
+        a.fault_injection = true;
+        a.faults_file = Some(faults);
+        a.http_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let addr = server.tooling.expect("http listener on");
+    let (status, _, page) = http(addr, "GET", "/console/faults", &[], b"").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"data-rule="f1""#) && page.contains("rpc GetTopic"),
+        "{page}"
+    );
+    let (_, _, overview) = http(addr, "GET", "/console", &[], b"").await;
+    assert!(overview.contains(r#"href="/console/faults""#), "{overview}");
+    let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
+    let csrf = page[at..].split('"').next().expect("token").to_owned();
+
+    // Add one: it fires on the next Subscribe... here a GetSchema, counted.
+    let (status, h, body) = http(
+        addr,
+        "POST",
+        "/console/faults",
+        &[FORM],
+        &form(&[
+            ("csrf", &csrf),
+            ("op", "add"),
+            ("action", "fail"),
+            ("rpc", "GetSchema"),
+            ("error_code", "service.unavailable"),
+            ("times", "1"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    assert!(h["location"].contains("Rule+f2+added"), "{h:?}");
+    let st = server
+        .client()
+        .await
+        .get_schema(pb::SchemaRequest {
+            schema_id: "x".into(),
+        })
+        .await
+        .expect_err("the new rule");
+    assert_status(&st, Code::Internal, "service.unavailable");
+    let (_, _, page) = http(addr, "GET", "/console/faults", &[], b"").await;
+    let row = page.split(r#"data-rule="f2""#).nth(1).expect("f2 listed");
+    assert!(
+        row.contains(r#"<td class="num" data-field="fired">1</td>"#),
+        "{row}"
+    );
+
+    // A rule that is not valid: the page again with the error.
+    let (status, _, page) = http(
+        addr,
+        "POST",
+        "/console/faults",
+        &[FORM],
+        &form(&[("csrf", &csrf), ("op", "add"), ("action", "stall")]),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("needs a duration"), "{page}");
+    // No token: refused; remove and clear work.
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/console/faults",
+        &[FORM],
+        &form(&[("op", "clear")]),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, h, _) = http(
+        addr,
+        "POST",
+        "/console/faults",
+        &[FORM],
+        &form(&[("csrf", &csrf), ("op", "remove"), ("id", "f1")]),
+    )
+    .await;
+    assert_eq!(
+        (status, h["location"].contains("Rule+f1+removed")),
+        (303, true)
+    );
+    let (_, h, _) = http(
+        addr,
+        "POST",
+        "/console/faults",
+        &[FORM],
+        &form(&[("csrf", &csrf), ("op", "clear")]),
+    )
+    .await;
+    assert!(h["location"].contains("1+rules+removed"), "{h:?}");
+
+    // Without fault injection the page is not there.
+    let plain = start_with(|a| a.http_listen = "127.0.0.1:0".into()).await;
+    let (status, _, body) = http(
+        plain.tooling.expect("http"),
+        "GET",
+        "/console/faults",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body.contains("--fault-injection"), "{body}");
+}

@@ -165,8 +165,10 @@ pub fn defaults_for(code: ErrorCode) -> (i32, String) {
         // Salesforce's servers end calls with code 13 and this wording.
         ErrorCode::ServiceUnavailable => (13, "The service is unavailable. Try again later.".into()),
         ErrorCode::ServiceInternal => (13, "An internal error occurred. Try again later.".into()),
+        // INVALID_ARGUMENT, as the server answers a replay id no longer
+        // retained.
         ErrorCode::SubscriptionFetchReplayIdCorrupted => (
-            9,
+            3,
             "The Replay ID validation failed. Ensure that the Replay ID is valid.".into(),
         ),
         ErrorCode::ServiceAuthError => (
