@@ -29,6 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 log="$work/server.log"
+: >"$log" # exists before the readiness loop reads it
 "$bin" serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$work/data" --auth none \
   --durability buffered >"$log" 2>&1 &
 server=$!; pids+=("$server")

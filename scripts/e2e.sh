@@ -25,6 +25,7 @@ trap 'stop_server; rm -rf "$work"' EXIT
 # Starts a server on an empty data folder; sets $addr once it serves.
 start_server() {
   local data="$work/data-$1" log="$work/server-$1.log"
+  : >"$log" # exists before the readiness loop reads it
   "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --topics "$root/examples/topics" \
     >"$log" 2>&1 &
   pid=$!

@@ -45,6 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 log="$work/server.log"
+: >"$log" # exists before the readiness loop reads it
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --tls-self-signed "$work/tls" \
   --http-listen 127.0.0.1:0 --cdc-first-commit-number "$first_commit" >"$log" 2>&1 &
 pid=$!

@@ -43,6 +43,7 @@ trap cleanup EXIT
 
 log="$work/server.log"
 # examples/topics provisions /event/Order_Event__e, the event channel's source.
+: >"$log" # exists before the readiness loop reads it
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --tls-self-signed "$work/tls" \
   --http-listen 127.0.0.1:0 --topics "$root/examples/topics" --keepalive 1s >"$log" 2>&1 &
 pid=$!

@@ -98,6 +98,7 @@ run_against() {
   local log="$work/server-$label.log"
   local extra=()
   [ "$tls" = 1 ] && extra=(--tls-self-signed "$work/tls")
+  : >"$log" # exists before the readiness loop reads it
   "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
     --topics "$root/examples/topics" --http-listen 127.0.0.1:0 \
     --auth static --auth-tokens-file "$work/tokens.toml" --org-users-file "$work/org.toml" \

@@ -56,6 +56,7 @@ principal = "node-interop"
 grants = ["publish:/event/*", "subscribe:/event/*", "admin"]
 EOF
 
+: >"$work/server.log" # exists before the readiness loop reads it
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --topics "$root/examples/topics" \
   --tls-self-signed "$work/tls" --auth static --auth-tokens-file "$work/tokens.toml" \
   --keepalive 300ms --tooling-listen 127.0.0.1:0 >"$work/server.log" 2>&1 &

@@ -46,6 +46,7 @@ check_against() {
   local label="$1" strict="$2"
   shift 2
   local log="$work/server-$label.log"
+  : >"$log" # exists before the readiness loop reads it
   "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
     --topics "$root/examples/topics" --tls-self-signed "$work/tls" \
     --http-listen 127.0.0.1:0 "$@" >"$log" 2>&1 &

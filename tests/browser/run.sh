@@ -54,6 +54,7 @@ grants = ["publish:/event/*", "subscribe:/event/*"]
 EOF2
 
 log="$work/server.log"
+: >"$log" # exists before the readiness loop reads it
 "$bin" serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$work/data" \
   --topics "$root/examples/topics" --auth static --auth-tokens-file "$work/tokens.toml" \
   --org-users-file "$work/org.toml" >"$log" 2>&1 &
