@@ -2,10 +2,10 @@
 //! rules ([`crate::faults`]) say a call gets.
 //!
 //! Owns: [`Faults`] (the table and where injected failures are counted),
-//! [`Plan`] (one call's fired rules, and how each is carried out: a
+//! `Plan` (one call's fired rules, and how each is carried out: a
 //! status with Salesforce's trailers, an RST_STREAM through
 //! [`ResetLayer`], a dropped connection through the transport's
-//! [`KillSwitch`], a stall, latency, refused events) and [`Delivered`]
+//! [`KillSwitch`], a stall, latency, refused events) and `Delivered`
 //! (what a stream wrapper needs to know of a response). Every injected
 //! failure is logged at WARN with its rule and counted in
 //! `pubsub_faults_injected_total{fault,rule}`, never in
