@@ -17,6 +17,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${1:-${EVENTBUS_BIN:-$root/target/debug/eventbus}}"
+. "$root/scripts/lib/serve.sh"
 # 2^53 + 8, above Number.MAX_SAFE_INTEGER. A double holds this one exactly
 # but not the odd ones after it (one per later transaction): cdc.js checks
 # that the client yields all of them exactly.
@@ -45,21 +46,8 @@ cleanup() {
 trap cleanup EXIT
 
 log="$work/server.log"
-: >"$log" # exists before the readiness loop reads it
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --tls-self-signed "$work/tls" \
-  --http-listen 127.0.0.1:0 --cdc-first-commit-number "$first_commit" >"$log" 2>&1 &
-pid=$!
-addr=""
-for _ in $(seq 1 300); do
-  # The server logs its bound address once it serves.
-  addr="$(sed -n 's/.*eventbus listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; pid=""; setup_failed "eventbus exited"; }
-  sleep 0.1 # polling for readiness, bounded at 30 s
-done
-[ -n "$addr" ] || { cat "$log"; setup_failed "eventbus never became ready"; }
-# The HTTP listener is logged before the gRPC address line.
-http="$(sed -n 's/.*http api serving on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
+eventbus_serve "$log" --listen 127.0.0.1:0 --data-dir "$work/data" --tls-self-signed "$work/tls" \
+  --http-listen 127.0.0.1:0 --cdc-first-commit-number "$first_commit"
 [ -n "$http" ] || { cat "$log"; setup_failed "no HTTP listener address in the log"; }
 
 # Select both objects on the ChangeEvents channel (by name: the certificate is

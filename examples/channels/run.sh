@@ -18,6 +18,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${1:-${EVENTBUS_BIN:-$root/target/debug/eventbus}}"
+. "$root/scripts/lib/serve.sh"
 
 setup_failed() {
   echo "$1"
@@ -43,21 +44,8 @@ trap cleanup EXIT
 
 log="$work/server.log"
 # examples/topics provisions /event/Order_Event__e, the event channel's source.
-: >"$log" # exists before the readiness loop reads it
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --tls-self-signed "$work/tls" \
-  --http-listen 127.0.0.1:0 --topics "$root/examples/topics" --keepalive 1s >"$log" 2>&1 &
-pid=$!
-addr=""
-for _ in $(seq 1 300); do
-  # The server logs its bound address once it serves.
-  addr="$(sed -n 's/.*eventbus listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; pid=""; setup_failed "eventbus exited"; }
-  sleep 0.1 # polling for readiness, bounded at 30 s
-done
-[ -n "$addr" ] || { cat "$log"; setup_failed "eventbus never became ready"; }
-# The HTTP listener is logged before the gRPC address line.
-http="$(sed -n 's/.*http api serving on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
+eventbus_serve "$log" --listen 127.0.0.1:0 --data-dir "$work/data" --tls-self-signed "$work/tls" \
+  --http-listen 127.0.0.1:0 --topics "$root/examples/topics" --keepalive 1s
 [ -n "$http" ] || { cat "$log"; setup_failed "no HTTP listener address in the log"; }
 
 echo "== salesforce-pubsub-api-client $(node -p "require('$here/node_modules/salesforce-pubsub-api-client/package.json').version") reading custom channels, logging in at https://localhost:${http##*:}"

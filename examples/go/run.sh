@@ -26,6 +26,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${1:-${EVENTBUS_BIN:-$root/target/debug/eventbus}}"
+. "$root/scripts/lib/serve.sh"
 idle_minutes="${IDLE_MINUTES:-0}"
 
 setup_failed() {
@@ -98,22 +99,10 @@ run_against() {
   local log="$work/server-$label.log"
   local extra=()
   [ "$tls" = 1 ] && extra=(--tls-self-signed "$work/tls")
-  : >"$log" # exists before the readiness loop reads it
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
+  eventbus_serve "$log" --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
     --topics "$root/examples/topics" --http-listen 127.0.0.1:0 \
     --auth static --auth-tokens-file "$work/tokens.toml" --org-users-file "$work/org.toml" \
-    "${extra[@]}" >"$log" 2>&1 &
-  pid=$!
-  local addr="" http=""
-  for _ in $(seq 1 300); do
-    # The server logs its bound address once it serves.
-    addr="$(sed -n 's/.*eventbus listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$log"; pid=""; setup_failed "eventbus exited"; }
-    sleep 0.1 # polling for readiness, bounded at 30 s
-  done
-  [ -n "$addr" ] || { cat "$log"; setup_failed "eventbus never became ready"; }
-  http="$(sed -n 's/.*http api serving on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
+    "${extra[@]}"
   [ -n "$http" ] || { cat "$log"; setup_failed "no HTTP listener address in the log"; }
   local args=(-label "$label" -password "$password" -client-secret "$secret" -keepalive-time "${KEEPALIVE_TIME:-60s}")
   local endpoints

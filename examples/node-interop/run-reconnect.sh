@@ -14,6 +14,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${1:-${EVENTBUS_BIN:-$root/target/debug/eventbus}}"
+. "$root/scripts/lib/serve.sh"
 topic=/event/Order_Event__e
 tenant=00D000000000000EAA # the default tenant, whose topics the folder provisions
 events=10
@@ -53,20 +54,9 @@ principal = "node-reconnect"
 grants = ["publish:/event/*", "subscribe:/event/*", "admin"]
 TOKENS
 
-: >"$work/server.log" # exists before the loop below reads it (the server opens it in the background)
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --topics "$root/examples/topics" \
+eventbus_serve "$work/server.log" --listen 127.0.0.1:0 --data-dir "$work/data" --topics "$root/examples/topics" \
   --tls-self-signed "$work/tls" --auth static --auth-tokens-file "$work/tokens.toml" \
-  --fault-injection >"$work/server.log" 2>&1 &
-pid=$!
-addr=""
-for _ in $(seq 1 300); do
-  # The server logs its bound address once it serves.
-  addr="$(sed -n 's/.*eventbus listening on \([0-9.:]*\).*/\1/p' "$work/server.log" | head -n1)"
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/server.log"; pid=""; setup_failed "eventbus exited"; }
-  sleep 0.1 # polling for readiness, bounded at 30 s
-done
-[ -n "$addr" ] || { cat "$work/server.log"; setup_failed "eventbus never became ready"; }
+  --fault-injection
 
 # service.unavailable (INTERNAL, Salesforce's message and error-code
 # trailer, the defaults of a fail rule) after $after events, once.

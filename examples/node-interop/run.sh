@@ -13,6 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${1:-${EVENTBUS_BIN:-$root/target/debug/eventbus}}"
+. "$root/scripts/lib/serve.sh"
 topic=/event/Order_Event__e
 # The token's tenant: the default tenant's org id, because the topics folder
 # provisions the default tenant's topics (another org's tenantid sees its own,
@@ -56,26 +57,15 @@ principal = "node-interop"
 grants = ["publish:/event/*", "subscribe:/event/*", "admin"]
 EOF
 
-: >"$work/server.log" # exists before the readiness loop reads it
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --topics "$root/examples/topics" \
+eventbus_serve "$work/server.log" --listen 127.0.0.1:0 --data-dir "$work/data" --topics "$root/examples/topics" \
   --tls-self-signed "$work/tls" --auth static --auth-tokens-file "$work/tokens.toml" \
-  --keepalive 300ms --tooling-listen 127.0.0.1:0 >"$work/server.log" 2>&1 &
+  --keepalive 300ms --tooling-listen 127.0.0.1:0
 # --keepalive: the check waits for one Subscribe keepalive; 300 ms keeps that short.
 # --tooling-listen: the client looks managed subscriptions up with a Tooling
 # API query on its instanceUrl before ManagedSubscribe.
-pid=$!
-addr=""
-for _ in $(seq 1 300); do
-  # The server logs its bound address once it serves.
-  addr="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$work/server.log" | head -n1)"
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/server.log"; pid=""; setup_failed "eventbus exited"; }
-  sleep 0.1 # polling for readiness, bounded at 30 s
-done
-[ -n "$addr" ] || { cat "$work/server.log"; setup_failed "eventbus never became ready"; }
 # Logged before the gRPC address line, so present once that is.
 # The HTTP listener (--tooling-listen is its alias) serves the Tooling API query.
-tooling="$(sed -n 's/.*http api serving on \([0-9.:]*\).*/\1/p' "$work/server.log" | head -n1)"
+tooling="$http"
 [ -n "$tooling" ] || { cat "$work/server.log"; setup_failed "no HTTP listener address in the log"; }
 
 echo "== salesforce-pubsub-api-client $(node -p "require('$here/node_modules/salesforce-pubsub-api-client/package.json').version") (node $(node --version)) against eventbus on $addr (TLS, static auth), topic $topic"

@@ -16,6 +16,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${1:-${EVENTBUS_BIN:-$root/target/debug/eventbus}}"
+. "$root/scripts/lib/serve.sh"
 
 setup_failed() {
   echo "$1"
@@ -46,22 +47,9 @@ check_against() {
   local label="$1" strict="$2"
   shift 2
   local log="$work/server-$label.log"
-  : >"$log" # exists before the readiness loop reads it
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
+  eventbus_serve "$log" --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
     --topics "$root/examples/topics" --tls-self-signed "$work/tls" \
-    --http-listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
-  pid=$!
-  local addr="" http=""
-  for _ in $(seq 1 300); do
-    # The server logs its bound address once it serves.
-    addr="$(sed -n 's/.*eventbus listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$log"; pid=""; setup_failed "eventbus exited"; }
-    sleep 0.1 # polling for readiness, bounded at 30 s
-  done
-  [ -n "$addr" ] || { cat "$log"; setup_failed "eventbus never became ready"; }
-  # The HTTP listener is logged before the gRPC address line.
-  http="$(sed -n 's/.*http api serving on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
+    --http-listen 127.0.0.1:0 "$@"
   [ -n "$http" ] || { cat "$log"; setup_failed "no HTTP listener address in the log"; }
   echo "== $label: jsforce $(node -p "require('$here/node_modules/jsforce/package.json').version") and salesforce-pubsub-api-client $(node -p "require('$here/node_modules/salesforce-pubsub-api-client/package.json').version") logging in at https://localhost:${http##*:}"
   # By name: the certificate is for localhost. Node trusts the development

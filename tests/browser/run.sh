@@ -13,6 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${1:-${EVENTBUS_BIN:-$root/target/debug/eventbus}}"
+. "$root/scripts/lib/serve.sh"
 shots="${SCREENSHOT_DIR:-$root/target/console-screenshots}"
 
 setup_failed() {
@@ -54,21 +55,9 @@ grants = ["publish:/event/*", "subscribe:/event/*"]
 EOF2
 
 log="$work/server.log"
-: >"$log" # exists before the readiness loop reads it
-"$bin" serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$work/data" \
+eventbus_serve "$log" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$work/data" \
   --topics "$root/examples/topics" --auth static --auth-tokens-file "$work/tokens.toml" \
-  --org-users-file "$work/org.toml" >"$log" 2>&1 &
-pid=$!
-addr=""
-for _ in $(seq 1 300); do
-  # The server logs its bound address once it serves.
-  addr="$(sed -n 's/.*eventbus listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; pid=""; setup_failed "eventbus exited"; }
-  sleep 0.1 # polling for readiness, bounded at 30 s
-done
-[ -n "$addr" ] || { cat "$log"; setup_failed "eventbus never became ready"; }
-http="$(sed -n 's/.*http api serving on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
+  --org-users-file "$work/org.toml"
 [ -n "$http" ] || { cat "$log"; setup_failed "no HTTP listener address in the log"; }
 
 echo "== console in $("$chromium" --version 2>/dev/null | head -n1) via playwright-core $(node -p "require('$here/node_modules/playwright-core/package.json').version") at http://$http/console"
