@@ -127,6 +127,10 @@ struct ConsumersPage<'a> {
     principal: &'a str,
     csrf: String,
     logged_in: bool,
+    /// The page, for the navigation.
+    current: &'static str,
+    /// Whether to link the Faults page.
+    faults: bool,
     admin: bool,
     message: Option<String>,
     streams: Vec<StreamRow>,
@@ -156,6 +160,8 @@ pub(super) async fn page_handler(
         principal: &v.caller.principal,
         csrf: v.csrf(&c),
         logged_in: v.session.is_some(),
+        current: "consumers",
+        faults: c.ctx.faults.is_some() && v.caller.grants.is_admin(),
         admin: v.caller.grants.is_admin(),
         message,
         streams: stream_rows(&v.caller, &c.ctx.broker.live_streams()),

@@ -94,6 +94,10 @@ struct FaultsPage<'a> {
     principal: &'a str,
     csrf: String,
     logged_in: bool,
+    /// The page, for the navigation.
+    current: &'static str,
+    /// Whether to link the Faults page.
+    faults: bool,
     message: Option<String>,
     error: Option<String>,
     rules: Vec<RuleRow>,
@@ -206,6 +210,8 @@ fn render(
         principal: &v.caller.principal,
         csrf: v.csrf(c),
         logged_in: v.session.is_some(),
+        current: "faults",
+        faults: true,
         message: message.map(|m| m.chars().take(200).collect()),
         error,
         rules: table

@@ -179,6 +179,8 @@ struct OverviewPage<'a> {
     principal: &'a str,
     csrf: String,
     logged_in: bool,
+    /// The page, for the navigation.
+    current: &'static str,
     /// Fault injection is on and the viewer may see its rules.
     faults: bool,
     snap: Snapshot,
@@ -207,6 +209,7 @@ pub(super) async fn page_handler(axum::extract::State(c): State, headers: Header
         principal: &v.caller.principal,
         csrf: v.csrf(&c),
         logged_in: v.session.is_some(),
+        current: "overview",
         faults: c.ctx.faults.is_some() && v.caller.grants.is_admin(),
         snap,
     };

@@ -279,6 +279,10 @@ struct TopicPage<'a> {
     principal: &'a str,
     csrf: String,
     logged_in: bool,
+    /// The page, for the navigation.
+    current: &'static str,
+    /// Whether to link the Faults page.
+    faults: bool,
     message: Option<String>,
     name: String,
     /// `name` encoded for a query string.
@@ -359,6 +363,8 @@ async fn render(
         principal: &v.caller.principal,
         csrf: v.csrf(c),
         logged_in: v.session.is_some(),
+        current: "topic",
+        faults: c.ctx.faults.is_some() && v.caller.grants.is_admin(),
         message: q.get("msg").map(|m| m.chars().take(200).collect()),
         name: t.name.clone(),
         name_q: form_urlencoded::byte_serialize(t.name.as_bytes()).collect(),
