@@ -225,13 +225,16 @@ impl Plan {
             .fired
             .iter()
             .find(|f| matches!(f.action, Action::Fail { .. } | Action::Drop { .. }))?;
-        if matches!(f.action, Action::Drop { .. }) {
+        if matches!(f.action, Action::Drop { .. })
+            && let Some(k) = &self.kill
+        {
             self.note(&f.rule, "drop", "connection closed");
-            if let Some(k) = &self.kill {
-                k.trip();
-            }
+            k.trip();
+            // The closing connection drops this call; it never answers.
             std::future::pending::<()>().await;
         }
+        // Without a connection to close (no transport under the call), a
+        // drop ends the call as UNAVAILABLE instead of hanging.
         self.strike(&f.rule, &f.action, rpc_id)
     }
 

@@ -723,3 +723,34 @@ async fn the_console_lists_adds_and_removes_rules_for_admins_only() {
     assert_eq!(status, 404);
     assert!(body.contains("--fault-injection"), "{body}");
 }
+
+#[tokio::test]
+async fn a_dropped_unary_call_never_answers_and_the_next_one_reconnects() {
+    let server = faulty_server(
+        r#"
+[[fault]]
+action = "drop"
+rpc = "GetTopic"
+times = 1
+"#,
+    )
+    .await;
+    let mut c = client(&server, "alice-token").await;
+    let topic = || pb::TopicRequest {
+        topic_name: ORDER_TOPIC.into(),
+    };
+    let st = tokio::time::timeout(Duration::from_secs(10), c.get_topic(topic()))
+        .await
+        .expect("the call ends with its connection")
+        .expect_err("the connection dropped");
+    // No status from the server: the client reports the lost connection
+    // itself (tonic: a transport error; grpcio and grpc-js: UNAVAILABLE).
+    assert!(error_code(&st).is_empty(), "{st:?}");
+    assert!(!st.message().contains("rpcId"), "{st:?}");
+    assert!(
+        matches!(st.code(), Code::Unavailable | Code::Unknown),
+        "{st:?}"
+    );
+    // Spent: the same client dials again and gets its answer.
+    c.get_topic(topic()).await.expect("a new connection");
+}
