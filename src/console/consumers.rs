@@ -16,9 +16,10 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::managed::{ManagedRow, managed_rows, visible};
 use super::position::parse_replay_hex;
 use super::session::{action_form, viewer};
-use super::{Console, State, page, render_failed};
+use super::{State, page, render_failed};
 use crate::api::namespace::Namespace;
 use crate::auth::Caller;
 use crate::broker::{CommitTarget, ManagedChange, ManagedRef, StreamKind, StreamSnapshot};
@@ -35,24 +36,6 @@ pub(super) struct StreamRow {
     lag: u64,
     client: String,
     user: String,
-}
-
-/// One managed subscription.
-pub(super) struct ManagedRow {
-    id: String,
-    name: String,
-    topic: String,
-    state: &'static str,
-    lag: String,
-    active: bool,
-    /// The committed replay position (`-` without a usable commit).
-    commit: String,
-}
-
-/// Whether `caller` may see topic `name` (its own name for it).
-fn visible(caller: &Caller, name: &str) -> bool {
-    let g = &caller.grants;
-    g.is_admin() || g.can_subscribe(name) || g.can_publish(name)
 }
 
 /// The rows of the streams in `all` that `caller` may see, under its names.
@@ -86,34 +69,6 @@ fn stream_rows(caller: &Caller, all: &[StreamSnapshot]) -> Vec<StreamRow> {
                 } else {
                     s.origin.user.clone()
                 },
-            })
-        })
-        .collect()
-}
-
-/// The caller's org's managed subscriptions on topics it may see.
-fn managed_rows(c: &Console, caller: &Caller) -> Vec<ManagedRow> {
-    let ns = Namespace::of(&caller.tenant);
-    c.ctx
-        .broker
-        .list_managed(&caller.tenant)
-        .iter()
-        .filter_map(|v| {
-            let r = &v.record;
-            let topic = ns.outward(&r.topic)?;
-            visible(caller, topic).then(|| ManagedRow {
-                id: r.id.clone(),
-                name: r.developer_name.clone(),
-                topic: topic.to_owned(),
-                state: match r.state {
-                    ManagedState::Run => "RUN",
-                    ManagedState::Stop => "STOP",
-                },
-                lag: v.lag().map_or_else(|| "-".to_owned(), |l| l.to_string()),
-                active: v.active,
-                commit: v
-                    .committed
-                    .map_or_else(|| "-".to_owned(), |o| ReplayId::from(o).to_string()),
             })
         })
         .collect()
@@ -165,7 +120,7 @@ pub(super) async fn page_handler(
         admin: v.caller.grants.is_admin(),
         message,
         streams: stream_rows(&v.caller, &c.ctx.broker.live_streams()),
-        managed: managed_rows(&c, &v.caller),
+        managed: managed_rows(&c.ctx.broker, &v.caller),
     };
     match p.render() {
         Ok(html) => page(StatusCode::OK, html),

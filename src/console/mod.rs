@@ -21,6 +21,7 @@ mod consumers;
 pub mod csrf;
 mod decoded;
 mod faults;
+mod managed;
 mod overview;
 mod position;
 pub mod rates;

@@ -20,13 +20,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
+use super::managed::{ManagedRow, managed_rows, visible};
 use super::rates::{spark_path, sparkline};
 use super::session::viewer;
 use super::{Console, State, page, render_failed};
 use crate::api::namespace::Namespace;
 use crate::auth::Caller;
 use crate::broker::BrokerError;
-use crate::types::ManagedState;
 
 /// How often the live overview sends its numbers.
 pub(super) const TICK: Duration = Duration::from_secs(2);
@@ -60,17 +60,6 @@ pub(super) struct TopicRow {
     subscribers: u32,
 }
 
-/// One managed subscription row.
-#[derive(Serialize)]
-pub(super) struct ManagedRow {
-    id: String,
-    name: String,
-    topic: String,
-    state: &'static str,
-    lag: String,
-    active: bool,
-}
-
 /// What the overview shows (and the live stream sends).
 #[derive(Serialize)]
 pub(super) struct Snapshot {
@@ -98,12 +87,6 @@ pub(super) fn human_bytes(n: u64) -> String {
 /// A duration for people, to the second.
 fn human_duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-}
-
-/// Whether `caller` may see topic `name` (its own name for it).
-fn visible(caller: &Caller, name: &str) -> bool {
-    let g = &caller.grants;
-    g.is_admin() || g.can_subscribe(name) || g.can_publish(name)
 }
 
 /// The overview's numbers for `caller`.
@@ -142,25 +125,7 @@ async fn snapshot(c: &Console, caller: &Caller) -> Result<Snapshot, BrokerError>
             subscribers: s.activity.open_streams,
         });
     }
-    let managed = broker
-        .list_managed(&caller.tenant)
-        .iter()
-        .filter_map(|v| {
-            let r = &v.record;
-            let topic = ns.outward(&r.topic)?;
-            visible(caller, topic).then(|| ManagedRow {
-                id: r.id.clone(),
-                name: r.developer_name.clone(),
-                topic: topic.to_owned(),
-                state: match r.state {
-                    ManagedState::Run => "RUN",
-                    ManagedState::Stop => "STOP",
-                },
-                lag: v.lag().map_or_else(|| "-".to_owned(), |l| l.to_string()),
-                active: v.active,
-            })
-        })
-        .collect();
+    let managed = managed_rows(broker, caller);
     let uptime = SystemTime::now()
         .duration_since(c.ctx.server.started)
         .unwrap_or_default();
