@@ -62,52 +62,7 @@ setup_failed() {
 "$bin" fault --help >/dev/null 2>&1 || setup_failed "$bin has no \`fault\` command"
 
 work="$(mktemp -d)"
-pids=() # every process this script started and has not reaped; stopped on exit
-forget() { # forget PID: it was reaped, so its number may be reused
-  local kept=() pid
-  for pid in "${pids[@]}"; do
-    [ "$pid" = "$1" ] || kept+=("$pid")
-  done
-  pids=("${kept[@]}")
-}
-stop_all() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-}
-cleanup() {
-  stop_all
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# --- dependencies (as run.sh) --------------------------------------------------
-
-setup_python() {
-  local venv="$here/python/.venv"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r "$here/python/requirements.txt"
-  PYTHON="$venv/bin/python" "$here/python/gen.sh" >/dev/null
-}
-setup_node() {
-  (cd "$here/node" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
-}
-
-# run PROGRAM LANG ARGS...: exec, so that $! of `run ... &` is the program.
-run() {
-  local program="$1" lang="$2"
-  shift 2
-  case "$lang" in
-    python) exec "$here/python/.venv/bin/python" "$here/python/$program.py" "$@" ;;
-    node) exec node "$here/node/$program.js" "$@" ;;
-  esac
-}
+. "$here/lib.sh"
 
 # --- helpers -------------------------------------------------------------------
 
