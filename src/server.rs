@@ -109,7 +109,9 @@ fn fault_table(args: &ServeArgs) -> Result<Option<Arc<crate::faults::FaultTable>
         let rules = crate::faults::parse_file(&text)
             .map_err(|e| ServerError::Config(format!("faults file {}: {e}", path.display())))?;
         for rule in rules {
-            let id = table.add(rule, std::time::Instant::now());
+            let id = table
+                .add(rule, std::time::Instant::now())
+                .map_err(|e| ServerError::Config(format!("faults file {}: {e}", path.display())))?;
             tracing::warn!(rule = %id, file = %path.display(), "fault rule loaded");
         }
     }

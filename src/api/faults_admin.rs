@@ -275,7 +275,10 @@ impl pb::faults_server::Faults for FaultsService {
         let rule = Rule::from_spec(spec_of(request.into_inner()))
             .map_err(|e| call.invalid(&format!("The fault rule is not valid: {e}.")))?;
         let action = rule.action.kind();
-        let id = call.table.add(rule, Instant::now());
+        let id = call
+            .table
+            .add(rule, Instant::now())
+            .map_err(|e| call.invalid(&format!("The fault rule was not added: {e}.")))?;
         tracing::warn!(rule = %id, action, tenant = %call.tenant, rpc_id = %call.rpc, "fault rule added");
         Ok(Response::new(pb::AddFaultResponse { id }))
     }

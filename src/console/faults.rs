@@ -243,9 +243,11 @@ pub(super) async fn action(
         Err(r) => return r.into_response(),
     };
     let message = match fields.get("op").map(String::as_str) {
-        Some("add") => match spec_of(&fields).and_then(|s| Rule::from_spec(s).map_err(|e| e.0)) {
-            Ok(rule) => {
-                let id = table.add(rule, Instant::now());
+        Some("add") => match spec_of(&fields)
+            .and_then(|s| Rule::from_spec(s).map_err(|e| e.0))
+            .and_then(|rule| table.add(rule, Instant::now()).map_err(|e| e.0))
+        {
+            Ok(id) => {
                 tracing::warn!(user = %v.caller.principal, rule = %id, "console added a fault rule");
                 format!("Rule {id} added.")
             }
@@ -307,7 +309,9 @@ mod tests {
             times: Some(1),
             ..RuleSpec::default()
         };
-        table.add(Rule::from_spec(spec).expect("valid"), Instant::now());
+        table
+            .add(Rule::from_spec(spec).expect("valid"), Instant::now())
+            .expect("room");
         let row = RuleRow::of(table.list(Instant::now()).remove(0));
         assert_eq!(row.action, "fail (after 2 events)");
         assert_eq!(row.matches, "rpc Subscribe");

@@ -12,4 +12,4 @@ pub mod rule;
 pub mod table;
 
 pub use rule::{Action, Call, Limit, Matcher, Rpc, Rule, RuleError, RuleSpec, parse_file};
-pub use table::{FaultTable, Fired, RuleView};
+pub use table::{FaultTable, Fired, MAX_RULES, RuleView};

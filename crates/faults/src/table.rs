@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::rule::{Action, Call, Rule, RuleSpec};
+use crate::rule::{Action, Call, Rule, RuleError, RuleSpec};
+
+/// The most rules a table holds: every call is checked against each, and
+/// the Admin API, the console and the startup file can all add them.
+pub const MAX_RULES: usize = 1_000;
 
 /// A rule in the table.
 #[derive(Debug)]
@@ -104,9 +108,17 @@ impl FaultTable {
     }
 
     /// Adds `rule` at `now`; its id.
-    pub fn add(&self, rule: Rule, now: Instant) -> String {
-        let id = format!("f{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+    ///
+    /// # Errors
+    /// A [`RuleError`] when the table already holds [`MAX_RULES`].
+    pub fn add(&self, rule: Rule, now: Instant) -> Result<String, RuleError> {
         let mut rules = self.write();
+        if rules.len() >= MAX_RULES {
+            return Err(RuleError(format!(
+                "there are already {MAX_RULES} fault rules: remove some first"
+            )));
+        }
+        let id = format!("f{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         rules.push(Arc::new(Entry {
             id: id.clone(),
             rule,
@@ -114,7 +126,7 @@ impl FaultTable {
             fired: AtomicU64::new(0),
         }));
         self.any.store(true, Ordering::Release);
-        id
+        Ok(id)
     }
 
     /// Removes rule `id`; whether it was there.
@@ -230,13 +242,15 @@ mod tests {
         let t = FaultTable::new(1);
         let now = Instant::now();
         assert!(t.is_empty());
-        let id = t.add(
-            rule(RuleSpec {
-                times: Some(1),
-                ..fail()
-            }),
-            now,
-        );
+        let id = t
+            .add(
+                rule(RuleSpec {
+                    times: Some(1),
+                    ..fail()
+                }),
+                now,
+            )
+            .expect("room");
         assert_eq!(t.check(&call(Rpc::Subscribe), now).len(), 1);
         assert!(t.check(&call(Rpc::Subscribe), now).is_empty());
         let listed = t.list(now);
@@ -261,7 +275,8 @@ mod tests {
                 ..RuleSpec::default()
             }),
             now,
-        );
+        )
+        .expect("room");
         assert!(
             t.check(&call(Rpc::Publish), now).is_empty(),
             "no stalls for Publish"
@@ -283,12 +298,26 @@ mod tests {
                 ..fail()
             }),
             now,
-        );
+        )
+        .expect("room");
         let fired: usize = (0..4000)
             .map(|_| t.check(&call(Rpc::GetTopic), now).len())
             .sum();
         assert!((800..1200).contains(&fired), "{fired} of 4000 at p = 0.25");
         assert_eq!(t.list(now)[0].fired, fired as u64);
+    }
+
+    #[test]
+    fn the_table_holds_at_most_max_rules() {
+        let t = FaultTable::new(1);
+        let now = Instant::now();
+        for _ in 0..MAX_RULES {
+            t.add(rule(fail()), now).expect("room");
+        }
+        let err = t.add(rule(fail()), now).expect_err("full");
+        assert!(err.0.contains("remove some first"), "{err}");
+        assert!(t.remove("f1"));
+        t.add(rule(fail()), now).expect("room again");
     }
 
     proptest! {
@@ -297,7 +326,7 @@ mod tests {
         fn times_is_never_exceeded(times in 1u64..20, calls in 0usize..60) {
             let t = FaultTable::new(7);
             let now = Instant::now();
-            t.add(rule(RuleSpec { times: Some(times), ..fail() }), now);
+            t.add(rule(RuleSpec { times: Some(times), ..fail() }), now).expect("room");
             let fired: usize = (0..calls).map(|_| t.check(&call(Rpc::Publish), now).len()).sum();
             prop_assert_eq!(fired as u64, times.min(calls as u64));
         }
