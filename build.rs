@@ -18,6 +18,8 @@ fn main() -> anyhow::Result<()> {
     ];
     tonic_prost_build::configure()
         .bytes(".")
+        // Reserves a message's length before encoding (src/api/codec.rs).
+        .codec_path("crate::api::codec::ReservingCodec")
         .file_descriptor_set_path(out.join("eventbus_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     for p in protos {

@@ -57,13 +57,12 @@ pub fn publish_response(receipt: PublishReceipt, rpc: RpcId) -> pb::PublishRespo
 /// A stored event as a ConsumerEvent.
 pub fn consumer_event(e: StoredEvent) -> pb::ConsumerEvent {
     pb::ConsumerEvent {
-        replay_id: crate::types::ReplayId::from(e.offset)
-            .to_bytes()
-            .to_vec()
-            .into(),
+        replay_id: bytes::Bytes::copy_from_slice(
+            &crate::types::ReplayId::from(e.offset).to_bytes()[..],
+        ),
         event: Some(pb::ProducerEvent {
-            id: e.event.id.to_string(),
-            schema_id: e.event.schema_id.to_string(),
+            id: e.event.id.into_string(),
+            schema_id: e.event.schema_id.into_string(),
             payload: e.event.payload,
             headers: e
                 .event

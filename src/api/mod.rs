@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cdc;
 pub mod channels;
 pub mod channels_admin;
+pub mod codec;
 pub mod convert;
 pub mod faults;
 pub mod faults_admin;

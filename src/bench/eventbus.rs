@@ -376,6 +376,7 @@ async fn replay(args: &BenchArgs, ch: &Channel, schema: &str) -> Result<Report> 
     fill.batch = 500;
     fill.window = 8;
     publish_streams(&fill, ch, schema, 2, 8).await?;
+    let mark = super::CpuMark::now(args.server_pid);
     let started = Instant::now();
     let got = read_events(
         ch,
@@ -390,6 +391,7 @@ async fn replay(args: &BenchArgs, ch: &Channel, schema: &str) -> Result<Report> 
         events: got,
         elapsed: started.elapsed(),
         extra: vec![("credit".into(), json!(100))],
+        measured_from: Some(mark),
         ..Report::default()
     })
 }

@@ -227,12 +227,14 @@ async fn replay(
     fill.window = 1000;
     publish(&fill, js, 2, 1000).await?;
     let consumer = pull_consumer(stream, consumer::DeliverPolicy::All).await?;
+    let mark = super::CpuMark::now(args.server_pid);
     let started = Instant::now();
     let got = read(consumer, args.events, |_| {}).await?;
     Ok(Report {
         events: got,
         elapsed: started.elapsed(),
         extra: vec![("batch".into(), json!(100))],
+        measured_from: Some(mark),
         ..Report::default()
     })
 }

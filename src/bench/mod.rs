@@ -145,6 +145,28 @@ pub struct Report {
     /// This load generator's own CPU seconds during the run: on a shared
     /// machine the client's cost is part of the budget too.
     pub client_cpu: Option<f64>,
+    /// Where the measured phase started, when a workload prepares first
+    /// (replay fills the log): CPU counted from here, not from the start.
+    pub measured_from: Option<CpuMark>,
+}
+
+/// Both processes' CPU seconds at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuMark {
+    /// The server's, when its pid is known.
+    pub server: Option<f64>,
+    /// This load generator's.
+    pub client: Option<f64>,
+}
+
+impl CpuMark {
+    /// Reads both now.
+    pub(crate) fn now(server_pid: Option<u32>) -> Self {
+        Self {
+            server: server_pid.and_then(procfs::cpu_seconds),
+            client: procfs::cpu_seconds(std::process::id()),
+        }
+    }
 }
 
 impl Report {
@@ -334,8 +356,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.size < payload::MIN_SIZE {
         bail!("--size must be at least {} bytes", payload::MIN_SIZE);
     }
-    let cpu_before = args.server_pid.and_then(procfs::cpu_seconds);
-    let own_cpu_before = procfs::cpu_seconds(std::process::id());
+    let before = CpuMark::now(args.server_pid);
     let started = Instant::now();
     let mut report = tokio::time::timeout(args.max_time, async {
         match args.target {
@@ -348,13 +369,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     report.size = args.size;
     report.target = format!("{:?}", args.target).to_lowercase();
     report.workload = format!("{:?}", args.workload).to_lowercase();
+    // A workload that prepared first (replay fills the log) counts CPU
+    // from the start of its measured phase only.
+    let before = report.measured_from.unwrap_or(before);
     report.client_cpu = procfs::cpu_seconds(std::process::id())
-        .zip(own_cpu_before)
+        .zip(before.client)
         .map(|(after, before)| after - before);
     if let Some(pid) = args.server_pid {
         report.server_rss = procfs::rss_bytes(pid);
         report.server_cpu = procfs::cpu_seconds(pid)
-            .zip(cpu_before)
+            .zip(before.server)
             .map(|(after, before)| after - before);
     }
     tracing::debug!(total = ?started.elapsed(), "bench done");

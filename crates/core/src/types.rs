@@ -278,6 +278,11 @@ impl SchemaId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id's string, without a copy.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for SchemaId {
@@ -379,6 +384,11 @@ impl EventId {
     /// A fresh random UUID, for events sent without an id.
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The id's string, without a copy.
+    pub fn into_string(self) -> String {
+        self.0
     }
 
     /// The id as a string slice.

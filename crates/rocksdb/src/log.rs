@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use rocksdb::{DB, ReadOptions, WriteBatch};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -32,6 +33,9 @@ pub struct RocksTopicLog {
     db: Arc<DB>,
     tails: Arc<Tails>,
     tx: mpsc::Sender<WriterMsg>,
+    /// What appends share with the writer thread (inline commits).
+    writer: Arc<writer::Shared>,
+    metrics: Arc<Metrics>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop_syncer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     // Read-modify-write of meta records (the topic id counter, a managed
@@ -64,11 +68,13 @@ impl RocksTopicLog {
         let tails = Arc::new(Tails::default());
         let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
         let mut threads = Vec::new();
-        let (w_db, w_tails) = (db.clone(), tails.clone());
+        let shared = Arc::new(writer::Shared::new(durability));
+        let (w_db, w_tails, w_shared, w_metrics) =
+            (db.clone(), tails.clone(), shared.clone(), metrics.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("eventbus-writer".into())
-                .spawn(move || writer::run(w_db, w_tails, durability, rx, &metrics))
+                .spawn(move || writer::run(w_db, w_tails, w_shared, rx, &w_metrics))
                 .map_err(storage)?,
         );
         let mut stop_syncer = None;
@@ -107,6 +113,8 @@ impl RocksTopicLog {
             db,
             tails,
             tx,
+            writer: shared,
+            metrics,
             threads: Mutex::new(threads),
             stop_syncer: Mutex::new(stop_syncer),
             meta_rmw: Arc::new(Mutex::new(())),
@@ -161,7 +169,16 @@ impl EventLog for RocksTopicLog {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let events =
+            match self
+                .writer
+                .try_inline(&self.db, &self.tails, &self.metrics, topic, events)
+            {
+                Ok(done) => return done,
+                Err(events) => events,
+            };
         let (reply, rx) = oneshot::channel();
+        let queued = self.writer.enqueue();
         self.tx
             .send(WriterMsg::Append {
                 topic,
@@ -170,6 +187,7 @@ impl EventLog for RocksTopicLog {
             })
             .await
             .map_err(|_| LogError::Closed)?;
+        queued.sent();
         rx.await.map_err(|_| LogError::Closed)?
     }
 
@@ -182,10 +200,12 @@ impl EventLog for RocksTopicLog {
             return Ok(vec![Vec::new(); parts.len()]);
         }
         let (reply, rx) = oneshot::channel();
+        let queued = self.writer.enqueue();
         self.tx
             .send(WriterMsg::AppendMany { parts, reply })
             .await
             .map_err(|_| LogError::Closed)?;
+        queued.sent();
         rx.await.map_err(|_| LogError::Closed)?
     }
 
@@ -197,9 +217,13 @@ impl EventLog for RocksTopicLog {
         max_bytes: usize,
     ) -> Result<Vec<StoredEvent>, LogError> {
         let tail = self.tails.get(topic)?;
-        if after >= tail.latest() || max_events == 0 {
+        let latest = tail.latest();
+        if after >= latest || max_events == 0 {
             return Ok(Vec::new());
         }
+        // At most this many events are there to read.
+        let there = usize::try_from(latest.0 - after.0).unwrap_or(usize::MAX);
+        let max_events = max_events.min(there);
         let db = self.db.clone();
         joined(
             tokio::task::spawn_blocking(move || {
@@ -208,28 +232,48 @@ impl EventLog for RocksTopicLog {
                 ro.set_iterate_upper_bound(keys::event_key_upper_bound(topic));
                 let mut it = db.raw_iterator_cf_opt(&cf, ro);
                 it.seek(keys::event_key(topic, after.next()));
-                let mut out = Vec::new();
-                let mut bytes = 0usize;
-                while it.valid() && out.len() < max_events {
+                // The records are copied into one buffer, and each event's
+                // payload is a slice of it: one allocation per read, not
+                // one per event.
+                let mut records = BytesMut::new();
+                let mut spans: Vec<(Offset, usize, usize)> = Vec::with_capacity(max_events);
+                while it.valid() && spans.len() < max_events {
                     let (Some(k), Some(v)) = (it.key(), it.value()) else {
                         break;
                     };
                     let (_, offset) = keys::parse_event_key(k)
                         .ok_or_else(|| LogError::Corrupt("malformed event key".into()))?;
-                    if !out.is_empty() && bytes + v.len() > max_bytes {
+                    if !spans.is_empty() && records.len() + v.len() > max_bytes {
                         break;
                     }
-                    bytes += v.len();
-                    let (time_ms, event) = codec::decode(v)?;
-                    out.push(StoredEvent {
-                        offset,
-                        time_ms,
-                        event,
-                    });
+                    if spans.is_empty() {
+                        // Sized from the first record: events of a topic
+                        // are usually alike.
+                        records.reserve(
+                            v.len()
+                                .saturating_mul(max_events)
+                                .min(max_bytes)
+                                .max(v.len()),
+                        );
+                    }
+                    let start = records.len();
+                    records.extend_from_slice(v);
+                    spans.push((offset, start, records.len()));
                     it.next();
                 }
                 it.status().map_err(storage)?;
-                Ok(out)
+                let records = records.freeze();
+                spans
+                    .into_iter()
+                    .map(|(offset, start, end)| {
+                        let (time_ms, event) = codec::decode(&records.slice(start..end))?;
+                        Ok(StoredEvent {
+                            offset,
+                            time_ms,
+                            event,
+                        })
+                    })
+                    .collect()
             })
             .await,
         )
