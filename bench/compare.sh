@@ -4,6 +4,10 @@
 # JetStream itself (file storage) on this machine, same payloads and counts,
 # runs alternated, three repetitions; medians and ratios go to BENCHMARKS.md.
 # eventbus-jetstream beside raw JetStream is the cost of the gRPC layer.
+# The gRPC ceiling: `eventbus bench-echo`, a bare tonic server of the same
+# service answering from memory, under the same load generator (publish,
+# unary, latency, replay). Fan-out: one topic, 1 / 10 / 100 subscribers
+# reading live while one publisher sends a fixed rate, on every target.
 #
 # Usage: bench/compare.sh [--quick]    (--quick: smaller counts, one repetition)
 # Needs: cargo, python3; installs nats-server from Debian when missing.
@@ -59,6 +63,11 @@ start_eventbus() { # name extra-serve-args... -> sets addr_<name>, pid_<name>
 start_eventbus sync --durability sync
 start_eventbus buffered --durability buffered
 start_eventbus jetstream --backend jetstream --nats-url "nats://127.0.0.1:$nats_port" --nats-prefix bench
+# The gRPC ceiling; its pid for CPU accounting like the servers'.
+"$bin" bench-echo --listen 127.0.0.1:0 >"$work/echo.log" 2>&1 &
+pid_echo=$!; pids+=("$pid_echo")
+wait_for "$work/echo.log" "listening on"
+addr_echo="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$work/echo.log" | head -n1)"
 
 results="$work/results.jsonl"
 # The disk's own fdatasync latency: the floor under every sync acknowledgement.
@@ -76,6 +85,16 @@ targets() { # workload-label, then common args
   run "$w|eventbus-buffered" --server "$addr_buffered" --server-pid "$pid_buffered" "$@"
   run "$w|eventbus-jetstream" --server "$addr_jetstream" --server-pid "$pid_jetstream" "$@"
 }
+echo_run() { # workload-label, then common args: the same workload on the ceiling
+  local w="$1"; shift
+  run "$w|echo" --target echo --server "$addr_echo" --server-pid "$pid_echo" "$@"
+}
+# Fan-out: 1,000 events/s published, so 100 subscribers take 100,000
+# deliveries/s. At about 10 µs of server and load-generator CPU per live
+# delivery (one event per response at this rate) that is one of the two
+# cores: every target can sustain it, and the rows differ in the cost and
+# the latency of fan-out rather than in which target saturates first.
+fanout_rate=1000
 
 for rep in $(seq 1 "$reps"); do
   echo "compare: repetition $rep of $reps" >&2
@@ -88,14 +107,22 @@ for rep in $(seq 1 "$reps"); do
     run "publish|eventbus-$d" --server "${!a}" --server-pid "${!p}" \
         publish --events "$(n 200000)" --streams 4 --batch 100 --window 8 --size 1024
   done
+  echo_run publish publish --events "$(n 200000)" --streams 4 --batch 100 --window 8 --size 1024
   # One event at a time: acknowledgement latency.
   targets latency latency --events "$(n 10000)" --batch 1 --size 1024
+  echo_run latency latency --events "$(n 10000)" --batch 1 --size 1024
   # Unary calls from 50 concurrent callers, one event each.
   targets unary unary --events "$(n 50000)" --streams 50 --batch 1 --size 1024
+  echo_run unary unary --events "$(n 50000)" --streams 50 --batch 1 --size 1024
   # Replay from the start with credit 100 (JetStream: pull batches of 100).
   targets replay replay --events "$(n 200000)" --size 1024
+  echo_run replay replay --events "$(n 200000)" --size 1024
   # End to end at a fixed 5,000 events/s (open loop).
   targets e2e e2e --events "$(n 25000)" --rate 5000 --size 1024
+  # Fan-out: 5 s of publishing at the fixed rate to 1, 10, 100 subscribers.
+  for k in 1 10 100; do
+    targets "fanout-$k" fanout --subscribers "$k" --events "$(n $((fanout_rate * 5)))" --rate "$fanout_rate" --size 1024
+  done
 done
 # Memory per idle subscription (eventbus only).
 "$bin" bench idle --server "$addr_sync" --server-pid "$pid_sync" --subscriptions 10000 --json \
