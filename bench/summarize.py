@@ -138,7 +138,8 @@ def main():
                    f"{fmt(rate)} events/s (open loop, one event per request). Delivered events/s counts every event "
                    "each subscriber received, from the first publish to the last delivery (expected: rate x "
                    "subscribers); latency is publish to delivery over all subscribers. Server CPU per delivery is "
-                   "the server's CPU time over the deliveries.\n")
+                   "the server's CPU time over the deliveries, publishing included (one request per event), so "
+                   "with one subscriber it is mostly the cost of a publish.\n")
         out.append("| Subscribers | Target | delivered events/s | expected | p50 | p99 | server µs/delivery |")
         out.append("|---|---|---|---|---|---|---|")
         for k in fan:
