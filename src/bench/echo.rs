@@ -3,7 +3,8 @@
 //!
 //! Owns: an in-memory echo of the Pub/Sub service (Publish, PublishStream,
 //! Subscribe, GetTopic, GetSchema) with tonic's default server settings, and
-//! the bounded list of published events that Subscribe streams back.
+//! the bounded list of published events that Subscribe streams back (one
+//! list for every topic name: the load generator uses one topic at a time).
 //! Must not: authenticate, validate, store to disk, keep metrics, trace per
 //! call or use the real server's modules beyond the generated `pb` types:
 //! whatever it does

@@ -68,7 +68,8 @@ pub enum Workload {
     after_help = "Examples:\n  eventbus bench publish --events 200000 --streams 4 --batch 100 --size 1024\n  \
 eventbus bench e2e --rate 5000 --events 50000\n  eventbus bench replay --events 200000\n  \
 eventbus bench idle --subscriptions 10000 --server-pid $(pgrep -n eventbus)\n  \
-eventbus bench publish --target jetstream --nats-url nats://127.0.0.1:4222 --window 1000"
+eventbus bench publish --target jetstream --nats-url nats://127.0.0.1:4222 --window 1000\n  \
+eventbus bench unary --target echo --server 127.0.0.1:7012 --streams 50 --batch 1\n    (against `eventbus bench-echo --listen 127.0.0.1:7012`, the gRPC ceiling)"
 )]
 pub struct BenchArgs {
     /// The workload.
