@@ -84,7 +84,7 @@ for rep in $(seq 1 "$reps"); do
       | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["label"]=sys.argv[1]; print(json.dumps(r))' "$name" >>"$results"
   done
 done
-python3 - "$results" "$root/BENCHMARKS.md" "$reps" "$events" <<'PY'
+python3 - "$results" "$root/BENCHMARKS.md" "$reps" "$events" "$root/bench" <<'PY'
 import json, statistics, sys
 results, md, reps, events = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 rows = [json.loads(l) for l in open(results)]
@@ -107,14 +107,8 @@ publish to a server without channels.
 | ratio | {eps['channels']/eps['plain']:.2f}x | {cpu['channels']/cpu['plain']:.2f}x |
 """
 print(section)
-text = open(md).read()
-start = text.find("## Custom channels")
-if start >= 0:
-    end = text.find("\n## ", start + 1)
-    text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-else:
-    marker = text.find("## Targets")
-    text = text[:marker] + section + "\n" + text[marker:] if marker >= 0 else text + "\n" + section
-open(md, "w").write(text)
+sys.path.insert(0, sys.argv[-1])
+import mdsections  # BENCHMARKS.md's layout: this section below the generated part
+mdsections.replace_file_section(md, "Custom channels", section)
 PY
 echo "channels: wrote BENCHMARKS.md" >&2

@@ -76,7 +76,7 @@ phase without 0
 echo "console-memory: $seconds s at $rate events/s with a tab on $topic" >&2
 phase with 1
 
-python3 - "$work" "$root/BENCHMARKS.md" "$seconds" "$rate" <<'PY'
+python3 - "$work" "$root/BENCHMARKS.md" "$seconds" "$rate" "$root/bench" <<'PY'
 import json, sys
 work, md, seconds, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def mib(kib): return f"{int(kib) / 1024:.1f} MiB"
@@ -114,14 +114,8 @@ tab's own cost is one decoded page of at most 20 events a second, made only when
 took the previous one.
 """
 print(section)
-text = open(md).read()
-start = text.find("## Web console")
-if start >= 0:
-    end = text.find("\n## ", start + 1)
-    text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-else:
-    marker = text.find("## Targets")
-    text = text[:marker] + section + "\n" + text[marker:] if marker >= 0 else text + "\n" + section
-open(md, "w").write(text)
+sys.path.insert(0, sys.argv[-1])
+import mdsections  # BENCHMARKS.md's layout: this section below the generated part
+mdsections.replace_file_section(md, "Web console", section)
 PY
 echo "console-memory: wrote BENCHMARKS.md" >&2

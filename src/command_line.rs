@@ -97,6 +97,10 @@ pub enum Command {
     Top(crate::cli::TopArgs),
     /// Load-test a running eventbus (or NATS JetStream) and report numbers.
     Bench(crate::bench::BenchArgs),
+    /// A bare tonic server of the Pub/Sub service for `bench --target
+    /// echo`: the gRPC ceiling `bench/compare.sh` measures against.
+    #[command(hide = true)]
+    BenchEcho(crate::bench::echo::EchoArgs),
     /// Access tokens for `--auth static`, development JWTs for `--auth jwt`,
     /// development secrets (`token init`).
     #[command(subcommand)]
@@ -287,6 +291,7 @@ impl Command {
             Command::Subscribe(s) => crate::cli::subscribe(s).await,
             Command::Top(t) => crate::cli::top(t).await,
             Command::Bench(b) => crate::bench::run(b).await,
+            Command::BenchEcho(e) => crate::bench::echo::run(e).await,
             Command::Token(t) => crate::cli::token(t),
             Command::Org(o) => crate::cli::org(o),
             Command::Login(l) => crate::cli::login(l).await,

@@ -1,4 +1,5 @@
-//! Workloads against an eventbus server over gRPC.
+//! Workloads against an eventbus server over gRPC, and against the bare
+//! tonic echo server of the same service (`--target echo`, the ceiling).
 
 use std::time::{Duration, Instant};
 
@@ -89,13 +90,20 @@ pub(super) async fn run(args: &BenchArgs) -> Result<Report> {
     report
 }
 
+/// The same workloads against `eventbus bench-echo`: it has no Admin API,
+/// so no topic is created or deleted and events carry its fixed schema id.
+pub(super) async fn run_echo(args: &BenchArgs) -> Result<Report> {
+    let ch = connect(&args.server).await?;
+    workload(args, &ch, super::echo::SCHEMA_ID).await
+}
+
 async fn workload(args: &BenchArgs, ch: &Channel, schema: &str) -> Result<Report> {
     match args.workload {
         Workload::Publish => publish_streams(args, ch, schema, args.streams, args.window).await,
         Workload::Latency => publish_streams(args, ch, schema, 1, 1).await,
         Workload::Unary => unary(args, ch, schema).await,
-        Workload::E2e => e2e(args, ch, schema, 1).await,
-        Workload::Fanout => e2e(args, ch, schema, args.subscribers.max(1)).await,
+        Workload::E2e => e2e(args, ch, schema, 1, false).await,
+        Workload::Fanout => e2e(args, ch, schema, args.subscribers.max(1), true).await,
         Workload::Replay => replay(args, ch, schema).await,
         Workload::Idle => idle(args, ch).await,
     }
@@ -269,13 +277,26 @@ async fn read_events(
 
 /// Publishes at `--rate` (open loop, one event per request on one
 /// PublishStream) while `subscribers` read live; latency = delivery time
-/// minus the send stamp in the payload.
-async fn e2e(args: &BenchArgs, ch: &Channel, schema: &str, subscribers: usize) -> Result<Report> {
+/// minus the send stamp in the payload. With `own_connections` (fanout)
+/// each subscriber has its own connection, as separate client programs
+/// would: on one shared HTTP/2 connection every delivery to every
+/// subscriber would pass through that connection's single task.
+async fn e2e(
+    args: &BenchArgs,
+    ch: &Channel,
+    schema: &str,
+    subscribers: usize,
+    own_connections: bool,
+) -> Result<Report> {
     let total = args.events;
     let mut readers = Vec::new();
     for _ in 0..subscribers {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let ch = ch.clone();
+        let ch = if own_connections {
+            connect(&args.server).await?
+        } else {
+            ch.clone()
+        };
         let topic = args.topic.clone();
         readers.push((
             ready_rx,
@@ -349,23 +370,13 @@ async fn e2e(args: &BenchArgs, ch: &Channel, schema: &str, subscribers: usize) -
     let acked = acks.await??;
     drop(tx);
     let (delivered, latency) = join_histograms(tasks).await?;
+    let mut extra = super::delivery_figures(args, subscribers, delivered, published_in, started);
+    extra.push(("acked".into(), json!(acked)));
     Ok(Report {
         events: delivered,
         elapsed: started.elapsed(),
         latency: Some(latency),
-        extra: vec![
-            ("rate".into(), json!(args.rate)),
-            (
-                "achieved_publish_rate".into(),
-                json!(total as f64 / published_in.as_secs_f64()),
-            ),
-            ("acked".into(), json!(acked)),
-            ("subscribers".into(), json!(subscribers)),
-            (
-                "delivered_per_subscriber".into(),
-                json!(delivered / subscribers as u64),
-            ),
-        ],
+        extra,
         ..Report::default()
     })
 }

@@ -4,7 +4,7 @@
 //! is `js.publish` with a window of outstanding acks (JetStream acknowledges
 //! after writing, without fsync by default); replay is a pull consumer from
 //! the start with batches of 100 and no acks; e2e and fanout read with pull
-//! consumers that deliver new messages.
+//! consumers that deliver new messages (fanout: one connection each).
 
 use std::time::{Duration, Instant};
 
@@ -54,8 +54,8 @@ async fn workload(
         Workload::Publish => publish(args, js, args.streams, args.window).await,
         Workload::Latency => publish(args, js, 1, 1).await,
         Workload::Unary => publish(args, js, args.streams, 1).await,
-        Workload::E2e => e2e(args, js, stream, 1).await,
-        Workload::Fanout => e2e(args, js, stream, args.subscribers.max(1)).await,
+        Workload::E2e => e2e(args, js, stream, 1, false).await,
+        Workload::Fanout => e2e(args, js, stream, args.subscribers.max(1), true).await,
         Workload::Replay => replay(args, js, stream).await,
         Workload::Idle => bail!("idle is measured for eventbus only"),
     }
@@ -154,16 +154,31 @@ async fn read(
     Ok(got)
 }
 
+/// Publishes at `--rate` while `subscribers` pull consumers read new
+/// messages. With `own_connections` (fanout) each subscriber has its own
+/// NATS connection, as separate client programs would.
 async fn e2e(
     args: &BenchArgs,
     js: &jetstream::Context,
     stream: &stream::Stream,
     subscribers: usize,
+    own_connections: bool,
 ) -> Result<Report> {
     let total = args.events;
     let mut readers = Vec::new();
     for _ in 0..subscribers {
-        let consumer = pull_consumer(stream, consumer::DeliverPolicy::New).await?;
+        let consumer = if own_connections {
+            let client = async_nats::connect(&args.nats_url)
+                .await
+                .map_err(|e| anyhow!("cannot connect to {}: {e}", args.nats_url))?;
+            let own = jetstream::new(client)
+                .get_stream(STREAM)
+                .await
+                .map_err(|e| anyhow!("get stream: {e}"))?;
+            pull_consumer(&own, consumer::DeliverPolicy::New).await?
+        } else {
+            pull_consumer(stream, consumer::DeliverPolicy::New).await?
+        };
         readers.push(tokio::spawn(async move {
             let mut hist = histogram();
             let got = read(consumer, total, |p| {
@@ -202,18 +217,7 @@ async fn e2e(
         events: delivered,
         elapsed: started.elapsed(),
         latency: Some(all),
-        extra: vec![
-            ("rate".into(), json!(args.rate)),
-            (
-                "achieved_publish_rate".into(),
-                json!(total as f64 / published_in.as_secs_f64()),
-            ),
-            ("subscribers".into(), json!(subscribers)),
-            (
-                "delivered_per_subscriber".into(),
-                json!(delivered / subscribers as u64),
-            ),
-        ],
+        extra: super::delivery_figures(args, subscribers, delivered, published_in, started),
         ..Report::default()
     })
 }

@@ -8,7 +8,12 @@
 //!
 //! Every workload is bounded by an event count (and a time limit), talks only
 //! to loopback unless `--allow-remote` is given, and stops by itself.
+//!
+//! [`echo`] is the other end of the ceiling measurement: a bare tonic server
+//! of the same service (`eventbus bench-echo`), which `--target echo` loads
+//! with the same workload code.
 
+pub mod echo;
 mod eventbus;
 mod jetstream;
 mod payload;
@@ -28,6 +33,10 @@ pub enum Target {
     Eventbus,
     /// A NATS server with JetStream (file storage).
     Jetstream,
+    /// `eventbus bench-echo`, a bare tonic server of the same service: the
+    /// gRPC ceiling (no topic is created or deleted; events carry a fixed
+    /// schema id).
+    Echo,
 }
 
 /// What to measure.
@@ -59,7 +68,8 @@ pub enum Workload {
     after_help = "Examples:\n  eventbus bench publish --events 200000 --streams 4 --batch 100 --size 1024\n  \
 eventbus bench e2e --rate 5000 --events 50000\n  eventbus bench replay --events 200000\n  \
 eventbus bench idle --subscriptions 10000 --server-pid $(pgrep -n eventbus)\n  \
-eventbus bench publish --target jetstream --nats-url nats://127.0.0.1:4222 --window 1000"
+eventbus bench publish --target jetstream --nats-url nats://127.0.0.1:4222 --window 1000\n  \
+eventbus bench unary --target echo --server 127.0.0.1:7012 --streams 50 --batch 1\n    (against `eventbus bench-echo --listen 127.0.0.1:7012`, the gRPC ceiling)"
 )]
 pub struct BenchArgs {
     /// The workload.
@@ -318,6 +328,40 @@ pub(crate) async fn join_histograms(tasks: Vec<tokio::task::JoinHandle<Measured>
     Ok((total, all))
 }
 
+/// The figures of a run with live subscribers (e2e, fanout): the publish
+/// rate asked for and achieved, and the deliveries: `events` of the report
+/// counts every delivery to every subscriber, so its rate is the delivered
+/// events per second, written out as `delivered_events_per_sec` too.
+pub(crate) fn delivery_figures(
+    args: &BenchArgs,
+    subscribers: usize,
+    delivered: u64,
+    published_in: Duration,
+    started: Instant,
+) -> Vec<(String, Value)> {
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    vec![
+        ("rate".into(), json!(args.rate)),
+        (
+            "achieved_publish_rate".into(),
+            json!(args.events as f64 / published_in.as_secs_f64().max(1e-9)),
+        ),
+        ("subscribers".into(), json!(subscribers)),
+        (
+            "delivered_per_subscriber".into(),
+            json!(delivered / subscribers.max(1) as u64),
+        ),
+        (
+            "delivered_events_per_sec".into(),
+            json!(delivered as f64 / elapsed),
+        ),
+        (
+            "expected_events_per_sec".into(),
+            json!(args.rate as f64 * subscribers as f64),
+        ),
+    ]
+}
+
 pub(crate) fn record(h: &mut Histogram<u64>, d: Duration) {
     let us = u64::try_from(d.as_micros())
         .unwrap_or(u64::MAX)
@@ -346,8 +390,22 @@ fn is_loopback(addr: &str) -> bool {
 /// A non-loopback target without `--allow-remote`, connection failures,
 /// server errors, or a run that exceeded `--max-time`.
 pub async fn run(args: BenchArgs) -> Result<()> {
+    let report = measure(&args).await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// Runs a benchmark and returns its report.
+///
+/// # Errors
+/// As [`run`].
+pub async fn measure(args: &BenchArgs) -> Result<Report> {
     let addr = match args.target {
-        Target::Eventbus => &args.server,
+        Target::Eventbus | Target::Echo => &args.server,
         Target::Jetstream => &args.nats_url,
     };
     if !args.allow_remote && !is_loopback(addr) {
@@ -360,8 +418,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let mut report = tokio::time::timeout(args.max_time, async {
         match args.target {
-            Target::Eventbus => eventbus::run(&args).await,
-            Target::Jetstream => jetstream::run(&args).await,
+            Target::Eventbus => eventbus::run(args).await,
+            Target::Echo => eventbus::run_echo(args).await,
+            Target::Jetstream => jetstream::run(args).await,
         }
     })
     .await
@@ -382,12 +441,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .map(|(after, before)| after - before);
     }
     tracing::debug!(total = ?started.elapsed(), "bench done");
-    if args.json {
-        println!("{}", report.to_json());
-    } else {
-        println!("{}", report.to_table());
-    }
-    Ok(())
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -469,5 +523,77 @@ mod tests {
         assert!(table.contains("p50 40.0 ms"), "{table}");
         assert!(table.contains("achieved publish rate: 5,000"), "{table}");
         assert!(table.contains("acked: 25,000"), "{table}");
+    }
+
+    fn args(line: &[&str]) -> BenchArgs {
+        #[derive(clap::Parser)]
+        struct Line {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        use clap::Parser;
+        Line::try_parse_from(std::iter::once("bench").chain(line.iter().copied()))
+            .expect("bench arguments")
+            .bench
+    }
+
+    /// The ceiling's two ends together: the echo server on port 0 and the
+    /// load generator's own workloads against it, in this process.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workloads_run_against_the_echo_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(echo::serve(listener, 10_000, stop.clone()));
+        let pid = std::process::id().to_string();
+        for (workload, events) in [
+            ("unary", 200),
+            ("replay", 300),
+            ("latency", 50),
+            ("publish", 500),
+            ("e2e", 100),
+            ("fanout", 100),
+        ] {
+            let a = args(&[
+                workload,
+                "--target",
+                "echo",
+                "--server",
+                &addr,
+                "--events",
+                &events.to_string(),
+                "--streams",
+                "5",
+                "--batch",
+                "10",
+                "--rate",
+                "5000",
+                "--subscribers",
+                "3",
+                "--server-pid",
+                &pid,
+                "--max-time",
+                "60s",
+            ]);
+            let r = measure(&a).await.expect(workload);
+            let v = r.to_json();
+            assert_eq!(v["target"], "echo");
+            assert_eq!(v["workload"], workload);
+            let expected = if workload == "fanout" { 300 } else { events };
+            assert_eq!(v["events"], expected, "{workload}: {v}");
+            assert!(v["events_per_sec"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+            if workload == "fanout" {
+                assert_eq!(v["subscribers"], 3, "{v}");
+                assert!(v["delivered_events_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
+                assert_eq!(v["expected_events_per_sec"], 15_000.0);
+            }
+        }
+        stop.cancel();
+        server
+            .await
+            .expect("server task")
+            .expect("the echo server stops cleanly");
     }
 }

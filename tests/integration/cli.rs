@@ -351,6 +351,65 @@ async fn bench_runs_each_workload_against_a_server_and_reports_json() {
     server.shutdown().await;
 }
 
+/// `eventbus bench-echo` (the gRPC ceiling) as its own process, loaded by
+/// `eventbus bench --target echo` with the unary and replay workloads.
+#[tokio::test]
+async fn bench_echo_serves_the_ceiling_workloads() {
+    use std::io::{BufRead, BufReader};
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["bench-echo", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn bench-echo");
+    let stdout = echo.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("read the first line");
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .expect("listening on ADDR")
+        .trim()
+        .to_owned();
+    for (workload, events) in [("unary", "200"), ("replay", "300")] {
+        let out = ok(&run_eventbus(
+            &addr,
+            &[
+                "bench",
+                workload,
+                "--target",
+                "echo",
+                "--events",
+                events,
+                "--streams",
+                "4",
+                "--batch",
+                "1",
+                "--json",
+            ],
+            None,
+        )
+        .await);
+        let r: Value = serde_json::from_str(out.trim()).expect("one JSON report");
+        assert_eq!(r["target"], "echo", "{r}");
+        assert_eq!(r["workload"], workload, "{r}");
+        assert_eq!(r["events"].to_string(), events, "{r}");
+    }
+    // Not in --help: a tool for compare.sh, not a command for people.
+    let help = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .arg("--help")
+        .output()
+        .expect("help");
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("bench-echo"));
+    let _ = echo.kill();
+    let _ = echo.wait();
+}
+
 #[tokio::test]
 async fn managed_commands_create_list_describe_stop_start_and_delete() {
     let server = start().await;
