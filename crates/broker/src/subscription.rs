@@ -344,7 +344,9 @@ impl Subscription {
                         }
                     }
                 };
-                let want = (credits.available() as usize).min(cfg.max_batch_events);
+                let want = (credits.available() as usize)
+                    .min(cfg.max_batch_events)
+                    .min(pipelined_batch(cfg.max_credit));
                 let events = match broker
                     .log()
                     .read(self.topic.id, self.cursor, want, cfg.max_response_bytes)
@@ -562,6 +564,16 @@ impl Subscription {
 }
 
 /// Resolves when `token` is cancelled; never without a token.
+/// Most events of one response while the backlog is long: half the
+/// credit cap (50 of the API's 100). A client that tops its credit back up
+/// as responses arrive (as the Pub/Sub API's clients do) has granted more
+/// before the server runs out, so the server reads the next events while
+/// the client takes these; with whole-credit responses the two would take
+/// turns, each idle while the other works.
+fn pipelined_batch(max_credit: u32) -> usize {
+    (max_credit as usize).div_ceil(2).max(1)
+}
+
 async fn cancelled(token: Option<&CancellationToken>) {
     match token {
         Some(t) => t.cancelled().await,
@@ -584,6 +596,15 @@ async fn send(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn long_backlogs_are_sent_in_halves_of_the_credit_cap() {
+        assert_eq!(super::pipelined_batch(100), 50);
+        assert_eq!(super::pipelined_batch(7), 4);
+        assert_eq!(super::pipelined_batch(1), 1);
+        assert_eq!(super::pipelined_batch(0), 1);
+    }
+
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -881,8 +902,12 @@ mod tests {
         let ka = run.next(2 * TICK).await;
         assert_eq!(ka.pending, 4, "the keepalive reports the capped credit");
         publish(&broker, TOPIC, 10).await;
+        // Four events, in halves of the credit cap.
         let d = run.next(TICK).await;
-        assert_eq!(ids(&d), vec![1, 2, 3, 4]);
+        assert_eq!(ids(&d), vec![1, 2]);
+        assert_eq!(d.pending, 2);
+        let d = run.next(TICK).await;
+        assert_eq!(ids(&d), vec![3, 4]);
         assert_eq!(d.pending, 0);
         run.quiet(HOUR).await;
         run.end().await;
