@@ -228,6 +228,7 @@ impl EventLog for RocksTopicLog {
         // At most this many events are there to read.
         let there = usize::try_from(latest.0 - after.0).unwrap_or(usize::MAX);
         let max_events = max_events.min(there);
+        let recent = there <= RECENT_EVENTS;
         let db = self.db.clone();
         let read = move || {
             let cf = cf(&db, CF_EVENTS)?;
@@ -282,7 +283,7 @@ impl EventLog for RocksTopicLog {
         // memtable, so the read is a few microseconds of memory copies and
         // runs here. Sending it to the blocking pool would cost two thread
         // hand-offs, more than the read. Older events may need the disk.
-        if there <= RECENT_EVENTS {
+        if recent {
             read()
         } else {
             joined(tokio::task::spawn_blocking(read).await)
