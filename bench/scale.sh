@@ -14,7 +14,9 @@
 #                a publisher's p99 beside it.
 # Rewrites only the text between <!-- scale-table:begin --> and
 # <!-- scale-table:end --> in BENCHMARKS.md (appending them when absent);
-# raw results go to bench/scale-results.jsonl. Data folders are deleted at
+# raw results go to bench/scale-results.jsonl; bench/scale-notes.md (the
+# paragraphs under the table, written by people from a run's numbers: revisit
+# them after a new run) is copied in. Data folders are deleted at
 # the end, every server listens on 127.0.0.1 and stops when the script ends.
 #
 # Usage: bench/scale.sh [--quick]
@@ -42,6 +44,7 @@ if [ -n "${SCALE_LOG_SIZES:-}" ]; then read -r -a log_sizes <<<"$SCALE_LOG_SIZES
 missing_sizes=()
 case " ${log_sizes[*]} " in *" 100000000 "*) ;; *) missing_sizes=(100000000) ;; esac
 active=10 sub_rate=2000 probe_rate=1000
+restarts=3 # clean restarts per size (the table shows the median; a SIGKILL restart needs a refill, so once)
 keep_bytes=$(( ${SCALE_KEEP_GB:-12} * 1024 * 1024 * 1024 ))
 
 if [ -n "${EVENTBUS_BIN:-}" ]; then
@@ -134,10 +137,12 @@ for n in "${topic_sizes[@]}"; do
   bench topics --topic-count "$n" --events "$topic_events" --streams 32 --batch 10 --max-time 1800s \
     | record "topics|$n"
   stop_server TERM
-  start_server "$data"
-  ready="$(wait_ready "/event/Scale$((n - 1))__e")"
-  record "topics-ready|$n" "server_rss_bytes=$(rss_bytes "$server")" <<<"$ready"
-  stop_server TERM
+  for _ in $(seq 1 "$restarts"); do
+    start_server "$data"
+    ready="$(wait_ready "/event/Scale$((n - 1))__e")"
+    record "topics-ready|$n" "server_rss_bytes=$(rss_bytes "$server")" <<<"$ready"
+    stop_server TERM
+  done
   rm -rf "$data"
 done
 
@@ -179,9 +184,11 @@ for n in "${log_sizes[@]}"; do
     bench --topic "$log_topic" --max-time 600s replay-at --from "$from" --events "$replay_events" \
       | record "log-replay-$from|$n"
   done
-  stop_server TERM
-  start_server "$data"
-  wait_ready "$log_topic" | record "restart-term|$n" "stop_seconds=$stop_s"
+  for _ in $(seq 1 "$restarts"); do
+    stop_server TERM
+    start_server "$data"
+    wait_ready "$log_topic" | record "restart-term|$n" "stop_seconds=$stop_s"
+  done
   # Retention: one ExpireEvents call deletes every event of the log, as the
   # retention sweep would once they passed its age; a probe publishes one
   # event at a time to another topic before and during it.
@@ -213,10 +220,10 @@ done
 total_s="$(python3 -c 'import sys; print((int(sys.argv[2]) - int(sys.argv[1])) / 1e9)' "$t_all" "$(now_ns)")"
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$quick" "$disk_free" "$keep_bytes" "$load_start" "$load_end" "$total_s" "$("$bin" --version)" \
-  "${missing_sizes[@]}" <<'PY' | record meta
+  "$restarts" "${missing_sizes[@]}" <<'PY' | record meta
 import datetime, json, sys
-quick, free, keep, load0, load1, total, version = sys.argv[1:8]
-missing = sorted(int(x) for x in sys.argv[8:])
+quick, free, keep, load0, load1, total, version, restarts = sys.argv[1:9]
+missing = sorted(int(x) for x in sys.argv[9:])
 print(json.dumps({"meta": {
     "quick": quick == "1",
     "date": datetime.date.today().isoformat(),
@@ -225,6 +232,7 @@ print(json.dumps({"meta": {
     "disk_keep_bytes": int(keep),
     "log_sizes_missing": missing,
     "total_seconds": float(total),
+    "restarts": int(restarts),
     "busy_note": (f"**The machine was busy**: 2 cores shared with other builds and benchmarks "
                   f"(load average {load0} at the start, {load1} at the end; the run took "
                   f"{float(total) / 60:.0f} minutes), so read the figures for how they grow, not as "

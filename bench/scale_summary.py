@@ -10,6 +10,7 @@ Usage: scale_summary.py RESULTS BENCHMARKS.md [NOTES.md]
 """
 import json
 import os
+import statistics
 import sys
 
 BEGIN = "<!-- scale-table:begin -->"
@@ -40,14 +41,19 @@ def load(lines):
 
 
 def get(results, label, key):
-    """The last record's value at a dotted key, or None."""
-    records = results.get(label) or []
-    if not records:
+    """The value at a dotted key: the median over the label's records when
+    every one is a number (repeated measurements), else the last record's;
+    None when absent."""
+    values = []
+    for v in results.get(label) or []:
+        for k in key.split("."):
+            v = v.get(k) if isinstance(v, dict) else None
+        values.append(v)
+    if not values:
         return None
-    v = records[-1]
-    for k in key.split("."):
-        v = v.get(k) if isinstance(v, dict) else None
-    return v
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return statistics.median(values)
+    return values[-1]
 
 
 def count(n):
@@ -160,7 +166,7 @@ def table(results, meta):
         lines += [
             row("retention: expire the whole log", ["time (ExpireEvents, one call)"] + lg("retention", "seconds", secs)),
             row("", ["server read_bytes / write_bytes during it"]
-                + [f"{gib(get(results, f'retention|{n}', 'read_bytes'))} / {gib(get(results, f'retention|{n}', 'write_bytes'))}"
+                + [f"{mib(get(results, f'retention|{n}', 'read_bytes'))} / {mib(get(results, f'retention|{n}', 'write_bytes'))}"
                    if n in logs else "does not fit (below)" for n in cols]),
             row("", ["server rchar (reads incl. page cache)"] + lg("retention", "rchar", gib)),
             row("", ["publish p99 beside it (1 in flight, 1,000/s)"] + lg("retention-probe-during", "latency_us.p99", us)),
@@ -205,8 +211,8 @@ def section(results, meta):
     busy = meta.get("busy_note", "")
     return f"""## Scale table
 
-Measured {meta.get('date', '?')} by `bench/scale.sh` (one run{', --quick' if meta.get('quick') else ''}): how cost grows with
-the work. Release build, RocksDB backend, durability `buffered` (acknowledged after the write,
+Measured {meta.get('date', '?')} by `bench/scale.sh` (one run{', --quick' if meta.get('quick') else ''}; times to serve after a clean
+stop are medians of {meta.get('restarts', 1)} restarts): how cost grows with the work. Release build, RocksDB backend, durability `buffered` (acknowledged after the write,
 fsync every 100 ms: the logs are filled fast), `--auth none`, events of 1 KiB, everything on
 127.0.0.1. {busy} Raw results: `bench/scale-results.jsonl`.
 

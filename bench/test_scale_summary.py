@@ -56,14 +56,20 @@ class Formatting(unittest.TestCase):
         self.assertEqual(s.us(12_345), "12.3 ms")
         self.assertEqual(s.rate(None), "-")
 
-    def test_get_reads_dotted_keys_of_the_last_record(self):
+    def test_get_reads_dotted_keys_as_the_median_of_repeated_records(self):
         r = results(
-            {"label": "a|1", "latency_us": {"p99": 5}},
-            {"label": "a|1", "latency_us": {"p99": 7}},
+            {"label": "a|1", "latency_us": {"p99": 5}, "from": "x"},
+            {"label": "a|1", "latency_us": {"p99": 9}, "from": "y"},
+            {"label": "a|1", "latency_us": {"p99": 7}, "from": "z"},
+            {"label": "b|1", "v": 1.0},
+            {"label": "b|1", "v": 2.0},
         )
         self.assertEqual(s.get(r, "a|1", "latency_us.p99"), 7)
+        self.assertEqual(s.get(r, "b|1", "v"), 1.5)
+        # Not numbers: the last record's.
+        self.assertEqual(s.get(r, "a|1", "from"), "z")
         self.assertIsNone(s.get(r, "a|1", "latency_us.p50"))
-        self.assertIsNone(s.get(r, "b|1", "x"))
+        self.assertIsNone(s.get(r, "c|1", "x"))
 
     def test_sizes_of_sorts_numerically(self):
         r = results({"label": "topics|100000"}, {"label": "topics|1"}, {"label": "topics|1000"},
@@ -99,7 +105,7 @@ class Table(unittest.TestCase):
         self.assertIn("log size (1 M / 100 M events of 1 KiB)", t)
         self.assertIn("| 170,000/s | does not fit (below) |", t)
         self.assertIn("| time to first event, CUSTOM in the middle | 800 µs |", t)
-        self.assertIn("| 1.00 GiB / 0.00 GiB |", t)
+        self.assertIn("| 1,024.0 MiB / 0.0 MiB |", t)
         self.assertIn("subscribers on one topic (100 idle + 10 active)", t)
         self.assertIn("| RSS the idle ones added | 1,024 KiB |", t)
         self.assertIn("at 2,000/s | 2,000 µs |", t)
