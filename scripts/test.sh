@@ -11,6 +11,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 cargo test --all-targets
+# The benchmark scripts' own summarizing logic (bench/test_*.py).
+python3 -m unittest discover -s bench -p 'test_*.py'
 # The backend-independent integration tests once more on the JetStream
 # backend (replicas 3), against a three-node NATS cluster on loopback ports;
 # the RocksDB-only ones (crash, faults, durability, graceful, hostile) stay

@@ -19,18 +19,18 @@ use crate::api::pb::pub_sub_client::PubSubClient;
 /// How long a bench connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn connect(server: &str) -> Result<Channel> {
+pub(super) async fn connect(server: &str) -> Result<Channel> {
     crate::client::connect(server, CONNECT_TIMEOUT, &crate::tls::ClientTls::default()).await
 }
 
-fn client(ch: &Channel) -> PubSubClient<Channel> {
+pub(super) fn client(ch: &Channel) -> PubSubClient<Channel> {
     PubSubClient::new(ch.clone())
         .max_decoding_message_size(8 << 20)
         .max_encoding_message_size(8 << 20)
 }
 
 /// Creates the bench topic afresh and returns its schema id.
-async fn fresh_topic(ch: &Channel, topic: &str) -> Result<String> {
+pub(super) async fn fresh_topic(ch: &Channel, topic: &str) -> Result<String> {
     let mut admin = AdminClient::new(ch.clone());
     let _ = admin
         .delete_topic(admin::DeleteTopicRequest {
@@ -49,7 +49,7 @@ async fn fresh_topic(ch: &Channel, topic: &str) -> Result<String> {
     Ok(d.current_schema_id)
 }
 
-fn events(schema: &str, n: usize, size: usize) -> Vec<pb::ProducerEvent> {
+pub(super) fn events(schema: &str, n: usize, size: usize) -> Vec<pb::ProducerEvent> {
     (0..n)
         .map(|_| pb::ProducerEvent {
             id: String::new(),
@@ -60,7 +60,7 @@ fn events(schema: &str, n: usize, size: usize) -> Vec<pb::ProducerEvent> {
         .collect()
 }
 
-fn check(resp: &pb::PublishResponse) -> Result<u64> {
+pub(super) fn check(resp: &pb::PublishResponse) -> Result<u64> {
     if let Some(e) = resp.results.iter().find_map(|r| r.error.as_ref()) {
         bail!("an event failed: {}", e.msg);
     }
@@ -106,6 +106,11 @@ async fn workload(args: &BenchArgs, ch: &Channel, schema: &str) -> Result<Report
         Workload::Fanout => e2e(args, ch, schema, args.subscribers.max(1), true).await,
         Workload::Replay => replay(args, ch, schema).await,
         Workload::Idle => idle(args, ch).await,
+        Workload::Topics
+        | Workload::Subscribers
+        | Workload::ReplayAt
+        | Workload::Probe
+        | Workload::Ready => bail!("{:?} runs from the scale module", args.workload),
     }
 }
 
@@ -281,7 +286,7 @@ async fn read_events(
 /// each subscriber has its own connection, as separate client programs
 /// would: on one shared HTTP/2 connection every delivery to every
 /// subscriber would pass through that connection's single task.
-async fn e2e(
+pub(super) async fn e2e(
     args: &BenchArgs,
     ch: &Channel,
     schema: &str,
@@ -415,18 +420,50 @@ async fn idle(args: &BenchArgs, _ch: &Channel) -> Result<Report> {
         .ok_or_else(|| anyhow!("idle needs --server-pid to read the server's memory"))?;
     let before = super::procfs::rss_bytes(pid).ok_or_else(|| anyhow!("cannot read /proc/{pid}"))?;
     let started = Instant::now();
-    // Several connections: 1000 streams per HTTP/2 connection at most.
+    let (channels, senders, streams) =
+        open_idle(&args.server, &args.topic, args.subscriptions).await?;
+    let after = super::procfs::rss_bytes(pid).ok_or_else(|| anyhow!("cannot read /proc/{pid}"))?;
+    let per_sub = after.saturating_sub(before) as f64 / args.subscriptions.max(1) as f64;
+    let elapsed = started.elapsed();
+    drop(senders);
+    drop(streams);
+    drop(channels);
+    Ok(Report {
+        events: 0,
+        elapsed,
+        extra: vec![
+            ("subscriptions".into(), json!(args.subscriptions)),
+            ("server_rss_before_bytes".into(), json!(before)),
+            ("server_rss_after_bytes".into(), json!(after)),
+            ("bytes_per_idle_subscription".into(), json!(per_sub.round())),
+        ],
+        ..Report::default()
+    })
+}
+
+/// Idle subscriptions: their connections, their request senders and their
+/// response streams (dropping them ends the subscriptions).
+pub(super) type IdleSubscriptions = (
+    Vec<Channel>,
+    Vec<mpsc::Sender<pb::FetchRequest>>,
+    Vec<tonic::Streaming<pb::FetchResponse>>,
+);
+
+/// Opens `n` subscriptions to `topic` (credit 1, LATEST) that read nothing,
+/// 500 per connection (a connection carries at most 1000 streams), 200
+/// opening at once.
+pub(super) async fn open_idle(server: &str, topic: &str, n: usize) -> Result<IdleSubscriptions> {
     let per_conn = 500usize;
     let mut channels = Vec::new();
     let mut streams = Vec::new();
     let mut senders = Vec::new();
     let mut opening = FuturesOrdered::new();
-    for i in 0..args.subscriptions {
+    for i in 0..n {
         if i % per_conn == 0 {
-            channels.push(connect(&args.server).await?);
+            channels.push(connect(server).await?);
         }
         let mut c = client(channels.last().expect("a channel was just added"));
-        let topic = args.topic.clone();
+        let topic = topic.to_owned();
         opening.push_back(async move {
             let (tx, rx) = mpsc::channel(1);
             tx.send(pb::FetchRequest {
@@ -456,20 +493,5 @@ async fn idle(args: &BenchArgs, _ch: &Channel) -> Result<Report> {
         senders.push(tx);
         streams.push(s);
     }
-    let after = super::procfs::rss_bytes(pid).ok_or_else(|| anyhow!("cannot read /proc/{pid}"))?;
-    let per_sub = after.saturating_sub(before) as f64 / args.subscriptions.max(1) as f64;
-    let elapsed = started.elapsed();
-    drop(senders);
-    drop(streams);
-    Ok(Report {
-        events: 0,
-        elapsed,
-        extra: vec![
-            ("subscriptions".into(), json!(args.subscriptions)),
-            ("server_rss_before_bytes".into(), json!(before)),
-            ("server_rss_after_bytes".into(), json!(after)),
-            ("bytes_per_idle_subscription".into(), json!(per_sub.round())),
-        ],
-        ..Report::default()
-    })
+    Ok((channels, senders, streams))
 }

@@ -58,6 +58,11 @@ async fn workload(
         Workload::Fanout => e2e(args, js, stream, args.subscribers.max(1), true).await,
         Workload::Replay => replay(args, js, stream).await,
         Workload::Idle => bail!("idle is measured for eventbus only"),
+        Workload::Topics
+        | Workload::Subscribers
+        | Workload::ReplayAt
+        | Workload::Probe
+        | Workload::Ready => bail!("the scale workloads are measured for eventbus only"),
     }
 }
 

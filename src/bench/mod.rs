@@ -18,6 +18,7 @@ mod eventbus;
 mod jetstream;
 mod payload;
 mod procfs;
+mod scale;
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,32 @@ pub enum Workload {
     Fanout,
     /// Open many idle subscriptions and report server memory per subscription.
     Idle,
+    /// Scale: create `--topic-count` topics (those missing), then unary
+    /// Publish spread over them round robin.
+    Topics,
+    /// Scale: `--idle` idle subscriptions on one topic, then e2e with
+    /// `--subscribers` active ones at `--rate`.
+    Subscribers,
+    /// Scale: read `--events` of an existing topic (`--keep-topic` fill)
+    /// from its start, middle or end (`--from`), timing the first event.
+    ReplayAt,
+    /// Scale: one event at a time at `--rate` until `--until-file` exists
+    /// (or `--events`); ack latency of a publisher beside other work.
+    Probe,
+    /// Scale: wait until the server answers DescribeTopic of `--topic`;
+    /// with `--started-at-ns`, the time from a server's exec to serving.
+    Ready,
+}
+
+impl Workload {
+    /// Whether the workload belongs to the scale table (eventbus only,
+    /// on topics it does not create afresh).
+    fn is_scale(self) -> bool {
+        matches!(
+            self,
+            Self::Topics | Self::Subscribers | Self::ReplayAt | Self::Probe | Self::Ready
+        )
+    }
 }
 
 /// Settings of `eventbus bench`.
@@ -129,6 +156,9 @@ pub struct BenchArgs {
     /// Allow a non-loopback target.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Settings of the scale workloads.
+    #[command(flatten)]
+    pub scale: scale::ScaleArgs,
 }
 
 /// The measured outcome of one run.
@@ -418,8 +448,12 @@ pub async fn measure(args: &BenchArgs) -> Result<Report> {
     let started = Instant::now();
     let mut report = tokio::time::timeout(args.max_time, async {
         match args.target {
+            Target::Eventbus if args.workload.is_scale() => scale::run(args).await,
             Target::Eventbus => eventbus::run(args).await,
             Target::Echo => eventbus::run_echo(args).await,
+            Target::Jetstream if args.workload.is_scale() => {
+                bail!("the scale workloads are measured for eventbus only")
+            }
             Target::Jetstream => jetstream::run(args).await,
         }
     })

@@ -411,6 +411,70 @@ async fn bench_echo_serves_the_ceiling_workloads() {
 }
 
 #[tokio::test]
+async fn bench_scale_workloads_run_against_a_server() {
+    let server = start().await;
+    let pid = std::process::id().to_string(); // the server runs in this test process
+    let run = |args: Vec<String>| {
+        let (server, pid) = (&server, &pid);
+        async move {
+            let mut all = vec!["bench".to_owned()];
+            all.extend(args);
+            all.extend(["--json".to_owned(), "--server-pid".to_owned(), pid.clone()]);
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            let out = ok(&eventbus(server, &refs, None).await);
+            serde_json::from_str::<Value>(out.trim()).expect("one JSON report")
+        }
+    };
+    let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let r = run(words(
+        "topics --topic-count 5 --events 95 --streams 3 --batch 10",
+    ))
+    .await;
+    assert_eq!(r["events"], 95, "{r}");
+    assert_eq!(r["topics_created"], 5, "{r}");
+    // A second run finds them all there.
+    let r = run(words("topics --topic-count 5 --events 10 --batch 10")).await;
+    assert_eq!(r["topics_created"], 0, "{r}");
+    let r = run(words(
+        "subscribers --subscriptions 20 --subscribers 2 --events 100 --rate 2000",
+    ))
+    .await;
+    assert_eq!(r["events"], 200, "{r}");
+    assert_eq!(r["idle_subscriptions"], 20, "{r}");
+    assert!(r["latency_us"]["p99"].as_u64().is_some(), "{r}");
+    run(words(
+        "publish --topic /event/Log__e --keep-topic --events 400 --batch 50",
+    ))
+    .await;
+    for (from, after) in [
+        ("start", Value::Null),
+        ("middle", 200.into()),
+        ("end", 300.into()),
+    ] {
+        let r = run(words(&format!(
+            "replay-at --topic /event/Log__e --from {from} --events 100"
+        )))
+        .await;
+        assert_eq!(r["events"], 100, "{from}: {r}");
+        assert_eq!(r["start_after_offset"], after, "{from}: {r}");
+        assert!(r["first_event_us"].as_u64().is_some(), "{from}: {r}");
+    }
+    let r = run(words("probe --events 20 --rate 1000")).await;
+    assert_eq!(r["events"], 20, "{r}");
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos()
+        .to_string();
+    let r = run(words(&format!(
+        "ready --topic /event/Log__e --started-at-ns {now_ns}"
+    )))
+    .await;
+    assert!(r["seconds_to_ready"].as_f64().is_some(), "{r}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn managed_commands_create_list_describe_stop_start_and_delete() {
     let server = start().await;
     let out = ok(&eventbus(

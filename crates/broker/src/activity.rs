@@ -7,7 +7,7 @@
 //! topic, by any process sharing the log: the rate needs no counter on the
 //! publish path. Must not: know the wire.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -77,11 +77,13 @@ pub struct TopicActivity {
 
 impl Broker {
     /// Samples every topic's newest offset once, at `now`; forgets topics
-    /// that are gone.
+    /// that are gone. Linear in the topics: it runs every
+    /// [`SAMPLE_INTERVAL`] on a runtime thread, holding the rates' lock.
     pub fn sample_activity(&self, now: Instant) {
         let topics = self.topics();
+        let live: HashSet<TopicId> = topics.iter().map(|t| t.id).collect();
         let mut windows = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        windows.retain(|id, _| topics.iter().any(|t| t.id == *id));
+        windows.retain(|id, _| live.contains(id));
         for t in &topics {
             if let Ok(b) = self.log().bounds(t.id) {
                 windows.entry(t.id).or_default().record(now, b.latest.0);
@@ -193,6 +195,28 @@ mod tests {
             "{}",
             w.rate(now, 1320)
         );
+    }
+
+    #[tokio::test]
+    async fn sampling_keeps_a_window_per_live_topic_and_forgets_deleted_ones() {
+        use crate::testing::{open, publish, topic};
+        let log: crate::log::SharedLog =
+            std::sync::Arc::new(crate::log::memory::MemoryTopicLog::new());
+        let broker = open(log, crate::BrokerConfig::default()).await;
+        for i in 0..300 {
+            topic(&broker, &format!("/event/A{i}__e")).await;
+        }
+        publish(&broker, "/event/A7__e", 3).await;
+        let t0 = Instant::now();
+        broker.sample_activity(t0);
+        assert_eq!(broker.rates.lock().expect("rates").len(), 300);
+        broker.delete_topic("/event/A7__e").await.expect("delete");
+        broker.delete_topic("/event/A299__e").await.expect("delete");
+        broker.sample_activity(t0 + secs(5));
+        let rates = broker.rates.lock().expect("rates");
+        assert_eq!(rates.len(), 298);
+        let live: HashSet<TopicId> = broker.topics().iter().map(|t| t.id).collect();
+        assert!(rates.keys().all(|id| live.contains(id)));
     }
 
     #[test]
