@@ -53,8 +53,8 @@ impl Readers {
     /// Reads after `after` from `stream` (topic `topic`'s), reusing the
     /// reader a previous read left there. `due`: the cached tail says an
     /// event follows `after`. The server answering this reader may not have
-    /// stored it yet (its consumer can sit on a replica that lags the one the
-    /// tail follower heard from); returning nothing then would leave a
+    /// stored it yet (its consumer can sit on a replica that lags the one that
+    /// acknowledged the announced append); returning nothing then would leave a
     /// subscriber waiting on a tail that already moved, so the read waits
     /// for that event (at most half a request timeout).
     #[allow(clippy::too_many_arguments)]
