@@ -252,8 +252,7 @@ impl EventLog for JetStreamTopicLog {
         if after >= handle.tail.latest() || max_events == 0 {
             return Ok(Vec::new());
         }
-        let b = handle.tail.bounds();
-        let due = after.max(b.trimmed) < b.latest;
+        let latest = handle.tail.latest();
         let inner = &self.inner;
         inner
             .readers
@@ -264,7 +263,7 @@ impl EventLog for JetStreamTopicLog {
                 after,
                 max_events,
                 max_bytes,
-                due,
+                latest,
             )
             .await
     }
