@@ -252,7 +252,14 @@ impl EventLog for JetStreamTopicLog {
         if after >= handle.tail.latest() || max_events == 0 {
             return Ok(Vec::new());
         }
-        let latest = handle.tail.latest();
+        // Wait for nothing when retention took everything up to the tail:
+        // the caller moves on to the trim point.
+        let b = handle.tail.bounds();
+        let latest = if after.max(b.trimmed) < b.latest {
+            b.latest
+        } else {
+            after
+        };
         let inner = &self.inner;
         inner
             .readers

@@ -87,7 +87,8 @@ impl Readers {
     }
 
     /// Reads after `after` from `stream` (topic `topic`'s), reusing the
-    /// reader a previous read left there. `latest`: the cached tail. Events
+    /// reader a previous read left there. `latest`: the cached tail (or
+    /// `after` when retention took everything up to it). Events
     /// up to it are stored, so the read waits for them while its budget
     /// has room (they are on their way: the reader's pull requests are
     /// outstanding), and takes later ones only when they are already
