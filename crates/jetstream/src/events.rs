@@ -55,36 +55,41 @@ impl Inner {
         // is awaited; acks are taken in order, so offsets match events.
         let mut pending = VecDeque::with_capacity(messages.len().min(ACK_WINDOW));
         let mut offsets = Vec::with_capacity(messages.len());
-        {
-            // Held while this call's messages go out, not while their acks
-            // come back: the sends of one call stay contiguous on the
-            // connection (so are their sequences), and concurrent calls
-            // overlap their round trips instead of queueing behind them.
-            let _one_call_sends_at_a_time = handle.append.lock().await;
-            if self.closed.load(Ordering::Acquire) {
-                return Err(LogError::Closed);
-            }
-            for m in messages {
-                if pending.len() >= ACK_WINDOW
-                    && let Some(ack) = pending.pop_front()
-                {
-                    offsets.push(acked(topic, ack).await?);
+        let sent = async {
+            {
+                // Held while this call's messages go out, not while their acks
+                // come back: the sends of one call stay contiguous on the
+                // connection (so are their sequences), and concurrent calls
+                // overlap their round trips instead of queueing behind them.
+                let _one_call_sends_at_a_time = handle.append.lock().await;
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(LogError::Closed);
                 }
-                let ack = self
-                    .js
-                    .send_publish(subject.clone(), m)
-                    .await
-                    .map_err(|e| publish_err(topic, e))?;
-                pending.push_back(ack);
+                for m in messages {
+                    if pending.len() >= ACK_WINDOW
+                        && let Some(ack) = pending.pop_front()
+                    {
+                        offsets.push(acked(topic, ack).await?);
+                    }
+                    let ack = self
+                        .js
+                        .send_publish(subject.clone(), m)
+                        .await
+                        .map_err(|e| publish_err(topic, e))?;
+                    pending.push_back(ack);
+                }
             }
+            for ack in pending {
+                offsets.push(acked(topic, ack).await?);
+            }
+            Ok(())
         }
-        for ack in pending {
-            offsets.push(acked(topic, ack).await?);
-        }
+        .await;
+        // Also after a failure: what JetStream acknowledged is stored.
         if let Some(max) = offsets.iter().max() {
-            handle.tail.advance(*max);
+            self.moved(topic, Some(handle), *max).await;
         }
-        Ok(offsets)
+        sent.map(|()| offsets)
     }
 
     /// The first sequence stored at or after `cutoff_ms`, if any.
@@ -247,8 +252,14 @@ impl EventLog for JetStreamTopicLog {
         if after >= handle.tail.latest() || max_events == 0 {
             return Ok(Vec::new());
         }
+        // Wait for nothing when retention took everything up to the tail:
+        // the caller moves on to the trim point.
         let b = handle.tail.bounds();
-        let due = after.max(b.trimmed) < b.latest;
+        let latest = if after.max(b.trimmed) < b.latest {
+            b.latest
+        } else {
+            after
+        };
         let inner = &self.inner;
         inner
             .readers
@@ -259,7 +270,7 @@ impl EventLog for JetStreamTopicLog {
                 after,
                 max_events,
                 max_bytes,
-                due,
+                latest,
             )
             .await
     }

@@ -1,35 +1,45 @@
 //! Tail followers: what other processes append, seen by this one.
 //!
-//! Owns: one ordered, headers-only consumer per registered topic that moves
-//! the topic's tail, the periodic refresh of its trim point and size, and
-//! closing a topic whose stream was deleted (by the follower or the
-//! stream-deleted advisories). Must not: read event bodies.
+//! Owns: the tail announcements (a process that appended publishes the
+//! acknowledged offset on the core NATS subject `<prefix>.tail.<topic>`;
+//! every process subscribes to them and moves its tails), the periodic
+//! refresh of each registered topic's trim point, size and tail (which
+//! also catches up on announcements that were lost: core NATS delivers at
+//! most once), and closing a topic whose stream was deleted (by the refresh
+//! or the stream-deleted advisories). Must not: read events.
+//!
+//! An announcement per append call rather than a consumer per topic that
+//! delivers every appended message: the consumer cost nats-server and this
+//! process a delivery per event (about half of nats-server's work per
+//! published event in `eventbus bench publish`, and more for one-event
+//! calls), though only the last offset matters.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use eventbus_core::log::LogError;
 use eventbus_core::types::{Offset, TopicId};
 
-use crate::error::{STREAM_NOT_FOUND, stream_gone, timed};
-use crate::state::{Inner, MAX_BACKOFF, TopicHandle, bounds_of, lock};
+use crate::error::{stream_gone, timed};
+use crate::state::{Inner, TopicHandle, bounds_of, lock};
 
 /// How often a tail follower re-reads its stream's state (first sequence
-/// after retention, size). One stream-info request per topic and process each time: cheap for
-/// hundreds of topics; the trim point it refreshes may lag by this much.
+/// after retention, size, last sequence). One stream-info request per topic
+/// and process each time: cheap for hundreds of topics; the trim point it
+/// refreshes may lag by this much, and so may the tail when an
+/// announcement of another process's append was lost.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Subscribes to JetStream's stream-deleted advisories and forgets this
 /// process's topics as their streams go.
 pub(crate) async fn watch_deletions(inner: &Arc<Inner>) -> Result<(), LogError> {
     // Stream deletions by any process, from JetStream's advisories: the
-    // prompt way to close this process's watches of a deleted topic (a
-    // follower's consumer may notice only at its next refresh).
+    // prompt way to close this process's watches of a deleted topic (its
+    // follower notices only at its next refresh).
     let deleted = inner
         .client
         // Wildcards match whole tokens only: all streams, filtered below.
@@ -69,9 +79,56 @@ async fn forget_deleted(
     }
 }
 
-/// Follows one topic's stream: moves the tail for messages appended by any
-/// process, refreshes the trim point and size, and closes the topic when
-/// the stream is deleted.
+/// Moves tails for the announcements of other processes (`<prefix>.tail.<topic>`,
+/// body: the acknowledged offset in decimal), for every topic registered
+/// here; announcements of other topics are ignored.
+pub(crate) async fn watch_announcements(inner: &Arc<Inner>) -> Result<(), LogError> {
+    let announced = inner
+        .client
+        .subscribe(format!("{}.tail.*", inner.prefix))
+        .await
+        .map_err(|e| LogError::storage_in("subscribe to tail announcements", e))?;
+    inner.tasks.spawn(follow_announcements(
+        Arc::downgrade(inner),
+        announced,
+        inner.shutdown.clone(),
+    ));
+    Ok(())
+}
+
+/// The announcement subject's last token and body, as a topic and offset.
+pub(crate) fn parse_announcement(subject: &str, body: &[u8]) -> Option<(TopicId, Offset)> {
+    let topic = subject.rsplit('.').next()?.parse::<u32>().ok()?;
+    let offset = std::str::from_utf8(body).ok()?.parse::<u64>().ok()?;
+    Some((TopicId(topic), Offset(offset)))
+}
+
+async fn follow_announcements(
+    inner: Weak<Inner>,
+    mut announced: async_nats::Subscriber,
+    stop: CancellationToken,
+) {
+    loop {
+        let m = tokio::select! {
+            _ = stop.cancelled() => return,
+            m = announced.next() => m,
+        };
+        // The subscription ends only when the client does.
+        let Some(m) = m else { return };
+        let Some(inner) = inner.upgrade() else { return };
+        if let Some((topic, offset)) = parse_announcement(m.subject.as_str(), &m.payload)
+            && let Ok(h) = inner.handle(topic)
+        {
+            h.tail.advance(offset);
+        }
+    }
+}
+
+/// Refreshes one topic's state every [`REFRESH_INTERVAL`] (the first time
+/// at once): the trim point, the size, and the tail for appends whose
+/// announcement this process missed (also those acknowledged between the
+/// topic's stream info and its registration here). Ends when the topic is
+/// forgotten or its stream is gone (the topic is then closed).
 pub(crate) async fn follow(
     inner: Weak<Inner>,
     js: jetstream::Context,
@@ -80,66 +137,17 @@ pub(crate) async fn follow(
     stream_name: String,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let Some(start) = handle.upgrade().map(|h| h.tail.latest().0 + 1) else {
-            return;
-        };
-        let created = js
-            .create_consumer_on_stream(
-                pull::OrderedConfig {
-                    deliver_policy: DeliverPolicy::ByStartSequence {
-                        start_sequence: start,
-                    },
-                    headers_only: true,
-                    ..Default::default()
-                },
-                &stream_name,
-            )
-            .await;
-        let messages = match created {
-            Ok(c) => c.messages().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match messages {
-            Ok(mut messages) => loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    m = messages.next() => match m {
-                        Some(Ok(m)) => {
-                            backoff = Duration::from_millis(100);
-                            let (Some(h), Ok(info)) = (handle.upgrade(), m.info()) else {
-                                continue;
-                            };
-                            h.tail.advance(Offset(info.stream_sequence));
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(stream = %stream_name, error = %e, "tail follower restarts");
-                            break;
-                        }
-                        None => break,
-                    },
-                    _ = refresh.tick() => {
-                        if !refresh_state(&inner, &js, topic, &handle, &stream_name).await {
-                            return;
-                        }
-                    }
-                }
-            },
-            Err(e) if e.contains(STREAM_NOT_FOUND) => {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = refresh.tick() => {
                 if !refresh_state(&inner, &js, topic, &handle, &stream_name).await {
                     return;
                 }
             }
-            Err(e) => tracing::warn!(stream = %stream_name, error = %e, "tail follower failed"),
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -177,6 +185,32 @@ pub(crate) async fn refresh_state(
         Err(e) => {
             tracing::debug!(stream = %stream_name, error = %e, "stream refresh failed");
             true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announcement_names_its_topic_and_offset() {
+        assert_eq!(
+            parse_announcement("eb.tail.17", b"42"),
+            Some((TopicId(17), Offset(42)))
+        );
+        for (subject, body) in [
+            ("eb.tail.x", &b"42"[..]),
+            ("eb.tail.17", b"-1"),
+            ("eb.tail.17", b"4 2"),
+            ("eb.tail.17", b"\xff"),
+            ("eb.tail.99999999999", b"1"),
+        ] {
+            assert_eq!(
+                parse_announcement(subject, body),
+                None,
+                "{subject} {body:?}"
+            );
         }
     }
 }

@@ -63,10 +63,13 @@
 //!   always` on servers that have it) for [`Durability::Sync`](eventbus_core::log::Durability::Sync)
 //!   guarantees; the broker's durability setting does not apply here.
 //! - `bounds` and `watch_tail` come from a cache: this process's appends
-//!   move it at once; other processes' appends move it when the topic's tail
-//!   follower (an ordered, headers-only consumer) sees them, normally within
-//!   a round trip; the trim point follows retention every
-//!   [`REFRESH_INTERVAL`]. `read` returns nothing past the cached latest
+//!   move it at once; other processes' appends move it when their tail
+//!   announcement arrives (a core NATS message `<prefix>.tail.<topic>` per
+//!   append call, normally within a round trip), or, should one be lost
+//!   (core NATS delivers at most once: a process that dies between the
+//!   ack and the announcement, a reconnect), at the topic's next refresh,
+//!   every [`REFRESH_INTERVAL`]; the trim point follows retention at the
+//!   same refresh. `read` returns nothing past the cached latest
 //!   offset, so a subscriber that waits on the tail watch never misses an
 //!   event, it may only see it a moment later.
 //! - Retention runs in JetStream (`max_age`); `trim_older_than` also purges
@@ -74,8 +77,8 @@
 //!   purged itself only.
 //! - A topic deleted by another process closes this process's watches when
 //!   JetStream's stream-deleted advisory arrives (milliseconds), or at the
-//!   latest when the follower finds its stream gone (its consumer fails, or
-//!   the next refresh: [`REFRESH_INTERVAL`]); advisories are best effort,
+//!   latest when the topic's refresh finds its stream gone (every
+//!   [`REFRESH_INTERVAL`]); advisories are best effort,
 //!   one was seen to go missing. [`JetStreamTopicLog::forget_topic`], called
 //!   on [`CatalogChange::TopicDeleted`], makes it deterministic.
 //!   `register_topic` of a deleted id would create an empty stream again
@@ -106,8 +109,9 @@
 //! - The lease expiry compares wall clocks of the processes involved: keep
 //!   their clocks in sync (NTP) well within the lease TTL.
 //!
-//! Cost on the servers: per process, one ordered consumer per registered
-//! topic (the follower), one pull consumer per subscriber position being read
+//! Cost on the servers: per process, one subscription to the tail
+//! announcements and one announcement per append call, one pull consumer
+//! per subscriber position being read
 //! (reused while the subscriber reads on, dropped by the server after
 //! [`READER_IDLE`] unused), one stream-info request per topic every
 //! [`REFRESH_INTERVAL`], and three key-value watches; one short-lived
@@ -118,8 +122,8 @@
 //! (client errors as log errors), `codec` (an event as NATS headers and
 //! body), `keys` (key-value key escaping), `state` (what one connection's
 //! handles and tasks share), `events` (the [`EventLog`] methods and the
-//! append path), `readers` (the reader cache), `follow` (tail followers and
-//! the stream-deleted advisories), `catalog` (the [`CatalogStore`] methods
+//! append path), `readers` (the reader cache), `follow` (tail
+//! announcements, the periodic refresh and the stream-deleted advisories), `catalog` (the [`CatalogStore`] methods
 //! and the topic id counter), `outbox` (`append_many` across streams and
 //! completing interrupted calls), `watch` (the catalog change feed) and `lease`
 //! (the [`LeaseStore`] methods on the leases bucket) and `records` (the
@@ -190,6 +194,7 @@ impl JetStreamTopicLog {
         // `load_catalog`.
         watch::start(&inner).await?;
         follow::watch_deletions(&inner).await?;
+        follow::watch_announcements(&inner).await?;
         // Boxed like `Inner::open`: the stream request future is large.
         Box::pin(outbox::start(&inner)).await?;
         Ok(Self { inner })

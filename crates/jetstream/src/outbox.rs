@@ -325,7 +325,7 @@ impl Inner {
                 offsets.push(acked(*topic, ack).await?);
             }
             if let Some(max) = offsets.iter().max() {
-                handle.tail.advance(*max);
+                self.moved(*topic, Some(handle), *max).await;
             }
             out.push(offsets);
         }
@@ -435,8 +435,8 @@ impl Inner {
                 Err(e) => return Err(e),
             }
         }
-        if let (Some(h), Some(max)) = (handle, max) {
-            h.tail.advance(max);
+        if let Some(max) = max {
+            self.moved(part.topic, handle.as_deref(), max).await;
         }
         Ok(())
     }

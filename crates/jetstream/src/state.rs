@@ -27,7 +27,7 @@ use crate::readers::Readers;
 pub(crate) const ACKS_IN_FLIGHT: usize = 1 << 20;
 /// Queued catalog changes per receiver before it lags.
 const CATALOG_FEED: usize = 1024;
-/// Longest wait between retries of a follower or watcher.
+/// Longest wait between retries of a watcher.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The shortest `max_age` JetStream accepts.
@@ -100,9 +100,12 @@ impl Inner {
     /// Connects to NATS and creates (or opens) the catalog buckets.
     pub(crate) async fn open(cfg: JetStreamConfig) -> Result<Arc<Self>, LogError> {
         cfg.check()?;
+        // No echo: this process's tail announcements (see `follow`) are for
+        // the other processes; its own appends moved its tails already.
         let mut opts = async_nats::ConnectOptions::new()
             .name(format!("eventbus-{}", cfg.prefix))
-            .connection_timeout(REQUEST_TIMEOUT);
+            .connection_timeout(REQUEST_TIMEOUT)
+            .no_echo();
         if let Some(path) = &cfg.credentials_file {
             opts = opts.credentials_file(path).await.map_err(|e| {
                 LogError::storage_in(format!("NATS credentials {}", path.display()), e)
@@ -193,6 +196,32 @@ impl Inner {
 
     pub(crate) fn subject(&self, topic: TopicId) -> String {
         format!("{}.t.{}", self.prefix, topic.0)
+    }
+
+    /// The core NATS subject on which processes announce a topic's new
+    /// tail (see `follow`).
+    pub(crate) fn tail_subject(&self, topic: TopicId) -> String {
+        format!("{}.tail.{}", self.prefix, topic.0)
+    }
+
+    /// Moves this process's tail of `topic` (when registered here) to
+    /// `latest`, an offset JetStream acknowledged, and tells the other
+    /// processes (best effort: one that misses it catches up at its next
+    /// refresh, see `follow`).
+    pub(crate) async fn moved(&self, topic: TopicId, handle: Option<&TopicHandle>, latest: Offset) {
+        if let Some(h) = handle {
+            h.tail.advance(latest);
+        }
+        let said = self
+            .client
+            .publish(
+                self.tail_subject(topic),
+                bytes::Bytes::from(latest.0.to_string()),
+            )
+            .await;
+        if let Err(error) = said {
+            tracing::debug!(%error, topic = topic.0, "tail announcement not sent");
+        }
     }
 
     pub(crate) fn handle(&self, topic: TopicId) -> Result<Arc<TopicHandle>, LogError> {
