@@ -146,7 +146,8 @@ impl Broker {
         for (i, ev) in events.into_iter().enumerate() {
             match self.check(topic, &ev) {
                 Ok(()) => {
-                    let id = if ev.id.is_empty() {
+                    let generated_id = ev.id.is_empty();
+                    let id = if generated_id {
                         EventId::generate()
                     } else {
                         EventId::new(ev.id)
@@ -161,6 +162,7 @@ impl Broker {
                         schema_id: SchemaId::new(ev.schema_id),
                         payload: ev.payload,
                         headers: ev.headers,
+                        generated_id,
                     });
                 }
                 Err(msg) => outcomes.push(PublishOutcome {

@@ -49,7 +49,11 @@ pub(crate) fn encode_headers(event: &NewEvent, repeat: usize) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(H_SCHEMA, header_text(event.schema_id.as_str()).as_ref());
     let id = event.id.as_str();
-    if !id.is_empty() {
+    if event.generated_id {
+        // Nobody can retry a publish with an id the server made up: no
+        // deduplication entry, the id travels in `Eb-Id`.
+        h.insert(H_ID, header_text(id).as_ref());
+    } else if !id.is_empty() {
         let text = header_text(id);
         if repeat == 0 {
             h.insert(H_MSG_ID, text.as_ref());
@@ -132,6 +136,7 @@ pub(crate) fn decode_event(
             schema_id,
             payload,
             headers: out,
+            generated_id: false,
         },
     })
 }
@@ -164,7 +169,19 @@ mod tests {
                 key: "k: odd\n".into(),
                 value: Bytes::from_static(b"\x00\r\n"),
             }],
+            generated_id: false,
         };
+        let generated = NewEvent {
+            generated_id: true,
+            ..event.clone()
+        };
+        let headers = encode_headers(&generated, 0);
+        assert!(
+            headers.get(H_MSG_ID).is_none(),
+            "no deduplication by a generated id"
+        );
+        let back = decode_event(1, 2, Some(&headers), event.payload.clone()).expect("decodes");
+        assert_eq!(back.event, event, "read back with its id, as not generated");
         let as_outbox = encode_headers_as(&event, "ob1-0-0");
         let back = decode_event(1, 2, Some(&as_outbox), event.payload.clone()).expect("decodes");
         assert_eq!(back.event, event);

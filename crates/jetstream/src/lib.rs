@@ -33,7 +33,9 @@
 //! An event is one message: the payload is the body; headers carry the
 //! schema id (`Eb-Schema`), the event id (`Nats-Msg-Id`, so JetStream drops a
 //! retried publish within the duplicate window and acknowledges it with the
-//! original sequence), and every event header as one `Eb-H` value
+//! original sequence; an id the server generated travels in `Eb-Id` instead,
+//! as nobody can retry with it and deduplicating costs nats-server a table
+//! entry per event), and every event header as one `Eb-H` value
 //! `base64url(key):base64url(value)`. Texts that are not plain visible ASCII
 //! (or start with `~`) are stored as `~` + base64url so no client-chosen byte
 //! can break the NATS header framing. `time_ms` is the server's timestamp.

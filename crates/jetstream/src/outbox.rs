@@ -179,6 +179,7 @@ pub(crate) fn decode_entry(body: &[u8]) -> Result<Vec<Part>, LogError> {
                 schema_id,
                 payload,
                 headers,
+                generated_id: false,
             });
         }
         parts.push(Part {
@@ -585,6 +586,7 @@ mod tests {
                     value: Bytes::copy_from_slice(v),
                 })
                 .collect(),
+            generated_id: false,
         }
     }
 

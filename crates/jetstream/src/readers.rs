@@ -68,6 +68,7 @@ impl Budget {
     }
 
     /// Takes `e` into `out`, or gives it back when it would pass the budget.
+    #[allow(clippy::result_large_err)] // gives back the event it was passed; boxing would allocate per event
     fn take(&mut self, e: StoredEvent, out: &mut Vec<StoredEvent>) -> Result<(), StoredEvent> {
         let size = e.event.approx_size();
         if out.len() >= self.max_events || (!out.is_empty() && self.bytes + size > self.max_bytes) {

@@ -39,6 +39,7 @@ fn ev(id: &str, n: u8) -> NewEvent {
         schema_id: SchemaId::new("AAAAAAAAAAAAAAAAAAAAAA"),
         payload: Bytes::from(vec![n; 4]),
         headers: Vec::new(),
+        generated_id: false,
     }
 }
 
@@ -108,6 +109,7 @@ async fn every_event_field_round_trips_even_odd_bytes() {
                 value: Bytes::new(),
             },
         ],
+        generated_id: false,
     };
     let empty_id = NewEvent {
         id: EventId::new(""),
@@ -492,6 +494,7 @@ async fn throughput() {
                 schema_id: SchemaId::new("AAAAAAAAAAAAAAAAAAAAAA"),
                 payload: Bytes::from(vec![7u8; size]),
                 headers: Vec::new(),
+                generated_id: false,
             })
             .collect();
         log.append(TopicId(1), batch).await.expect("append");

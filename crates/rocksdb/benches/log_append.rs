@@ -19,6 +19,7 @@ fn events(n: usize) -> Vec<NewEvent> {
             schema_id: SchemaId::new("TbotHLHLoAk8KszCap06wg"),
             payload: Bytes::from(vec![7u8; 1024]),
             headers: vec![],
+            generated_id: false,
         })
         .collect()
 }

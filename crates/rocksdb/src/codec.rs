@@ -74,6 +74,7 @@ pub fn decode(value: &Bytes) -> Result<(u64, NewEvent), LogError> {
             schema_id: SchemaId::new(schema_id),
             payload,
             headers,
+            generated_id: false,
         },
     ))
 }
@@ -137,6 +138,7 @@ mod tests {
                 schema_id: SchemaId::new(schema),
                 payload: Bytes::from(payload),
                 headers: vec![EventHeader { key: hk, value: Bytes::from(hv) }],
+                generated_id: false,
             };
             let mut buf = Vec::new();
             encode(time, &ev, &mut buf);

@@ -92,6 +92,11 @@ pub struct NewEvent {
     pub payload: Bytes,
     /// Reserved headers, stored as given.
     pub headers: Vec<EventHeader>,
+    /// The server made `id` up (the publisher sent none). Nobody can
+    /// retry a publish with it, so a backend need not deduplicate by it
+    /// (JetStream's `Nats-Msg-Id` table costs its server a lookup and an
+    /// entry per event). Not stored: read back, it is `false`.
+    pub generated_id: bool,
 }
 
 impl NewEvent {

@@ -104,6 +104,7 @@ fn event_strategy() -> impl Strategy<Value = NewEvent> {
                     value: Bytes::from(value),
                 })
                 .collect(),
+            generated_id: false,
         })
 }
 

@@ -37,6 +37,7 @@ pub fn event(n: u64) -> NewEvent {
         schema_id: SchemaId::new("AAAAAAAAAAAAAAAAAAAAAA"),
         payload: Bytes::from(n.to_be_bytes().to_vec()),
         headers: Vec::new(),
+        generated_id: false,
     }
 }
 
