@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -197,18 +198,8 @@ async fn unary(args: &BenchArgs, ch: &Channel, schema: &str) -> Result<Report> {
             let mut done = 0u64;
             while done < per_caller {
                 let n = (per_caller - done).min(batch as u64) as usize;
-                let t = Instant::now();
-                let resp = client
-                    .publish(pb::PublishRequest {
-                        topic_name: topic.clone(),
-                        events: events(&schema, n, size),
-                        auth_refresh: String::new(),
-                    })
-                    .await
-                    .map_err(|e| anyhow!("Publish: {}", e.message()))?
-                    .into_inner();
-                record(&mut hist, t.elapsed());
-                done += check(&resp)?;
+                done +=
+                    publish_timed(&mut client, &topic, events(&schema, n, size), &mut hist).await?;
             }
             Ok::<_, anyhow::Error>((done, hist))
         }));
@@ -224,6 +215,28 @@ async fn unary(args: &BenchArgs, ch: &Channel, schema: &str) -> Result<Report> {
         ],
         ..Report::default()
     })
+}
+
+/// One unary Publish of `events` to `topic`, its round trip recorded in
+/// `hist`; returns how many events were acknowledged.
+pub(super) async fn publish_timed(
+    client: &mut PubSubClient<Channel>,
+    topic: &str,
+    events: Vec<pb::ProducerEvent>,
+    hist: &mut Histogram<u64>,
+) -> Result<u64> {
+    let t = Instant::now();
+    let resp = client
+        .publish(pb::PublishRequest {
+            topic_name: topic.to_owned(),
+            events,
+            auth_refresh: String::new(),
+        })
+        .await
+        .map_err(|e| anyhow!("Publish: {}", e.message()))?
+        .into_inner();
+    record(hist, t.elapsed());
+    check(&resp)
 }
 
 /// Opens a Subscribe from `preset`, keeping credit topped up to 100.

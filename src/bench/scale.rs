@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::eventbus::{check, client, connect, e2e, events, fresh_topic, open_idle};
+use super::eventbus::{check, client, connect, e2e, events, fresh_topic, open_idle, publish_timed};
 use super::{BenchArgs, Report, Workload, histogram, join_histograms, payload, record};
 use crate::api::admin::pb as admin;
 use crate::api::admin::pb::admin_client::AdminClient;
@@ -151,18 +151,8 @@ async fn topics(args: &BenchArgs) -> Result<Report> {
                 let first = call * batch as u64;
                 let k = (total - first).min(batch as u64) as usize;
                 let topic = call % n;
-                let t = Instant::now();
-                let resp = client
-                    .publish(pb::PublishRequest {
-                        topic_name: scale_topic(topic),
-                        events: events(&schemas[topic as usize], k, size),
-                        auth_refresh: String::new(),
-                    })
-                    .await
-                    .map_err(|e| anyhow!("Publish: {}", e.message()))?
-                    .into_inner();
-                record(&mut hist, t.elapsed());
-                done += check(&resp)?;
+                let batch = events(&schemas[topic as usize], k, size);
+                done += publish_timed(&mut client, &scale_topic(topic), batch, &mut hist).await?;
             }
             Ok::<_, anyhow::Error>((done, hist))
         }));
