@@ -233,10 +233,16 @@ print(json.dumps({"meta": {
     "log_sizes_missing": missing,
     "total_seconds": float(total),
     "restarts": int(restarts),
+    # The run itself keeps about 2 of the 2 cores busy: a 1-minute load
+    # average above 1 at its start means other work shared the machine.
     "busy_note": (f"**The machine was busy**: 2 cores shared with other builds and benchmarks "
                   f"(load average {load0} at the start, {load1} at the end; the run took "
                   f"{float(total) / 60:.0f} minutes), so read the figures for how they grow, not as "
-                  f"absolute numbers."),
+                  f"absolute numbers." if float(load0.split()[0]) > 1.0 else
+                  f"Nothing else ran on the machine (load average {load0} at the start; "
+                  f"{load1} at the end is the run's own); the run took "
+                  f"{float(total) / 60:.0f} minutes. Each cell is one run: read small differences "
+                  f"as noise."),
 }}))
 PY
 
