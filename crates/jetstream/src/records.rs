@@ -22,7 +22,8 @@
 use std::collections::BTreeMap;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -98,12 +99,34 @@ fn write_err(key: &str, e: impl std::error::Error + Send + Sync + 'static) -> Lo
     }
 }
 
-/// The live entry under `k` (deleted or purged keys are absent).
-async fn live_entry(store: &kv::Store, k: &str) -> Result<Option<kv::Entry>, LogError> {
-    let entry = timed("record get", store.entry(k))
+/// The live value and revision under `k` (deleted or purged keys are
+/// absent), read from the bucket stream's leader. The buckets allow direct
+/// gets, which any replica may answer: a follower that has not applied a
+/// write yet answers with what was there before, so a record written and
+/// then read (enable Change Data Capture, then change a record) could read
+/// as missing on a cluster. The leader has every acknowledged write.
+async fn live_entry(store: &kv::Store, k: &str) -> Result<Option<StoredRecord>, LogError> {
+    let subject = format!("{}{k}", store.prefix);
+    let read = async {
+        match store.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => Ok(Some(message)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let message = timed("record get", read)
         .await
         .map_err(|e| LogError::storage_in(format!("{}: {k}", store.name), e))?;
-    Ok(entry.filter(|e| e.operation == Operation::Put))
+    Ok(message.and_then(|message| {
+        let deleted = message
+            .headers
+            .get("KV-Operation")
+            .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
+        (!deleted).then_some(StoredRecord {
+            value: message.payload,
+            revision: message.sequence,
+        })
+    }))
 }
 
 #[async_trait::async_trait]
@@ -114,11 +137,7 @@ impl RecordStore for JetStreamTopicLog {
         key: &str,
     ) -> Result<Option<StoredRecord>, LogError> {
         check_record(tenant, key)?;
-        let entry = live_entry(&self.inner.records_kv, &kv_key(tenant, key)).await?;
-        Ok(entry.map(|e| StoredRecord {
-            value: e.value,
-            revision: e.revision,
-        }))
+        live_entry(&self.inner.records_kv, &kv_key(tenant, key)).await
     }
 
     async fn put_record(
