@@ -812,10 +812,14 @@ mod tests {
     use eventbus_core::log::contract;
 
     fn open(dir: &std::path::Path) -> RocksTopicLog {
+        open_with(dir, Durability::Sync)
+    }
+
+    fn open_with(dir: &std::path::Path, durability: Durability) -> RocksTopicLog {
         let store = Store::open(dir).expect("temp dir opens");
         RocksTopicLog::open(
             &store,
-            Durability::Sync,
+            durability,
             Duration::from_millis(50),
             Arc::new(Metrics::new()),
         )
@@ -949,14 +953,7 @@ mod tests {
         use super::*;
 
         fn open_buffered(dir: &std::path::Path) -> RocksTopicLog {
-            let store = Store::open(dir).expect("temp dir opens");
-            RocksTopicLog::open(
-                &store,
-                Durability::Buffered,
-                Duration::from_millis(50),
-                Arc::new(Metrics::new()),
-            )
-            .expect("writer starts")
+            open_with(dir, Durability::Buffered)
         }
 
         eventbus_core::event_log_contract_tests!({
@@ -1031,14 +1028,7 @@ mod tests {
     async fn buffered_durability_appends_and_reopens() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let store = Store::open(dir.path()).expect("open");
-            let log = RocksTopicLog::open(
-                &store,
-                Durability::Buffered,
-                Duration::from_millis(10),
-                Arc::new(Metrics::new()),
-            )
-            .expect("open");
+            let log = open_with(dir.path(), Durability::Buffered);
             contract::fill(&log, TopicId(3), 10).await;
             log.close().await.expect("close");
         }
